@@ -1,0 +1,423 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Op is the kind of a local mutation.
+type Op uint8
+
+// Mutation kinds.
+const (
+	// OpPut writes the given fields, creating the row (or re-inserting a
+	// deleted one) if needed. To replace a whole row, pass every field of
+	// the table, with an empty value for unset ones.
+	OpPut Op = iota + 1
+	// OpPatch writes the given fields of a live row; ErrNotFound otherwise.
+	OpPatch
+	// OpDelete deletes a live row; ErrNotFound otherwise.
+	OpDelete
+)
+
+// FieldValue is a field number and its wire bytes (empty for unset).
+type FieldValue struct {
+	Num   uint32
+	Value []byte
+}
+
+// Mutation is one local write.
+type Mutation struct {
+	Op     Op
+	Table  string
+	Key    string
+	Fields []FieldValue // sorted by Num, unique; ignored for OpDelete
+}
+
+// Rejected is a remote change the store refused, and why.
+type Rejected struct {
+	Change Change
+	Err    error
+}
+
+// request is one caller's unit of work in the commit loop: either local
+// mutations (all or nothing) or remote changes (each on its own).
+type request struct {
+	muts    []Mutation
+	changes []Change
+
+	stamps   []Stamp    // per mutation, on success
+	applied  []Change   // remote changes that were new
+	rejected []Rejected // remote changes refused
+	local    []Change   // deltas of the local mutations
+	err      error
+	done     chan struct{}
+}
+
+func (r *request) size() int { return len(r.muts) + len(r.changes) }
+
+// Apply commits local mutations in one transaction, all or none, and
+// returns the stamp of each. It returns once the transaction is durable.
+// A Patch or Delete of a missing row fails the whole call with a
+// *NotFoundError.
+func (s *Store) Apply(ctx context.Context, muts ...Mutation) ([]Stamp, error) {
+	for i, m := range muts {
+		if err := checkMutation(m); err != nil {
+			return nil, fmt.Errorf("%w: mutation %d (%s/%s): %v", ErrInvalid, i, m.Table, m.Key, err)
+		}
+	}
+	r := &request{muts: muts}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.stamps, nil
+}
+
+func checkMutation(m Mutation) error {
+	if m.Table == "" || m.Key == "" {
+		return fmt.Errorf("empty table or key")
+	}
+	if m.Op < OpPut || m.Op > OpDelete {
+		return fmt.Errorf("unknown op %d", m.Op)
+	}
+	for i, f := range m.Fields {
+		if f.Num == 0 || (i > 0 && f.Num <= m.Fields[i-1].Num) {
+			return fmt.Errorf("field numbers must be positive, ascending and unique")
+		}
+	}
+	return nil
+}
+
+// Merge merges changes received from peers. Each change is checked on its
+// own: a change stamped too far in the future (clock drift) or malformed
+// is rejected without affecting the others. It returns the changes that
+// brought new state (to pass on to other peers) and the rejected ones, once
+// the transaction is durable.
+func (s *Store) Merge(ctx context.Context, changes []Change) (applied []Change, rejected []Rejected, err error) {
+	r := &request{changes: changes}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, nil, err
+	}
+	return r.applied, r.rejected, nil
+}
+
+// run is the commit loop: it takes one request, then every request already
+// waiting (up to MaxBatch rows), and commits them in one transaction.
+func (s *Store) run() {
+	defer close(s.loopDone)
+	for {
+		var first *request
+		select {
+		case first = <-s.reqs:
+		case <-s.closing:
+			return
+		}
+		batch := []*request{first}
+		n := first.size()
+	drain:
+		for n < s.opts.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += r.size()
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// txState collects what a transaction changes in memory, applied to the
+// Store only once the transaction commits.
+type txState struct {
+	leaves map[int]Hash // leaf → XOR delta
+	counts map[string]int64
+	seq    uint64
+	first  uint64
+	buf    []byte
+}
+
+// commit runs one transaction for a batch of requests and completes them.
+func (s *Store) commit(batch []*request) {
+	s.mu.RLock()
+	st := txState{leaves: map[int]Hash{}, counts: map[string]int64{}, seq: s.seq, first: s.firstSeq}
+	s.mu.RUnlock()
+
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, r := range batch {
+			var err error
+			if r.muts != nil {
+				err = s.applyLocal(tx, &st, r)
+			} else {
+				err = s.applyRemote(tx, &st, r)
+			}
+			if err != nil {
+				if _, ok := err.(*NotFoundError); ok {
+					r.err = err // this request only
+					continue
+				}
+				return err
+			}
+		}
+		return s.finish(tx, &st)
+	})
+
+	var local, remote []Change
+	if err == nil {
+		s.mu.Lock()
+		for leaf, d := range st.leaves {
+			s.digest.Update(leaf, Hash{}, d)
+		}
+		for t, d := range st.counts {
+			s.counts[t] += d
+		}
+		s.seq, s.firstSeq = st.seq, st.first
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	}
+	for _, r := range batch {
+		if err != nil && r.err == nil {
+			r.err = fmt.Errorf("store: commit: %w", err)
+		}
+		if r.err == nil {
+			local = append(local, r.local...)
+			remote = append(remote, r.applied...)
+		}
+	}
+	if s.opts.OnCommit != nil && (len(local) > 0 || len(remote) > 0) {
+		s.opts.OnCommit(local, remote)
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// rowKey names a row within a transaction.
+type rowKey struct{ table, key string }
+
+// applyLocal plans every mutation of r against the current rows, and writes
+// them only if all preconditions hold.
+func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
+	overlay := make(map[rowKey]Row, len(r.muts))
+	order := make([]rowKey, 0, len(r.muts))
+	stamps := make([]Stamp, len(r.muts))
+	deltas := make([]Change, 0, len(r.muts))
+	for i, m := range r.muts {
+		k := rowKey{m.Table, m.Key}
+		cur, seen := overlay[k]
+		if !seen {
+			var err error
+			if cur, err = readRow(tx, m.Table, m.Key); err != nil {
+				return err
+			}
+			order = append(order, k)
+		}
+		now := Stamp{HLC: s.clock.Now(), Node: s.node}
+		stamps[i] = now
+		var delta Row
+		switch m.Op {
+		case OpPut, OpPatch:
+			if !cur.Alive() {
+				if m.Op == OpPatch {
+					return &NotFoundError{Table: m.Table, Key: m.Key}
+				}
+				delta = Row{CL: cur.CL + 1, Stamp: now}
+			} else {
+				delta = Row{CL: cur.CL, Stamp: cur.Stamp}
+			}
+			delta.Fields = make([]Field, len(m.Fields))
+			for j, f := range m.Fields {
+				delta.Fields[j] = Field{Num: f.Num, Stamp: now, Value: f.Value}
+			}
+		case OpDelete:
+			if !cur.Alive() {
+				return &NotFoundError{Table: m.Table, Key: m.Key}
+			}
+			delta = Row{CL: cur.CL + 1, Stamp: now}
+		}
+		overlay[k] = Merge(cur, delta)
+		deltas = append(deltas, Change{Table: m.Table, Key: m.Key, Row: delta})
+	}
+	for _, k := range order {
+		if err := s.writeRow(tx, st, k.table, k.key, overlay[k]); err != nil {
+			return err
+		}
+	}
+	r.stamps = stamps
+	r.local = deltas
+	return nil
+}
+
+// applyRemote merges each change of r that passes the drift guard.
+func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
+	for _, c := range r.changes {
+		if c.Table == "" || c.Key == "" {
+			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: empty table or key", ErrInvalid)})
+			continue
+		}
+		if err := validRow(c.Row); err != nil {
+			r.rejected = append(r.rejected, Rejected{c, err})
+			continue
+		}
+		if err := s.clock.Check(c.Row.Latest().HLC); err != nil {
+			r.rejected = append(r.rejected, Rejected{c, err})
+			continue
+		}
+		cur, err := readRow(tx, c.Table, c.Key)
+		if err != nil {
+			return err
+		}
+		merged := Merge(cur, c.Row)
+		if merged.Equal(cur) {
+			continue // nothing new
+		}
+		if err := s.clock.Update(c.Row.Latest().HLC); err != nil {
+			r.rejected = append(r.rejected, Rejected{c, err})
+			continue
+		}
+		if err := s.writeRow(tx, st, c.Table, c.Key, merged); err != nil {
+			return err
+		}
+		r.applied = append(r.applied, c)
+	}
+	return nil
+}
+
+// validRow checks the invariants Merge relies on, for rows from outside.
+func validRow(r Row) error {
+	if r.CL == 0 {
+		return fmt.Errorf("%w: causal length 0", ErrInvalid)
+	}
+	if !r.Alive() && len(r.Fields) > 0 {
+		return fmt.Errorf("%w: deleted row with fields", ErrInvalid)
+	}
+	for i, f := range r.Fields {
+		if f.Num == 0 || (i > 0 && f.Num <= r.Fields[i-1].Num) {
+			return fmt.Errorf("%w: field numbers not ascending", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// readRow reads a row inside a write transaction; a missing row is the
+// zero Row. The result does not alias bbolt memory.
+func readRow(tx *bolt.Tx, table, key string) (Row, error) {
+	b := tableBucket(tx, table)
+	if b == nil {
+		return Row{}, nil
+	}
+	v := b.Get([]byte(key))
+	if v == nil {
+		return Row{}, nil
+	}
+	r, err := DecodeRow(bytes.Clone(v))
+	if err != nil {
+		return Row{}, fmt.Errorf("%s/%s: %w", table, key, err)
+	}
+	return r, nil
+}
+
+// writeRow stores a row's new state and records its digest, count and feed
+// effects in st.
+func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, row Row) error {
+	b, err := tx.Bucket(bucketRows).CreateBucketIfNotExists([]byte(table))
+	if err != nil {
+		return err
+	}
+	old := b.Get([]byte(key))
+	oldHash := RowHash(table, key, old)
+	wasAlive := false
+	if old != nil {
+		prev, err := DecodeRow(old)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", table, key, err)
+		}
+		wasAlive = prev.Alive()
+	}
+	enc := AppendRow(nil, row)
+	newHash := RowHash(table, key, enc)
+	if err := b.Put([]byte(key), enc); err != nil {
+		return err
+	}
+	leaf := LeafOf(table, key)
+	d := st.leaves[leaf]
+	d.xor(oldHash)
+	d.xor(newHash)
+	st.leaves[leaf] = d
+	switch {
+	case row.Alive() && !wasAlive:
+		st.counts[table]++
+	case !row.Alive() && wasAlive:
+		st.counts[table]--
+	}
+	st.seq++
+	st.buf = appendEvent(st.buf[:0], table, key, enc)
+	return tx.Bucket(bucketFeed).Put(seqKey(st.seq), bytes.Clone(st.buf))
+}
+
+// finish persists the digest leaves, counters and feed position, and trims
+// the feed to its retention.
+func (s *Store) finish(tx *bolt.Tx, st *txState) error {
+	digest := tx.Bucket(bucketDigest)
+	leaves := make([]int, 0, len(st.leaves))
+	for leaf := range st.leaves {
+		leaves = append(leaves, leaf)
+	}
+	slices.Sort(leaves)
+	s.mu.RLock()
+	for _, leaf := range leaves {
+		h := s.digest.Leaf(leaf)
+		h.xor(st.leaves[leaf])
+		var k [2]byte
+		binary.BigEndian.PutUint16(k[:], uint16(leaf))
+		var err error
+		if h.IsZero() {
+			err = digest.Delete(k[:])
+		} else {
+			err = digest.Put(k[:], bytes.Clone(h[:]))
+		}
+		if err != nil {
+			s.mu.RUnlock()
+			return err
+		}
+	}
+	counts := make(map[string]int64, len(st.counts))
+	for t, d := range st.counts {
+		counts[t] = s.counts[t] + d
+	}
+	s.mu.RUnlock()
+	meta := tx.Bucket(bucketMeta)
+	for t, n := range counts {
+		if err := meta.Put(append(bytes.Clone(metaCount), t...), binary.BigEndian.AppendUint64(nil, uint64(n))); err != nil {
+			return err
+		}
+	}
+	if err := meta.Put(metaSeq, seqKey(st.seq)); err != nil {
+		return err
+	}
+	// Trim the feed to the newest FeedRetention events.
+	keepFrom := uint64(1)
+	if st.seq > uint64(s.opts.FeedRetention) {
+		keepFrom = st.seq - uint64(s.opts.FeedRetention) + 1
+	}
+	if st.first < keepFrom {
+		feed := tx.Bucket(bucketFeed)
+		c := feed.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < keepFrom; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		st.first = keepFrom
+	}
+	return nil
+}
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }

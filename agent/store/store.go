@@ -1,0 +1,363 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/strata-state/strata/agent/hlc"
+)
+
+// Errors returned by the store.
+var (
+	// ErrNotFound is returned for a row that does not exist or was deleted.
+	ErrNotFound = errors.New("store: row not found")
+	// ErrClosed is returned by calls on a closed store.
+	ErrClosed = errors.New("store: closed")
+	// ErrLocked is returned by Open when another process holds the file.
+	ErrLocked = errors.New("store: data file is locked by another process")
+	// ErrFeedTrimmed is returned by FeedSince when the requested position
+	// is older than the oldest retained change.
+	ErrFeedTrimmed = errors.New("store: change feed position no longer retained")
+	// ErrInvalid is returned for a malformed mutation.
+	ErrInvalid = errors.New("store: invalid mutation")
+)
+
+// NotFoundError names the row that was not found. It matches ErrNotFound.
+type NotFoundError struct{ Table, Key string }
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("store: %s/%s: row not found", e.Table, e.Key)
+}
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// bbolt buckets and meta keys.
+var (
+	bucketRows   = []byte("rows")   // nested bucket per table: key → encoded Row
+	bucketFeed   = []byte("feed")   // seq (uint64 BE) → encoded Event
+	bucketDigest = []byte("digest") // leaf (uint16 BE) → Hash
+	bucketMeta   = []byte("meta")
+	metaFormat   = []byte("format")   // storeFormat as uvarint
+	metaSeq      = []byte("seq")      // last committed feed seq, uint64 BE
+	metaCount    = []byte("count\x00") // + table: alive rows, uint64 BE
+)
+
+// storeFormat is the version of the on-disk layout.
+const storeFormat = 1
+
+// Defaults for Options.
+const (
+	DefaultFeedRetention = 100_000
+	DefaultMaxBatch      = 50_000
+)
+
+// Options configure a Store.
+type Options struct {
+	// Node is the name of this node, hashed into the stamps of local writes.
+	Node string
+	// Clock stamps local writes and guards remote ones against drift.
+	// Required.
+	Clock *hlc.Clock
+	// FeedRetention is how many change-feed events are kept for watchers
+	// that resume. Default DefaultFeedRetention.
+	FeedRetention int
+	// MaxBatch bounds the mutations and changes one transaction carries.
+	// Default DefaultMaxBatch.
+	MaxBatch int
+	// NoSync skips fsync on commit. Only for tests that do not exercise
+	// durability: with it, acknowledged writes can be lost on a crash.
+	NoSync bool
+	// OnCommit, when set, is called after each committed transaction with
+	// the changes it made: the deltas of local writes and the remote
+	// changes that were new. It runs on the commit goroutine, so it must
+	// not block and must not call back into the store's write methods.
+	// The changes must not be modified.
+	OnCommit func(local, remote []Change)
+}
+
+// Change is a delta for one row: the part of the row's state a write
+// produced. Merging it into any replica's row brings in that write.
+type Change struct {
+	Table string
+	Key   string
+	Row   Row
+}
+
+// Store is a replicated row store on one bbolt file. It is safe for
+// concurrent use. Writes go through one commit goroutine; reads use bbolt
+// read transactions and never wait for writes.
+type Store struct {
+	db    *bolt.DB
+	path  string
+	node  NodeID
+	clock *hlc.Clock
+	opts  Options
+
+	reqs     chan *request
+	closing  chan struct{}
+	loopDone chan struct{}
+	closeMu  sync.Mutex
+	closed   bool
+
+	mu       sync.RWMutex // guards the fields below
+	digest   Digest
+	seq      uint64 // last committed feed sequence number
+	firstSeq uint64 // oldest retained feed sequence number (seq+1 when empty)
+	counts   map[string]int64
+	changed  chan struct{} // closed and replaced on every commit
+}
+
+// Open opens or creates the store file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Clock == nil {
+		return nil, errors.New("store: Options.Clock is required")
+	}
+	if opts.FeedRetention <= 0 {
+		opts.FeedRetention = DefaultFeedRetention
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        time.Second,
+		NoSync:         opts.NoSync,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (is another strata agent running with this data_dir?)", ErrLocked, path)
+	case err != nil:
+		return nil, fmt.Errorf("store: open %s: %w (if the file is corrupt, restore it from a backup or move it away to start empty)", path, err)
+	}
+	s := &Store{
+		db:       db,
+		path:     path,
+		node:     NodeIDOf(opts.Node),
+		clock:    opts.Clock,
+		opts:     opts,
+		reqs:     make(chan *request),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		counts:   map[string]int64{},
+		changed:  make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	go s.run()
+	return s, nil
+}
+
+// load creates the buckets and reads the digest, counters and feed
+// position. A panic from bbolt on a damaged page becomes an error.
+func (s *Store) load() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: data file damaged: %v", ErrCorrupt, r)
+		}
+	}()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(metaFormat); v == nil {
+			if err := meta.Put(metaFormat, binary.AppendUvarint(nil, storeFormat)); err != nil {
+				return err
+			}
+		} else if f, n := binary.Uvarint(v); n <= 0 || f != storeFormat {
+			return fmt.Errorf("unsupported data format %d (this strata reads format %d)", f, storeFormat)
+		}
+		if v := meta.Get(metaSeq); len(v) == 8 {
+			s.seq = binary.BigEndian.Uint64(v)
+		}
+		s.firstSeq = s.seq + 1
+		if k, _ := tx.Bucket(bucketFeed).Cursor().First(); len(k) == 8 {
+			s.firstSeq = binary.BigEndian.Uint64(k)
+		}
+		c := meta.Cursor()
+		for k, v := c.Seek(metaCount); k != nil && bytes.HasPrefix(k, metaCount); k, v = c.Next() {
+			if len(v) == 8 {
+				s.counts[string(k[len(metaCount):])] = int64(binary.BigEndian.Uint64(v))
+			}
+		}
+		return tx.Bucket(bucketDigest).ForEach(func(k, v []byte) error {
+			if len(k) != 2 || len(v) != len(Hash{}) || int(binary.BigEndian.Uint16(k)) >= Leaves {
+				return fmt.Errorf("%w: digest entry", ErrCorrupt)
+			}
+			var h Hash
+			copy(h[:], v)
+			s.digest.SetLeaf(int(binary.BigEndian.Uint16(k)), h)
+			return nil
+		})
+	})
+}
+
+// Close stops the commit loop, waits for writes in flight, and closes the
+// file. Later calls return ErrClosed.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	close(s.closing)
+	s.closeMu.Unlock()
+	<-s.loopDone
+	return s.db.Close()
+}
+
+// Path is the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Node is the stamp identity of local writes.
+func (s *Store) Node() NodeID { return s.node }
+
+// KeyRow is a row with its key, as returned by listings.
+type KeyRow struct {
+	Key string
+	Row Row
+}
+
+// Get returns the live row under table/key. It returns a *NotFoundError
+// when the row does not exist or is deleted.
+func (s *Store) Get(table, key string) (Row, error) {
+	r, err := s.GetAny(table, key)
+	if err == nil && !r.Alive() {
+		err = &NotFoundError{Table: table, Key: key}
+	}
+	return r, err
+}
+
+// GetAny returns the row state under table/key, including a tombstone. A
+// key never seen returns a *NotFoundError.
+func (s *Store) GetAny(table, key string) (Row, error) {
+	var r Row
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tableBucket(tx, table)
+		var v []byte
+		if b != nil {
+			v = b.Get([]byte(key))
+		}
+		if v == nil {
+			return &NotFoundError{Table: table, Key: key}
+		}
+		var err error
+		r, err = DecodeRow(bytes.Clone(v))
+		return err
+	})
+	return r, err
+}
+
+// List returns up to limit live rows of table with keys after the given
+// key, in key order, and the feed sequence number the listing reflects.
+func (s *Store) List(table, after string, limit int) ([]KeyRow, uint64, error) {
+	var out []KeyRow
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		b := tableBucket(tx, table)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && (limit <= 0 || len(out) < limit); k, v = c.Next() {
+			r, err := DecodeRow(bytes.Clone(v))
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", table, k, err)
+			}
+			if r.Alive() {
+				out = append(out, KeyRow{Key: string(k), Row: r})
+			}
+		}
+		return nil
+	})
+	return out, seq, err
+}
+
+func tableBucket(tx *bolt.Tx, table string) *bolt.Bucket {
+	return tx.Bucket(bucketRows).Bucket([]byte(table))
+}
+
+// Stats is a point-in-time summary of the store.
+type Stats struct {
+	// Rows is the number of live rows per table.
+	Rows map[string]int64
+	// Seq is the sequence number of the last committed change.
+	Seq uint64
+	// FirstSeq is the oldest change the feed still holds.
+	FirstSeq uint64
+	// Root is the digest root hash.
+	Root Hash
+	// FileBytes is the size of the data file.
+	FileBytes int64
+}
+
+// Stats returns a summary of the store.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	st := Stats{Rows: make(map[string]int64, len(s.counts)), Seq: s.seq, FirstSeq: s.firstSeq, Root: s.digest.Root()}
+	for t, n := range s.counts {
+		st.Rows[t] = n
+	}
+	s.mu.RUnlock()
+	if fi, err := os.Stat(s.path); err == nil {
+		st.FileBytes = fi.Size()
+	}
+	return st
+}
+
+// Digest returns a copy of the current digest.
+func (s *Store) Digest() *Digest {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d := s.digest
+	return &d
+}
+
+// Changed returns a channel that is closed at the next commit. Watchers
+// wait on it, then read the feed.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// submit hands a request to the commit loop and waits for its outcome. A
+// request that reached the loop is always completed, even if ctx ends.
+func (s *Store) submit(ctx context.Context, r *request) error {
+	r.done = make(chan struct{})
+	select {
+	case s.reqs <- r:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-r.done
+	return r.err
+}

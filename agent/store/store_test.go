@@ -1,0 +1,385 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent/hlc"
+)
+
+// openTest opens a store in a temporary directory and closes it at cleanup.
+func openTest(t testing.TB, path string, opts Options) *Store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "regional.db")
+	}
+	if opts.Clock == nil {
+		opts.Clock = hlc.NewClock(nil, time.Minute)
+	}
+	if opts.Node == "" {
+		opts.Node = "test-1"
+	}
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func put(key string, fields ...string) Mutation {
+	m := Mutation{Op: OpPut, Table: "machines", Key: key}
+	for i, f := range fields {
+		m.Fields = append(m.Fields, FieldValue{Num: uint32(i + 1), Value: []byte(f)})
+	}
+	return m
+}
+
+func mustApply(t testing.TB, s *Store, muts ...Mutation) []Stamp {
+	t.Helper()
+	st, err := s.Apply(context.Background(), muts...)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return st
+}
+
+func fieldValue(t testing.TB, r Row, num uint32) string {
+	t.Helper()
+	f, ok := r.Field(num)
+	if !ok {
+		t.Fatalf("row has no field %d: %+v", num, r)
+	}
+	return string(f.Value)
+}
+
+func TestPutGetPatchDelete(t *testing.T) {
+	s := openTest(t, "", Options{})
+	ctx := context.Background()
+	st := mustApply(t, s, put("m1", "a", "b"))
+	r, err := s.Get("machines", "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CL != 1 || fieldValue(t, r, 1) != "a" || fieldValue(t, r, 2) != "b" {
+		t.Fatalf("after put: %+v", r)
+	}
+	if r.Latest() != st[0] {
+		t.Fatalf("row stamp %v, put returned %v", r.Latest(), st[0])
+	}
+	mustApply(t, s, Mutation{Op: OpPatch, Table: "machines", Key: "m1", Fields: []FieldValue{{Num: 2, Value: []byte("c")}}})
+	r, _ = s.Get("machines", "m1")
+	if fieldValue(t, r, 1) != "a" || fieldValue(t, r, 2) != "c" {
+		t.Fatalf("after patch: %+v", r)
+	}
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "m1"})
+	if _, err := s.Get("machines", "m1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	if _, err := s.Apply(ctx, Mutation{Op: OpDelete, Table: "machines", Key: "m1"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := s.Apply(ctx, Mutation{Op: OpPatch, Table: "machines", Key: "m1", Fields: []FieldValue{{Num: 1}}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("patch of deleted row: %v", err)
+	}
+	mustApply(t, s, put("m1", "z"))
+	r, _ = s.Get("machines", "m1")
+	if r.CL != 3 || len(r.Fields) != 1 || fieldValue(t, r, 1) != "z" {
+		t.Fatalf("after re-insert: %+v", r)
+	}
+	if got := s.Stats().Rows["machines"]; got != 1 {
+		t.Fatalf("row count %d, want 1", got)
+	}
+}
+
+func TestApplyIsAllOrNothing(t *testing.T) {
+	s := openTest(t, "", Options{})
+	mustApply(t, s, put("a", "1"))
+	_, err := s.Apply(context.Background(), put("b", "2"), Mutation{Op: OpPatch, Table: "machines", Key: "missing", Fields: []FieldValue{{Num: 1}}})
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || nf.Key != "missing" {
+		t.Fatalf("err = %v, want not found naming the key", err)
+	}
+	if _, err := s.Get("machines", "b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("b was written by a failed batch: %v", err)
+	}
+	rows, _, _ := s.List("machines", "", 0)
+	if len(rows) != 1 {
+		t.Fatalf("rows = %d, want 1", len(rows))
+	}
+}
+
+func TestInvalidMutations(t *testing.T) {
+	s := openTest(t, "", Options{})
+	tests := []struct {
+		name string
+		m    Mutation
+	}{
+		{"empty key", Mutation{Op: OpPut, Table: "machines"}},
+		{"empty table", Mutation{Op: OpPut, Key: "k"}},
+		{"unknown op", Mutation{Op: 9, Table: "t", Key: "k"}},
+		{"fields out of order", Mutation{Op: OpPut, Table: "t", Key: "k", Fields: []FieldValue{{Num: 2}, {Num: 1}}}},
+		{"field zero", Mutation{Op: OpPut, Table: "t", Key: "k", Fields: []FieldValue{{Num: 0}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Apply(context.Background(), tc.m); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestListPages(t *testing.T) {
+	s := openTest(t, "", Options{})
+	var muts []Mutation
+	for i := 0; i < 25; i++ {
+		muts = append(muts, put(fmt.Sprintf("m%02d", i), "x"))
+	}
+	mustApply(t, s, muts...)
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "m03"})
+	var keys []string
+	after := ""
+	for {
+		page, _, err := s.List("machines", after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, kr := range page {
+			keys = append(keys, kr.Key)
+		}
+		after = page[len(page)-1].Key
+	}
+	if len(keys) != 24 || keys[0] != "m00" || keys[3] != "m04" {
+		t.Fatalf("listed %v", keys)
+	}
+}
+
+// TestRestartKeepsAcknowledgedWrites writes from many goroutines, closes
+// the store, reopens the file and checks every acknowledged row is there
+// with the digest and counters it had.
+func TestRestartKeepsAcknowledgedWrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	s, err := Open(path, Options{Node: "n1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]string{}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				key, val := fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("v%d", i)
+				if _, err := s.Apply(context.Background(), put(key, val)); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked[key] = val
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	before := s.Stats()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, path, Options{Node: "n1"})
+	after := s2.Stats()
+	if after.Root != before.Root || after.Seq != before.Seq || after.Rows["machines"] != int64(len(acked)) {
+		t.Fatalf("after restart: %+v\nbefore: %+v (acked %d)", after, before, len(acked))
+	}
+	for k, v := range acked {
+		r, err := s2.Get("machines", k)
+		if err != nil {
+			t.Fatalf("acknowledged row %s lost: %v", k, err)
+		}
+		if got := fieldValue(t, r, 1); got != v {
+			t.Fatalf("%s = %q, want %q", k, got, v)
+		}
+	}
+	// Stamps after restart order after every stored stamp only if the clock
+	// is ahead; the digest must also match a recomputation from the rows.
+	var d Digest
+	rows, _, _ := s2.List("machines", "", 0)
+	for _, kr := range rows {
+		d.Update(LeafOf("machines", kr.Key), Hash{}, RowHash("machines", kr.Key, AppendRow(nil, kr.Row)))
+	}
+	if d.Root() != after.Root {
+		t.Fatal("persisted digest differs from one recomputed from the rows")
+	}
+}
+
+func TestLockedAndCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "regional.db")
+	openTest(t, path, Options{})
+	if _, err := Open(path, Options{Clock: hlc.NewClock(nil, 0)}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	bad := filepath.Join(dir, "bad.db")
+	junk := make([]byte, 64<<10)
+	for i := range junk {
+		junk[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(bad, junk, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(bad, Options{Clock: hlc.NewClock(nil, 0)})
+	if err == nil {
+		t.Fatal("opened a corrupt file")
+	}
+	if want := "bad.db"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not name the file", err)
+	}
+	if b, _ := os.ReadFile(bad); string(b) != string(junk) {
+		t.Fatal("open of a corrupt file changed it")
+	}
+}
+
+// TestReplicasConverge applies random writes on three stores, exchanges the
+// committed changes between them in shuffled order, and checks the digests
+// and rows are identical.
+func TestReplicasConverge(t *testing.T) {
+	ctx := context.Background()
+	type captured struct {
+		mu      sync.Mutex
+		changes []Change
+	}
+	var caps [3]captured
+	var stores [3]*Store
+	for i := range stores {
+		c := &caps[i]
+		stores[i] = openTest(t, "", Options{Node: fmt.Sprintf("n%d", i), NoSync: true, OnCommit: func(local, _ []Change) {
+			c.mu.Lock()
+			c.changes = append(c.changes, local...)
+			c.mu.Unlock()
+		}})
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for step := 0; step < 300; step++ {
+		s := stores[rng.IntN(3)]
+		key := fmt.Sprintf("k%d", rng.IntN(20))
+		var m Mutation
+		switch rng.IntN(4) {
+		case 0, 1:
+			m = put(key, fmt.Sprint(rng.IntN(5)), fmt.Sprint(rng.IntN(5)))
+		case 2:
+			m = Mutation{Op: OpPatch, Table: "machines", Key: key, Fields: []FieldValue{{Num: 2, Value: []byte(fmt.Sprint(step))}}}
+		case 3:
+			m = Mutation{Op: OpDelete, Table: "machines", Key: key}
+		}
+		if _, err := s.Apply(ctx, m); err != nil && !errors.Is(err, ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	var all []Change
+	for i := range caps {
+		all = append(all, caps[i].changes...)
+	}
+	for _, s := range stores {
+		shuffled := append([]Change(nil), all...)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		for len(shuffled) > 0 {
+			n := min(len(shuffled), 1+rng.IntN(40))
+			if _, rej, err := s.Merge(ctx, shuffled[:n]); err != nil || len(rej) > 0 {
+				t.Fatalf("merge: %v %v", err, rej)
+			}
+			shuffled = shuffled[n:]
+		}
+	}
+	root := stores[0].Stats().Root
+	rows0, _, _ := stores[0].List("machines", "", 0)
+	for i, s := range stores[1:] {
+		if got := s.Stats().Root; got != root {
+			t.Fatalf("store %d digest %x differs from store 0 %x", i+1, got, root)
+		}
+		rows, _, _ := s.List("machines", "", 0)
+		if len(rows) != len(rows0) {
+			t.Fatalf("store %d has %d rows, store 0 %d", i+1, len(rows), len(rows0))
+		}
+		for j := range rows {
+			if rows[j].Key != rows0[j].Key || !rows[j].Row.Equal(rows0[j].Row) {
+				t.Fatalf("store %d row %s differs", i+1, rows[j].Key)
+			}
+		}
+	}
+	// Merging everything again changes nothing.
+	applied, _, _ := stores[0].Merge(ctx, all)
+	if len(applied) != 0 {
+		t.Fatalf("re-merge applied %d changes", len(applied))
+	}
+}
+
+func TestMergeRejectsDriftAndMalformed(t *testing.T) {
+	now := time.UnixMilli(1_000_000)
+	s := openTest(t, "", Options{Clock: hlc.NewClock(func() time.Time { return now }, time.Minute)})
+	future := Stamp{HLC: hlc.New(now.Add(2*time.Minute).UnixMilli(), 0), Node: 7}
+	ok := Stamp{HLC: hlc.New(now.UnixMilli(), 0), Node: 7}
+	changes := []Change{
+		{Table: "machines", Key: "f", Row: Row{CL: 1, Stamp: future}},
+		{Table: "machines", Key: "bad", Row: Row{CL: 2, Stamp: ok, Fields: []Field{{Num: 1, Stamp: ok}}}},
+		{Table: "machines", Key: "good", Row: Row{CL: 1, Stamp: ok, Fields: []Field{{Num: 1, Stamp: ok, Value: []byte("v")}}}},
+	}
+	applied, rejected, err := s.Merge(context.Background(), changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != 1 || applied[0].Key != "good" || len(rejected) != 2 {
+		t.Fatalf("applied %v rejected %v", applied, rejected)
+	}
+	if !errors.Is(rejected[0].Err, hlc.ErrDrift) || !errors.Is(rejected[1].Err, ErrInvalid) {
+		t.Fatalf("rejections: %v, %v", rejected[0].Err, rejected[1].Err)
+	}
+	if _, err := s.GetAny("machines", "f"); !errors.Is(err, ErrNotFound) {
+		t.Fatal("drifted change was stored")
+	}
+}
+
+func TestFeed(t *testing.T) {
+	s := openTest(t, "", Options{FeedRetention: 10})
+	ch := s.Changed()
+	mustApply(t, s, put("a", "1"))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Changed channel not closed by a commit")
+	}
+	evs, pos, err := s.FeedSince(0, "", 0)
+	if err != nil || len(evs) != 1 || evs[0].Seq != 1 || evs[0].Key != "a" || pos != 1 {
+		t.Fatalf("feed: %+v pos %d err %v", evs, pos, err)
+	}
+	mustApply(t, s, Mutation{Op: OpPut, Table: "other", Key: "x"})
+	for i := 0; i < 20; i++ {
+		mustApply(t, s, put(fmt.Sprintf("k%d", i), "v"))
+	}
+	st := s.Stats()
+	if st.Seq != 22 || st.FirstSeq != 13 {
+		t.Fatalf("seq %d first %d, want 22 and 13", st.Seq, st.FirstSeq)
+	}
+	if _, _, err := s.FeedSince(5, "", 0); !errors.Is(err, ErrFeedTrimmed) {
+		t.Fatalf("read of trimmed position: %v", err)
+	}
+	evs, pos, err = s.FeedSince(12, "machines", 3)
+	if err != nil || len(evs) != 3 || evs[0].Seq != 13 || pos != 15 {
+		t.Fatalf("feed after 12: %+v pos %d err %v", evs, pos, err)
+	}
+	if evs, _, _ := s.FeedSince(22, "", 0); len(evs) != 0 {
+		t.Fatalf("feed past the end: %+v", evs)
+	}
+}
