@@ -136,7 +136,8 @@ func (s *Store) run() {
 // txState collects what a transaction changes in memory, applied to the
 // Store only once the transaction commits.
 type txState struct {
-	leaves map[int]Hash // leaf → XOR delta
+	leaves *[Leaves]Hash // leaf → XOR delta
+	dirty  []int         // leaves with a delta (deduplicated by finish)
 	counts map[string]int64
 	seq    uint64
 	first  uint64
@@ -146,7 +147,7 @@ type txState struct {
 // commit runs one transaction for a batch of requests and completes them.
 func (s *Store) commit(batch []*request) {
 	s.mu.RLock()
-	st := txState{leaves: map[int]Hash{}, counts: map[string]int64{}, seq: s.seq, first: s.firstSeq}
+	st := txState{leaves: new([Leaves]Hash), counts: map[string]int64{}, seq: s.seq, first: s.firstSeq}
 	s.mu.RUnlock()
 
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -171,8 +172,8 @@ func (s *Store) commit(batch []*request) {
 	var local, remote []Change
 	if err == nil {
 		s.mu.Lock()
-		for leaf, d := range st.leaves {
-			s.digest.Update(leaf, Hash{}, d)
+		for _, leaf := range st.dirty {
+			s.digest.Update(leaf, Hash{}, st.leaves[leaf])
 		}
 		for t, d := range st.counts {
 			s.counts[t] += d
@@ -347,10 +348,11 @@ func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, row Row) e
 		return err
 	}
 	leaf := LeafOf(table, key)
-	d := st.leaves[leaf]
-	d.xor(oldHash)
-	d.xor(newHash)
-	st.leaves[leaf] = d
+	if st.leaves[leaf].IsZero() {
+		st.dirty = append(st.dirty, leaf)
+	}
+	st.leaves[leaf].xor(oldHash)
+	st.leaves[leaf].xor(newHash)
 	switch {
 	case row.Alive() && !wasAlive:
 		st.counts[table]++
@@ -366,13 +368,10 @@ func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, row Row) e
 // the feed to its retention.
 func (s *Store) finish(tx *bolt.Tx, st *txState) error {
 	digest := tx.Bucket(bucketDigest)
-	leaves := make([]int, 0, len(st.leaves))
-	for leaf := range st.leaves {
-		leaves = append(leaves, leaf)
-	}
-	slices.Sort(leaves)
+	slices.Sort(st.dirty)
+	st.dirty = slices.Compact(st.dirty) // a delta can cancel out and be re-added
 	s.mu.RLock()
-	for _, leaf := range leaves {
+	for _, leaf := range st.dirty {
 		h := s.digest.Leaf(leaf)
 		h.xor(st.leaves[leaf])
 		var k [2]byte
@@ -409,9 +408,8 @@ func (s *Store) finish(tx *bolt.Tx, st *txState) error {
 	}
 	if st.first < keepFrom {
 		feed := tx.Bucket(bucketFeed)
-		c := feed.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < keepFrom; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
+		for seq := st.first; seq < keepFrom; seq++ {
+			if err := feed.Delete(seqKey(seq)); err != nil {
 				return err
 			}
 		}
