@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -150,6 +151,7 @@ func (s *Store) commit(batch []*request) {
 	st := txState{leaves: new([Leaves]Hash), counts: map[string]int64{}, seq: s.seq, first: s.firstSeq}
 	s.mu.RUnlock()
 
+	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			var err error
@@ -178,7 +180,10 @@ func (s *Store) commit(batch []*request) {
 		for t, d := range st.counts {
 			s.counts[t] += d
 		}
+		s.rowsWritten += st.seq - s.seq
 		s.seq, s.firstSeq = st.seq, st.first
+		s.commits++
+		s.commitTime += time.Since(start)
 		close(s.changed)
 		s.changed = make(chan struct{})
 		s.mu.Unlock()

@@ -47,8 +47,8 @@ var (
 	bucketFeed   = []byte("feed")   // seq (uint64 BE) → encoded Event
 	bucketDigest = []byte("digest") // leaf (uint16 BE) → Hash
 	bucketMeta   = []byte("meta")
-	metaFormat   = []byte("format")   // storeFormat as uvarint
-	metaSeq      = []byte("seq")      // last committed feed seq, uint64 BE
+	metaFormat   = []byte("format")    // storeFormat as uvarint
+	metaSeq      = []byte("seq")       // last committed feed seq, uint64 BE
 	metaCount    = []byte("count\x00") // + table: alive rows, uint64 BE
 )
 
@@ -115,6 +115,10 @@ type Store struct {
 	firstSeq uint64 // oldest retained feed sequence number (seq+1 when empty)
 	counts   map[string]int64
 	changed  chan struct{} // closed and replaced on every commit
+
+	commits     uint64
+	commitTime  time.Duration
+	rowsWritten uint64
 }
 
 // Open opens or creates the store file at path.
@@ -299,6 +303,35 @@ func (s *Store) List(table, after string, limit int) ([]KeyRow, uint64, error) {
 	return out, seq, err
 }
 
+// Scan calls fn for every live row of table in key order, inside one read
+// transaction, and returns the feed sequence number the scan reflects:
+// every change up to it is in the rows, none after. fn's error stops the
+// scan and is returned. A slow fn holds the read transaction open; bbolt
+// then cannot reuse freed pages, so the file may grow meanwhile.
+func (s *Store) Scan(table string, fn func(KeyRow) error) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		b := tableBucket(tx, table)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			r, err := DecodeRow(bytes.Clone(v))
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", table, k, err)
+			}
+			if !r.Alive() {
+				return nil
+			}
+			return fn(KeyRow{Key: string(k), Row: r})
+		})
+	})
+	return seq, err
+}
+
 func tableBucket(tx *bolt.Tx, table string) *bolt.Bucket {
 	return tx.Bucket(bucketRows).Bucket([]byte(table))
 }
@@ -315,12 +348,19 @@ type Stats struct {
 	Root Hash
 	// FileBytes is the size of the data file.
 	FileBytes int64
+	// Commits is the number of transactions committed since Open.
+	Commits uint64
+	// CommitSeconds is the time spent committing since Open.
+	CommitSeconds float64
+	// RowsWritten counts row writes (local and remote) since Open.
+	RowsWritten uint64
 }
 
 // Stats returns a summary of the store.
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
-	st := Stats{Rows: make(map[string]int64, len(s.counts)), Seq: s.seq, FirstSeq: s.firstSeq, Root: s.digest.Root()}
+	st := Stats{Rows: make(map[string]int64, len(s.counts)), Seq: s.seq, FirstSeq: s.firstSeq, Root: s.digest.Root(),
+		Commits: s.commits, CommitSeconds: s.commitTime.Seconds(), RowsWritten: s.rowsWritten}
 	for t, n := range s.counts {
 		st.Rows[t] = n
 	}

@@ -1,0 +1,385 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/contracts"
+)
+
+// List paging bounds for GET /v1/regional/{table}.
+const (
+	defaultListLimit = 100
+	maxListLimit     = 10_000
+)
+
+// RowBody is one row as the API shows it.
+type RowBody struct {
+	// Key is the row key: the key fields' values, joined with "/" when
+	// there are several.
+	Key string `json:"key"`
+	// Row is the row as protojson.
+	Row json.RawMessage `json:"row,omitempty"`
+	// Stamp is the stamp of the row's last change.
+	Stamp string `json:"stamp"`
+	// Deleted is set in watch events for a deleted row.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// WriteResult answers PUT, PATCH and DELETE of a row.
+type WriteResult struct {
+	Key   string `json:"key"`
+	Stamp string `json:"stamp"`
+}
+
+// BatchResult answers POST /v1/regional/{table}.
+type BatchResult struct {
+	// Written is the number of rows written, all in one transaction.
+	Written int `json:"written"`
+	// Stamp is the stamp of the last row written.
+	Stamp string `json:"stamp,omitempty"`
+}
+
+// ListResult answers GET /v1/regional/{table}.
+type ListResult struct {
+	Rows []RowBody `json:"rows"`
+	// Next, when set, is the `after` value for the next page.
+	Next string `json:"next,omitempty"`
+}
+
+// regionalTable serves GET (list) and POST (batch upsert) on a table.
+func (s *Server) regionalTable(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.table(w, r)
+	if !ok {
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		s.list(w, r, sch)
+	case http.MethodPost:
+		s.batch(w, r, sch)
+	default:
+		methodNotAllowed(w, r, "GET", "POST")
+	}
+}
+
+// regionalRow serves GET, PUT, PATCH and DELETE on one row.
+func (s *Server) regionalRow(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.table(w, r)
+	if !ok {
+		return
+	}
+	key := r.PathValue("key")
+	switch r.Method {
+	case http.MethodGet:
+		s.get(w, r, sch, key)
+	case http.MethodPut:
+		s.put(w, r, sch, key)
+	case http.MethodPatch:
+		s.patch(w, r, sch, key)
+	case http.MethodDelete:
+		s.delete(w, r, sch, key)
+	default:
+		methodNotAllowed(w, r, "GET", "PUT", "PATCH", "DELETE")
+	}
+}
+
+// rowJSON renders a stored row as protojson. Fields the current contract no
+// longer has are left out.
+func rowJSON(sch *contracts.Schema, row store.Row) (json.RawMessage, error) {
+	fields := make([]contracts.FieldValue, 0, len(row.Fields))
+	for _, f := range row.Fields {
+		if len(f.Value) > 0 && sch.Desc.Fields().ByNumber(protoreflect.FieldNumber(f.Num)) != nil {
+			fields = append(fields, contracts.FieldValue{Num: protoreflect.FieldNumber(f.Num), Value: f.Value})
+		}
+	}
+	m, err := sch.Join(fields)
+	if err != nil {
+		return nil, err
+	}
+	return sch.EncodeJSON(m)
+}
+
+func (s *Server) rowBody(sch *contracts.Schema, kr store.KeyRow) (RowBody, error) {
+	body := RowBody{Key: kr.Key, Stamp: kr.Row.Latest().String()}
+	if !kr.Row.Alive() {
+		body.Deleted = true
+		return body, nil
+	}
+	js, err := rowJSON(sch, kr.Row)
+	if err != nil {
+		return body, fmt.Errorf("stored row %s/%s does not decode with the current contract: %w", sch.Name, kr.Key, err)
+	}
+	body.Row = js
+	return body, nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string) {
+	row, err := s.opts.Regional.Get(sch.Name, key)
+	if err != nil {
+		writeError(w, storeError(err))
+		return
+	}
+	body, err := s.rowBody(sch, store.KeyRow{Key: key, Row: row})
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, sch *contracts.Schema) {
+	q := r.URL.Query()
+	limit := defaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+				Message: fmt.Sprintf("limit=%q: want an integer from 1 to %d", v, maxListLimit)})
+			return
+		}
+		limit = n
+	}
+	rows, _, err := s.opts.Regional.List(sch.Name, q.Get("after"), limit+1)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	res := ListResult{Rows: make([]RowBody, 0, min(len(rows), limit))}
+	for i, kr := range rows {
+		if i == limit {
+			res.Next = rows[i-1].Key
+			break
+		}
+		body, err := s.rowBody(sch, kr)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		res.Rows = append(res.Rows, body)
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// readBody reads a request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, sch *contracts.Schema) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
+	if err != nil {
+		s.reject(w, sch, -1, err)
+		return nil, false
+	}
+	return b, true
+}
+
+// reject answers a row that cannot be written and counts it.
+func (s *Server) reject(w http.ResponseWriter, sch *contracts.Schema, index int, err error) {
+	e := rowError(sch.Name, index, err)
+	reason := e.Code
+	if len(e.Details) > 0 && e.Details[0].Rule != "" {
+		reason = e.Details[0].Rule
+	}
+	s.metrics.rejected.WithLabelValues(sch.Name, reason).Inc()
+	writeError(w, e)
+}
+
+// fullRow decodes, validates and keys one JSON row, and returns every field
+// of the table: present ones with their bytes, the rest empty, so that a
+// put replaces the whole row.
+func fullRow(sch *contracts.Schema, body []byte, key string) (string, []store.FieldValue, error) {
+	m, err := sch.DecodeJSON(body)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := sch.Validate(m); err != nil {
+		return "", nil, err
+	}
+	if key == "" {
+		if key, err = sch.KeyOf(m); err != nil {
+			return "", nil, err
+		}
+	} else if err := sch.CheckKey(m, key); err != nil {
+		return "", nil, err
+	}
+	present, err := sch.Split(m)
+	if err != nil {
+		return "", nil, err
+	}
+	nums := sch.FieldNumbers()
+	fields := make([]store.FieldValue, len(nums))
+	j := 0
+	for i, num := range nums {
+		fields[i].Num = uint32(num)
+		if j < len(present) && present[j].Num == num {
+			fields[i].Value = present[j].Value
+			j++
+		}
+	}
+	return key, fields, nil
+}
+
+func (s *Server) put(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string) {
+	body, ok := s.readBody(w, r, sch)
+	if !ok {
+		return
+	}
+	_, fields, err := fullRow(sch, body, key)
+	if err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	s.write(w, r, key, store.Mutation{Op: store.OpPut, Table: sch.Name, Key: key, Fields: fields})
+}
+
+// patch writes only the fields named in the body. The patched row as a
+// whole must still satisfy the contract; it is checked against the row as
+// read just before the write.
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string) {
+	body, ok := s.readBody(w, r, sch)
+	if !ok {
+		return
+	}
+	named, err := sch.JSONFieldNumbers(body)
+	if err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	patch, err := sch.DecodeJSON(body)
+	if err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	cur, err := s.opts.Regional.Get(sch.Name, key)
+	if err != nil {
+		writeError(w, storeError(err))
+		return
+	}
+	curJSON, err := rowJSON(sch, cur)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	merged, err := sch.DecodeJSON(curJSON)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	pm := patch.ProtoReflect()
+	mm := merged.ProtoReflect()
+	for _, num := range named {
+		fd := sch.Desc.Fields().ByNumber(num)
+		if pm.Has(fd) {
+			mm.Set(fd, pm.Get(fd))
+		} else {
+			mm.Clear(fd)
+		}
+	}
+	if err := sch.Validate(merged); err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	if err := sch.CheckKey(mm, key); err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	present, err := sch.Split(merged)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	fields := make([]store.FieldValue, 0, len(named))
+	for _, num := range named {
+		fv := store.FieldValue{Num: uint32(num)}
+		for _, p := range present {
+			if p.Num == num {
+				fv.Value = p.Value
+			}
+		}
+		fields = append(fields, fv)
+	}
+	s.write(w, r, key, store.Mutation{Op: store.OpPatch, Table: sch.Name, Key: key, Fields: fields})
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string) {
+	s.write(w, r, key, store.Mutation{Op: store.OpDelete, Table: sch.Name, Key: key})
+}
+
+// write applies one mutation and answers with its stamp.
+func (s *Server) write(w http.ResponseWriter, r *http.Request, key string, m store.Mutation) {
+	stamps, err := s.opts.Regional.Apply(r.Context(), m)
+	if err != nil {
+		if e := storeError(err); e.Status != http.StatusInternalServerError {
+			writeError(w, e)
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, WriteResult{Key: key, Stamp: stamps[0].String()})
+}
+
+// batch upserts a JSON array of rows in one transaction: all or none. Each
+// row's key comes from its key fields.
+func (s *Server) batch(w http.ResponseWriter, r *http.Request, sch *contracts.Schema) {
+	body, ok := s.readBody(w, r, sch)
+	if !ok {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+			Message: fmt.Sprintf("%s: the body must be a JSON array of rows", sch.Name)})
+		return
+	}
+	var muts []store.Mutation
+	for i := 0; dec.More(); i++ {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+				Message: fmt.Sprintf("%s: row %d: malformed JSON: %v", sch.Name, i, err)})
+			return
+		}
+		key, fields, err := fullRow(sch, raw, "")
+		if err != nil {
+			s.reject(w, sch, i, err)
+			return
+		}
+		muts = append(muts, store.Mutation{Op: store.OpPut, Table: sch.Name, Key: key, Fields: fields})
+	}
+	if _, err := dec.Token(); err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+			Message: fmt.Sprintf("%s: malformed JSON array: %v", sch.Name, err)})
+		return
+	}
+	if len(muts) == 0 {
+		writeJSON(w, http.StatusOK, BatchResult{})
+		return
+	}
+	stamps, err := s.opts.Regional.Apply(r.Context(), muts...)
+	if err != nil {
+		if e := storeError(err); e.Status != http.StatusInternalServerError {
+			writeError(w, e)
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, BatchResult{Written: len(muts), Stamp: stamps[len(stamps)-1].String()})
+}
+
+// internal logs an unexpected error and answers 500.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.opts.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if errors.Is(err, store.ErrClosed) {
+		writeError(w, storeError(err))
+		return
+	}
+	writeError(w, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: err.Error()})
+}

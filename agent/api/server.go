@@ -1,0 +1,174 @@
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/contracts"
+)
+
+// DefaultMaxBody is the request body limit when Options.MaxBody is zero.
+const DefaultMaxBody = 4 << 20
+
+// Options configure a Server.
+type Options struct {
+	// Contract holds the tables (and records) the API serves. Required.
+	Contract *contracts.Contract
+	// Regional is the regional tier's store. Required.
+	Regional *store.Store
+	// Node, Region and Cluster identify this agent in /v1/status.
+	Node, Region, Cluster string
+	// Version is the strata version reported in /v1/status.
+	Version string
+	// Token, when not empty, is the bearer token every request except
+	// /v1/health must carry.
+	Token string
+	// MaxBody bounds request bodies, in bytes. Default DefaultMaxBody.
+	MaxBody int64
+	// Registry receives the API's and the store's metrics and is served
+	// at /metrics. Default: a new registry.
+	Registry *prometheus.Registry
+	// Logger receives request errors. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the HTTP API of one agent. Its handler is safe for concurrent
+// use.
+type Server struct {
+	opts    Options
+	started time.Time
+	metrics *metrics
+	handler http.Handler
+}
+
+// New returns a Server for opts.
+func New(opts Options) *Server {
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{opts: opts, started: time.Now()}
+	s.metrics = newMetrics(opts.Registry, map[string]*store.Store{"regional": opts.Regional})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/regional/{table}", s.regionalTable)
+	mux.HandleFunc("/v1/regional/{table}/{key...}", s.regionalRow)
+	mux.HandleFunc("GET /v1/watch/regional/{table}", s.watchRegional)
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/health", s.health)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})
+	})
+	s.handler = s.instrument(s.authenticate(mux))
+	return s
+}
+
+// Handler is the http.Handler serving the API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// authenticate checks the bearer token when one is configured.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.opts.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + s.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
+			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// table resolves the {table} path value, answering 404 for an unknown one.
+func (s *Server) table(w http.ResponseWriter, r *http.Request) (*contracts.Schema, bool) {
+	name := r.PathValue("table")
+	sch, ok := s.opts.Contract.Table(name)
+	if !ok {
+		var names []string
+		for _, t := range s.opts.Contract.Tables() {
+			names = append(names, t.Name)
+		}
+		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+			Message: fmt.Sprintf("unknown table %q (the contract has: %s)", name, strings.Join(names, ", "))})
+		return nil, false
+	}
+	return sch, true
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethod,
+		Message: fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
+}
+
+// statusBody is the answer of GET /v1/status.
+type statusBody struct {
+	Node          string                `json:"node"`
+	Region        string                `json:"region"`
+	Cluster       string                `json:"cluster"`
+	Version       string                `json:"version"`
+	StartedAt     time.Time             `json:"started_at"`
+	UptimeSeconds float64               `json:"uptime_seconds"`
+	Tiers         map[string]tierStatus `json:"tiers"`
+	Contract      contractStatus        `json:"contract"`
+}
+
+type tierStatus struct {
+	Rows      map[string]int64 `json:"rows"`
+	Seq       uint64           `json:"seq"`
+	Digest    string           `json:"digest"`
+	FileBytes int64            `json:"file_bytes"`
+	Commits   uint64           `json:"commits"`
+}
+
+type contractStatus struct {
+	Tables  []string `json:"tables"`
+	Records []string `json:"records"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.opts.Regional.Stats()
+	body := statusBody{
+		Node: s.opts.Node, Region: s.opts.Region, Cluster: s.opts.Cluster, Version: s.opts.Version,
+		StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(),
+		Tiers: map[string]tierStatus{"regional": {
+			Rows: st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
+		}},
+		Contract: contractStatus{Tables: []string{}, Records: []string{}},
+	}
+	for _, t := range s.opts.Contract.Tables() {
+		body.Contract.Tables = append(body.Contract.Tables, t.Name)
+		if _, ok := st.Rows[t.Name]; !ok {
+			st.Rows[t.Name] = 0
+		}
+	}
+	for _, rec := range s.opts.Contract.Records() {
+		body.Contract.Records = append(body.Contract.Records, rec.Name)
+	}
+	slices.Sort(body.Contract.Tables)
+	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

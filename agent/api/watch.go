@@ -1,0 +1,162 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/contracts"
+)
+
+// Watch stream tuning.
+const (
+	watchPage      = 512              // feed events read per store call
+	watchHeartbeat = 15 * time.Second // comment line sent on an idle stream
+)
+
+// Watch event names. A stream without a resume position starts with one
+// "snapshot" event per live row, then one "synced" event whose id is the
+// position the snapshot reflects; then "put" and "delete" events, each with
+// its feed position as id. A client resumes by sending the last id it saw
+// in Last-Event-ID (or ?since=). When that position is no longer retained
+// the server sends "reset" and starts over with a snapshot.
+const (
+	EventSnapshot = "snapshot"
+	EventSynced   = "synced"
+	EventPut      = "put"
+	EventDelete   = "delete"
+	EventReset    = "reset"
+)
+
+// sse writes server-sent events.
+type sse struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	err error
+}
+
+func (e *sse) event(id uint64, name string, data any) {
+	if e.err != nil {
+		return
+	}
+	b, err := json.Marshal(data)
+	if err != nil {
+		e.err = err
+		return
+	}
+	if id > 0 {
+		_, e.err = fmt.Fprintf(e.w, "id: %d\nevent: %s\ndata: %s\n\n", id, name, b)
+	} else {
+		_, e.err = fmt.Fprintf(e.w, "event: %s\ndata: %s\n\n", name, b)
+	}
+}
+
+func (e *sse) comment(text string) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, ": %s\n\n", text)
+	}
+}
+
+func (e *sse) flush() {
+	if e.err == nil {
+		e.err = e.rc.Flush()
+	}
+}
+
+// watchRegional streams a table's rows and then its changes.
+func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.table(w, r)
+	if !ok {
+		return
+	}
+	var pos uint64
+	resume := false
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		id = r.URL.Query().Get("since")
+	}
+	if id != "" {
+		n, err := strconv.ParseUint(id, 10, 64)
+		if err != nil {
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+				Message: fmt.Sprintf("resume position %q: want the decimal id of a watch event", id)})
+			return
+		}
+		pos, resume = n, true
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	out := &sse{w: w, rc: http.NewResponseController(w)}
+
+	if !resume {
+		pos = s.snapshot(out, sch)
+	}
+	out.flush()
+	heartbeat := time.NewTicker(watchHeartbeat)
+	defer heartbeat.Stop()
+	for out.err == nil {
+		changed := s.opts.Regional.Changed()
+		evs, next, err := s.opts.Regional.FeedSince(pos, sch.Name, watchPage)
+		if errors.Is(err, store.ErrFeedTrimmed) {
+			out.event(0, EventReset, map[string]string{"reason": err.Error()})
+			pos = s.snapshot(out, sch)
+			out.flush()
+			continue
+		}
+		if err != nil {
+			s.opts.Logger.Error("watch: reading the change feed", "table", sch.Name, "err", err)
+			return
+		}
+		for _, ev := range evs {
+			body, err := s.rowBody(sch, store.KeyRow{Key: ev.Key, Row: ev.Row})
+			if err != nil {
+				s.opts.Logger.Error("watch", "err", err)
+				continue
+			}
+			name := EventPut
+			if body.Deleted {
+				name = EventDelete
+			}
+			out.event(ev.Seq, name, body)
+		}
+		pos = next
+		out.flush()
+		if len(evs) == watchPage {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-heartbeat.C:
+			out.comment("ping")
+			out.flush()
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// snapshot sends every live row of a table, then the "synced" marker, and
+// returns the feed position the snapshot reflects.
+func (s *Server) snapshot(out *sse, sch *contracts.Schema) uint64 {
+	seq, err := s.opts.Regional.Scan(sch.Name, func(kr store.KeyRow) error {
+		body, err := s.rowBody(sch, kr)
+		if err != nil {
+			return err
+		}
+		out.event(0, EventSnapshot, body)
+		return out.err
+	})
+	if err != nil && out.err == nil {
+		out.err = err
+		s.opts.Logger.Error("watch: snapshot", "table", sch.Name, "err", err)
+		return 0
+	}
+	out.event(seq, EventSynced, map[string]uint64{"seq": seq})
+	return seq
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-state/strata/agent/api"
+)
+
+// clientFlags are the flags every client command shares.
+type clientFlags struct {
+	addr  string
+	token string
+}
+
+func (f *clientFlags) client() *api.Client { return api.NewClient(f.addr, f.token) }
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func addClientCommands(root *cobra.Command) {
+	f := &clientFlags{}
+	root.PersistentFlags().StringVar(&f.addr, "addr", envOr("STRATA_ADDR", "127.0.0.1:7070"), "agent API address (env STRATA_ADDR)")
+	root.PersistentFlags().StringVar(&f.token, "token", os.Getenv("STRATA_TOKEN"), "API bearer token (env STRATA_TOKEN)")
+	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f))
+}
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// rowArg reads a JSON row argument; "-" reads standard input.
+func rowArg(cmd *cobra.Command, arg string) (json.RawMessage, error) {
+	b := []byte(arg)
+	if arg == "-" {
+		var err error
+		if b, err = io.ReadAll(cmd.InOrStdin()); err != nil {
+			return nil, err
+		}
+	}
+	b = bytes.TrimSpace(b)
+	if !json.Valid(b) {
+		return nil, usageError{fmt.Errorf("the row is not valid JSON: %.80s", b)}
+	}
+	return b, nil
+}
+
+func putCmd(f *clientFlags) *cobra.Command {
+	var patch, batch bool
+	cmd := &cobra.Command{
+		Use:   "put TABLE KEY JSON | put --batch TABLE JSON",
+		Short: "Write a row (JSON as an argument, or - for standard input)",
+		Example: `  strata put machines m-1 '{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED","healthy":true}'
+  strata put --patch machines m-1 '{"healthy":false}'
+  strata put --batch machines - < rows.json`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if batch {
+				if len(args) != 2 {
+					return usageError{fmt.Errorf("put --batch takes TABLE and a JSON array")}
+				}
+				rows, err := rowArg(cmd, args[1])
+				if err != nil {
+					return err
+				}
+				res, err := f.client().Batch(cmd.Context(), args[0], rows)
+				if err != nil {
+					return err
+				}
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			if len(args) != 3 {
+				return usageError{fmt.Errorf("put takes TABLE KEY JSON")}
+			}
+			row, err := rowArg(cmd, args[2])
+			if err != nil {
+				return err
+			}
+			c := f.client()
+			write := c.Put
+			if patch {
+				write = c.Patch
+			}
+			res, err := write(cmd.Context(), args[0], args[1], row)
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+	cmd.Flags().BoolVar(&patch, "patch", false, "write only the fields in JSON (PATCH) instead of replacing the row")
+	cmd.Flags().BoolVar(&batch, "batch", false, "upsert a JSON array of rows in one transaction")
+	return cmd
+}
+
+func getCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get TABLE KEY",
+		Short: "Read one row",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := f.client().Get(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+}
+
+func delCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "del TABLE KEY",
+		Short: "Delete one row",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := f.client().Delete(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+}
+
+func lsCmd(f *clientFlags) *cobra.Command {
+	var after, output string
+	var limit int
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ls TABLE",
+		Short: "List rows of a table, in key order",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := f.client()
+			out := cmd.OutOrStdout()
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			if output == "text" {
+				fmt.Fprintln(tw, "KEY\tSTAMP\tROW")
+			}
+			for {
+				page, err := c.List(cmd.Context(), args[0], after, limit)
+				if err != nil {
+					return err
+				}
+				for _, r := range page.Rows {
+					switch output {
+					case "json":
+						b, _ := json.Marshal(r)
+						fmt.Fprintf(out, "%s\n", b)
+					default:
+						var compact bytes.Buffer
+						json.Compact(&compact, r.Row)
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Key, r.Stamp, compact.String())
+					}
+				}
+				if page.Next == "" || !all {
+					if page.Next != "" && output == "text" {
+						tw.Flush()
+						fmt.Fprintf(cmd.ErrOrStderr(), "more rows: use --after %q or --all\n", page.Next)
+					}
+					break
+				}
+				after = page.Next
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&after, "after", "", "list keys after this one")
+	cmd.Flags().IntVar(&limit, "limit", 100, "rows per page")
+	cmd.Flags().BoolVar(&all, "all", false, "follow pages to the end")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (one row per line)")
+	return cmd
+}
+
+func watchCmd(f *clientFlags) *cobra.Command {
+	var since uint64
+	cmd := &cobra.Command{
+		Use:   "watch TABLE",
+		Short: "Stream a table: its rows, then every change (one JSON event per line)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			return f.client().Watch(cmd.Context(), args[0], since, func(ev api.WatchEvent) error {
+				line := struct {
+					ID    uint64          `json:"id,omitempty"`
+					Event string          `json:"event"`
+					Data  json.RawMessage `json:"data"`
+				}{ev.ID, ev.Name, ev.Data}
+				b, err := json.Marshal(line)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(out, "%s\n", b)
+				return err
+			})
+		},
+	}
+	cmd.Flags().Uint64Var(&since, "since", 0, "resume after this event id instead of starting with a snapshot")
+	return cmd
+}
+
+func statusCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the agent's status",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := f.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v any
+			if err := json.Unmarshal(res, &v); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), v)
+		},
+	}
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %d argument(s), got %d (usage: strata %s)", cmd.Name(), n, len(args), cmd.Use)}
+		}
+		return nil
+	}
+}

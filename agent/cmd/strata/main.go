@@ -1,0 +1,56 @@
+// Command strata is the strata agent and its command-line client.
+//
+//	strata agent [--config agent.toml] [--check]   run the daemon
+//	strata put|get|del|ls|watch|status            talk to a running agent
+//
+// Run `strata help` for every command and flag.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-state/strata/agent/api"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	root := newRoot()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		var apiErr *api.Error
+		if errors.As(err, &apiErr) && apiErr.Status == 404 {
+			os.Exit(3)
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError marks a command-line mistake (exit status 2).
+type usageError struct{ error }
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "strata",
+		Short: "strata: two-tier, contract-checked replicated state for multi-region fleets",
+		Long: `strata keeps fleet state in two tiers of gossip-replicated CRDT stores:
+fine-grained rows inside each region, and contract-checked coarse records
+across regions. This one binary runs the agent and talks to it.`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newAgentCmd(), newBenchCmd())
+	addClientCommands(root)
+	return root
+}

@@ -1,0 +1,396 @@
+package config
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is one agent's configuration: the decoded agent.toml with every
+// default filled in. Parse, Load and Default return it validated; a Config
+// built in code can be checked with Validate.
+//
+// The toml tags are the key names of agent.toml and are binding: docs/CONFIG.md
+// and the deployments that use them depend on them.
+type Config struct {
+	// Node is this agent's name, unique across the fleet; it is the
+	// memberlist node name on both tiers. No spaces or control characters.
+	// Default: the host name (os.Hostname).
+	Node string `toml:"node"`
+
+	// Cluster names the deployment; it is part of every gossip label
+	// (strata/<cluster>/regional/<region>, strata/<cluster>/global), so nodes
+	// of different clusters never talk to each other. Lower-case letters,
+	// digits and '-', at most 63 characters. Default: "default".
+	Cluster string `toml:"cluster"`
+
+	// DataDir is the directory holding the tiers' bbolt files, the known
+	// peers and the reducer compile cache. A relative path is relative to the
+	// config file's directory when loaded with Load. Default: "data".
+	DataDir string `toml:"data_dir"`
+
+	// MaxClockDrift is how far ahead of local time a remote HLC stamp may be;
+	// a stamp further ahead is rejected and counted. Must be positive.
+	// Default: 1m.
+	MaxClockDrift Duration `toml:"max_clock_drift"`
+
+	// TombstoneTTL is how long deleted rows are kept before they are reaped;
+	// a node away for longer rejoins by a full state transfer. Must be longer
+	// than the tiers' sync_interval. Default: 24h.
+	TombstoneTTL Duration `toml:"tombstone_ttl"`
+
+	// LogLevel is the minimum level logged: "debug", "info", "warn" or
+	// "error". Default: "info".
+	LogLevel string `toml:"log_level"`
+
+	// Contracts names the .proto files compiled at start-up.
+	Contracts Contracts `toml:"contracts"`
+
+	// Regional configures the region's gossip tier; every node is a member.
+	Regional Regional `toml:"regional"`
+
+	// Global configures the cross-region gossip tier. It is nil unless the
+	// file has a [global] section, which makes this node a gateway.
+	// Default: nil.
+	Global *Global `toml:"global"`
+
+	// API configures the HTTP API server.
+	API API `toml:"api"`
+
+	// Reducers are the Wasm plugins this node runs when it is its region's
+	// publisher, one [[reducers]] entry each. Default: none.
+	Reducers []Reducer `toml:"reducers"`
+}
+
+// Contracts is the [contracts] table: where the .proto contracts live.
+type Contracts struct {
+	// Dir is the import root of the contracts: imports in the .proto files
+	// are resolved from it. A relative path is relative to the config file's
+	// directory when loaded with Load. Default: "contracts".
+	Dir string `toml:"dir"`
+
+	// Files are the .proto files to compile, relative to Dir, for example
+	// "fleet/v1/regional.proto". Required, at least one; no absolute paths
+	// and no "..". Default: none.
+	Files []string `toml:"files"`
+}
+
+// Regional is the [regional] table: this node's membership in its region's
+// gossip tier (memberlist with LAN settings).
+type Regional struct {
+	// Region is the region this node belongs to, such as "ord"; it is part
+	// of the tier's gossip label. Required. Lower-case letters, digits and
+	// '-', at most 63 characters.
+	Region string `toml:"region"`
+
+	// Bind is the host:port the tier listens on, TCP and UDP. Port 0 picks a
+	// free port. Default: "0.0.0.0:7946".
+	Bind string `toml:"bind"`
+
+	// Advertise is the host:port other members reach this node at. Empty
+	// means the bind address, or the first private IP when bound to all
+	// interfaces. Default: "".
+	Advertise string `toml:"advertise"`
+
+	// Join are host:port addresses of members to join at start-up, in
+	// addition to the peers remembered in DataDir. Default: none (a new
+	// cluster).
+	Join []string `toml:"join"`
+
+	// Keyring is a file of base64-encoded AES keys (16, 24 or 32 bytes), the
+	// first being the primary; it encrypts and authenticates the tier's
+	// gossip. Empty means no encryption. A relative path is relative to the config file's
+	// directory when loaded with Load. Default: "".
+	Keyring string `toml:"keyring"`
+
+	// GossipInterval is the time between gossip rounds. Must be positive.
+	// Default: 100ms.
+	GossipInterval Duration `toml:"gossip_interval"`
+
+	// GossipNodes is the number of random members each gossip round sends
+	// to. At least 1. Default: 4.
+	GossipNodes int `toml:"gossip_nodes"`
+
+	// ProbeInterval is the time between failure-detection probes. Must be
+	// positive. Default: 1s.
+	ProbeInterval Duration `toml:"probe_interval"`
+
+	// ProbeTimeout is how long a probe waits for an ack before asking other
+	// members to probe indirectly. Must be positive and shorter than
+	// ProbeInterval. Default: 500ms.
+	ProbeTimeout Duration `toml:"probe_timeout"`
+
+	// SyncInterval is the time between anti-entropy exchanges with a random
+	// peer. Must be positive. Default: 10s.
+	SyncInterval Duration `toml:"sync_interval"`
+
+	// BroadcastQueue is the maximum number of changes queued for broadcast;
+	// beyond it the oldest are dropped and anti-entropy repairs the gap.
+	// At least 1. Default: 4096.
+	BroadcastQueue int `toml:"broadcast_queue"`
+
+	// FeedRetention is the number of change-feed entries kept for watchers
+	// resuming with Last-Event-ID; older positions get a fresh snapshot.
+	// At least 1. Default: 100000.
+	FeedRetention int `toml:"feed_retention"`
+}
+
+// Global is the [global] table: this node's membership in the cross-region
+// gossip tier (memberlist with WAN settings). Only gateways have it.
+type Global struct {
+	// Bind is the host:port the tier listens on, TCP and UDP. It must differ
+	// from the regional bind port on overlapping addresses. Port 0 picks a
+	// free port. Default: "0.0.0.0:7947".
+	Bind string `toml:"bind"`
+
+	// Advertise is the host:port gateways in other regions reach this node
+	// at. Empty means the bind address, or the first private IP when bound to
+	// all interfaces. Default: "".
+	Advertise string `toml:"advertise"`
+
+	// Join are host:port addresses of gateways to join at start-up.
+	// Default: none.
+	Join []string `toml:"join"`
+
+	// Keyring is the global tier's key file, in the same form as
+	// Regional.Keyring; it must not be the same file. Default: "".
+	Keyring string `toml:"keyring"`
+
+	// StaleAfter is how old a region's heartbeat may be before readers see
+	// that region's records as stale. Must be positive. Default: 30s.
+	StaleAfter Duration `toml:"stale_after"`
+
+	// GossipInterval is the time between gossip rounds. Must be positive.
+	// Default: 200ms.
+	GossipInterval Duration `toml:"gossip_interval"`
+
+	// GossipNodes is the number of random members each gossip round sends
+	// to. At least 1. Default: 3.
+	GossipNodes int `toml:"gossip_nodes"`
+
+	// ProbeInterval is the time between failure-detection probes. Must be
+	// positive. Default: 5s.
+	ProbeInterval Duration `toml:"probe_interval"`
+
+	// ProbeTimeout is how long a probe waits for an ack. Must be positive
+	// and shorter than ProbeInterval. Default: 3s.
+	ProbeTimeout Duration `toml:"probe_timeout"`
+
+	// SyncInterval is the time between anti-entropy exchanges with a random
+	// gateway. Must be positive. Default: 30s.
+	SyncInterval Duration `toml:"sync_interval"`
+}
+
+// API is the [api] table: the HTTP API server.
+type API struct {
+	// Addr is the host:port the API listens on. Port 0 picks a free port.
+	// Default: "127.0.0.1:7070".
+	Addr string `toml:"addr"`
+
+	// TokenFile is a file holding the bearer token clients must send. Empty
+	// disables authentication. A relative path is relative to the config
+	// file's directory when loaded with Load. Default: "".
+	TokenFile string `toml:"token_file"`
+
+	// MaxBody is the largest request body accepted, in bytes. Must be
+	// positive. Default: 4MiB.
+	MaxBody Size `toml:"max_body"`
+}
+
+// Reducer is one [[reducers]] entry: a Wasm module that projects the region's
+// input rows into the region's global records.
+type Reducer struct {
+	// Name identifies the reducer in status, metrics and logs. Required,
+	// unique among the reducers; lower-case letters, digits and '-', at most
+	// 63 characters.
+	Name string `toml:"name"`
+
+	// Source is a Go main package directory, built to wasip1 and cached.
+	// Exactly one of Source and Wasm is set. A relative path is relative to
+	// the config file's directory when loaded with Load. Default: "".
+	Source string `toml:"source,omitempty"`
+
+	// Wasm is a prebuilt .wasm module file. Exactly one of Source and Wasm is
+	// set. A relative path is relative to the config file's directory when
+	// loaded with Load. Default: "".
+	Wasm string `toml:"wasm,omitempty"`
+
+	// Inputs are the regional tables whose rows the reducer reads; a change
+	// to any of them triggers a run. Required, at least one.
+	Inputs []string `toml:"inputs"`
+
+	// Outputs are the global record types the reducer writes; it owns the
+	// region's records of these types. Required, at least one.
+	Outputs []string `toml:"outputs"`
+
+	// Debounce is how long the publisher waits after an input change for
+	// more changes before running the reducer. Zero runs at once; must not
+	// be negative. Default: 250ms.
+	Debounce Duration `toml:"debounce"`
+
+	// Timeout bounds one run; a run that takes longer is cancelled and the
+	// last good records stay published. Must be positive. Default: 2s.
+	Timeout Duration `toml:"timeout"`
+
+	// MemoryLimit bounds the module's linear memory, in bytes, rounded down
+	// to whole 64KiB pages. From 64KiB to 4GiB. Default: 64MiB.
+	MemoryLimit Size `toml:"memory_limit"`
+
+	// MaxOutput bounds the encoded output of one run, in bytes. Must be
+	// positive. Default: 4MiB.
+	MaxOutput Size `toml:"max_output"`
+}
+
+// Defaults. Keep them in step with the field comments and docs/CONFIG.md.
+const (
+	defaultCluster       = "default"
+	defaultDataDir       = "data"
+	defaultMaxClockDrift = time.Minute
+	defaultTombstoneTTL  = 24 * time.Hour
+	defaultLogLevel      = "info"
+
+	defaultContractsDir = "contracts"
+
+	defaultRegionalBind           = "0.0.0.0:7946"
+	defaultRegionalGossipInterval = 100 * time.Millisecond
+	defaultRegionalGossipNodes    = 4
+	defaultRegionalProbeInterval  = time.Second
+	defaultRegionalProbeTimeout   = 500 * time.Millisecond
+	defaultRegionalSyncInterval   = 10 * time.Second
+	defaultBroadcastQueue         = 4096
+	defaultFeedRetention          = 100000
+
+	defaultGlobalBind           = "0.0.0.0:7947"
+	defaultStaleAfter           = 30 * time.Second
+	defaultGlobalGossipInterval = 200 * time.Millisecond
+	defaultGlobalGossipNodes    = 3
+	defaultGlobalProbeInterval  = 5 * time.Second
+	defaultGlobalProbeTimeout   = 3 * time.Second
+	defaultGlobalSyncInterval   = 30 * time.Second
+
+	defaultAPIAddr = "127.0.0.1:7070"
+	defaultMaxBody = 4 * MiB
+
+	defaultDebounce    = 250 * time.Millisecond
+	defaultTimeout     = 2 * time.Second
+	defaultMemoryLimit = 64 * MiB
+	defaultMaxOutput   = 4 * MiB
+)
+
+// hostname is os.Hostname, replaceable in tests.
+var hostname = os.Hostname
+
+// defaulter is implemented by the table types; decoding starts every table
+// from its defaults so that a key left out keeps its default and a key
+// written out, even as a zero value, is validated as written.
+type defaulter interface {
+	setDefaults()
+}
+
+var (
+	_ defaulter = (*Config)(nil)
+	_ defaulter = (*Contracts)(nil)
+	_ defaulter = (*Regional)(nil)
+	_ defaulter = (*Global)(nil)
+	_ defaulter = (*API)(nil)
+	_ defaulter = (*Reducer)(nil)
+)
+
+func (c *Config) setDefaults() {
+	*c = Config{
+		Cluster:       defaultCluster,
+		DataDir:       defaultDataDir,
+		MaxClockDrift: Duration{defaultMaxClockDrift},
+		TombstoneTTL:  Duration{defaultTombstoneTTL},
+		LogLevel:      defaultLogLevel,
+	}
+	if h, err := hostname(); err == nil {
+		c.Node = h // else Validate reports node as missing
+	}
+	c.Contracts.setDefaults()
+	c.Regional.setDefaults()
+	c.API.setDefaults()
+}
+
+func (c *Contracts) setDefaults() {
+	*c = Contracts{Dir: defaultContractsDir}
+}
+
+func (r *Regional) setDefaults() {
+	*r = Regional{
+		Bind:           defaultRegionalBind,
+		GossipInterval: Duration{defaultRegionalGossipInterval},
+		GossipNodes:    defaultRegionalGossipNodes,
+		ProbeInterval:  Duration{defaultRegionalProbeInterval},
+		ProbeTimeout:   Duration{defaultRegionalProbeTimeout},
+		SyncInterval:   Duration{defaultRegionalSyncInterval},
+		BroadcastQueue: defaultBroadcastQueue,
+		FeedRetention:  defaultFeedRetention,
+	}
+}
+
+func (g *Global) setDefaults() {
+	*g = Global{
+		Bind:           defaultGlobalBind,
+		StaleAfter:     Duration{defaultStaleAfter},
+		GossipInterval: Duration{defaultGlobalGossipInterval},
+		GossipNodes:    defaultGlobalGossipNodes,
+		ProbeInterval:  Duration{defaultGlobalProbeInterval},
+		ProbeTimeout:   Duration{defaultGlobalProbeTimeout},
+		SyncInterval:   Duration{defaultGlobalSyncInterval},
+	}
+}
+
+func (a *API) setDefaults() {
+	*a = API{Addr: defaultAPIAddr, MaxBody: defaultMaxBody}
+}
+
+func (r *Reducer) setDefaults() {
+	*r = Reducer{
+		Debounce:    Duration{defaultDebounce},
+		Timeout:     Duration{defaultTimeout},
+		MemoryLimit: defaultMemoryLimit,
+		MaxOutput:   defaultMaxOutput,
+	}
+}
+
+// Resolve makes the relative file paths in c relative to base, the directory
+// of the config file, so that the agent finds them whatever its working
+// directory: data_dir, contracts.dir, the keyrings, api.token_file and each
+// reducer's source or wasm. Absolute and empty paths are left alone, and so
+// are contracts.files, which are relative to contracts.dir. Load calls it;
+// Parse and Default do not.
+func (c *Config) Resolve(base string) {
+	resolve := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	resolve(&c.DataDir)
+	resolve(&c.Contracts.Dir)
+	resolve(&c.Regional.Keyring)
+	if c.Global != nil {
+		resolve(&c.Global.Keyring)
+	}
+	resolve(&c.API.TokenFile)
+	for i := range c.Reducers {
+		resolve(&c.Reducers[i].Source)
+		resolve(&c.Reducers[i].Wasm)
+	}
+}
+
+// Level returns LogLevel as a slog.Level. A LogLevel that Validate would
+// reject gives slog.LevelInfo.
+func (c *Config) Level() slog.Level {
+	switch c.LogLevel {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
