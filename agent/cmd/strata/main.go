@@ -50,7 +50,7 @@ across regions. This one binary runs the agent and talks to it.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newAgentCmd(), newBenchCmd())
+	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd())
 	addClientCommands(root)
 	return root
 }
