@@ -78,4 +78,7 @@ func BenchmarkHTTPPutConcurrent(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	st := a.store.Stats()
+	b.ReportMetric(float64(st.RowsWritten)/float64(st.Commits), "rows/commit")
+	b.ReportMetric(st.CommitSeconds*1000/float64(st.Commits), "ms/commit")
 }

@@ -133,10 +133,9 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.MaxBatch = DefaultMaxBatch
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		NoSync:         opts.NoSync,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout:      time.Second,
+		NoSync:       opts.NoSync,
+		FreelistType: bolt.FreelistMapType,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
