@@ -29,6 +29,9 @@ type Contract struct {
 
 	// regionalOnly holds the full names of all fields marked regional_only.
 	regionalOnly map[protoreflect.FullName]bool
+	// wire holds the strict wire walk's tables of every message reachable
+	// from a table or record.
+	wire map[protoreflect.FullName]*wireMsg
 }
 
 // Tables returns the contract's tables, sorted by name, in a new slice.
@@ -75,6 +78,7 @@ func newContract(roots []protoreflect.FileDescriptor) (*Contract, error) {
 		byTable:      map[string]*Schema{},
 		byRecord:     map[string]*Schema{},
 		regionalOnly: map[protoreflect.FullName]bool{},
+		wire:         map[protoreflect.FullName]*wireMsg{},
 	}
 	c.closure = closure(roots)
 	for _, fd := range c.closure {

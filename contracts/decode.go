@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"regexp"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 )
 
@@ -58,78 +56,25 @@ func jsonErrorField(err error) string {
 // wrapping ErrUnknownField, where protobuf would keep it silently. Errors are
 // *DecodeError. DecodeBinary does not validate: call Validate.
 func (s *Schema) DecodeBinary(b []byte) (*dynamicpb.Message, error) {
-	m := dynamicpb.NewMessage(s.Desc)
-	if err := (proto.UnmarshalOptions{Resolver: s.c.types}).Unmarshal(b, m); err != nil {
-		return nil, &DecodeError{Schema: s.Name, Err: err}
+	if err := s.strictWire(b); err != nil {
+		return nil, err
 	}
-	if err := s.strict(m); err != nil {
+	m := dynamicpb.NewMessage(s.Desc)
+	if err := s.unmarshal(b, m); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// strict returns a *DecodeError if m holds unknown fields at any depth.
-func (s *Schema) strict(m protoreflect.Message) error {
-	u := findUnknown(m)
-	if u == nil {
-		return nil
+// unmarshal decodes b, which passed strictWire, into m. Initialization is
+// checked only when the message has required fields (proto2): for proto3
+// the check is a walk over every field that finds nothing.
+func (s *Schema) unmarshal(b []byte, m *dynamicpb.Message) error {
+	opts := proto.UnmarshalOptions{Resolver: s.c.types, AllowPartial: !s.required, Merge: true}
+	if err := opts.Unmarshal(b, m); err != nil {
+		return &DecodeError{Schema: s.Name, Err: err}
 	}
-	slices.Reverse(u.path)
-	return &DecodeError{
-		Schema: s.Name,
-		Field:  fieldPath(u.path),
-		Err:    fmt.Errorf("%w number %d in %s", ErrUnknownField, u.num, u.msg),
-	}
-}
-
-// unknownField locates the first unknown field found by findUnknown.
-type unknownField struct {
-	num  protowire.Number
-	msg  protoreflect.FullName // message holding the field
-	path []protoreflect.FieldDescriptor
-}
-
-// findUnknown walks m depth first and reports its first unknown field, with
-// the path to it in reverse order (innermost field first), or nil. Depth is
-// bounded by the protobuf decoder's recursion limit.
-func findUnknown(m protoreflect.Message) *unknownField {
-	if raw := m.GetUnknown(); len(raw) > 0 {
-		num, _, n := protowire.ConsumeTag(raw)
-		if n < 0 {
-			num = 0
-		}
-		return &unknownField{num: num, msg: m.Descriptor().FullName()}
-	}
-	var found *unknownField
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsMap():
-			if fd.MapValue().Message() == nil {
-				return true
-			}
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				found = findUnknown(mv.Message())
-				return found == nil
-			})
-		case fd.Message() == nil:
-			return true
-		case fd.IsList():
-			l := v.List()
-			for i := range l.Len() {
-				if found = findUnknown(l.Get(i).Message()); found != nil {
-					break
-				}
-			}
-		default:
-			found = findUnknown(v.Message())
-		}
-		if found != nil {
-			found.path = append(found.path, fd)
-			return false
-		}
-		return true
-	})
-	return found
+	return nil
 }
 
 // JSONFieldNumbers returns the numbers of the top-level fields named in the

@@ -30,6 +30,16 @@
 //     ([Schema.Split], [Schema.Join], [Schema.JSONFieldNumbers] for PATCH);
 //   - encode for the API ([Schema.EncodeJSON]).
 //
+// # Global writes
+//
+// [Contract.CheckWrite] is the one validation pipeline every global write
+// passes, whether it comes from a reducer, from the API or from a peer: a
+// [Write] in, nil or a [*RejectError] out, naming the record, key, rule
+// (a stable id such as [RuleLeak]) and field. It is pure: the caller passes
+// in the time, the region's record count and its rate [Budget], and, for a
+// reducer's output, the [LeakSet] of regional_only values collected from
+// the reducer's input rows with [LeakSet.Collect].
+//
 // # Concurrency
 //
 // A Contract and its Schemas are immutable once Compile returns; all their
@@ -39,7 +49,8 @@
 // # Errors
 //
 // Errors name the table or record and, where known, the field:
-// [*DecodeError], [*ValidationError], [*KeyError] and [*CompileError] carry
-// the details for callers that show them; [ErrUnknownField] and
-// [ErrWrongType] can be tested with errors.Is.
+// [*DecodeError], [*ValidationError], [*KeyError], [*RejectError] and
+// [*CompileError] carry the details for callers that show them;
+// [ErrUnknownField], [ErrWrongType] and [ErrRejected] can be tested with
+// errors.Is.
 package contracts

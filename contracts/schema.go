@@ -3,6 +3,7 @@ package contracts
 import (
 	"fmt"
 	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -65,6 +66,14 @@ type Schema struct {
 	numbers  []protowire.Number          // top-level field numbers, sorted
 	byJSON   map[string]protowire.Number // JSON and proto names of top-level fields
 	regional []string                    // paths of regional_only fields
+	wire     *wireMsg                    // tables for the strict wire walk
+	pool     sync.Pool                   // of *dynamicpb.Message, for CheckWrite
+	// required is set when the message holds, at any depth, a proto2
+	// required field: only then must decoding check initialization.
+	required bool
+	// collect guides the leak collector: which messages can hold
+	// regional_only fields.
+	collect *collectPlan
 }
 
 // init computes what the methods need; it runs once all files are read.
@@ -83,6 +92,30 @@ func (s *Schema) init() {
 		})
 	}
 	slices.Sort(s.numbers)
+	s.wire = wireTables(s.Desc, s.c.wire)
+	s.required = hasRequired(s.Desc, map[protoreflect.FullName]bool{})
+	if s.Kind == KindTable {
+		s.collect = s.c.collectPlan(s.Name, s.Desc)
+	}
+}
+
+// hasRequired reports whether md or a message reachable from it declares a
+// required field. seen stops recursion.
+func hasRequired(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return false
+	}
+	seen[md.FullName()] = true
+	if md.RequiredNumbers().Len() > 0 {
+		return true
+	}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		if sub := fields.Get(i).Message(); sub != nil && hasRequired(sub, seen) {
+			return true
+		}
+	}
+	return false
 }
 
 // String returns e.g. `table "machines" (fleet.v1.Machine)`.
