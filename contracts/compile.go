@@ -31,6 +31,10 @@ type Diagnostic struct {
 	Line, Col int
 	// Msg says what is wrong, without the position.
 	Msg string
+	// Rule is the id of the rule broken, e.g. "COMPILE" for the protobuf
+	// compiler's errors or "SCHEMA_KEY" for a bad key; see
+	// docs/CONTRACT_CHECK.md for the list.
+	Rule string
 }
 
 // String formats d as "file:line:col: message", or "file: message" when d has
@@ -56,6 +60,11 @@ func (d Diagnostic) where() string {
 // position.
 type CompileError struct {
 	Errors []Diagnostic
+	// Files holds the compiled files, each after its dependencies, when the
+	// contract is valid protobuf and only strata's rules failed; nil when
+	// the protobuf compiler failed. A compatibility check can still compare
+	// them with an older version.
+	Files []protoreflect.FileDescriptor
 }
 
 // Error returns one "file:line:col: message" line per diagnostic.
@@ -130,7 +139,7 @@ func Compile(ctx context.Context, fsys fs.FS, files []string) (*Contract, error)
 			continue
 		}
 		if !fs.ValidPath(name) {
-			diags = append(diags, Diagnostic{File: f, Msg: "not a slash-separated path relative to the contract root"})
+			diags = append(diags, Diagnostic{File: f, Msg: "not a slash-separated path relative to the contract root", Rule: ruleCompile})
 			continue
 		}
 		sr, err := res.FindFileByPath(name)
@@ -139,7 +148,7 @@ func Compile(ctx context.Context, fsys fs.FS, files []string) (*Contract, error)
 			if !errors.Is(err, fs.ErrNotExist) {
 				msg = err.Error()
 			}
-			diags = append(diags, Diagnostic{File: f, Msg: msg})
+			diags = append(diags, Diagnostic{File: f, Msg: msg, Rule: ruleCompile})
 			continue
 		}
 		if c, ok := sr.Source.(io.Closer); ok {
@@ -207,7 +216,7 @@ func compileFiles(ctx context.Context, res protocompile.Resolver, names []string
 		diags = append(diags, diagnosticOf(ewp))
 	default:
 		// A failure without a position, such as an unreadable file.
-		diags = append(diags, Diagnostic{Msg: err.Error()})
+		diags = append(diags, Diagnostic{Msg: err.Error(), Rule: ruleCompile})
 	}
 	return linked, diags, nil
 }
@@ -218,7 +227,7 @@ func diagnosticOf(err reporter.ErrorWithPos) Diagnostic {
 	if inner := errors.Unwrap(err); inner != nil {
 		msg = inner.Error()
 	}
-	return Diagnostic{File: pos.Filename, Line: pos.Line, Col: pos.Col, Msg: msg}
+	return Diagnostic{File: pos.Filename, Line: pos.Line, Col: pos.Col, Msg: msg, Rule: ruleCompile}
 }
 
 // resolver finds files in the user's contract root, then falls back to the

@@ -57,6 +57,11 @@ func (c *Contract) Record(name string) (*Schema, bool) {
 // included. Callers must not register more files in it.
 func (c *Contract) Files() *protoregistry.Files { return c.files }
 
+// FileDescriptors returns the contract's files, each after its
+// dependencies, strata's options and protovalidate's rules included, in a
+// new slice.
+func (c *Contract) FileDescriptors() []protoreflect.FileDescriptor { return slices.Clone(c.closure) }
+
 // FileDescriptorSet returns the descriptors of every file of the contract,
 // each after its dependencies, with source info (positions and comments).
 // The set is a new copy on each call. It is what `protoc
@@ -97,7 +102,9 @@ func newContract(roots []protoreflect.FileDescriptor) (*Contract, error) {
 		return nil, err
 	}
 	if len(ck.diags) > 0 {
-		return nil, newCompileError(ck.diags)
+		ce := newCompileError(ck.diags)
+		ce.Files = c.closure
+		return nil, ce
 	}
 	for _, s := range c.tables {
 		c.byTable[s.Name] = s
@@ -137,7 +144,7 @@ func (c *Contract) newValidator(ck *checker) error {
 			// CEL appends the expression and a caret on more lines; keep
 			// one line per diagnostic.
 			msg, _, _ = strings.Cut(msg, "\n")
-			ck.errorf(s.Desc, nil, "%s %q: protovalidate rules do not compile: %s", s.Kind, s.Name, msg)
+			ck.errorf(ruleValidateCompile, s.Desc, nil, "%s %q: protovalidate rules do not compile: %s", s.Kind, s.Name, msg)
 		}
 	}
 	return nil

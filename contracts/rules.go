@@ -22,11 +22,41 @@ const (
 
 // Field numbers of descriptor.proto, for source paths.
 const (
-	fileMessagesField   = 4 // FileDescriptorProto.message_type
-	messageFieldsField  = 2 // DescriptorProto.field
-	messageNestedField  = 3 // DescriptorProto.nested_type
-	messageOptionsField = 7 // DescriptorProto.options
-	fieldOptionsField   = 8 // FieldDescriptorProto.options
+	filePackageField      = 2  // FileDescriptorProto.package
+	fileMessagesField     = 4  // FileDescriptorProto.message_type
+	fileEnumsField        = 5  // FileDescriptorProto.enum_type
+	messageFieldsField    = 2  // DescriptorProto.field
+	messageNestedField    = 3  // DescriptorProto.nested_type
+	messageEnumsField     = 4  // DescriptorProto.enum_type
+	messageOptionsField   = 7  // DescriptorProto.options
+	messageOneofsField    = 8  // DescriptorProto.oneof_decl
+	messageReservedRanges = 9  // DescriptorProto.reserved_range
+	messageReservedNames  = 10 // DescriptorProto.reserved_name
+	fieldTypeField        = 5  // FieldDescriptorProto.type
+	fieldTypeNameField    = 6  // FieldDescriptorProto.type_name
+	fieldLabelField       = 4  // FieldDescriptorProto.label
+	fieldNumberField      = 3  // FieldDescriptorProto.number
+	fieldJSONNameField    = 10 // FieldDescriptorProto.json_name
+	fieldOptionsField     = 8  // FieldDescriptorProto.options
+	enumValuesField       = 2  // EnumDescriptorProto.value
+	enumReservedRanges    = 4  // EnumDescriptorProto.reserved_range
+	enumReservedNames     = 5  // EnumDescriptorProto.reserved_name
+	enumValueNameField    = 1  // EnumValueDescriptorProto.name
+)
+
+// Rule ids of strata's compile-time rules, as Diagnostic.Rule reports
+// them. They are part of `strata contract check`'s output: never change
+// one (docs/CONTRACT_CHECK.md lists them).
+const (
+	ruleCompile            = "COMPILE"                 // protobuf syntax, types, imports
+	ruleOption             = "STRATA_OPTION"           // a strata option that cannot be read
+	ruleName               = "SCHEMA_NAME"             // table or record name missing or malformed
+	ruleNameUnique         = "SCHEMA_NAME_UNIQUE"      // two tables or records with one name
+	ruleKey                = "SCHEMA_KEY"              // key missing, unknown, repeated or not scalar
+	ruleTableOrRecord      = "SCHEMA_TABLE_OR_RECORD"  // a message both a table and a record
+	ruleRecordRegionalOnly = "RECORD_NO_REGIONAL_ONLY" // a record reaches a regional_only field
+	ruleRecordTable        = "RECORD_NO_TABLE_MESSAGE" // a record reaches a table's message
+	ruleValidateCompile    = "VALIDATE_RULES_COMPILE"  // protovalidate rules that do not compile
 )
 
 // maxNesting bounds how deep the checks follow message fields; deeper
@@ -47,10 +77,12 @@ type checker struct {
 	badRecords []*Schema
 }
 
-// errorf records a problem at descriptor d, at the sub-path of d's source
-// location when there is one (e.g. inside its options), or at d itself.
-func (ck *checker) errorf(d protoreflect.Descriptor, sub []int32, format string, args ...any) {
+// errorf records a problem breaking rule at descriptor d, at the sub-path
+// of d's source location when there is one (e.g. inside its options), or at
+// d itself.
+func (ck *checker) errorf(rule string, d protoreflect.Descriptor, sub []int32, format string, args ...any) {
 	diag := position(d, sub)
+	diag.Rule = rule
 	diag.Msg = fmt.Sprintf(format, args...)
 	ck.diags = append(ck.diags, diag)
 }
@@ -76,8 +108,8 @@ func position(d protoreflect.Descriptor, sub []int32) Diagnostic {
 	return diag
 }
 
-// descriptorPath returns the source path of a message or a message's field,
-// or nil for other descriptors.
+// descriptorPath returns the source path of a message, a message's field or
+// oneof, an enum or an enum value, or nil for other descriptors.
 func descriptorPath(d protoreflect.Descriptor) protoreflect.SourcePath {
 	switch d := d.(type) {
 	case protoreflect.MessageDescriptor:
@@ -95,6 +127,23 @@ func descriptorPath(d protoreflect.Descriptor) protoreflect.SourcePath {
 		}
 		if p := descriptorPath(d.ContainingMessage()); p != nil {
 			return append(p, messageFieldsField, int32(d.Index()))
+		}
+	case protoreflect.OneofDescriptor:
+		if p := descriptorPath(d.Parent()); p != nil {
+			return append(p, messageOneofsField, int32(d.Index()))
+		}
+	case protoreflect.EnumDescriptor:
+		switch parent := d.Parent().(type) {
+		case protoreflect.FileDescriptor:
+			return protoreflect.SourcePath{fileEnumsField, int32(d.Index())}
+		case protoreflect.MessageDescriptor:
+			if p := descriptorPath(parent); p != nil {
+				return append(p, messageEnumsField, int32(d.Index()))
+			}
+		}
+	case protoreflect.EnumValueDescriptor:
+		if p := descriptorPath(d.Parent()); p != nil {
+			return append(p, enumValuesField, int32(d.Index()))
 		}
 	}
 	return nil
@@ -127,7 +176,7 @@ func (ck *checker) message(md protoreflect.MessageDescriptor) {
 		f := fields.Get(i)
 		ro, err := boolOption(f.Options(), ck.opts.regionalOnly)
 		if err != nil {
-			ck.errorf(f, []int32{fieldOptionsField}, "cannot read option %s: %v", regionalOnlyExtName, err)
+			ck.errorf(ruleOption, f, []int32{fieldOptionsField}, "cannot read option %s: %v", regionalOnlyExtName, err)
 		}
 		if ro {
 			ck.c.regionalOnly[f.FullName()] = true
@@ -138,7 +187,7 @@ func (ck *checker) message(md protoreflect.MessageDescriptor) {
 	for _, d := range []declaration{{kind: KindTable, ext: ck.opts.table}, {kind: KindRecord, ext: ck.opts.record}} {
 		opt, err := messageOption(md.Options(), d.ext)
 		if err != nil {
-			ck.errorf(md, []int32{messageOptionsField}, "cannot read option %s: %v", d.ext.FullName(), err)
+			ck.errorf(ruleOption, md, []int32{messageOptionsField}, "cannot read option %s: %v", d.ext.FullName(), err)
 			continue
 		}
 		if opt != nil {
@@ -150,7 +199,7 @@ func (ck *checker) message(md protoreflect.MessageDescriptor) {
 	case 1:
 		ck.schema(md, decls[0])
 	case 2:
-		ck.errorf(md, []int32{messageOptionsField, int32(ck.opts.record.Number())},
+		ck.errorf(ruleTableOrRecord, md, []int32{messageOptionsField, int32(ck.opts.record.Number())},
 			"message %s is both a table and a record; a message is one or the other", md.FullName())
 	}
 
@@ -173,10 +222,10 @@ func (ck *checker) schema(md protoreflect.MessageDescriptor, d declaration) {
 	ok := true
 	switch {
 	case s.Name == "":
-		ck.errorf(md, at(optNameField), "%s %s: name is required", d.kind, md.FullName())
+		ck.errorf(ruleName, md, at(optNameField), "%s %s: name is required", d.kind, md.FullName())
 		ok = false
 	case !namePattern.MatchString(s.Name):
-		ck.errorf(md, at(optNameField),
+		ck.errorf(ruleName, md, at(optNameField),
 			"%s %s: name %q is not valid: use a letter, then letters, digits, '_' or '-', at most 64 characters",
 			d.kind, md.FullName(), s.Name)
 		ok = false
@@ -188,7 +237,7 @@ func (ck *checker) schema(md protoreflect.MessageDescriptor, d declaration) {
 
 	key := stringsField(d.opt, "key")
 	if len(key) == 0 {
-		ck.errorf(md, at(), "%s: key is required: list the fields that identify a %s", label, d.kind.entry())
+		ck.errorf(ruleKey, md, at(), "%s: key is required: list the fields that identify a %s", label, d.kind.entry())
 		ok = false
 	}
 	for i, name := range key {
@@ -196,14 +245,14 @@ func (ck *checker) schema(md protoreflect.MessageDescriptor, d declaration) {
 		f := md.Fields().ByName(protoreflect.Name(name))
 		switch {
 		case f == nil:
-			ck.errorf(md, pos, "%s: key field %q does not exist in %s", label, name, md.FullName())
+			ck.errorf(ruleKey, md, pos, "%s: key field %q does not exist in %s", label, name, md.FullName())
 		case slices.Index(key, name) < i:
-			ck.errorf(md, pos, "%s: key field %q is listed twice", label, name)
+			ck.errorf(ruleKey, md, pos, "%s: key field %q is listed twice", label, name)
 		case f.IsList() || f.IsMap():
-			ck.errorf(md, pos, "%s: key field %q is %s; a key field must be a singular string, integer, bool or enum field",
+			ck.errorf(ruleKey, md, pos, "%s: key field %q is %s; a key field must be a singular string, integer, bool or enum field",
 				label, name, cardinality(f))
 		case !keyKinds[f.Kind()]:
-			ck.errorf(md, pos, "%s: key field %q has type %s; a key field must be a singular string, integer, bool or enum field",
+			ck.errorf(ruleKey, md, pos, "%s: key field %q has type %s; a key field must be a singular string, integer, bool or enum field",
 				label, name, typeName(f))
 		default:
 			s.Key = append(s.Key, f)
@@ -270,7 +319,7 @@ func (ck *checker) contract() {
 	seen := map[string]*Schema{}
 	for _, s := range all {
 		if prev, dup := seen[s.Name]; dup {
-			ck.errorf(s.Desc, []int32{messageOptionsField, int32(s.ext(ck.opts).Number()), optNameField},
+			ck.errorf(ruleNameUnique, s.Desc, []int32{messageOptionsField, int32(s.ext(ck.opts).Number()), optNameField},
 				"%s name %q is already used by %s %s at %s; table and record names must be unique",
 				s.Kind, s.Name, prev.Kind, prev.Desc.FullName(), position(prev.Desc, nil).where())
 			continue
@@ -318,15 +367,15 @@ func (ck *checker) record(s *Schema) {
 			p := fieldPath(path)
 			if ck.c.regionalOnly[f.FullName()] {
 				if len(path) == 1 {
-					ck.errorf(top, nil, "%s: field %q is marked regional_only; a record may not carry regional-only data", label, p)
+					ck.errorf(ruleRecordRegionalOnly, top, nil, "%s: field %q is marked regional_only; a record may not carry regional-only data", label, p)
 				} else {
-					ck.errorf(top, nil, "%s: field %q (%s) is marked regional_only; a record may not carry regional-only data",
+					ck.errorf(ruleRecordRegionalOnly, top, nil, "%s: field %q (%s) is marked regional_only; a record may not carry regional-only data",
 						label, p, f.FullName())
 				}
 			}
 			if md := messageOf(f); md != nil {
 				if t, ok := ck.tableMsgs[md.FullName()]; ok {
-					ck.errorf(top, nil, "%s: field %q has type %s, the message of table %q; a record may not carry a table's rows",
+					ck.errorf(ruleRecordTable, top, nil, "%s: field %q has type %s, the message of table %q; a record may not carry a table's rows",
 						label, p, md.FullName(), t.Name)
 				}
 			}
