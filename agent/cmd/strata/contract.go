@@ -86,7 +86,7 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		Example: `  strata contract check
   strata contract check --contracts contracts --against git:origin/main --format github
   strata contract check --config agent.toml --against contract.binpb --strict`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch format {
 			case check.FormatText, check.FormatJSON, check.FormatGitHub:
@@ -149,7 +149,7 @@ writes). A later "strata contract check --against FILE" compares with it, for
 example with the contract of the release running in production.`,
 		Example: `  strata contract build -o contract.binpb
   strata contract build --config agent.toml -o contract.binpb`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return usageError{errors.New("-o is required: the file to write, e.g. -o contract.binpb")}
@@ -187,6 +187,14 @@ example with the contract of the release running in production.`,
 	src.flags(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write the descriptor set to (required)")
 	return cmd
+}
+
+// noArgs refuses arguments as a usage error (exit status 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return usageError{err}
+	}
+	return nil
 }
 
 // asUsage marks the check's usage errors for exit status 2.

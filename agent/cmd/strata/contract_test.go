@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runStrata runs the CLI in process and returns its output and error.
+func runStrata(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+const compat = "../../../testdata/contracts/compat/"
+
+// TestContractCheckFails checks the three mistakes the gate exists for — a
+// field deleted without reserving it, a compile error, a record that nests
+// a regional_only field — in every output format: exit status 1
+// (errCheckFailed) and a precise message.
+func TestContractCheckFails(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want map[string]string // format → substring
+	}{
+		{"field deleted without reserve",
+			[]string{"--contracts", compat + "field_delete/new", "--against", compat + "field_delete/old"},
+			map[string]string{
+				"text":   "field_delete/old/acme/v1/acme.proto\n  21:3: error FIELD_NO_DELETE: field 2 \"count\" of acme.v1.Placement was deleted without reserving its number and name (old version)\n    fix: add `reserved 2; reserved \"count\";`",
+				"json":   `"rule": "FIELD_NO_DELETE",` + "\n      \"severity\": \"error\",\n      \"file\": \"" + compat + "field_delete/old/acme/v1/acme.proto\",\n      \"line\": 21,\n      \"column\": 3,\n      \"old\": true,",
+				"github": "::error file=" + compat + "field_delete/old/acme/v1/acme.proto,line=21,col=3,title=FIELD_NO_DELETE::field 2 \"count\" of acme.v1.Placement was deleted without reserving its number and name (old version). Fix: add `reserved 2; reserved \"count\";`",
+			}},
+		{"compile error",
+			[]string{"--contracts", compat + "compile_error/new", "--against", compat + "compile_error/old"},
+			map[string]string{
+				"text":   "compile_error/new/acme/v1/acme.proto\n  22:3: error COMPILE: syntax error: expecting ';'",
+				"json":   `"message": "syntax error: expecting ';'"`,
+				"github": "::error file=" + compat + "compile_error/new/acme/v1/acme.proto,line=22,col=3,title=COMPILE::syntax error: expecting ';'",
+			}},
+		{"nested leak in a record",
+			[]string{"--contracts", compat + "nested_leak/new"},
+			map[string]string{
+				"text":   `23:3: error RECORD_NO_REGIONAL_ONLY: record "placements": field "detail.note" (acme.v1.Detail.note) is marked regional_only`,
+				"json":   `"rule": "RECORD_NO_REGIONAL_ONLY"`,
+				"github": `::error file=` + compat + `nested_leak/new/acme/v1/acme.proto,line=23,col=3,title=RECORD_NO_REGIONAL_ONLY::record "placements": field "detail.note"`,
+			}},
+	} {
+		for _, format := range []string{"text", "json", "github"} {
+			t.Run(tc.name+"/"+format, func(t *testing.T) {
+				args := append([]string{"contract", "check", "--format", format}, tc.args...)
+				out, err := runStrata(t, args...)
+				if !errors.Is(err, errCheckFailed) {
+					t.Fatalf("error = %v, want errCheckFailed (exit status 1)\n%s", err, out)
+				}
+				if !strings.Contains(out, tc.want[format]) {
+					t.Errorf("output lacks\n%s\ngot:\n%s", tc.want[format], out)
+				}
+			})
+		}
+	}
+}
+
+func TestContractCheckWarningsAndStrict(t *testing.T) {
+	args := []string{"contract", "check", "--contracts", compat + "limit_tightened/new", "--against", compat + "limit_tightened/old"}
+	out, err := runStrata(t, args...)
+	if err != nil || !strings.Contains(out, "0 errors, 2 warnings") {
+		t.Fatalf("warnings only: error = %v\n%s", err, out)
+	}
+	out, err = runStrata(t, append(args, "--strict")...)
+	if !errors.Is(err, errCheckFailed) || !strings.Contains(out, "(--strict: warnings fail)") {
+		t.Fatalf("--strict: error = %v\n%s", err, out)
+	}
+}
+
+func TestContractCheckUsage(t *testing.T) {
+	for name, args := range map[string][]string{
+		"bad format":      {"--format", "xml"},
+		"missing dir":     {"--contracts", "nope"},
+		"missing against": {"--against", "nope.binpb"},
+		"bad config":      {"--config", "nope.toml"},
+		"unknown flag":    {"--colour"},
+		"argument":        {"extra"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := runStrata(t, append([]string{"contract", "check", "--contracts", compat + "clean_add/new"}, args...)...)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("error = %v (%T), want a usage error (exit status 2)", err, err)
+			}
+		})
+	}
+}
+
+// TestContractBuildAndCheck builds the repository's contract into a
+// descriptor set and checks the contract against it, and against the
+// repository's agent.toml.
+func TestContractBuildAndCheck(t *testing.T) {
+	set := filepath.Join(t.TempDir(), "contract.binpb")
+	if _, err := runStrata(t, "contract", "build", "--contracts", "../../../contracts", "-o", set); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(set); err != nil || st.Size() == 0 {
+		t.Fatalf("descriptor set: %v", err)
+	}
+	out, err := runStrata(t, "contract", "check", "--config", "../../../agent.toml", "--against", set, "--strict")
+	if err != nil || !strings.Contains(out, "strata contract check: ok (../../../contracts: 2 files; against "+set+")") {
+		t.Fatalf("error = %v\n%s", err, out)
+	}
+	if _, err := runStrata(t, "contract", "build", "--contracts", "../../../contracts"); err == nil {
+		t.Error("build without -o succeeded")
+	}
+	_, err = runStrata(t, "contract", "build", "--contracts", compat+"compile_error/new", "-o", set)
+	if err == nil || !strings.Contains(err.Error(), "acme/v1/acme.proto:22:3: syntax error") {
+		t.Errorf("build of a broken contract: %v", err)
+	}
+}
