@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
@@ -61,8 +64,9 @@ func newContractCheckCmd() *cobra.Command {
 	var (
 		src     contractSource
 		against string
-		format  string
-		strict  bool
+		format   string
+		strict   bool
+		fixtures []string
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -85,7 +89,8 @@ rules and the JSON schema are in docs/CONTRACT_CHECK.md. Exit status: 0
 clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		Example: `  strata contract check
   strata contract check --contracts contracts --against git:origin/main --format github
-  strata contract check --config agent.toml --against contract.binpb --strict`,
+  strata contract check --config agent.toml --against contract.binpb --strict
+  strata contract check --config ci.toml --fixtures app-regions=testdata/app-regions`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch format {
@@ -98,12 +103,16 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 				return err
 			}
 			opts := check.Options{Dir: dir, Files: files, Against: against}
+			dirs, err := fixtureDirs(fixtures, cfg)
+			if err != nil {
+				return err
+			}
 			if cfg != nil {
 				for _, r := range cfg.Reducers {
 					opts.Reducers = append(opts.Reducers, check.Reducer{
 						Name: r.Name, Source: r.Source, Wasm: r.Wasm,
 						Inputs: r.Inputs, Outputs: r.Outputs,
-						Fixtures: check.FixturesDir(r.Source, r.Wasm),
+						Fixtures: cmp.Or(dirs[r.Name], check.FixturesDir(r.Source, r.Wasm)),
 					})
 				}
 				if len(opts.Reducers) > 0 {
@@ -132,7 +141,25 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, or git:REF")
 	cmd.Flags().StringVar(&format, "format", check.FormatText, "output format: text, json or github (workflow annotations)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	cmd.Flags().StringArrayVar(&fixtures, "fixtures", nil, "NAME=DIR: take reducer NAME's fixtures from DIR instead of its testdata directory (repeatable)")
 	return cmd
+}
+
+// fixtureDirs parses --fixtures NAME=DIR flags against the configured
+// reducers.
+func fixtureDirs(flags []string, cfg *config.Config) (map[string]string, error) {
+	dirs := map[string]string{}
+	for _, f := range flags {
+		name, dir, ok := strings.Cut(f, "=")
+		if !ok || name == "" || dir == "" {
+			return nil, usageError{fmt.Errorf("--fixtures %q: want NAME=DIR, e.g. app-regions=testdata/app-regions", f)}
+		}
+		if cfg == nil || !slices.ContainsFunc(cfg.Reducers, func(r config.Reducer) bool { return r.Name == name }) {
+			return nil, usageError{fmt.Errorf("--fixtures %q: no reducer %q in the --config file", f, name)}
+		}
+		dirs[name] = dir
+	}
+	return dirs, nil
 }
 
 func newContractBuildCmd() *cobra.Command {

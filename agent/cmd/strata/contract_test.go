@@ -90,6 +90,8 @@ func TestContractCheckUsage(t *testing.T) {
 		"bad config":      {"--config", "nope.toml"},
 		"unknown flag":    {"--colour"},
 		"argument":        {"extra"},
+		"fixtures format": {"--config", "../../../testdata/contracts/check/agent.toml", "--fixtures", "app-regions"},
+		"fixtures name":   {"--config", "../../../testdata/contracts/check/agent.toml", "--fixtures", "nope=dir"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := runStrata(t, append([]string{"contract", "check", "--contracts", compat + "clean_add/new"}, args...)...)
