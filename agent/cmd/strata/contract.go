@@ -62,8 +62,8 @@ func (s *contractSource) load(cmd *cobra.Command) (dir string, files []string, c
 
 func newContractCheckCmd() *cobra.Command {
 	var (
-		src     contractSource
-		against string
+		src      contractSource
+		against  string
 		format   string
 		strict   bool
 		fixtures []string
