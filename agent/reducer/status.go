@@ -1,0 +1,130 @@
+package reducer
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+)
+
+// stats are a reducer's counters, guarded by Reducer.mu.
+type stats struct {
+	runs, failures uint64
+	lastRun        *RunStatus
+	lastError      *ErrorStatus
+}
+
+// Status is what GET /v1/reducers reports about one reducer.
+type Status struct {
+	// Name is the reducer's name.
+	Name string `json:"name"`
+	// Hash is the SHA-256 of the module, in hex.
+	Hash string `json:"hash"`
+	// Source is the module's file or the Go source directory it was built
+	// from; empty for a module given as bytes.
+	Source string `json:"source,omitempty"`
+	// Inputs and Outputs are the configured tables and records.
+	Inputs  []string `json:"inputs"`
+	Outputs []string `json:"outputs"`
+	// Runs and Failures count the runs since the reducer was loaded.
+	Runs     uint64 `json:"runs"`
+	Failures uint64 `json:"failures"`
+	// LastRun is the latest run, successful or not; nil before the first.
+	LastRun *RunStatus `json:"last_run"`
+	// LastError is the latest failure; nil if none.
+	LastError *ErrorStatus `json:"last_error"`
+}
+
+// RunStatus describes one run.
+type RunStatus struct {
+	// At is when the run started.
+	At time.Time `json:"at"`
+	// OK is false when the run failed.
+	OK bool `json:"ok"`
+	// DurationMS is how long it took, in milliseconds.
+	DurationMS float64 `json:"duration_ms"`
+	// RowsIn counts the input rows; RecordsOut the records produced (0
+	// when the run failed).
+	RowsIn     int `json:"rows_in"`
+	RecordsOut int `json:"records_out"`
+}
+
+// ErrorStatus describes a failed run.
+type ErrorStatus struct {
+	// At is when the failed run started.
+	At time.Time `json:"at"`
+	// Kind is the Kind's name, e.g. "timeout".
+	Kind string `json:"kind"`
+	// Message is the error's text.
+	Message string `json:"message"`
+}
+
+// record updates the stats after a run.
+func (r *Reducer) record(start time.Time, d time.Duration, res *Result, err error) {
+	run := &RunStatus{At: start.UTC(), OK: err == nil, DurationMS: float64(d.Microseconds()) / 1000}
+	if res != nil {
+		run.RowsIn, run.RecordsOut = res.RowsIn, len(res.Records)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stats.runs++
+	r.stats.lastRun = run
+	if err != nil {
+		r.stats.failures++
+		kind := "unknown"
+		var e *Error
+		if errors.As(err, &e) {
+			kind = e.Kind.String()
+		}
+		r.stats.lastError = &ErrorStatus{At: run.At, Kind: kind, Message: err.Error()}
+		r.log.Warn("reducer run failed", "err", err)
+	}
+}
+
+// Status returns the reducer's status, ready to encode as JSON. It is safe
+// to call concurrently with Run.
+func (r *Reducer) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Status{
+		Name:     r.cfg.Name,
+		Hash:     r.hash,
+		Source:   r.source,
+		Inputs:   append([]string{}, r.cfg.Inputs...),
+		Outputs:  append([]string{}, r.cfg.Outputs...),
+		Runs:     r.stats.runs,
+		Failures: r.stats.failures,
+	}
+	if r.stats.lastRun != nil {
+		run := *r.stats.lastRun
+		s.LastRun = &run
+	}
+	if r.stats.lastError != nil {
+		e := *r.stats.lastError
+		s.LastError = &e
+	}
+	return s
+}
+
+// StatusBody is the JSON body of GET /v1/reducers.
+type StatusBody struct {
+	Reducers []Status `json:"reducers"`
+}
+
+// Statuses returns the status of each reducer, in the order given.
+func Statuses(rs []*Reducer) StatusBody {
+	body := StatusBody{Reducers: make([]Status, 0, len(rs))}
+	for _, r := range rs {
+		body.Reducers = append(body.Reducers, r.Status())
+	}
+	return body
+}
+
+// StatusHandler serves GET /v1/reducers: {"reducers": [Status, ...]}.
+// reducers is called on every request, so the set may change.
+func StatusHandler(reducers func() []*Reducer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Statuses(reducers()))
+	})
+}

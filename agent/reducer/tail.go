@@ -1,0 +1,56 @@
+package reducer
+
+import "sync"
+
+// tail keeps the first and the last bytes written to it: a guest's stdout
+// and stderr, shown when the guest traps. The head holds the cause (Go's
+// "fatal error: out of memory"), the tail the end of a long stack dump. It
+// is safe for concurrent use.
+type tail struct {
+	mu         sync.Mutex
+	max        int // of head and of last, each
+	head, last []byte
+	dropped    bool
+}
+
+func newTail(max int) *tail { return &tail{max: max} }
+
+// Write keeps the first max bytes and the last max bytes after them.
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if room := t.max - len(t.head); room > 0 {
+		k := min(room, len(p))
+		t.head = append(t.head, p[:k]...)
+		p = p[k:]
+	}
+	if len(p) >= t.max {
+		t.dropped = t.dropped || len(t.last) > 0 || len(p) > t.max
+		p = p[len(p)-t.max:]
+		t.last = t.last[:0]
+	}
+	if over := len(t.last) + len(p) - t.max; over > 0 {
+		t.dropped = true
+		t.last = append(t.last[:0], t.last[over:]...)
+	}
+	t.last = append(t.last, p...)
+	return n, nil
+}
+
+func (t *tail) reset() {
+	t.mu.Lock()
+	t.head, t.last, t.dropped = t.head[:0], t.last[:0], false
+	t.mu.Unlock()
+}
+
+// String returns the bytes kept, with "…" where some were dropped.
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := string(t.head)
+	if t.dropped {
+		s += "\n…\n"
+	}
+	return s + string(t.last)
+}

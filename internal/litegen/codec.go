@@ -1,0 +1,420 @@
+package litegen
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/compiler/protogen"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// This file writes the StrataMerge, StrataUnmarshal, StrataSize and
+// StrataAppend methods of a message.
+
+// tagBytes returns the encoded tag of field num with wire type t, as a Go
+// list of byte literals.
+func tagBytes(num protoreflect.FieldNumber, t int) (string, int) {
+	v := uint64(num)<<3 | uint64(t)
+	var parts []string
+	for v >= 0x80 {
+		parts = append(parts, fmt.Sprintf("0x%02x", byte(v)|0x80))
+		v >>= 7
+	}
+	parts = append(parts, fmt.Sprintf("0x%02x", byte(v)))
+	return strings.Join(parts, ", "), len(parts)
+}
+
+func wireTypeNum(k protoreflect.Kind) int {
+	switch wireType(k) {
+	case "wire.Fixed32Type":
+		return 5
+	case "wire.Fixed64Type":
+		return 1
+	case "wire.BytesType":
+		return 2
+	}
+	return 0
+}
+
+// consume returns the wire function that reads one value of kind k.
+func consume(k protoreflect.Kind) string {
+	switch wireType(k) {
+	case "wire.Fixed32Type":
+		return "wire.ConsumeFixed32"
+	case "wire.Fixed64Type":
+		return "wire.ConsumeFixed64"
+	case "wire.BytesType":
+		return "wire.ConsumeBytes"
+	}
+	return "wire.ConsumeVarint"
+}
+
+// fromWire converts the raw value x of kind k (as consume returns it) to
+// the field's Go value.
+func fromWire(gf *protogen.GeneratedFile, f *protogen.Field, x string) string {
+	switch f.Desc.Kind() {
+	case protoreflect.BoolKind:
+		return x + " != 0"
+	case protoreflect.EnumKind:
+		return gf.QualifiedGoIdent(f.Enum.GoIdent) + "(int32(" + x + "))"
+	case protoreflect.Int32Kind, protoreflect.Sfixed32Kind:
+		return "int32(" + x + ")"
+	case protoreflect.Int64Kind, protoreflect.Sfixed64Kind:
+		return "int64(" + x + ")"
+	case protoreflect.Uint32Kind:
+		return "uint32(" + x + ")"
+	case protoreflect.Sint32Kind:
+		return "int32(" + gf.QualifiedGoIdent(wirePkg.Ident("DecodeZigZag")) + "(" + x + " & 0xffffffff))"
+	case protoreflect.Sint64Kind:
+		return gf.QualifiedGoIdent(wirePkg.Ident("DecodeZigZag")) + "(" + x + ")"
+	case protoreflect.FloatKind:
+		return gf.QualifiedGoIdent(mathPkg.Ident("Float32frombits")) + "(" + x + ")"
+	case protoreflect.DoubleKind:
+		return gf.QualifiedGoIdent(mathPkg.Ident("Float64frombits")) + "(" + x + ")"
+	case protoreflect.StringKind:
+		return gf.QualifiedGoIdent(wirePkg.Ident("String")) + "(" + x + ")"
+	}
+	return x // uint64, fixed32, fixed64, bytes
+}
+
+// appendValue returns the statement that appends the Go value v of field
+// f (one element for lists and maps) to b.
+func appendValue(gf *protogen.GeneratedFile, f *protogen.Field, v string) string {
+	w := func(name string) string { return gf.QualifiedGoIdent(wirePkg.Ident(name)) }
+	switch f.Desc.Kind() {
+	case protoreflect.BoolKind:
+		return "b = " + w("AppendVarint") + "(b, " + w("EncodeBool") + "(" + v + "))"
+	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
+		return "b = " + w("AppendVarint") + "(b, " + w("EncodeZigZag") + "(int64(" + v + ")))"
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind:
+		return "b = " + w("AppendFixed32") + "(b, uint32(" + v + "))"
+	case protoreflect.FloatKind:
+		return "b = " + w("AppendFixed32") + "(b, " + gf.QualifiedGoIdent(mathPkg.Ident("Float32bits")) + "(" + v + "))"
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind:
+		return "b = " + w("AppendFixed64") + "(b, uint64(" + v + "))"
+	case protoreflect.DoubleKind:
+		return "b = " + w("AppendFixed64") + "(b, " + gf.QualifiedGoIdent(mathPkg.Ident("Float64bits")) + "(" + v + "))"
+	case protoreflect.StringKind:
+		return "b = " + w("AppendString") + "(b, " + v + ")"
+	case protoreflect.BytesKind:
+		return "b = " + w("AppendBytes") + "(b, " + v + ")"
+	case protoreflect.MessageKind:
+		return "b = " + w("AppendVarint") + "(b, uint64(" + v + ".StrataSize()))\nb = " + v + ".StrataAppend(b)"
+	}
+	return "b = " + w("AppendVarint") + "(b, uint64(" + v + "))"
+}
+
+// sizeValue returns the expression of the encoded length of the Go value v
+// of field f, without its tag.
+func sizeValue(gf *protogen.GeneratedFile, f *protogen.Field, v string) string {
+	w := func(name string) string { return gf.QualifiedGoIdent(wirePkg.Ident(name)) }
+	switch f.Desc.Kind() {
+	case protoreflect.BoolKind:
+		return "1"
+	case protoreflect.Sint32Kind, protoreflect.Sint64Kind:
+		return w("SizeVarint") + "(" + w("EncodeZigZag") + "(int64(" + v + ")))"
+	case protoreflect.Fixed32Kind, protoreflect.Sfixed32Kind, protoreflect.FloatKind:
+		return "4"
+	case protoreflect.Fixed64Kind, protoreflect.Sfixed64Kind, protoreflect.DoubleKind:
+		return "8"
+	case protoreflect.StringKind, protoreflect.BytesKind:
+		return w("SizeBytes") + "(len(" + v + "))"
+	case protoreflect.MessageKind:
+		return w("SizeBytes") + "(" + v + ".StrataSize())"
+	}
+	return w("SizeVarint") + "(uint64(" + v + "))"
+}
+
+// nonZero returns the condition under which a proto3 field without
+// presence is encoded.
+func nonZero(gf *protogen.GeneratedFile, f *protogen.Field, v string) string {
+	switch f.Desc.Kind() {
+	case protoreflect.BoolKind:
+		return v
+	case protoreflect.StringKind:
+		return v + ` != ""`
+	case protoreflect.BytesKind:
+		return "len(" + v + ") > 0"
+	case protoreflect.FloatKind:
+		return gf.QualifiedGoIdent(mathPkg.Ident("Float32bits")) + "(" + v + ") != 0"
+	case protoreflect.DoubleKind:
+		return gf.QualifiedGoIdent(mathPkg.Ident("Float64bits")) + "(" + v + ") != 0"
+	}
+	return v + " != 0"
+}
+
+func packable(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.StringKind, protoreflect.BytesKind, protoreflect.MessageKind, protoreflect.GroupKind:
+		return false
+	}
+	return true
+}
+
+func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
+	name := strconv.Quote(string(m.Desc.FullName()))
+	fe := gf.QualifiedGoIdent(wirePkg.Ident("FieldError"))
+	fail := func(num string) string {
+		return "return &" + fe + "{Message: " + name + ", Field: " + num + ", Err: err}"
+	}
+	gf.P("// StrataUnmarshal decodes the protobuf encoding b into m, replacing its")
+	gf.P("// contents. Strings and bytes fields alias b. Unknown fields are skipped.")
+	gf.P("func (m *", m.GoIdent, ") StrataUnmarshal(b []byte) error {")
+	gf.P("*m = ", m.GoIdent, "{}")
+	gf.P("return m.StrataMerge(b)")
+	gf.P("}")
+	gf.P()
+	gf.P("// StrataMerge decodes the protobuf encoding b into m, merging with its")
+	gf.P("// contents as protobuf does. Strings and bytes fields alias b.")
+	gf.P("func (m *", m.GoIdent, ") StrataMerge(b []byte) error {")
+	gf.P("for len(b) > 0 {")
+	gf.P("num, typ, n, err := ", wirePkg.Ident("ConsumeTag"), "(b)")
+	gf.P("if err != nil {")
+	gf.P(fail("0"))
+	gf.P("}")
+	gf.P("b = b[n:]")
+	gf.P("switch {")
+	for _, f := range m.Fields {
+		num := strconv.Itoa(int(f.Desc.Number()))
+		fn := "m." + fieldName(f)
+		k := f.Desc.Kind()
+		switch {
+		case f.Desc.IsMap():
+			key, val := f.Message.Fields[0], f.Message.Fields[1]
+			gf.P("case num == ", num, " && typ == ", wirePkg.Ident("BytesType"), ":")
+			gf.P("v, n, err := ", wirePkg.Ident("ConsumeBytes"), "(b)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("b = b[n:]")
+			gf.P("var mk ", scalarType(gf, key))
+			gf.P("var mv ", elemType(gf, val))
+			gf.P("for len(v) > 0 {")
+			gf.P("enum, etyp, n, err := ", wirePkg.Ident("ConsumeTag"), "(v)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("v = v[n:]")
+			gf.P("switch {")
+			gf.P("case enum == 1 && etyp == ", wireType(key.Desc.Kind()), ":")
+			gf.P("x, n, err := ", consume(key.Desc.Kind()), "(v)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("v = v[n:]")
+			gf.P("mk = ", fromWire(gf, key, "x"))
+			gf.P("case enum == 2 && etyp == ", wireType(val.Desc.Kind()), ":")
+			gf.P("x, n, err := ", consume(val.Desc.Kind()), "(v)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("v = v[n:]")
+			if val.Message != nil {
+				gf.P("mv = new(", val.Message.GoIdent, ")")
+				gf.P("if err := mv.StrataMerge(x); err != nil {", fail(num), "}")
+			} else {
+				gf.P("mv = ", fromWire(gf, val, "x"))
+			}
+			gf.P("default:")
+			gf.P("n, err := ", wirePkg.Ident("Skip"), "(v, etyp)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("v = v[n:]")
+			gf.P("}")
+			gf.P("}")
+			if val.Message != nil {
+				gf.P("if mv == nil {")
+				gf.P("mv = new(", val.Message.GoIdent, ")")
+				gf.P("}")
+			}
+			gf.P("if ", fn, " == nil {")
+			gf.P(fn, " = map[", scalarType(gf, key), "]", elemType(gf, val), "{}")
+			gf.P("}")
+			gf.P(fn, "[mk] = mv")
+			continue
+		case f.Desc.IsList() && packable(k):
+			gf.P("case num == ", num, " && typ == ", wirePkg.Ident("BytesType"), ":")
+			gf.P("v, n, err := ", wirePkg.Ident("ConsumeBytes"), "(b)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("b = b[n:]")
+			gf.P("for len(v) > 0 {")
+			gf.P("x, n, err := ", consume(k), "(v)")
+			gf.P("if err != nil {", fail(num), "}")
+			gf.P("v = v[n:]")
+			gf.P(fn, " = append(", fn, ", ", fromWire(gf, f, "x"), ")")
+			gf.P("}")
+		}
+		gf.P("case num == ", num, " && typ == ", wireType(k), ":")
+		gf.P("v, n, err := ", consume(k), "(b)")
+		gf.P("if err != nil {", fail(num), "}")
+		gf.P("b = b[n:]")
+		switch {
+		case f.Message != nil && f.Desc.IsList():
+			gf.P("e := new(", f.Message.GoIdent, ")")
+			gf.P("if err := e.StrataMerge(v); err != nil {", fail(num), "}")
+			gf.P(fn, " = append(", fn, ", e)")
+		case f.Message != nil:
+			gf.P("if ", fn, " == nil {")
+			gf.P(fn, " = new(", f.Message.GoIdent, ")")
+			gf.P("}")
+			gf.P("if err := ", fn, ".StrataMerge(v); err != nil {", fail(num), "}")
+		case f.Desc.IsList():
+			gf.P(fn, " = append(", fn, ", ", fromWire(gf, f, "v"), ")")
+		case f.Desc.HasPresence():
+			gf.P("x := ", fromWire(gf, f, "v"))
+			gf.P(fn, " = &x")
+		default:
+			gf.P(fn, " = ", fromWire(gf, f, "v"))
+		}
+	}
+	gf.P("default:")
+	gf.P("n, err := ", wirePkg.Ident("Skip"), "(b, typ)")
+	gf.P("if err != nil {", fail("num"), "}")
+	gf.P("b = b[n:]")
+	gf.P("}")
+	gf.P("}")
+	gf.P("return nil")
+	gf.P("}")
+	gf.P()
+}
+
+func (g *generator) size(gf *protogen.GeneratedFile, m *protogen.Message) {
+	gf.P("// StrataSize returns the length of m's protobuf encoding.")
+	gf.P("func (m *", m.GoIdent, ") StrataSize() int {")
+	gf.P("if m == nil {")
+	gf.P("return 0")
+	gf.P("}")
+	gf.P("n := 0")
+	for _, f := range m.Fields {
+		fn := "m." + fieldName(f)
+		k := f.Desc.Kind()
+		_, tl := tagBytes(f.Desc.Number(), wireTypeNum(k))
+		tag := strconv.Itoa(tl)
+		switch {
+		case f.Desc.IsMap():
+			key, val := f.Message.Fields[0], f.Message.Fields[1]
+			_, tl := tagBytes(f.Desc.Number(), 2)
+			gf.P("for k, v := range ", fn, " {")
+			gf.P("_, _ = k, v")
+			gf.P("e := 2 + ", sizeValue(gf, key, "k"), " + ", sizeValue(gf, val, "v"))
+			gf.P("n += ", tl, " + ", wirePkg.Ident("SizeBytes"), "(e)")
+			gf.P("}")
+		case f.Desc.IsList() && packable(k):
+			_, tl := tagBytes(f.Desc.Number(), 2)
+			gf.P("if len(", fn, ") > 0 {")
+			gf.P("p := 0")
+			gf.P("for _, v := range ", fn, " {")
+			gf.P("_ = v")
+			gf.P("p += ", sizeValue(gf, f, "v"))
+			gf.P("}")
+			gf.P("n += ", tl, " + ", wirePkg.Ident("SizeBytes"), "(p)")
+			gf.P("}")
+		case f.Desc.IsList():
+			gf.P("for _, v := range ", fn, " {")
+			gf.P("n += ", tag, " + ", sizeValue(gf, f, "v"))
+			gf.P("}")
+		case f.Message != nil || f.Desc.HasPresence():
+			v := fn
+			if f.Message == nil {
+				v = "*" + fn
+			}
+			gf.P("if ", fn, " != nil {")
+			gf.P("n += ", tag, " + ", sizeValue(gf, f, v))
+			gf.P("}")
+		default:
+			gf.P("if ", nonZero(gf, f, fn), " {")
+			gf.P("n += ", tag, " + ", sizeValue(gf, f, fn))
+			gf.P("}")
+		}
+	}
+	gf.P("return n")
+	gf.P("}")
+	gf.P()
+}
+
+func (g *generator) marshal(gf *protogen.GeneratedFile, m *protogen.Message) {
+	gf.P("// StrataAppend appends m's protobuf encoding to b: fields in number")
+	gf.P("// order, map entries sorted by key, so equal messages encode equally.")
+	gf.P("func (m *", m.GoIdent, ") StrataAppend(b []byte) []byte {")
+	gf.P("if m == nil {")
+	gf.P("return b")
+	gf.P("}")
+	fields := append([]*protogen.Field(nil), m.Fields...)
+	sortByNumber(fields)
+	for _, f := range fields {
+		fn := "m." + fieldName(f)
+		k := f.Desc.Kind()
+		tag, _ := tagBytes(f.Desc.Number(), wireTypeNum(k))
+		switch {
+		case f.Desc.IsMap():
+			key, val := f.Message.Fields[0], f.Message.Fields[1]
+			tag, _ := tagBytes(f.Desc.Number(), 2)
+			ktag, _ := tagBytes(1, wireTypeNum(key.Desc.Kind()))
+			vtag, _ := tagBytes(2, wireTypeNum(val.Desc.Kind()))
+			gf.P("if len(", fn, ") > 0 {")
+			gf.P("keys := make([]", scalarType(gf, key), ", 0, len(", fn, "))")
+			gf.P("for k := range ", fn, " {")
+			gf.P("keys = append(keys, k)")
+			gf.P("}")
+			if key.Desc.Kind() == protoreflect.BoolKind {
+				gf.P(slicesPkg.Ident("SortFunc"), "(keys, func(a, b bool) int {")
+				gf.P("if a == b {")
+				gf.P("return 0")
+				gf.P("}")
+				gf.P("if b {")
+				gf.P("return -1")
+				gf.P("}")
+				gf.P("return 1")
+				gf.P("})")
+			} else {
+				gf.P(slicesPkg.Ident("Sort"), "(keys)")
+			}
+			gf.P("for _, k := range keys {")
+			gf.P("v := ", fn, "[k]")
+			gf.P("b = append(b, ", tag, ")")
+			gf.P("b = ", wirePkg.Ident("AppendVarint"), "(b, uint64(2 + ", sizeValue(gf, key, "k"), " + ", sizeValue(gf, val, "v"), "))")
+			gf.P("b = append(b, ", ktag, ")")
+			gf.P(appendValue(gf, key, "k"))
+			gf.P("b = append(b, ", vtag, ")")
+			gf.P(appendValue(gf, val, "v"))
+			gf.P("}")
+			gf.P("}")
+		case f.Desc.IsList() && packable(k):
+			tag, _ := tagBytes(f.Desc.Number(), 2)
+			gf.P("if len(", fn, ") > 0 {")
+			gf.P("p := 0")
+			gf.P("for _, v := range ", fn, " {")
+			gf.P("_ = v")
+			gf.P("p += ", sizeValue(gf, f, "v"))
+			gf.P("}")
+			gf.P("b = append(b, ", tag, ")")
+			gf.P("b = ", wirePkg.Ident("AppendVarint"), "(b, uint64(p))")
+			gf.P("for _, v := range ", fn, " {")
+			gf.P(appendValue(gf, f, "v"))
+			gf.P("}")
+			gf.P("}")
+		case f.Desc.IsList():
+			gf.P("for _, v := range ", fn, " {")
+			gf.P("b = append(b, ", tag, ")")
+			gf.P(appendValue(gf, f, "v"))
+			gf.P("}")
+		case f.Message != nil || f.Desc.HasPresence():
+			v := fn
+			if f.Message == nil {
+				v = "*" + fn
+			}
+			gf.P("if ", fn, " != nil {")
+			gf.P("b = append(b, ", tag, ")")
+			gf.P(appendValue(gf, f, v))
+			gf.P("}")
+		default:
+			gf.P("if ", nonZero(gf, f, fn), " {")
+			gf.P("b = append(b, ", tag, ")")
+			gf.P(appendValue(gf, f, fn))
+			gf.P("}")
+		}
+	}
+	gf.P("return b")
+	gf.P("}")
+	gf.P()
+}
+
+func sortByNumber(fields []*protogen.Field) {
+	for i := 1; i < len(fields); i++ {
+		for j := i; j > 0 && fields[j].Desc.Number() < fields[j-1].Desc.Number(); j-- {
+			fields[j], fields[j-1] = fields[j-1], fields[j]
+		}
+	}
+}

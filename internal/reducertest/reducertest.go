@@ -1,0 +1,155 @@
+// Package reducertest builds the repository's reducers (plugins/ and
+// testdata/reducers/) for tests, once: modules are cached by source hash
+// (agent/reducer.SourceHash) in $STRATA_TEST_CACHE, default
+// $XDG_CACHE_HOME/strata/test-builds, so repeated test runs and the several
+// test packages that use the same module build it once.
+package reducertest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/strata-state/strata/agent/reducer"
+)
+
+// Fixtures are the misbehaving reducers under testdata/reducers.
+var Fixtures = []string{
+	"loop", "membomb", "panic", "guesterror", "hugeoutput", "garbage",
+	"unknownfield", "leakip", "wrongabi", "noexports",
+}
+
+// Root returns the repository's root directory.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Dir returns the directory of a reducer: "app-regions" is under plugins/,
+// the Fixtures under testdata/reducers/.
+func Dir(name string) string {
+	if name == "app-regions" {
+		return filepath.Join(Root(), "plugins", name)
+	}
+	return filepath.Join(Root(), "testdata", "reducers", name)
+}
+
+// CacheDir returns where built modules are kept.
+func CacheDir() string {
+	if d := os.Getenv("STRATA_TEST_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		d = os.TempDir()
+	}
+	return filepath.Join(d, "strata", "test-builds")
+}
+
+var (
+	mu    sync.Mutex
+	built = map[string]string{}
+	locks = map[string]*sync.Mutex{}
+)
+
+func lock(key string) func() {
+	mu.Lock()
+	l := locks[key]
+	if l == nil {
+		l = new(sync.Mutex)
+		locks[key] = l
+	}
+	mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Module returns the path of the built module of the reducer called name
+// (see Dir), building it if its source changed. It skips the test when the
+// Go toolchain is missing.
+func Module(t testing.TB, name string) string {
+	t.Helper()
+	paths := Modules(t, name)
+	return paths[name]
+}
+
+// Modules builds the reducers called names, two at a time, and returns
+// their module paths by name.
+func Modules(t testing.TB, names ...string) map[string]string {
+	t.Helper()
+	out := make(map[string]string, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	var outMu sync.Mutex
+	for i, name := range names {
+		mu.Lock()
+		p, ok := built[name]
+		mu.Unlock()
+		if ok {
+			out[name] = p
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p, err := build(name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			outMu.Lock()
+			out[name] = p
+			outMu.Unlock()
+			mu.Lock()
+			built[name] = p
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			if isNoGo(err) {
+				t.Skip(err)
+			}
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func isNoGo(err error) bool {
+	for e := err; e != nil; {
+		if e == reducer.ErrNoGo {
+			return true
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		e = u.Unwrap()
+	}
+	return false
+}
+
+func build(name string) (string, error) {
+	dir := Dir(name)
+	sum, err := reducer.SourceHash(dir, goTool())
+	if err != nil {
+		return "", err
+	}
+	return reducer.BuildCached(context.Background(), dir, CacheDir(), sum, reducer.BuildOptions{GoTool: goTool()}, lock)
+}
+
+func goTool() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
+}
