@@ -44,7 +44,7 @@ func strataReduce(ptr, size uint32) uint64 {
 	if in == nil || size > uint32(len(in)) || ptr != uint32(uintptr(unsafe.Pointer(unsafe.SliceData(in[:cap(in)])))) {
 		output = errorResponse(nil, "sdk: strata_reduce called without the buffer of the last strata_alloc")
 	} else {
-		output = handle(output, in[:size])
+		output = handle(output, nil, in[:size])
 	}
 	if len(output) == 0 {
 		return 0

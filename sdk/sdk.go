@@ -240,16 +240,16 @@ func (o *Output) encode(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// Handle runs the registered reducer on an encoded ABI request and returns
-// the encoded response (sdk/abi/v1/abi.proto). The strata_reduce export
-// calls it, and package sdktest calls it natively, so both run the same
-// code. Plugin code does not call it. A panic of the reducer is recovered
-// and reported as a response with panic set.
-func Handle(request []byte) []byte {
-	return handle(nil, request)
+// Handle runs reducer r (nil: the registered one) on an encoded ABI request
+// and returns the encoded response (sdk/abi/v1/abi.proto). The
+// strata_reduce export calls it, and package sdktest calls it natively, so
+// both run the same code. Plugin code does not call it. A panic of the
+// reducer is recovered and reported as a response with panic set.
+func Handle(r Reducer, request []byte) []byte {
+	return handle(nil, r, request)
 }
 
-func handle(b []byte, request []byte) (resp []byte) {
+func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	fail := func(msg string) []byte { return errorResponse(b, msg) }
 	req, err := abi.DecodeRequest(request)
 	if err != nil {
@@ -258,7 +258,10 @@ func handle(b []byte, request []byte) (resp []byte) {
 	if req.Version != abi.Version {
 		return fail("sdk: request has ABI version " + strconv.Itoa(int(req.Version)) + ", this SDK speaks version " + strconv.Itoa(abi.Version))
 	}
-	if registered == nil {
+	if reducer == nil {
+		reducer = registered
+	}
+	if reducer == nil {
 		return fail("sdk: no reducer registered: call sdk.Register(yourReducer) in an init function of package main")
 	}
 	in := &Input{Region: req.Region, Reducer: req.Reducer, tables: req.Tables}
@@ -268,7 +271,7 @@ func handle(b []byte, request []byte) (resp []byte) {
 			resp = abi.AppendResponse(b[:0], &abi.Response{Error: "panic: " + panicText(r) + "\n\n" + string(debug.Stack()), Panic: true})
 		}
 	}()
-	if err := registered(in, out); err != nil {
+	if err := reducer(in, out); err != nil {
 		return fail(err.Error())
 	}
 	resp, err = out.encode(b[:0])

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/strata-state/strata/agent/reducer"
+	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/recordcheck"
 	"github.com/strata-state/strata/internal/reducertest"
 	"github.com/strata-state/strata/plugins/fleetv1"
 	"github.com/strata-state/strata/sdk/wkt"
@@ -184,6 +186,7 @@ func TestMisbehaving(t *testing.T) {
 		runErr  error  // the error of Run, or nil when the run succeeds
 		msg     string // in the error's text
 		cfg     func(*reducer.Config)
+		reject  string // the rule the contract's pipeline rejects the record by
 	}{
 		{name: "loop", runErr: reducer.ErrTimeout, msg: "exceeded the timeout of 300ms"},
 		{name: "membomb", runErr: reducer.ErrMemory, msg: "out of memory",
@@ -195,8 +198,9 @@ func TestMisbehaving(t *testing.T) {
 		{name: "garbage", runErr: reducer.ErrOutput, msg: "malformed response"},
 		{name: "wrongabi", loadErr: reducer.ErrABI, msg: "speaks strata reducer ABI v2"},
 		{name: "noexports", loadErr: reducer.ErrABI, msg: "does not export strata_abi_v1"},
-		{name: "unknownfield"},
-		{name: "leakip"},
+		{name: "unknownfield", reject: "unknown_field"},
+		{name: "leakip", reject: "validate:string.pattern"},
+		{name: "leakid", reject: "leak"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -220,6 +224,11 @@ func TestMisbehaving(t *testing.T) {
 					if err != nil || len(res.Records) != 1 {
 						t.Fatalf("run: %v, %v", res, err)
 					}
+					problems, err := recordcheck.Check(example(t), "ord", []recordcheck.Table{{Name: "machines", Rows: rows[0].Rows}},
+						[]recordcheck.Record{recordcheck.Record(res.Records[0])})
+					if err != nil || len(problems) != 1 || problems[0].Rule != tc.reject {
+						t.Fatalf("contract check: %v, %v; want rule %s", problems, err, tc.reject)
+					}
 					continue
 				}
 				checkErr(t, err, tc.name, tc.runErr, tc.msg)
@@ -232,6 +241,15 @@ func TestMisbehaving(t *testing.T) {
 			}
 		})
 	}
+}
+
+func example(t testing.TB) *contracts.Contract {
+	t.Helper()
+	c, err := contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 func checkErr(t *testing.T, err error, name string, want error, msg string) {

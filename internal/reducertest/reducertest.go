@@ -19,7 +19,7 @@ import (
 // Fixtures are the misbehaving reducers under testdata/reducers.
 var Fixtures = []string{
 	"loop", "membomb", "panic", "guesterror", "hugeoutput", "garbage",
-	"unknownfield", "leakip", "wrongabi", "noexports",
+	"unknownfield", "leakip", "leakid", "wrongabi", "noexports",
 }
 
 // Root returns the repository's root directory.
