@@ -66,7 +66,7 @@ type Input struct {
 	// logs; the records must not depend on it.
 	Reducer string
 
-	tables []abi.Table
+	tables []abi.RawTable
 }
 
 // NewInput returns an Input over already encoded rows, for tests that call
@@ -79,7 +79,10 @@ func NewInput(region string, tables map[string][][]byte) *Input {
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		in.tables = append(in.tables, abi.Table{Name: name, Rows: tables[name]})
+		req := abi.Request{Tables: []abi.Table{{Rows: tables[name]}}}
+		enc := abi.AppendRequest(nil, &req)
+		_, raw, _ := abi.DecodeRequestRaw(enc)
+		in.tables = append(in.tables, abi.RawTable{Name: name, Data: raw[0].Data})
 	}
 	return in
 }
@@ -97,9 +100,38 @@ func (in *Input) Tables() []string {
 // Do not modify them. The error names the configured inputs when table is
 // not one of them.
 func (in *Input) Raw(table string) ([][]byte, error) {
+	data, err := in.data(table)
+	if err != nil {
+		return nil, err
+	}
+	n := 0
+	for b := data; ; n++ {
+		_, rest, ok, err := abi.NextRow(b)
+		if err != nil {
+			return nil, rowError(table, n, err)
+		}
+		if !ok {
+			break
+		}
+		b = rest
+	}
+	rows := make([][]byte, 0, n)
+	for b := data; ; {
+		row, rest, ok, _ := abi.NextRow(b)
+		if !ok {
+			break
+		}
+		rows = append(rows, row)
+		b = rest
+	}
+	return rows, nil
+}
+
+// data returns the encoded Table message of table.
+func (in *Input) data(table string) ([]byte, error) {
 	for _, t := range in.tables {
 		if t.Name == table {
-			return t.Rows, nil
+			return t.Data, nil
 		}
 	}
 	return nil, errors.New("sdk: table " + strconv.Quote(table) + " is not an input of reducer " +
@@ -150,12 +182,27 @@ func Each[M any, P interface {
 	*M
 	Message
 }](in *Input, table string, fn func(P) error) error {
-	raw, err := in.Raw(table)
+	data, err := in.data(table)
 	if err != nil {
 		return err
 	}
 	m := P(new(M))
-	for i, b := range raw {
+	for i := 0; ; i++ {
+		var b []byte
+		if len(data) > 1 && data[0] == rowTag && data[1] < 0x80 && int(data[1])+2 <= len(data) {
+			// The common case, inline: a row shorter than 128 bytes.
+			n := int(data[1])
+			b, data = data[2:n+2:n+2], data[n+2:]
+		} else {
+			row, rest, ok, err := abi.NextRow(data)
+			if err != nil {
+				return rowError(table, i, err)
+			}
+			if !ok {
+				return nil
+			}
+			b, data = row, rest
+		}
 		if err := m.StrataUnmarshal(b); err != nil {
 			return rowError(table, i, err)
 		}
@@ -166,8 +213,10 @@ func Each[M any, P interface {
 			Yield()
 		}
 	}
-	return nil
 }
+
+// rowTag is the tag of Table.rows (field 2, length-delimited).
+const rowTag = 2<<3 | 2
 
 // How often Rows, Each and Output yield, in rows and records.
 const (
@@ -251,7 +300,7 @@ func Handle(r Reducer, request []byte) []byte {
 
 func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	fail := func(msg string) []byte { return errorResponse(b, msg) }
-	req, err := abi.DecodeRequest(request)
+	req, tables, err := abi.DecodeRequestRaw(request)
 	if err != nil {
 		return fail("sdk: " + err.Error())
 	}
@@ -264,7 +313,7 @@ func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	if reducer == nil {
 		return fail("sdk: no reducer registered: call sdk.Register(yourReducer) in an init function of package main")
 	}
-	in := &Input{Region: req.Region, Reducer: req.Reducer, tables: req.Tables}
+	in := &Input{Region: req.Region, Reducer: req.Reducer, tables: tables}
 	out := &Output{}
 	defer func() {
 		if r := recover(); r != nil {

@@ -172,6 +172,81 @@ func DecodeRequest(b []byte) (*Request, error) {
 	return r, nil
 }
 
+// RawTable is a table of a request whose rows are not split yet: Data is
+// the encoded Table message; NextRow walks its rows.
+type RawTable struct {
+	Name string
+	Data []byte
+}
+
+// DecodeRequestRaw is DecodeRequest without splitting the tables' rows,
+// which the guest then walks with NextRow once, without allocating.
+func DecodeRequestRaw(b []byte) (r *Request, tables []RawTable, err error) {
+	r = &Request{}
+	err = fields(b, func(num int32, typ wire.Type, v uint64, data []byte) error {
+		switch {
+		case num == reqVersion && typ == wire.VarintType:
+			r.Version = uint32(v)
+		case num == reqReducer && typ == wire.BytesType:
+			r.Reducer = string(data)
+		case num == reqRegion && typ == wire.BytesType:
+			r.Region = string(data)
+		case num == reqTables && typ == wire.BytesType:
+			t := RawTable{Data: data}
+			err := fields(data, func(num int32, typ wire.Type, _ uint64, data []byte) error {
+				if num == tableName && typ == wire.BytesType {
+					t.Name = string(data)
+					return errStop
+				}
+				return nil
+			})
+			if err != nil && err != errStop {
+				return err
+			}
+			tables = append(tables, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, malformed("request", err)
+	}
+	return r, tables, nil
+}
+
+var errStop = errors.New("stop")
+
+// NextRow returns the first row in b, the rest of an encoded Table message,
+// and the bytes after it; ok is false when b holds no more rows. Other
+// fields are skipped. It has no loop for consecutive rows: see sdk/wire.
+func NextRow(b []byte) (row, rest []byte, ok bool, err error) {
+	for len(b) > 0 {
+		if b[0] == byte(tableRows<<3|int32(wire.BytesType)) && len(b) > 1 {
+			n := int(b[1])
+			if n < 0x80 {
+				if len(b) < n+2 {
+					return nil, nil, false, malformed("request", wire.ErrTruncated)
+				}
+				return b[2 : n+2 : n+2], b[n+2:], true, nil
+			}
+			data, n, err := wire.ConsumeBytes(b[1:])
+			if err != nil {
+				return nil, nil, false, malformed("request", err)
+			}
+			return data, b[1+n:], true, nil
+		}
+		_, typ, n, err := wire.ConsumeTag(b)
+		if err != nil {
+			return nil, nil, false, malformed("request", err)
+		}
+		m, err := wire.Skip(b[n:], typ)
+		if err != nil {
+			return nil, nil, false, malformed("request", err)
+		}
+		b = b[n+m:]
+	}
+	return nil, nil, false, nil
+}
+
 func decodeTable(b []byte) (Table, error) {
 	var t Table
 	// Count rows first so that Rows is allocated once: tables hold up to

@@ -162,12 +162,23 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("// contents. Strings and bytes fields alias b. Unknown fields are skipped.")
 	gf.P("func (m *", m.GoIdent, ") StrataUnmarshal(b []byte) error {")
 	gf.P("*m = ", m.GoIdent, "{}")
-	gf.P("return m.StrataMerge(b)")
+	gf.P("if b = m.strataFast(b); len(b) == 0 {")
+	gf.P("return nil")
+	gf.P("}")
+	gf.P("return m.strataSlow(b)")
 	gf.P("}")
 	gf.P()
 	gf.P("// StrataMerge decodes the protobuf encoding b into m, merging with its")
 	gf.P("// contents as protobuf does. Strings and bytes fields alias b.")
 	gf.P("func (m *", m.GoIdent, ") StrataMerge(b []byte) error {")
+	gf.P("if b = m.strataFast(b); len(b) == 0 {")
+	gf.P("return nil")
+	gf.P("}")
+	gf.P("return m.strataSlow(b)")
+	gf.P("}")
+	gf.P()
+	gf.P("// strataSlow decodes b field by field, in any order.")
+	gf.P("func (m *", m.GoIdent, ") strataSlow(b []byte) error {")
 	gf.P("for len(b) > 0 {")
 	gf.P("num, typ, n, err := ", wirePkg.Ident("ConsumeTag"), "(b)")
 	gf.P("if err != nil {")
@@ -266,6 +277,93 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("}")
 	gf.P("}")
 	gf.P("return nil")
+	gf.P("}")
+	gf.P()
+}
+
+// fast writes strataFast: the decoding of the fields as every protobuf
+// encoder writes them (in number order, each once, in their shortest
+// form), as straight-line code. Under wazero with timeouts on, every loop
+// iteration and taken branch of a guest costs a check; a loop with a
+// switch over field numbers costs several per field. strataFast stops at
+// the first field it does not expect, and StrataMerge's loop decodes the
+// rest.
+func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
+	gf.P("// strataFast decodes the leading fields of b that are in number order,")
+	gf.P("// without a loop, and returns the rest of b.")
+	gf.P("func (m *", m.GoIdent, ") strataFast(b []byte) []byte {")
+	gf.P("i, ok := 0, true")
+	n := 0
+	fields := append([]*protogen.Field(nil), m.Fields...)
+	sortByNumber(fields)
+	for _, f := range fields {
+		if f.Desc.IsList() || f.Desc.IsMap() || f.Desc.Number() >= 16 || (f.Oneof != nil && !f.Oneof.Desc.IsSynthetic()) {
+			continue
+		}
+		n++
+		k := f.Desc.Kind()
+		tag, _ := tagBytes(f.Desc.Number(), wireTypeNum(k))
+		fn := "m." + fieldName(f)
+		set := func(v string) {
+			if f.Desc.HasPresence() && f.Message == nil {
+				gf.P("x := ", v)
+				gf.P(fn, " = &x")
+			} else {
+				gf.P(fn, " = ", v)
+			}
+		}
+		gf.P("// ", f.Desc.Name())
+		switch wireTypeNum(k) {
+		case 2:
+			gf.P("if ok && i+1 < len(b) && b[i] == ", tag, " {")
+			gf.P("n := int(b[i+1])")
+			gf.P("if n < 0x80 && i+2+n <= len(b) {")
+			switch {
+			case f.Message != nil:
+				gf.P("if ", fn, " == nil {")
+				gf.P(fn, " = new(", f.Message.GoIdent, ")")
+				gf.P("}")
+				gf.P("ok = ", fn, ".StrataMerge(b[i+2:i+2+n]) == nil")
+			case k == protoreflect.StringKind:
+				set(gf.QualifiedGoIdent(wirePkg.Ident("StringAt")) + "(b, i+2, n)")
+			default:
+				set("b[i+2 : i+2+n : i+2+n]")
+			}
+			gf.P("i += 2 + n")
+			gf.P("} else {")
+			gf.P("ok = false")
+			gf.P("}")
+			gf.P("}")
+		case 0:
+			gf.P("if ok && i+1 < len(b) && b[i] == ", tag, " {")
+			gf.P("if v := uint64(b[i+1]); v < 0x80 {")
+			set(fromWire(gf, f, "v"))
+			gf.P("i += 2")
+			gf.P("} else if v, n, err := ", wirePkg.Ident("ConsumeVarint"), "(b[i+1:]); err == nil {")
+			set(fromWire(gf, f, "v"))
+			gf.P("i += 1 + n")
+			gf.P("} else {")
+			gf.P("ok = false")
+			gf.P("}")
+			gf.P("}")
+		case 5:
+			gf.P("if ok && i+4 < len(b) && b[i] == ", tag, " {")
+			gf.P("v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24")
+			set(fromWire(gf, f, "v"))
+			gf.P("i += 5")
+			gf.P("}")
+		case 1:
+			gf.P("if ok && i+8 < len(b) && b[i] == ", tag, " {")
+			gf.P("v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56")
+			set(fromWire(gf, f, "v"))
+			gf.P("i += 9")
+			gf.P("}")
+		}
+	}
+	if n == 0 {
+		gf.P("_ = ok")
+	}
+	gf.P("return b[i:]")
 	gf.P("}")
 	gf.P()
 }

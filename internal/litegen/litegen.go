@@ -256,6 +256,7 @@ func (g *generator) message(gf *protogen.GeneratedFile, m *protogen.Message) err
 
 	g.meta1(gf, m)
 	g.unmarshal(gf, m)
+	g.fast(gf, m)
 	g.size(gf, m)
 	g.marshal(gf, m)
 

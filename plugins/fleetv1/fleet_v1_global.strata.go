@@ -31,12 +31,23 @@ func (m *AppPlacement) StrataKey() string {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *AppPlacement) StrataUnmarshal(b []byte) error {
 	*m = AppPlacement{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *AppPlacement) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *AppPlacement) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -74,6 +85,47 @@ func (m *AppPlacement) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *AppPlacement) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// app
+	if ok && i+1 < len(b) && b[i] == 0x0a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.App = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	// serving
+	if ok && i+1 < len(b) && b[i] == 0x10 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Serving = v != 0
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Serving = v != 0
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	// healthy_machines
+	if ok && i+1 < len(b) && b[i] == 0x18 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.HealthyMachines = uint32(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.HealthyMachines = uint32(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.

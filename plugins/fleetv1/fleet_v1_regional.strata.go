@@ -73,12 +73,23 @@ func (m *Machine) StrataKey() string {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Machine) StrataUnmarshal(b []byte) error {
 	*m = Machine{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *Machine) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *Machine) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -149,6 +160,90 @@ func (m *Machine) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *Machine) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// id
+	if ok && i+1 < len(b) && b[i] == 0x0a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.Id = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	// app
+	if ok && i+1 < len(b) && b[i] == 0x12 {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.App = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	// state
+	if ok && i+1 < len(b) && b[i] == 0x18 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.State = MachineState(int32(v))
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.State = MachineState(int32(v))
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	// healthy
+	if ok && i+1 < len(b) && b[i] == 0x20 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Healthy = v != 0
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Healthy = v != 0
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	// host
+	if ok && i+1 < len(b) && b[i] == 0x2a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.Host = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	// private_ip
+	if ok && i+1 < len(b) && b[i] == 0x32 {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.PrivateIp = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	// updated_at
+	if ok && i+1 < len(b) && b[i] == 0x3a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			if m.UpdatedAt == nil {
+				m.UpdatedAt = new(wkt.Timestamp)
+			}
+			ok = m.UpdatedAt.StrataMerge(b[i+2:i+2+n]) == nil
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.

@@ -314,6 +314,12 @@ func String(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
+// StringAt returns b[off:off+n] as a string without copying, like String.
+// The caller has checked the bounds.
+func StringAt(b []byte, off, n int) string {
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(b)), off)), n)
+}
+
 // EncodeZigZag maps a signed integer to an unsigned one (sint32, sint64).
 func EncodeZigZag(v int64) uint64 { return uint64(v<<1) ^ uint64(v>>63) }
 

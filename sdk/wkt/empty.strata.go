@@ -15,12 +15,23 @@ type Empty struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Empty) StrataUnmarshal(b []byte) error {
 	*m = Empty{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *Empty) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *Empty) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -37,6 +48,14 @@ func (m *Empty) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *Empty) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	_ = ok
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.

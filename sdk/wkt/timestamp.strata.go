@@ -17,12 +17,23 @@ type Timestamp struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Timestamp) StrataUnmarshal(b []byte) error {
 	*m = Timestamp{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *Timestamp) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *Timestamp) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -53,6 +64,37 @@ func (m *Timestamp) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *Timestamp) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// seconds
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Seconds = int64(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Seconds = int64(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	// nanos
+	if ok && i+1 < len(b) && b[i] == 0x10 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Nanos = int32(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Nanos = int32(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.

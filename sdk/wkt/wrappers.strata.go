@@ -17,12 +17,23 @@ type DoubleValue struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *DoubleValue) StrataUnmarshal(b []byte) error {
 	*m = DoubleValue{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *DoubleValue) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *DoubleValue) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -46,6 +57,19 @@ func (m *DoubleValue) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *DoubleValue) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+8 < len(b) && b[i] == 0x09 {
+		v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56
+		m.Value = math.Float64frombits(v)
+		i += 9
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -82,12 +106,23 @@ type FloatValue struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *FloatValue) StrataUnmarshal(b []byte) error {
 	*m = FloatValue{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *FloatValue) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *FloatValue) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -111,6 +146,19 @@ func (m *FloatValue) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *FloatValue) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+4 < len(b) && b[i] == 0x0d {
+		v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24
+		m.Value = math.Float32frombits(v)
+		i += 5
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -147,12 +195,23 @@ type Int64Value struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Int64Value) StrataUnmarshal(b []byte) error {
 	*m = Int64Value{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *Int64Value) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *Int64Value) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -176,6 +235,25 @@ func (m *Int64Value) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *Int64Value) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Value = int64(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Value = int64(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -212,12 +290,23 @@ type UInt64Value struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *UInt64Value) StrataUnmarshal(b []byte) error {
 	*m = UInt64Value{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *UInt64Value) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *UInt64Value) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -241,6 +330,25 @@ func (m *UInt64Value) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *UInt64Value) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Value = v
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Value = v
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -277,12 +385,23 @@ type Int32Value struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Int32Value) StrataUnmarshal(b []byte) error {
 	*m = Int32Value{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *Int32Value) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *Int32Value) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -306,6 +425,25 @@ func (m *Int32Value) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *Int32Value) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Value = int32(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Value = int32(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -342,12 +480,23 @@ type UInt32Value struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *UInt32Value) StrataUnmarshal(b []byte) error {
 	*m = UInt32Value{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *UInt32Value) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *UInt32Value) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -371,6 +520,25 @@ func (m *UInt32Value) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *UInt32Value) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Value = uint32(v)
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Value = uint32(v)
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -407,12 +575,23 @@ type BoolValue struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *BoolValue) StrataUnmarshal(b []byte) error {
 	*m = BoolValue{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *BoolValue) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *BoolValue) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -436,6 +615,25 @@ func (m *BoolValue) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *BoolValue) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x08 {
+		if v := uint64(b[i+1]); v < 0x80 {
+			m.Value = v != 0
+			i += 2
+		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+			m.Value = v != 0
+			i += 1 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -472,12 +670,23 @@ type StringValue struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *StringValue) StrataUnmarshal(b []byte) error {
 	*m = StringValue{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *StringValue) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *StringValue) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -501,6 +710,23 @@ func (m *StringValue) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *StringValue) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x0a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.Value = wire.StringAt(b, i+2, n)
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -537,12 +763,23 @@ type BytesValue struct {
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *BytesValue) StrataUnmarshal(b []byte) error {
 	*m = BytesValue{}
-	return m.StrataMerge(b)
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
 }
 
 // StrataMerge decodes the protobuf encoding b into m, merging with its
 // contents as protobuf does. Strings and bytes fields alias b.
 func (m *BytesValue) StrataMerge(b []byte) error {
+	if b = m.strataFast(b); len(b) == 0 {
+		return nil
+	}
+	return m.strataSlow(b)
+}
+
+// strataSlow decodes b field by field, in any order.
+func (m *BytesValue) strataSlow(b []byte) error {
 	for len(b) > 0 {
 		num, typ, n, err := wire.ConsumeTag(b)
 		if err != nil {
@@ -566,6 +803,23 @@ func (m *BytesValue) StrataMerge(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// strataFast decodes the leading fields of b that are in number order,
+// without a loop, and returns the rest of b.
+func (m *BytesValue) strataFast(b []byte) []byte {
+	i, ok := 0, true
+	// value
+	if ok && i+1 < len(b) && b[i] == 0x0a {
+		n := int(b[i+1])
+		if n < 0x80 && i+2+n <= len(b) {
+			m.Value = b[i+2 : i+2+n : i+2+n]
+			i += 2 + n
+		} else {
+			ok = false
+		}
+	}
+	return b[i:]
 }
 
 // StrataSize returns the length of m's protobuf encoding.
