@@ -51,6 +51,7 @@ type Rejected struct {
 type request struct {
 	muts    []Mutation
 	changes []Change
+	quiet   bool // remote changes not to report to OnCommit (anti-entropy)
 
 	stamps   []Stamp    // per mutation, on success
 	applied  []Change   // remote changes that were new
@@ -101,6 +102,17 @@ func checkMutation(m Mutation) error {
 // the transaction is durable.
 func (s *Store) Merge(ctx context.Context, changes []Change) (applied []Change, rejected []Rejected, err error) {
 	r := &request{changes: changes}
+	if err := s.submit(ctx, r); err != nil {
+		return nil, nil, err
+	}
+	return r.applied, r.rejected, nil
+}
+
+// Repair merges rows received through anti-entropy. It is Merge, except
+// that the rows it brings in are not reported to OnCommit: they repair this
+// replica and are not passed on by gossip. They do enter the change feed.
+func (s *Store) Repair(ctx context.Context, changes []Change) (applied []Change, rejected []Rejected, err error) {
+	r := &request{changes: changes, quiet: true}
 	if err := s.submit(ctx, r); err != nil {
 		return nil, nil, err
 	}
@@ -194,11 +206,13 @@ func (s *Store) commit(batch []*request) {
 		}
 		if r.err == nil {
 			local = append(local, r.local...)
-			remote = append(remote, r.applied...)
+			if !r.quiet {
+				remote = append(remote, r.applied...)
+			}
 		}
 	}
-	if s.opts.OnCommit != nil && (len(local) > 0 || len(remote) > 0) {
-		s.opts.OnCommit(local, remote)
+	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
+		(*fn)(local, remote)
 	}
 	for _, r := range batch {
 		close(r.done)
@@ -353,6 +367,9 @@ func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, row Row) e
 		return err
 	}
 	leaf := LeafOf(table, key)
+	if err := tx.Bucket(bucketLeaf).Put(leafIndexKey(leaf, table, key), newHash[:]); err != nil {
+		return err
+	}
 	if st.leaves[leaf].IsZero() {
 		st.dirty = append(st.dirty, leaf)
 	}

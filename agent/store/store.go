@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -43,9 +44,10 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // bbolt buckets and meta keys.
 var (
-	bucketRows   = []byte("rows")   // nested bucket per table: key → encoded Row
-	bucketFeed   = []byte("feed")   // seq (uint64 BE) → encoded Event
-	bucketDigest = []byte("digest") // leaf (uint16 BE) → Hash
+	bucketRows   = []byte("rows")    // nested bucket per table: key → encoded Row
+	bucketFeed   = []byte("feed")    // seq (uint64 BE) → encoded Event
+	bucketDigest = []byte("digest")  // leaf (uint16 BE) → Hash
+	bucketLeaf   = []byte("leafidx") // leaf (uint16 BE) + table + 0 + key → row Hash
 	bucketMeta   = []byte("meta")
 	metaFormat   = []byte("format")    // storeFormat as uvarint
 	metaSeq      = []byte("seq")       // last committed feed seq, uint64 BE
@@ -119,6 +121,8 @@ type Store struct {
 	commits     uint64
 	commitTime  time.Duration
 	rowsWritten uint64
+
+	onCommit atomic.Pointer[func(local, remote []Change)]
 }
 
 // Open opens or creates the store file at path.
@@ -155,6 +159,9 @@ func Open(path string, opts Options) (*Store, error) {
 		counts:   map[string]int64{},
 		changed:  make(chan struct{}),
 	}
+	if opts.OnCommit != nil {
+		s.SetOnCommit(opts.OnCommit)
+	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -172,7 +179,7 @@ func (s *Store) load() (err error) {
 		}
 	}()
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest, bucketMeta} {
+		for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest, bucketLeaf, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -223,6 +230,17 @@ func (s *Store) Close() error {
 	s.closeMu.Unlock()
 	<-s.loopDone
 	return s.db.Close()
+}
+
+// SetOnCommit replaces the OnCommit hook (see Options.OnCommit); nil
+// removes it. It lets a replication layer built after the store attach
+// itself.
+func (s *Store) SetOnCommit(fn func(local, remote []Change)) {
+	if fn == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&fn)
 }
 
 // Path is the file the store lives in.
@@ -329,6 +347,70 @@ func (s *Store) Scan(table string, fn func(KeyRow) error) (uint64, error) {
 		})
 	})
 	return seq, err
+}
+
+// KeyHash names a row and the hash of its state, as anti-entropy compares
+// them.
+type KeyHash struct {
+	Table, Key string
+	Hash       Hash
+}
+
+// LeafKeys returns the rows (live and tombstones) in the given digest
+// leaves, with their hashes, ordered by leaf, table and key.
+func (s *Store) LeafKeys(leaves []int) ([]KeyHash, error) {
+	var out []KeyHash
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLeaf).Cursor()
+		for _, leaf := range leaves {
+			prefix := binary.BigEndian.AppendUint16(nil, uint16(leaf))
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				table, key, ok := bytes.Cut(k[2:], []byte{0})
+				if !ok || len(v) != len(Hash{}) {
+					return fmt.Errorf("%w: leaf index entry %q", ErrCorrupt, k)
+				}
+				kh := KeyHash{Table: string(table), Key: string(key)}
+				copy(kh.Hash[:], v)
+				out = append(out, kh)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// leafIndexKey is the leaf index entry of a row.
+func leafIndexKey(leaf int, table, key string) []byte {
+	k := make([]byte, 0, 3+len(table)+len(key))
+	k = binary.BigEndian.AppendUint16(k, uint16(leaf))
+	k = append(k, table...)
+	k = append(k, 0)
+	return append(k, key...)
+}
+
+// Rows returns the full state (tombstones included) of the named rows, as
+// changes to ship to a peer. Rows that do not exist are left out.
+func (s *Store) Rows(keys []KeyHash) ([]Change, error) {
+	out := make([]Change, 0, len(keys))
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, k := range keys {
+			b := tableBucket(tx, k.Table)
+			if b == nil {
+				continue
+			}
+			v := b.Get([]byte(k.Key))
+			if v == nil {
+				continue
+			}
+			r, err := DecodeRow(bytes.Clone(v))
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", k.Table, k.Key, err)
+			}
+			out = append(out, Change{Table: k.Table, Key: k.Key, Row: r})
+		}
+		return nil
+	})
+	return out, err
 }
 
 func tableBucket(tx *bolt.Tx, table string) *bolt.Bucket {

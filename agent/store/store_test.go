@@ -383,3 +383,30 @@ func TestFeed(t *testing.T) {
 		t.Fatalf("feed past the end: %+v", evs)
 	}
 }
+
+func TestLeafKeysAndRows(t *testing.T) {
+	s := openTest(t, "", Options{})
+	mustApply(t, s, put("a", "1"), put("b", "2"))
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "b"})
+	leaves := []int{LeafOf("machines", "a"), LeafOf("machines", "b")}
+	kh, err := s.LeafKeys(leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kh) != 2 {
+		t.Fatalf("leaf keys %+v, want a and the tombstone of b", kh)
+	}
+	for _, k := range kh {
+		r, err := s.GetAny(k.Table, k.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := RowHash(k.Table, k.Key, AppendRow(nil, r)); k.Hash != want {
+			t.Fatalf("%s: index hash %x, row hash %x", k.Key, k.Hash, want)
+		}
+	}
+	rows, err := s.Rows(append(kh, KeyHash{Table: "machines", Key: "missing"}))
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("rows %+v err %v", rows, err)
+	}
+}

@@ -1,0 +1,639 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/strata-state/strata/agent/store"
+)
+
+// Tier names.
+const (
+	Regional = "regional"
+	Global   = "global"
+)
+
+// Label returns the memberlist label of a tier: strata/<cluster>/regional/<region>
+// or strata/<cluster>/global. Packets and streams with another label are
+// refused, so tiers, regions and clusters cannot mix.
+func Label(cluster, tier, region string) string {
+	if tier == Global {
+		return "strata/" + cluster + "/global"
+	}
+	return "strata/" + cluster + "/regional/" + region
+}
+
+// Meta is what a node tells its tier about itself, in memberlist node meta.
+type Meta struct {
+	Region string   `json:"region"`
+	Roles  []string `json:"roles,omitempty"`
+	API    string   `json:"api,omitempty"`
+}
+
+// Config configures one tier of one node.
+type Config struct {
+	// Node is the node's unique name.
+	Node string
+	// Tier is Regional or Global.
+	Tier string
+	// Cluster and Region make up the label.
+	Cluster, Region string
+	// Bind is the host:port for gossip (UDP) and streams (TCP); port 0
+	// picks a free port.
+	Bind string
+	// Advertise is the host:port peers reach this node at; default Bind.
+	Advertise string
+	// Join lists peers (host:port; DNS names allowed) to join at start.
+	Join []string
+	// Keys are the AES keys (16, 24 or 32 bytes); the first is primary.
+	// Empty disables encryption.
+	Keys [][]byte
+	// GossipInterval, GossipNodes, ProbeInterval and ProbeTimeout tune
+	// memberlist; zero keeps the LAN (regional) or WAN (global) preset.
+	GossipInterval time.Duration
+	GossipNodes    int
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	// SyncInterval is the period of anti-entropy exchanges. Default 10s.
+	SyncInterval time.Duration
+	// QueueLimit bounds the broadcast queue; older broadcasts beyond it
+	// are dropped (anti-entropy repairs what they carried). Default 4096.
+	QueueLimit int
+	// Meta is published to the other members.
+	Meta Meta
+	// PeersFile, when set, persists known peers so that a restarted node
+	// rejoins without its join list.
+	PeersFile string
+	// Transport replaces memberlist's UDP/TCP transport (tests).
+	Transport memberlist.NodeAwareTransport
+	// Accept checks a change received from a peer before it is merged
+	// (contract validation); from is the sending node. Nil accepts all.
+	// It must be safe for concurrent use.
+	Accept func(c store.Change, from string) error
+	// Logger receives the tier's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the tier's counters. Nil disables them.
+	Metrics *Metrics
+}
+
+// maxGossipBytes is the largest change message sent by gossip. memberlist
+// packets carry about 1.4 KB, less labels, encryption and compound
+// headers; larger changes go over streams.
+const maxGossipBytes = 1100
+
+// pushFanout is how many peers a change too large for gossip is streamed to.
+const pushFanout = 3
+
+// Tier is one node's membership in one tier, replicating one store.
+// Its methods are safe for concurrent use.
+type Tier struct {
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+	m     *Metrics
+	ml    *memberlist.Memberlist
+	queue *memberlist.TransmitLimitedQueue
+	meta  []byte
+	addr  string // advertised host:port
+
+	gossipIn chan []byte // change messages to merge
+	syncIn   chan any    // decoded sync messages
+
+	membersMu sync.RWMutex
+	members   map[string]*memberlist.Node // copies taken in event callbacks
+
+	logged      sync.Map    // "peer/reason" → struct{}: reject logs, once each
+	savePending atomic.Bool // a peers save is scheduled
+
+	stop          chan struct{} // closed by Close: loops end
+	transportDone chan struct{} // closed once memberlist is shut down
+	done          sync.WaitGroup
+	closeMu       sync.Mutex
+	closed        bool
+	syncDone      chan syncResult // completed exchanges, for tests (buffered, lossy)
+}
+
+// New starts the tier's memberlist (binding its port) and attaches it to
+// the store, but does not join peers: call Start.
+func New(cfg Config, st *store.Store) (*Tier, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 10 * time.Second
+	}
+	if cfg.QueueLimit <= 0 {
+		cfg.QueueLimit = 4096
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	t := &Tier{
+		cfg:           cfg,
+		store:         st,
+		log:           cfg.Logger.With("tier", cfg.Tier),
+		m:             cfg.Metrics,
+		gossipIn:      make(chan []byte, 4096),
+		syncIn:        make(chan any, 256),
+		stop:          make(chan struct{}),
+		transportDone: make(chan struct{}),
+		syncDone:      make(chan syncResult, 64),
+		members:       map[string]*memberlist.Node{},
+	}
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	if len(meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
+	}
+	t.meta = meta
+
+	mc, err := t.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	t.queue = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return t.ml.NumMembers() }, RetransmitMult: mc.RetransmitMult}
+	if t.ml, err = memberlist.Create(mc); err != nil {
+		close(t.stop)
+		mc.Transport.Shutdown()
+		close(t.transportDone)
+		return nil, fmt.Errorf("cluster: %s tier on %s: %w", cfg.Tier, cfg.Bind, err)
+	}
+	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
+	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	t.track(local)
+	st.SetOnCommit(t.onCommit)
+	t.done.Add(3)
+	go t.gossipLoop()
+	go t.syncLoop()
+	go t.antiEntropyLoop()
+	return t, nil
+}
+
+// memberlistConfig derives memberlist's configuration from ours.
+func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
+	cfg := t.cfg
+	var mc *memberlist.Config
+	if cfg.Tier == Global {
+		mc = memberlist.DefaultWANConfig()
+	} else {
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = cfg.Node
+	mc.Label = Label(cfg.Cluster, cfg.Tier, cfg.Region)
+	host, port, err := splitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: bind %q: %w", cfg.Bind, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.Advertise != "" {
+		ah, ap, err := splitHostPort(cfg.Advertise)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: advertise %q: %w", cfg.Advertise, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = ah, ap
+	}
+	if cfg.GossipInterval > 0 {
+		mc.GossipInterval = cfg.GossipInterval
+	}
+	if cfg.GossipNodes > 0 {
+		mc.GossipNodes = cfg.GossipNodes
+	}
+	if cfg.ProbeInterval > 0 {
+		mc.ProbeInterval = cfg.ProbeInterval
+	}
+	if cfg.ProbeTimeout > 0 {
+		mc.ProbeTimeout = cfg.ProbeTimeout
+	}
+	if len(cfg.Keys) > 0 {
+		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+		if err != nil {
+			return nil, fmt.Errorf("cluster: keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	mc.Delegate = (*delegate)(t)
+	mc.Events = (*events)(t)
+	mc.Logger = log.New(&slogWriter{log: t.log}, "", 0)
+	// A received change is merged once per message; keep memberlist's own
+	// push/pull (membership only) infrequent: anti-entropy does the rest.
+	mc.PushPullInterval = 60 * time.Second
+	if cfg.Transport != nil {
+		mc.Transport = newCountingTransport(cfg.Transport, t.cfg.Metrics, cfg.Tier, t.stop, t.transportDone)
+	} else {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %s tier: bind %s: %w", cfg.Tier, cfg.Bind, err)
+		}
+		mc.Transport = newCountingTransport(nt, t.cfg.Metrics, cfg.Tier, t.stop, t.transportDone)
+		if port == 0 && cfg.Advertise == "" {
+			mc.BindPort = nt.GetAutoBindPort()
+		}
+	}
+	return mc, nil
+}
+
+func splitHostPort(hp string) (string, int, error) {
+	host, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", p)
+	}
+	return host, port, nil
+}
+
+// Start joins the configured and persisted peers. A node that reaches no
+// peer runs alone and keeps trying in the background.
+func (t *Tier) Start() {
+	targets := t.joinTargets()
+	if len(targets) == 0 {
+		return
+	}
+	if n, err := t.ml.Join(targets); err != nil && n == 0 {
+		t.log.Warn("no peer reachable yet; retrying in the background", "join", targets, "err", err)
+	} else {
+		t.log.Info("joined", "contacted", n)
+	}
+	t.done.Add(1)
+	go t.rejoinLoop(targets)
+}
+
+// rejoinLoop retries joining while this node is alone.
+func (t *Tier) rejoinLoop(targets []string) {
+	defer t.done.Done()
+	backoff := time.Second
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-time.After(backoff):
+		}
+		if t.ml.NumMembers() > 1 {
+			backoff = 5 * time.Second
+			continue
+		}
+		if n, err := t.ml.Join(targets); err == nil && n > 0 {
+			t.log.Info("joined", "contacted", n)
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Name is this node's name in the tier.
+func (t *Tier) Name() string { return t.cfg.Node }
+
+// Addr is the address this node gossips on.
+func (t *Tier) Addr() string { return t.addr }
+
+// Member is one node of a tier as this node sees it.
+type Member struct {
+	Name   string   `json:"name"`
+	Addr   string   `json:"addr"`
+	State  string   `json:"state"` // alive, suspect, dead, left
+	Region string   `json:"region,omitempty"`
+	Roles  []string `json:"roles,omitempty"`
+	API    string   `json:"api,omitempty"`
+}
+
+// Members lists the tier's members, this node included, sorted by name.
+func (t *Tier) Members() []Member {
+	t.membersMu.RLock()
+	defer t.membersMu.RUnlock()
+	out := make([]Member, 0, len(t.members))
+	for _, n := range t.members {
+		m := Member{Name: n.Name, Addr: n.Address(), State: stateName(n.State)}
+		var meta Meta
+		if json.Unmarshal(n.Meta, &meta) == nil {
+			m.Region, m.Roles, m.API = meta.Region, meta.Roles, meta.API
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// NumAlive is the number of alive members, this node included.
+func (t *Tier) NumAlive() int { return t.ml.NumMembers() }
+
+// Close leaves the tier (telling peers), stops its loops and detaches from
+// the store.
+func (t *Tier) Close() error {
+	t.closeMu.Lock()
+	if t.closed {
+		t.closeMu.Unlock()
+		return nil
+	}
+	t.closed = true
+	t.closeMu.Unlock()
+	t.store.SetOnCommit(nil)
+	t.savePeers()
+	err := t.ml.Leave(time.Second)
+	close(t.stop)
+	if serr := t.ml.Shutdown(); err == nil {
+		err = serr
+	}
+	close(t.transportDone)
+	t.done.Wait()
+	return err
+}
+
+// onCommit queues committed changes for gossip: local writes, and remote
+// changes seen here first (re-broadcast once on first receipt).
+func (t *Tier) onCommit(local, remote []store.Change) {
+	for _, set := range [][]store.Change{local, remote} {
+		for _, c := range set {
+			t.broadcast(c)
+		}
+	}
+}
+
+// broadcast sends one change by gossip, or by stream to a few peers when
+// it is too large for a packet.
+func (t *Tier) broadcast(c store.Change) {
+	msg := encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: t.cfg.Node}, Changes: []store.Change{c}})
+	if len(msg) > maxGossipBytes {
+		go t.push(msg)
+		return
+	}
+	t.queue.QueueBroadcast(broadcastMsg(msg))
+	if n := t.queue.NumQueued(); n > t.cfg.QueueLimit {
+		t.queue.Prune(t.cfg.QueueLimit)
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Add(float64(n - t.cfg.QueueLimit))
+	}
+}
+
+// push streams a message to a few random alive peers.
+func (t *Tier) push(msg []byte) {
+	peers := t.peers()
+	rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+	for _, p := range peers[:min(pushFanout, len(peers))] {
+		if err := t.ml.SendReliable(p, msg); err != nil {
+			t.log.Debug("stream push failed", "peer", p.Name, "err", err)
+		}
+	}
+}
+
+// peers returns the alive members other than this node.
+func (t *Tier) peers() []*memberlist.Node {
+	t.membersMu.RLock()
+	defer t.membersMu.RUnlock()
+	var out []*memberlist.Node
+	for _, n := range t.members {
+		if n.Name != t.cfg.Node && n.State == memberlist.StateAlive {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// node finds an alive member by name.
+func (t *Tier) node(name string) *memberlist.Node {
+	t.membersMu.RLock()
+	defer t.membersMu.RUnlock()
+	if n := t.members[name]; n != nil && n.State == memberlist.StateAlive {
+		return n
+	}
+	return nil
+}
+
+// track records a copy of a member's state. memberlist calls the event
+// delegate under its own lock, so this is the one safe place to read a
+// *memberlist.Node; elsewhere memberlist may be writing it.
+func (t *Tier) track(n *memberlist.Node) {
+	c := *n
+	c.Meta = bytes.Clone(n.Meta)
+	c.Addr = slices.Clone(n.Addr)
+	t.membersMu.Lock()
+	t.members[c.Name] = &c
+	t.membersMu.Unlock()
+}
+
+// reject counts a refused message or change and logs it once per peer and
+// reason.
+func (t *Tier) reject(peer, reason string, err error) {
+	t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Inc()
+	if _, seen := t.logged.LoadOrStore(peer+"/"+reason, struct{}{}); !seen {
+		t.log.Warn("rejected from peer (logged once per peer and reason)", "peer", peer, "reason", reason, "err", err)
+	}
+}
+
+// rejectReason classifies an error for strata_gossip_rejected_total.
+func rejectReason(err error) string {
+	var re interface{ Reason() string }
+	switch {
+	case errors.As(err, &re):
+		return re.Reason()
+	case errors.Is(err, errMalformed):
+		return "malformed"
+	case strings.Contains(err.Error(), "hlc:"):
+		return "clock_drift"
+	case errors.Is(err, store.ErrInvalid):
+		return "invalid_row"
+	}
+	return "contract"
+}
+
+// gossipLoop merges received change messages, many at a time, so that a
+// burst of gossip costs one store commit.
+func (t *Tier) gossipLoop() {
+	defer t.done.Done()
+	for {
+		var batch [][]byte
+		select {
+		case <-t.stop:
+			return
+		case b := <-t.gossipIn:
+			batch = append(batch, b)
+		}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case b := <-t.gossipIn:
+				batch = append(batch, b)
+			default:
+				break drain
+			}
+		}
+		var changes []store.Change
+		for _, b := range batch {
+			msg, err := decodeMessage(b)
+			if err != nil {
+				t.reject(senderOf(b), "malformed", err)
+				continue
+			}
+			cm := msg.(*changesMsg)
+			t.m.received.WithLabelValues(t.cfg.Tier, "changes").Inc()
+			changes = append(changes, t.accept(cm.Sender, cm.Changes)...)
+		}
+		if len(changes) == 0 {
+			continue
+		}
+		_, rejected, err := t.store.Merge(context.Background(), changes)
+		if err != nil {
+			t.log.Error("merging received changes", "err", err)
+			continue
+		}
+		for _, r := range rejected {
+			t.reject("?", rejectReason(r.Err), r.Err)
+		}
+	}
+}
+
+// accept filters changes through the configured contract check.
+func (t *Tier) accept(from string, changes []store.Change) []store.Change {
+	if t.cfg.Accept == nil {
+		return changes
+	}
+	out := changes[:0:0]
+	for _, c := range changes {
+		if err := t.cfg.Accept(c, from); err != nil {
+			t.reject(from, rejectReason(err), fmt.Errorf("%s/%s: %w", c.Table, c.Key, err))
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// senderOf reads the sender of a message that failed to decode, if it can.
+func senderOf(b []byte) string {
+	d := &decoder{b: b}
+	if len(b) > 0 {
+		d.b = b[1:]
+	}
+	if s := d.str(maxNameLen, "sender"); d.err == nil && s != "" {
+		return s
+	}
+	return "?"
+}
+
+// delegate is the memberlist.Delegate of a Tier.
+type delegate Tier
+
+var _ memberlist.Delegate = (*delegate)(nil)
+
+func (d *delegate) NodeMeta(limit int) []byte { return d.meta }
+
+// NotifyMsg hands a message to the tier's loops. memberlist reuses buf,
+// and the call must not block: a message that finds its queue full is
+// dropped and counted; anti-entropy repairs what it carried.
+func (d *delegate) NotifyMsg(buf []byte) {
+	t := (*Tier)(d)
+	if len(buf) == 0 {
+		t.reject("?", "malformed", errMalformed)
+		return
+	}
+	b := bytes.Clone(buf)
+	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(b)))
+	if msgType(b[0]) == msgChanges {
+		select {
+		case t.gossipIn <- b:
+		default:
+			t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		}
+		return
+	}
+	msg, err := decodeMessage(b)
+	if err != nil {
+		t.reject(senderOf(b), "malformed", err)
+		return
+	}
+	select {
+	case t.syncIn <- msg:
+	default:
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState and MergeRemoteState keep memberlist's push/pull to
+// membership only: row state is reconciled by anti-entropy.
+func (d *delegate) LocalState(join bool) []byte            { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {}
+
+// events is the memberlist.EventDelegate of a Tier.
+type events Tier
+
+var _ memberlist.EventDelegate = (*events)(nil)
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	t := (*Tier)(e)
+	t.track(n)
+	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
+	t.savePeersSoon()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	t := (*Tier)(e)
+	t.track(n)
+	t.log.Debug("member left", "node", n.Name)
+	t.savePeersSoon()
+}
+
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Tier)(e).track(n) }
+
+// broadcastMsg is a gossip broadcast that never invalidates another:
+// changes to one row are deltas, not replacements.
+type broadcastMsg []byte
+
+func (b broadcastMsg) Invalidates(memberlist.Broadcast) bool { return false }
+func (b broadcastMsg) Message() []byte                       { return b }
+func (b broadcastMsg) Finished()                             {}
+
+// slogWriter turns memberlist's log lines into slog records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelDebug
+	switch {
+	case strings.Contains(line, "[ERR]"):
+		level = slog.LevelWarn // peers failing is routine for a gossip layer
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelInfo
+	}
+	w.log.Log(context.Background(), level, "memberlist: "+line)
+	return len(p), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)
