@@ -18,7 +18,6 @@ package wire
 
 import (
 	"errors"
-	"math"
 	"math/bits"
 	"strconv"
 	"unsafe"
@@ -153,6 +152,9 @@ func consumeVarint(b []byte) (uint64, int, error) {
 	if len(b) == 0 {
 		return 0, 0, ErrTruncated
 	}
+	if b[0] < 0x80 {
+		return uint64(b[0]), 1, nil
+	}
 	v := uint64(b[0]) & 0x7f
 	if len(b) < 2 {
 		return 0, 0, ErrTruncated
@@ -239,7 +241,7 @@ func ConsumeTag(b []byte) (int32, Type, int, error) {
 		return 0, 0, 0, err
 	}
 	num := v >> 3
-	if num == 0 || num > math.MaxInt32>>3 {
+	if num == 0 || num > 1<<29-1 {
 		return 0, 0, 0, ErrFieldNumber
 	}
 	return int32(num), Type(v & 7), n, nil

@@ -71,6 +71,7 @@ packages as they compile.`,
 // reducerTest holds the flags of `strata reducer test`.
 type reducerTest struct {
 	contractDir     string
+	name            string
 	files           []string
 	rows            []string
 	golden          string
@@ -110,6 +111,7 @@ the golden file), 1 otherwise.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&t.contractDir, "contract", "", "contract import root (required)")
+	f.StringVar(&t.name, "name", "", "reducer name in messages (default: the module file's name)")
 	f.StringSliceVar(&t.files, "files", nil, "contract files to compile, relative to --contract (default: every .proto under it)")
 	f.StringArrayVar(&t.rows, "rows", nil, "[TABLE=]FILE.jsonl: input rows (repeatable)")
 	f.StringVar(&t.golden, "golden", "", "golden file of the expected records")
@@ -170,7 +172,10 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 		return err
 	}
 	defer h.Close(context.Background())
-	name := strings.TrimSuffix(filepath.Base(wasm), filepath.Ext(wasm))
+	name := t.name
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(wasm), filepath.Ext(wasm))
+	}
 	r, err := h.Load(ctx, reducer.Config{Name: name, Wasm: wasm, Inputs: inputs, Outputs: outputs,
 		Timeout: t.timeout, MemoryLimit: t.memoryLimit, MaxOutput: t.maxOutput})
 	if err != nil {
