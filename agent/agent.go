@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
@@ -42,6 +43,7 @@ type Agent struct {
 	log      *slog.Logger
 	contract *contracts.Contract
 	regional *store.Store
+	tier     *cluster.Tier // the regional tier
 	server   *http.Server
 	listener net.Listener
 }
@@ -90,6 +92,31 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	keys, err := cluster.LoadKeyring(cfg.Regional.Keyring)
+	if err != nil {
+		return nil, fmt.Errorf("regional.keyring: %w", err)
+	}
+	var roles []string
+	if cfg.Global != nil {
+		roles = append(roles, "gateway")
+	}
+	rc := cfg.Regional
+	a.tier, err = cluster.New(cluster.Config{
+		Node: cfg.Node, Tier: cluster.Regional, Cluster: cfg.Cluster, Region: rc.Region,
+		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys,
+		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
+		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
+		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
+		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: cfg.API.Addr},
+		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
+		Accept:    acceptRegional(a.contract),
+		Logger:    a.log,
+		Metrics:   cluster.NewMetrics(reg),
+	}, a.regional)
+	if err != nil {
+		return nil, fmt.Errorf("regional tier: %w", err)
+	}
 	srv := api.New(api.Options{
 		Contract: a.contract,
 		Regional: a.regional,
@@ -101,6 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		MaxBody:  int64(cfg.API.MaxBody),
 		Registry: reg,
 		Logger:   a.log,
+		Tiers:    map[string]api.MemberLister{cluster.Regional: a.tier},
 	})
 	a.listener, err = net.Listen("tcp", cfg.API.Addr)
 	if err != nil {
@@ -129,6 +157,12 @@ func readToken(path string) (string, error) {
 // Addr is the address the API listens on.
 func (a *Agent) Addr() string { return a.listener.Addr().String() }
 
+// Tier is the agent's regional tier.
+func (a *Agent) Tier() *cluster.Tier { return a.tier }
+
+// Store is the agent's regional store.
+func (a *Agent) Store() *store.Store { return a.regional }
+
 // Contract is the compiled contract the agent serves.
 func (a *Agent) Contract() *contracts.Contract { return a.contract }
 
@@ -139,6 +173,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	st := a.regional.Stats()
 	a.log.Info("strata agent running", "node", a.cfg.Node, "region", a.cfg.Regional.Region,
 		"api", "http://"+a.Addr(), "data_dir", a.cfg.DataDir, "rows", st.Rows)
+	a.tier.Start()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -159,10 +194,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// close releases what New opened.
+// close releases what New opened. The tier leaves first, so peers learn
+// at once that this node is going, then the store closes.
 func (a *Agent) close() {
 	if a.listener != nil {
 		a.listener.Close()
+	}
+	if a.tier != nil {
+		if err := a.tier.Close(); err != nil {
+			a.log.Warn("leaving the regional tier", "err", err)
+		}
 	}
 	if a.regional != nil {
 		if err := a.regional.Close(); err != nil && !errors.Is(err, store.ErrClosed) {

@@ -155,6 +155,13 @@ func (c *Client) Status(ctx context.Context) (json.RawMessage, error) {
 	return res, err
 }
 
+// Members returns each tier's members as this agent sees them.
+func (c *Client) Members(ctx context.Context) (MembersResult, error) {
+	var res MembersResult
+	err := c.do(ctx, http.MethodGet, "/v1/members", nil, &res)
+	return res, err
+}
+
 // WatchEvent is one server-sent event of a watch stream.
 type WatchEvent struct {
 	// ID is the feed position, for resuming; 0 for snapshot events.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
@@ -40,6 +41,21 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Logger receives request errors. Default: slog.Default().
 	Logger *slog.Logger
+	// Tiers lists the members of each tier this node belongs to, for
+	// /v1/members.
+	Tiers map[string]MemberLister
+}
+
+// MemberLister is a tier whose members /v1/members shows. Members must be
+// safe for concurrent use.
+type MemberLister interface {
+	Members() []cluster.Member
+}
+
+// MembersResult answers GET /v1/members: each tier's members.
+type MembersResult struct {
+	Node  string                      `json:"node"`
+	Tiers map[string][]cluster.Member `json:"tiers"`
 }
 
 // Server is the HTTP API of one agent. Its handler is safe for concurrent
@@ -71,6 +87,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/watch/regional/{table}", s.watchRegional)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/health", s.health)
+	mux.HandleFunc("GET /v1/members", s.members)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})
@@ -167,6 +184,14 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(body.Contract.Tables)
 	writeJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) members(w http.ResponseWriter, r *http.Request) {
+	res := MembersResult{Node: s.opts.Node, Tiers: map[string][]cluster.Member{}}
+	for name, t := range s.opts.Tiers {
+		res.Tiers[name] = t.Members()
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

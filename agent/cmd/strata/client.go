@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -32,7 +33,7 @@ func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
 	root.PersistentFlags().StringVar(&f.addr, "addr", envOr("STRATA_ADDR", "127.0.0.1:7070"), "agent API address (env STRATA_ADDR)")
 	root.PersistentFlags().StringVar(&f.token, "token", os.Getenv("STRATA_TOKEN"), "API bearer token (env STRATA_TOKEN)")
-	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f))
+	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f))
 }
 
 // printJSON writes v indented.
@@ -229,6 +230,34 @@ func statusCmd(f *clientFlags) *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), v)
 		},
 	}
+}
+
+func membersCmd(f *clientFlags) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "members",
+		Short: "List the members of each tier this agent belongs to",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := f.client().Members(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIER\tNAME\tSTATE\tADDR\tREGION\tROLES\tAPI")
+			for _, tier := range []string{"regional", "global"} {
+				for _, m := range res.Tiers[tier] {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tier, m.Name, m.State, m.Addr, m.Region, strings.Join(m.Roles, ","), m.API)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.

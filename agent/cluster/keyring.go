@@ -1,0 +1,46 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// LoadKeyring reads a tier's key file: one base64-encoded AES key (16, 24
+// or 32 bytes) per line, the first being the primary key used to encrypt;
+// the others are accepted for decryption, which is how keys rotate (add
+// the new key second, deploy, move it first, deploy, remove the old one).
+// Blank lines and lines starting with # are ignored. An empty path means
+// no encryption.
+func LoadKeyring(path string) ([][]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	var keys [][]byte
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			return nil, fmt.Errorf("keyring %s:%d: not base64: %v", path, line, err)
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("keyring %s:%d: key is %d bytes, want 16, 24 or 32 (AES-128/192/256)", path, line, n)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("keyring %s: no keys (remove the keyring setting to run unencrypted)", path)
+	}
+	return keys, nil
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent/api"
+)
+
+// buildStrata builds the strata binary once per test binary run.
+func buildStrata(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "strata")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T, network string) string {
+	t.Helper()
+	if network == "udp+tcp" {
+		// memberlist binds both on one port: find one free for both.
+		for i := 0; i < 50; i++ {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := l.Addr().String()
+			u, err := net.ListenPacket("udp", addr)
+			l.Close()
+			if err == nil {
+				u.Close()
+				return addr
+			}
+		}
+		t.Fatal("no free port for UDP and TCP")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// agentProc is one strata agent process.
+type agentProc struct {
+	name, dir, api, gossip string
+	cmd                    *exec.Cmd
+	client                 *api.Client
+}
+
+func startProc(t *testing.T, bin string, p *agentProc, join []string) {
+	t.Helper()
+	var quoted []string
+	for _, j := range join {
+		quoted = append(quoted, fmt.Sprintf("%q", j))
+	}
+	conf := fmt.Sprintf(`node = %q
+cluster = "proc-test"
+data_dir = "data"
+[contracts]
+dir = %q
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = "r1"
+bind = %q
+join = [%s]
+sync_interval = "500ms"
+[api]
+addr = %q
+`, p.name, mustAbs(t, "../../../contracts"), p.gossip, strings.Join(quoted, ", "), p.api)
+	if err := os.WriteFile(filepath.Join(p.dir, "agent.toml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.Create(filepath.Join(p.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, "agent", "--config", filepath.Join(p.dir, "agent.toml"))
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.client = api.NewClient(p.api, "")
+	t.Cleanup(func() { p.stop(t) })
+}
+
+func (p *agentProc) stop(t *testing.T) {
+	if p.cmd == nil || p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(p.dir, "agent.log"))
+			t.Errorf("%s exited with %v on SIGTERM:\n%s", p.name, err, log)
+		}
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		t.Errorf("%s did not stop within 15s of SIGTERM", p.name)
+	}
+}
+
+func mustAbs(t *testing.T, p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func poll(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestProcessesReplicateOverLoopback runs three strata agent processes
+// with real UDP/TCP gossip on 127.0.0.1: a write on one is readable on the
+// others, and a stopped node restarted without its join list (rejoining
+// through its persisted peers) catches up on what it missed.
+func TestProcessesReplicateOverLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	bin := buildStrata(t)
+	ctx := context.Background()
+	var procs []*agentProc
+	for i := 0; i < 3; i++ {
+		p := &agentProc{name: fmt.Sprintf("p%d", i), dir: t.TempDir(), api: freeAddr(t, "tcp"), gossip: freeAddr(t, "udp+tcp")}
+		var join []string
+		if i > 0 {
+			join = []string{procs[0].gossip}
+		}
+		startProc(t, bin, p, join)
+		procs = append(procs, p)
+	}
+	poll(t, 20*time.Second, "three members everywhere", func() error {
+		for _, p := range procs {
+			res, err := p.client.Members(ctx)
+			if err != nil {
+				return err
+			}
+			alive := 0
+			for _, m := range res.Tiers["regional"] {
+				if m.State == "alive" {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return fmt.Errorf("%s sees %d alive", p.name, alive)
+			}
+		}
+		return nil
+	})
+	row := `{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED","healthy":true}`
+	if _, err := procs[0].client.Put(ctx, "machines", "m-1", []byte(row)); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "m-1 on every node", func() error {
+		for _, p := range procs {
+			if _, err := p.client.Get(ctx, "machines", "m-1"); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+		return nil
+	})
+
+	// p2 stops; p1 takes writes; p2 comes back with no join list.
+	p2 := procs[2]
+	p2.stop(t)
+	for i := 0; i < 10; i++ {
+		key := fmt.Sprintf("late-%d", i)
+		r := fmt.Sprintf(`{"id":%q,"app":"api","state":"MACHINE_STATE_STOPPED"}`, key)
+		if _, err := procs[1].client.Put(ctx, "machines", key, []byte(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startProc(t, bin, p2, nil)
+	poll(t, 20*time.Second, "restarted p2 caught up", func() error {
+		_, err := p2.client.Get(ctx, "machines", "late-9")
+		return err
+	})
+}
