@@ -40,9 +40,12 @@ type Reducer struct {
 //
 // Each case is a subdirectory holding one "<table>.jsonl" file per input
 // table (rows in protojson, one per line; a missing file means no rows), an
-// optional "region" file with the region's name (default "local"), and an
-// optional "want.jsonl": the expected records, one per line as
-// {"record": "app_placements", "key": "web", "value": {...}}.
+// optional "region" file with the region's name (default "local"), and
+// optionally the expected records: "want.jsonl", one per line as
+// {"record": "app_placements", "key": "web", "value": {...}}, or
+// "golden.json", a JSON array of the same objects as `strata reducer test
+// --update` writes it. A fixtures directory that holds .jsonl files itself
+// is a single case.
 func FixturesDir(source, wasm string) string {
 	if source != "" {
 		return filepath.Join(source, "testdata")
@@ -133,6 +136,11 @@ func fixtureCases(r *Report, red Reducer) ([]string, bool) {
 		return nil, false
 	}
 	var cases []string
+	for _, e := range entries {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ".jsonl") {
+			return []string{red.Fixtures}, true // the directory is the case
+		}
+	}
 	for _, e := range entries {
 		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
 			cases = append(cases, filepath.Join(red.Fixtures, e.Name()))
@@ -246,7 +254,12 @@ func runCase(ctx context.Context, r *Report, c *contracts.Contract, red Reducer,
 		}
 	}
 
-	golden(r, c, label, filepath.Join(dir, "want.jsonl"), out)
+	for _, name := range []string{"want.jsonl", "golden.json"} {
+		if file := filepath.Join(dir, name); fileExists(file) {
+			golden(r, c, label, file, out)
+			break
+		}
+	}
 	return nil
 }
 
@@ -346,34 +359,26 @@ func golden(r *Report, c *contracts.Contract, label, file string, out []Output) 
 		line  int
 		value proto.Message
 	}
+	base := filepath.Base(file)
 	wants := map[[2]string]want{}
-	for n, line := range jsonLines(data) {
-		var g goldenRecord
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&g); err != nil {
-			f := failure(ruleFixtureInvalid, "%s: want.jsonl: %v", label, err)
-			f.Line = n
-			r.addAt(f, file)
-			continue
-		}
+	for n, g := range goldenRecords(r, label, file, data) {
 		s, ok := c.Record(g.Record)
 		if !ok {
-			f := failure(ruleFixtureInvalid, "%s: want.jsonl: no record type %q in the contract", label, g.Record)
+			f := failure(ruleFixtureInvalid, "%s: %s: no record type %q in the contract", label, base, g.Record)
 			f.Line = n
 			r.addAt(f, file)
 			continue
 		}
 		m, err := s.DecodeJSON(g.Value)
 		if err != nil {
-			f := failure(ruleFixtureInvalid, "%s: want.jsonl: %s", label, strings.TrimPrefix(err.Error(), "contracts: "))
+			f := failure(ruleFixtureInvalid, "%s: %s: %s", label, base, strings.TrimPrefix(err.Error(), "contracts: "))
 			f.Line = n
 			r.addAt(f, file)
 			continue
 		}
 		wants[[2]string{g.Record, g.Key}] = want{line: n, value: m}
 	}
-	hint := "fix the reducer, or update want.jsonl if the new output is right"
+	hint := fmt.Sprintf("fix the reducer, or update %s if the new output is right", base)
 	got := map[[2]string]bool{}
 	for _, o := range out {
 		id := [2]string{o.Record, o.Key}
@@ -404,6 +409,48 @@ func golden(r *Report, c *contracts.Contract, label, file string, out []Output) 
 			r.addAt(f, file)
 		}
 	}
+}
+
+// goldenRecords yields the records of a golden file with their line
+// numbers: JSON lines, or a JSON array (whose records get line 0). Lines
+// that do not parse are added to r.
+func goldenRecords(r *Report, label, file string, data []byte) func(yield func(int, goldenRecord) bool) {
+	return func(yield func(int, goldenRecord) bool) {
+		if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
+			var recs []goldenRecord
+			dec := json.NewDecoder(bytes.NewReader(trimmed))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&recs); err != nil {
+				r.addAt(failure(ruleFixtureInvalid, "%s: %s: %v", label, filepath.Base(file), err), file)
+				return
+			}
+			for _, g := range recs {
+				if !yield(0, g) {
+					return
+				}
+			}
+			return
+		}
+		for n, line := range jsonLines(data) {
+			var g goldenRecord
+			dec := json.NewDecoder(bytes.NewReader(line))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&g); err != nil {
+				f := failure(ruleFixtureInvalid, "%s: %s: %v", label, filepath.Base(file), err)
+				f.Line = n
+				r.addAt(f, file)
+				continue
+			}
+			if !yield(n, g) {
+				return
+			}
+		}
+	}
+}
+
+func fileExists(name string) bool {
+	_, err := os.Stat(name)
+	return err == nil
 }
 
 // compactJSON returns b without insignificant spaces.

@@ -168,6 +168,22 @@ func TestConformance(t *testing.T) {
 		})
 	}
 
+	t.Run("one case, golden.json", func(t *testing.T) {
+		fixtures := t.TempDir()
+		golden := `[
+  {"record": "app_placements", "key": "api", "value": {"app": "api", "serving": true, "healthyMachines": 1}},
+  {"record": "app_placements", "key": "web", "value": {"app": "web", "serving": true, "healthyMachines": 5}}
+]`
+		writeFixture(t, fixtures, map[string]string{"machines.jsonl": machineRows, "golden.json": golden})
+		got := text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(),
+			Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: appRegions("")}})
+		want := "/golden.json\n  error REDUCER_GOLDEN_DIFF: reducer app-regions, case " + filepath.Base(fixtures) +
+			`: record app_placements/web differs: got {"app":"web","serving":true,"healthyMachines":2}` + "\n    fix: fix the reducer, or update golden.json"
+		if !strings.Contains(got, want) || !strings.Contains(got, "1 error, 0 warnings") {
+			t.Errorf("report:\n%s\nwant:\n%s", got, want)
+		}
+	})
+
 	t.Run("no fixtures, no host, bad config", func(t *testing.T) {
 		host := &fakeHost{c: example, run: appRegions("")}
 		got := text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(), Host: host,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/contracts"
 	"github.com/strata-state/strata/contracts/check"
 )
@@ -234,11 +237,28 @@ func asUsage(err error) error {
 }
 
 // newCheckHost returns the reducer host the conformance check runs
-// reducers in, and a function that releases it.
-//
-// The host is agent/reducer's; until it exposes a way to load and run a
-// module, newCheckHost returns none and the check reports conformance as
-// skipped.
-func newCheckHost(_ *cobra.Command, _ *config.Config) (check.Host, func(), error) {
-	return nil, func() {}, nil
+// reducers in — the agent's own (agent/reducer), so that the check sees
+// what the agent would — and a function that releases it. Builds of Source
+// reducers and wazero's compiled code are cached under the user's cache
+// directory (strata/contract-check), so a second check starts warm; build
+// progress and errors go to stderr.
+func newCheckHost(cmd *cobra.Command, _ *config.Config) (check.Host, func(), error) {
+	cacheDir := ""
+	if dir, err := os.UserCacheDir(); err == nil {
+		cacheDir = filepath.Join(dir, "strata", "contract-check")
+	}
+	h, err := reducer.NewHost(reducer.HostOptions{
+		CacheDir:    cacheDir,
+		Logger:      slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		BuildOutput: cmd.ErrOrStderr(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := reducer.NewCheckHost(h)
+	return ch, func() {
+		ctx := context.WithoutCancel(cmd.Context())
+		_ = ch.Close(ctx)
+		_ = h.Close(ctx)
+	}, nil
 }

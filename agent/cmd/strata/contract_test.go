@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-state/strata/internal/reducertest"
 )
 
 // runStrata runs the CLI in process and returns its output and error.
@@ -124,5 +126,65 @@ func TestContractBuildAndCheck(t *testing.T) {
 	_, err = runStrata(t, "contract", "build", "--contracts", compat+"compile_error/new", "-o", set)
 	if err == nil || !strings.Contains(err.Error(), "acme/v1/acme.proto:22:3: syntax error") {
 		t.Errorf("build of a broken contract: %v", err)
+	}
+}
+
+// TestContractCheckReducers runs the conformance step in the real reducer
+// host: the example reducer passes on its shared fixtures, and a reducer
+// that copies a machine's id (regional_only, and a valid app name) into
+// app_placements.app — a leak introduced into the example reducer — fails
+// the check with the record, the rule and the field, in every format.
+func TestContractCheckReducers(t *testing.T) {
+	mods := reducertest.Modules(t, "app-regions", "leakid")
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(wasm string) string {
+		p := filepath.Join(t.TempDir(), "agent.toml")
+		toml := `node = "t"
+[contracts]
+dir = "` + filepath.Join(root, "contracts") + `"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = "t"
+[[reducers]]
+name = "app-regions"
+wasm = "` + wasm + `"
+inputs = ["machines"]
+outputs = ["app_placements"]
+`
+		if err := os.WriteFile(p, []byte(toml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	fixtures := "app-regions=" + filepath.Join(root, "testdata", "app-regions")
+
+	out, err := runStrata(t, "contract", "check", "--config", config(mods["app-regions"]), "--fixtures", fixtures, "--strict")
+	if err != nil || !strings.Contains(out, "strata contract check: ok (") || !strings.Contains(out, "1 reducer)") {
+		t.Fatalf("example reducer: error = %v\n%s", err, out)
+	}
+
+	leaky := config(mods["leakid"])
+	rows := filepath.Join(root, "testdata", "app-regions", "machines.jsonl")
+	msg := `record app_placements/m-1 of region local rejected [leak]: field "app": equals the value of regional_only field machines.id of an input row`
+	for format, want := range map[string]string{
+		"text":   rows + "\n  error REDUCER_OUTPUT_REJECTED: reducer app-regions, case app-regions: " + msg,
+		"json":   `"rule": "REDUCER_OUTPUT_REJECTED",` + "\n      \"severity\": \"error\",\n      \"file\": \"" + rows + `",`,
+		"github": "::error file=" + rows + ",title=REDUCER_OUTPUT_REJECTED::reducer app-regions, case app-regions: " + msg,
+	} {
+		t.Run("leak/"+format, func(t *testing.T) {
+			out, err := runStrata(t, "contract", "check", "--config", leaky, "--fixtures", fixtures, "--format", format)
+			if !errors.Is(err, errCheckFailed) {
+				t.Fatalf("error = %v, want errCheckFailed\n%s", err, out)
+			}
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks\n%s\ngot:\n%s", want, out)
+			}
+			if format == "json" && !strings.Contains(out, strings.ReplaceAll(msg, `"`, `\"`)) {
+				t.Errorf("JSON lacks the message:\n%s", out)
+			}
+		})
 	}
 }
