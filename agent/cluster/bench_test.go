@@ -1,0 +1,425 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/store"
+)
+
+// benchNode is a node with the default regional settings (as agent.toml
+// defaults: gossip every 100ms to 4 nodes, probe 1s/500ms).
+func benchNode(b *testing.B, name string, join string, observe func(name string, local, remote []store.Change)) *Tier {
+	b.Helper()
+	st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: name, Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ft, err := NewFaultTransport(NewFaults())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Node: name, Tier: Regional, Cluster: "bench", Region: "r1", Bind: ft.Addr(), Transport: ft,
+		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SyncInterval: 10 * time.Second, Meta: Meta{Region: "r1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if join != "" {
+		cfg.Join = []string{join}
+	}
+	t, err := New(cfg, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if observe != nil {
+		st.SetOnCommit(func(local, remote []store.Change) {
+			observe(name, local, remote)
+			t.onCommit(local, remote)
+		})
+	}
+	t.Start()
+	b.Cleanup(func() { t.Close(); st.Close() })
+	return t
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+func waitMembers(b *testing.B, n int, alive func() []int) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, a := range alive() {
+			if a != n {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("cluster of %d did not form: %v", n, alive())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkPropagation measures how long a write on one node takes to be
+// committed on every other node of an N-node region, with the default
+// regional settings over loopback, and compares it with bare memberlist
+// broadcast (re-queued on first receipt, same settings, same N) as the
+// floor. Each iteration is 20 writes from random nodes, 100ms apart.
+func BenchmarkPropagation(b *testing.B) {
+	for _, n := range []int{16, 32, 64} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			strata := propagationStrata(b, n)
+			bare := propagationBare(b, n)
+			b.ReportMetric(float64(percentile(strata, 0.50).Milliseconds()), "p50_ms")
+			b.ReportMetric(float64(percentile(strata, 0.99).Milliseconds()), "p99_ms")
+			b.ReportMetric(float64(percentile(bare, 0.50).Milliseconds()), "bare_p50_ms")
+			b.ReportMetric(float64(percentile(bare, 0.99).Milliseconds()), "bare_p99_ms")
+			b.ReportMetric(float64(percentile(strata, 0.99))/float64(percentile(bare, 0.99)), "p99_ratio")
+		})
+	}
+}
+
+func propagationStrata(b *testing.B, n int) []time.Duration {
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var lat []time.Duration
+	observe := func(name string, local, remote []store.Change) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range remote {
+			if t0, ok := sent[c.Key]; ok {
+				lat = append(lat, now.Sub(t0))
+			}
+		}
+	}
+	nodes := []*Tier{benchNode(b, "n0", "", observe)}
+	for i := 1; i < n; i++ {
+		nodes = append(nodes, benchNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), observe))
+	}
+	waitMembers(b, n, func() (out []int) {
+		for _, t := range nodes {
+			out = append(out, t.NumAlive())
+		}
+		return out
+	})
+	writes := 20 * b.N
+	b.ResetTimer()
+	for i := 0; i < writes; i++ {
+		t := nodes[rand.N(n)]
+		key := fmt.Sprintf("w%d", i)
+		mu.Lock()
+		sent[key] = time.Now()
+		mu.Unlock()
+		if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}}); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := len(lat)
+		mu.Unlock()
+		if got >= writes*(n-1) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.StopTimer()
+	mu.Lock()
+	defer mu.Unlock()
+	return withMissed(b, "missed", lat, writes*(n-1))
+}
+
+// bareDelegate is memberlist with nothing but broadcast: a message is
+// re-queued on first receipt, as strata does.
+type bareDelegate struct {
+	q    *memberlist.TransmitLimitedQueue
+	mu   *sync.Mutex
+	seen map[string]bool
+	sent map[string]time.Time
+	lat  *[]time.Duration
+}
+
+func (d *bareDelegate) NodeMeta(int) []byte { return nil }
+func (d *bareDelegate) NotifyMsg(b []byte) {
+	id := string(b)
+	now := time.Now()
+	d.mu.Lock()
+	first := !d.seen[id]
+	d.seen[id] = true
+	if first {
+		if t0, ok := d.sent[id]; ok {
+			*d.lat = append(*d.lat, now.Sub(t0))
+		}
+	}
+	d.mu.Unlock()
+	if first {
+		d.q.QueueBroadcast(broadcastMsg(append([]byte(nil), b...)))
+	}
+}
+func (d *bareDelegate) GetBroadcasts(o, l int) [][]byte { return d.q.GetBroadcasts(o, l) }
+func (d *bareDelegate) LocalState(bool) []byte          { return nil }
+func (d *bareDelegate) MergeRemoteState([]byte, bool)   {}
+
+func propagationBare(b *testing.B, n int) []time.Duration {
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var lat []time.Duration
+	var mls []*memberlist.Memberlist
+	var dels []*bareDelegate
+	for i := 0; i < n; i++ {
+		c := memberlist.DefaultLANConfig()
+		c.Name = fmt.Sprintf("bare%d", i)
+		c.BindAddr, c.BindPort = "127.0.0.1", 0
+		c.GossipInterval, c.GossipNodes = 100*time.Millisecond, 4
+		c.ProbeInterval, c.ProbeTimeout = time.Second, 500*time.Millisecond
+		c.Logger = log.New(io.Discard, "", 0)
+		d := &bareDelegate{mu: &mu, seen: map[string]bool{}, sent: sent, lat: &lat}
+		c.Delegate = d
+		ml, err := memberlist.Create(c)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.q = &memberlist.TransmitLimitedQueue{NumNodes: ml.NumMembers, RetransmitMult: c.RetransmitMult}
+		if i > 0 {
+			if _, err := ml.Join([]string{mls[0].LocalNode().Address()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		mls = append(mls, ml)
+		dels = append(dels, d)
+		b.Cleanup(func() { ml.Shutdown() })
+	}
+	waitMembers(b, n, func() (out []int) {
+		for _, ml := range mls {
+			out = append(out, ml.NumMembers())
+		}
+		return out
+	})
+	writes := 20 * b.N
+	for i := 0; i < writes; i++ {
+		j := rand.N(n)
+		id := fmt.Sprintf("w%d-%s", i, "x") // same size class as a small change
+		mu.Lock()
+		sent[id] = time.Now()
+		dels[j].seen[id] = true
+		mu.Unlock()
+		dels[j].q.QueueBroadcast(broadcastMsg([]byte(id)))
+		time.Sleep(100 * time.Millisecond)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := len(lat)
+		mu.Unlock()
+		if got >= writes*(n-1) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return withMissed(b, "bare_missed", lat, writes*(n-1))
+}
+
+// withMissed counts deliveries gossip did not make within the 10s window
+// (anti-entropy repairs those later) as taking the whole window, so that
+// percentiles never flatter, and reports how many there were.
+func withMissed(b *testing.B, metric string, lat []time.Duration, want int) []time.Duration {
+	out := slices.Clone(lat)
+	for len(out) < want {
+		out = append(out, 10*time.Second)
+	}
+	b.ReportMetric(float64(want-len(lat)), metric)
+	return out
+}
+
+// BenchmarkAntiEntropyInSync measures the bytes one exchange between two
+// replicas holding the same rows puts on the wire (both directions, as
+// counted by the initiator's transport), for 100,000 and 1,000,000 rows.
+func BenchmarkAntiEntropyInSync(b *testing.B) {
+	for _, rows := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			a := benchNode(b, "a", "", nil)
+			c := benchNode(b, "c", a.Addr(), nil)
+			waitMembers(b, 2, func() []int { return []int{a.NumAlive(), c.NumAlive()} })
+			a.store.SetOnCommit(nil)
+			c.store.SetOnCommit(nil)
+			const batch = 10_000
+			for i := 0; i < rows; i += batch {
+				muts := make([]store.Mutation, 0, batch)
+				for j := i; j < i+batch; j++ {
+					muts = append(muts, store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m%08d", j),
+						Fields: []store.FieldValue{{Num: 1, Value: []byte("value-of-about-forty-bytes-xxxxxxxxxxxxx")}}})
+				}
+				if _, err := a.store.Apply(context.Background(), muts...); err != nil {
+					b.Fatal(err)
+				}
+				var changes []store.Change
+				rs, _, _ := a.store.List("machines", fmt.Sprintf("m%08d", i-1), batch)
+				for _, r := range rs {
+					changes = append(changes, store.Change{Table: "machines", Key: r.Key, Row: r.Row})
+				}
+				if _, _, err := c.store.Repair(context.Background(), changes); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if a.store.Stats().Root != c.store.Stats().Root {
+				b.Fatal("replicas differ before the exchange")
+			}
+			b.ResetTimer()
+			var total int64
+			for i := 0; i < b.N; i++ {
+				s0, r0 := a.m.WireBytes()
+				a.SyncWith("c")
+				res := <-a.syncDone
+				s1, r1 := a.m.WireBytes()
+				if !res.InSync {
+					b.Fatalf("exchange found differences: %+v", res)
+				}
+				total += (s1 - s0) + (r1 - r0)
+			}
+			b.ReportMetric(float64(total)/float64(b.N), "wire_bytes/exchange")
+		})
+	}
+}
+
+// BenchmarkRepairAfterPartition cuts one node of an 8-node region off
+// while k writes happen elsewhere, heals, and measures how long the node
+// takes to be whole again (in sync intervals of 1s) and how many rows
+// anti-entropy shipped to do it.
+func BenchmarkRepairAfterPartition(b *testing.B) {
+	const n, k = 8, 200
+	faults := NewFaults()
+	var nodes []*Tier
+	var addrs []string
+	for i := 0; i < n; i++ {
+		st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: fmt.Sprint(i), Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ft, _ := NewFaultTransport(faults)
+		cfg := Config{Node: fmt.Sprintf("n%d", i), Tier: Regional, Cluster: "bench", Region: "r1", Bind: ft.Addr(), Transport: ft,
+			GossipInterval: 100 * time.Millisecond, GossipNodes: 4, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+			SyncInterval: time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if i > 0 {
+			cfg.Join = []string{nodes[0].Addr()}
+		}
+		t, err := New(cfg, st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t.Start()
+		b.Cleanup(func() { t.Close(); st.Close() })
+		nodes = append(nodes, t)
+		addrs = append(addrs, ft.Addr())
+	}
+	waitMembers(b, n, func() (out []int) {
+		for _, t := range nodes {
+			out = append(out, t.NumAlive())
+		}
+		return out
+	})
+	lone := nodes[n-1]
+	var total time.Duration
+	var shipped float64
+	for it := 0; it < b.N; it++ {
+		faults.Partition(addrs[n-1:], addrs[:n-1])
+		for i := 0; i < k; i++ {
+			key := fmt.Sprintf("it%d-k%d", it, i)
+			if _, err := nodes[i%(n-1)].store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// Let gossip of the writes die out among the others (so the lone
+		// node can only be repaired by anti-entropy), then heal.
+		time.Sleep(2 * time.Second)
+		received := func() float64 { return testutil.ToFloat64(lone.m.synced.WithLabelValues(Regional, "received")) }
+		m0 := received()
+		want := nodes[0].store.Stats().Root
+		faults.Heal()
+		healed := time.Now()
+		for lone.store.Stats().Root != want {
+			if time.Since(healed) > 30*time.Second {
+				b.Fatal("lone node not repaired within 30s of the heal")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		total += time.Since(healed)
+		shipped += received() - m0
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s_to_whole")
+	b.ReportMetric(shipped/float64(b.N), "rows_repaired")
+	b.ReportMetric(float64(k), "writes_missed")
+}
+
+// BenchmarkGossipBandwidth drives 1,000 writes/s into a 16-node region for
+// 5 seconds (writes spread over all nodes) and reports the bytes each node
+// sends and receives per second, averaged over nodes.
+func BenchmarkGossipBandwidth(b *testing.B) {
+	const n, rate, secs = 16, 1000, 5
+	nodes := []*Tier{benchNode(b, "n0", "", nil)}
+	for i := 1; i < n; i++ {
+		nodes = append(nodes, benchNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), nil))
+	}
+	waitMembers(b, n, func() (out []int) {
+		for _, t := range nodes {
+			out = append(out, t.NumAlive())
+		}
+		return out
+	})
+	var s0, r0 int64
+	for _, t := range nodes {
+		s, r := t.m.WireBytes()
+		s0, r0 = s0+s, r0+r
+	}
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond) // 10 writes per tick
+	defer tick.Stop()
+	i := 0
+	for time.Since(start) < secs*time.Second {
+		<-tick.C
+		for j := 0; j < rate/100; j++ {
+			t := nodes[i%n]
+			// A machine-like row of about 150 bytes.
+			row := []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
+				{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
+				{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
+			if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m-%06d", i%5000), Fields: row}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	}
+	el := time.Since(start).Seconds()
+	var s1, r1 int64
+	for _, t := range nodes {
+		s, r := t.m.WireBytes()
+		s1, r1 = s1+s, r1+r
+	}
+	b.ReportMetric(float64(i)/el, "writes/s")
+	b.ReportMetric(float64(s1-s0)/el/n, "sent_B/s/node")
+	b.ReportMetric(float64(r1-r0)/el/n, "recv_B/s/node")
+}
