@@ -292,6 +292,9 @@ func BenchmarkAntiEntropyInSync(b *testing.B) {
 			b.ResetTimer()
 			var total int64
 			for i := 0; i < b.N; i++ {
+				for len(a.syncDone) > 0 { // results of background exchanges during the load
+					<-a.syncDone
+				}
 				s0, r0 := a.m.WireBytes()
 				a.SyncWith("c")
 				res := <-a.syncDone
