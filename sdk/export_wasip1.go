@@ -26,8 +26,6 @@ var (
 //
 //go:wasmexport strata_alloc
 func strataAlloc(size uint32) uint32 {
-	// The previous response has been read by now.
-	output = nil
 	// A Go reactor runs no other goroutine between calls: yield so that
 	// the garbage collector's workers run and the heap does not grow from
 	// call to call. Yielding costs a few microseconds, so small calls
@@ -52,6 +50,11 @@ func strataReduce(ptr, size uint32) uint64 {
 	if in == nil || size > uint32(len(in)) || ptr != uint32(uintptr(unsafe.Pointer(unsafe.SliceData(in[:cap(in)])))) {
 		output = errorResponse(nil, "sdk: strata_reduce called without the buffer of the last strata_alloc")
 	} else {
+		// The previous response has been read by now: reuse its buffer,
+		// unless it is large.
+		if cap(output) > 1<<20 {
+			output = nil
+		}
 		output = handle(output, nil, in[:size])
 	}
 	if len(output) == 0 {

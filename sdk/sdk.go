@@ -314,7 +314,19 @@ func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 		return fail("sdk: no reducer registered: call sdk.Register(yourReducer) in an init function of package main")
 	}
 	in := &Input{Region: req.Region, Reducer: req.Reducer, tables: tables}
-	out := &Output{}
+	// One run at a time: the output's buffers are reused from run to run,
+	// because every allocation costs, and so does the garbage collection
+	// that allocations bring on. Large ones are let go.
+	out := &scratch
+	out.buf, out.records = out.buf[:0], out.records[:0]
+	defer func() {
+		if cap(out.buf) > keepBytes {
+			out.buf = nil
+		}
+		if cap(out.records) > keepBytes/64 {
+			out.records = nil
+		}
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			resp = abi.AppendResponse(b[:0], &abi.Response{Error: "panic: " + panicText(r) + "\n\n" + string(debug.Stack()), Panic: true})
@@ -329,6 +341,12 @@ func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	}
 	return resp
 }
+
+// scratch is the Output of the current run; keepBytes bounds what it keeps
+// between runs.
+var scratch Output
+
+const keepBytes = 1 << 20
 
 // errorResponse returns the response reporting msg, in b's array.
 func errorResponse(b []byte, msg string) []byte {

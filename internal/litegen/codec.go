@@ -161,7 +161,22 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("// StrataUnmarshal decodes the protobuf encoding b into m, replacing its")
 	gf.P("// contents. Strings and bytes fields alias b. Unknown fields are skipped.")
 	gf.P("func (m *", m.GoIdent, ") StrataUnmarshal(b []byte) error {")
+	var spares []*protogen.Field
+	for _, f := range m.Fields {
+		if spared(f) {
+			spares = append(spares, f)
+		}
+	}
+	for i, f := range spares {
+		gf.P("s", i, " := m.", fieldName(f))
+		gf.P("if s", i, " == nil {")
+		gf.P("s", i, " = m.", spareName(f))
+		gf.P("}")
+	}
 	gf.P("*m = ", m.GoIdent, "{}")
+	for i, f := range spares {
+		gf.P("m.", spareName(f), " = s", i)
+	}
 	gf.P("if b = m.strataFast(b); len(b) == 0 {")
 	gf.P("return nil")
 	gf.P("}")
@@ -257,10 +272,7 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 			gf.P("if err := e.StrataMerge(v); err != nil {", fail(num), "}")
 			gf.P(fn, " = append(", fn, ", e)")
 		case f.Message != nil:
-			gf.P("if ", fn, " == nil {")
-			gf.P(fn, " = new(", f.Message.GoIdent, ")")
-			gf.P("}")
-			gf.P("if err := ", fn, ".StrataMerge(v); err != nil {", fail(num), "}")
+			gf.P("if err := m.", takeName(f), "(v); err != nil {", fail(num), "}")
 		case f.Desc.IsList():
 			gf.P(fn, " = append(", fn, ", ", fromWire(gf, f, "v"), ")")
 		case f.Desc.HasPresence():
@@ -320,10 +332,7 @@ func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
 			gf.P("if n < 0x80 && i+2+n <= len(b) {")
 			switch {
 			case f.Message != nil:
-				gf.P("if ", fn, " == nil {")
-				gf.P(fn, " = new(", f.Message.GoIdent, ")")
-				gf.P("}")
-				gf.P("ok = ", fn, ".StrataMerge(b[i+2:i+2+n]) == nil")
+				gf.P("ok = m.", takeName(f), "(b[i+2:i+2+n]) == nil")
 			case k == protoreflect.StringKind:
 				set(gf.QualifiedGoIdent(wirePkg.Ident("StringAt")) + "(b, i+2, n)")
 			default:
@@ -366,6 +375,33 @@ func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("return b[i:]")
 	gf.P("}")
 	gf.P()
+}
+
+func takeName(f *protogen.Field) string { return "strataMerge" + f.GoName }
+
+// take writes, per singular message field, the method that merges an
+// occurrence of the field into its message, taking the spare message (or
+// allocating one) when the field is not set yet.
+func (g *generator) take(gf *protogen.GeneratedFile, m *protogen.Message) {
+	for _, f := range m.Fields {
+		if !spared(f) {
+			continue
+		}
+		fn := "m." + fieldName(f)
+		gf.P("// ", takeName(f), " merges the encoding b into ", fn, ", reusing the spare message.")
+		gf.P("func (m *", m.GoIdent, ") ", takeName(f), "(b []byte) error {")
+		gf.P("if ", fn, " != nil {")
+		gf.P("return ", fn, ".StrataMerge(b)")
+		gf.P("}")
+		gf.P("if m.", spareName(f), " != nil {")
+		gf.P(fn, ", m.", spareName(f), " = m.", spareName(f), ", nil")
+		gf.P("return ", fn, ".StrataUnmarshal(b)")
+		gf.P("}")
+		gf.P(fn, " = new(", f.Message.GoIdent, ")")
+		gf.P("return ", fn, ".StrataMerge(b)")
+		gf.P("}")
+		gf.P()
+	}
 }
 
 func (g *generator) size(gf *protogen.GeneratedFile, m *protogen.Message) {

@@ -251,12 +251,18 @@ func (g *generator) message(gf *protogen.GeneratedFile, m *protogen.Message) err
 	for _, f := range m.Fields {
 		gf.P(f.Comments.Leading, fieldName(f), " ", goType(gf, f))
 	}
+	for _, f := range m.Fields {
+		if spared(f) {
+			gf.P(spareName(f), " ", goType(gf, f), " // reused by StrataUnmarshal")
+		}
+	}
 	gf.P("}")
 	gf.P()
 
 	g.meta1(gf, m)
 	g.unmarshal(gf, m)
 	g.fast(gf, m)
+	g.take(gf, m)
 	g.size(gf, m)
 	g.marshal(gf, m)
 
@@ -267,6 +273,16 @@ func (g *generator) message(gf *protogen.GeneratedFile, m *protogen.Message) err
 	}
 	return nil
 }
+
+// spared reports whether field f is a singular message field, whose
+// message StrataUnmarshal keeps for reuse: under wazero with timeouts on,
+// an allocation costs more than decoding a small message.
+func spared(f *protogen.Field) bool {
+	return f.Message != nil && !f.Desc.IsList() && !f.Desc.IsMap()
+}
+
+// spareName is the unexported field holding f's spare message.
+func spareName(f *protogen.Field) string { return "strataSpare" + f.GoName }
 
 func mapValueMessage(fd protoreflect.FieldDescriptor) protoreflect.MessageDescriptor {
 	if fd.IsMap() {

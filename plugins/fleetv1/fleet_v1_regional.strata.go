@@ -58,7 +58,8 @@ type Machine struct {
 	// IPv4 or IPv6; empty while the machine has none.
 	PrivateIp string
 	// updated_at is when the host last reported the machine.
-	UpdatedAt *wkt.Timestamp
+	UpdatedAt            *wkt.Timestamp
+	strataSpareUpdatedAt *wkt.Timestamp // reused by StrataUnmarshal
 }
 
 // StrataTable returns "machines", the contract's table of Machine rows.
@@ -72,7 +73,12 @@ func (m *Machine) StrataKey() string {
 // StrataUnmarshal decodes the protobuf encoding b into m, replacing its
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Machine) StrataUnmarshal(b []byte) error {
+	s0 := m.UpdatedAt
+	if s0 == nil {
+		s0 = m.strataSpareUpdatedAt
+	}
 	*m = Machine{}
+	m.strataSpareUpdatedAt = s0
 	if b = m.strataFast(b); len(b) == 0 {
 		return nil
 	}
@@ -145,10 +151,7 @@ func (m *Machine) strataSlow(b []byte) error {
 				return &wire.FieldError{Message: "fleet.v1.Machine", Field: 7, Err: err}
 			}
 			b = b[n:]
-			if m.UpdatedAt == nil {
-				m.UpdatedAt = new(wkt.Timestamp)
-			}
-			if err := m.UpdatedAt.StrataMerge(v); err != nil {
+			if err := m.strataMergeUpdatedAt(v); err != nil {
 				return &wire.FieldError{Message: "fleet.v1.Machine", Field: 7, Err: err}
 			}
 		default:
@@ -234,16 +237,26 @@ func (m *Machine) strataFast(b []byte) []byte {
 	if ok && i+1 < len(b) && b[i] == 0x3a {
 		n := int(b[i+1])
 		if n < 0x80 && i+2+n <= len(b) {
-			if m.UpdatedAt == nil {
-				m.UpdatedAt = new(wkt.Timestamp)
-			}
-			ok = m.UpdatedAt.StrataMerge(b[i+2:i+2+n]) == nil
+			ok = m.strataMergeUpdatedAt(b[i+2:i+2+n]) == nil
 			i += 2 + n
 		} else {
 			ok = false
 		}
 	}
 	return b[i:]
+}
+
+// strataMergeUpdatedAt merges the encoding b into m.UpdatedAt, reusing the spare message.
+func (m *Machine) strataMergeUpdatedAt(b []byte) error {
+	if m.UpdatedAt != nil {
+		return m.UpdatedAt.StrataMerge(b)
+	}
+	if m.strataSpareUpdatedAt != nil {
+		m.UpdatedAt, m.strataSpareUpdatedAt = m.strataSpareUpdatedAt, nil
+		return m.UpdatedAt.StrataUnmarshal(b)
+	}
+	m.UpdatedAt = new(wkt.Timestamp)
+	return m.UpdatedAt.StrataMerge(b)
 }
 
 // StrataSize returns the length of m's protobuf encoding.

@@ -17,6 +17,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/bits"
 	"strconv"
@@ -147,8 +148,21 @@ func ConsumeVarint(b []byte) (uint64, int, error) {
 	return consumeVarint(b)
 }
 
-// consumeVarint is ConsumeVarint past the first byte, unrolled.
+// consumeVarint is ConsumeVarint past the first byte. A varint of at most
+// 8 bytes, with 8 bytes to read, is decoded without branches: the length is
+// the position of the first byte without its high bit, found with one
+// trailing-zeros count over the 8 bytes.
 func consumeVarint(b []byte) (uint64, int, error) {
+	if len(b) >= 8 {
+		u := binary.LittleEndian.Uint64(b)
+		if ends := ^u & 0x8080808080808080; ends != 0 {
+			n := bits.TrailingZeros64(ends)/8 + 1
+			// Gather the 7-bit groups of all 8 bytes, then keep n of them.
+			v := u&0x7f | u>>1&(0x7f<<7) | u>>2&(0x7f<<14) | u>>3&(0x7f<<21) |
+				u>>4&(0x7f<<28) | u>>5&(0x7f<<35) | u>>6&(0x7f<<42) | u>>7&(0x7f<<49)
+			return v & (1<<(7*n) - 1), n, nil
+		}
+	}
 	if len(b) == 0 {
 		return 0, 0, ErrTruncated
 	}

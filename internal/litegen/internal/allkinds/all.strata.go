@@ -35,48 +35,66 @@ func (x Color) String() string {
 
 // All is the message litegen.test.All.
 type All struct {
-	I32            int32
-	I64            int64
-	U32            uint32
-	U64            uint64
-	S32            int32
-	S64            int64
-	F32            uint32
-	F64            uint64
-	Sf32           int32
-	Sf64           int64
-	Fl             float32
-	Db             float64
-	B              bool
-	S              string
-	By             []byte
-	Color          Color
-	Inner          *Inner
-	OptI32         *int32
-	OptS           *string
-	RI32           []int32
-	RS64           []int64
-	RF32           []uint32
-	RDb            []float64
-	RB             []bool
-	RS             []string
-	RBy            [][]byte
-	RColor         []Color
-	RInner         []*Inner
-	MSI64          map[string]int64
-	MI32Inner      map[int32]*Inner
-	MBS            map[bool]string
-	MU64Color      map[uint64]Color
-	Ts             *wkt.Timestamp
-	Wrapped        *wkt.StringValue
-	BigNumberField int32
-	Size           string
+	I32                int32
+	I64                int64
+	U32                uint32
+	U64                uint64
+	S32                int32
+	S64                int64
+	F32                uint32
+	F64                uint64
+	Sf32               int32
+	Sf64               int64
+	Fl                 float32
+	Db                 float64
+	B                  bool
+	S                  string
+	By                 []byte
+	Color              Color
+	Inner              *Inner
+	OptI32             *int32
+	OptS               *string
+	RI32               []int32
+	RS64               []int64
+	RF32               []uint32
+	RDb                []float64
+	RB                 []bool
+	RS                 []string
+	RBy                [][]byte
+	RColor             []Color
+	RInner             []*Inner
+	MSI64              map[string]int64
+	MI32Inner          map[int32]*Inner
+	MBS                map[bool]string
+	MU64Color          map[uint64]Color
+	Ts                 *wkt.Timestamp
+	Wrapped            *wkt.StringValue
+	BigNumberField     int32
+	Size               string
+	strataSpareInner   *Inner           // reused by StrataUnmarshal
+	strataSpareTs      *wkt.Timestamp   // reused by StrataUnmarshal
+	strataSpareWrapped *wkt.StringValue // reused by StrataUnmarshal
 }
 
 // StrataUnmarshal decodes the protobuf encoding b into m, replacing its
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *All) StrataUnmarshal(b []byte) error {
+	s0 := m.Inner
+	if s0 == nil {
+		s0 = m.strataSpareInner
+	}
+	s1 := m.Ts
+	if s1 == nil {
+		s1 = m.strataSpareTs
+	}
+	s2 := m.Wrapped
+	if s2 == nil {
+		s2 = m.strataSpareWrapped
+	}
 	*m = All{}
+	m.strataSpareInner = s0
+	m.strataSpareTs = s1
+	m.strataSpareWrapped = s2
 	if b = m.strataFast(b); len(b) == 0 {
 		return nil
 	}
@@ -219,10 +237,7 @@ func (m *All) strataSlow(b []byte) error {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 17, Err: err}
 			}
 			b = b[n:]
-			if m.Inner == nil {
-				m.Inner = new(Inner)
-			}
-			if err := m.Inner.StrataMerge(v); err != nil {
+			if err := m.strataMergeInner(v); err != nil {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 17, Err: err}
 			}
 		case num == 18 && typ == wire.VarintType:
@@ -568,10 +583,7 @@ func (m *All) strataSlow(b []byte) error {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 33, Err: err}
 			}
 			b = b[n:]
-			if m.Ts == nil {
-				m.Ts = new(wkt.Timestamp)
-			}
-			if err := m.Ts.StrataMerge(v); err != nil {
+			if err := m.strataMergeTs(v); err != nil {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 33, Err: err}
 			}
 		case num == 34 && typ == wire.BytesType:
@@ -580,10 +592,7 @@ func (m *All) strataSlow(b []byte) error {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 34, Err: err}
 			}
 			b = b[n:]
-			if m.Wrapped == nil {
-				m.Wrapped = new(wkt.StringValue)
-			}
-			if err := m.Wrapped.StrataMerge(v); err != nil {
+			if err := m.strataMergeWrapped(v); err != nil {
 				return &wire.FieldError{Message: "litegen.test.All", Field: 34, Err: err}
 			}
 		case num == 300 && typ == wire.VarintType:
@@ -756,6 +765,45 @@ func (m *All) strataFast(b []byte) []byte {
 		}
 	}
 	return b[i:]
+}
+
+// strataMergeInner merges the encoding b into m.Inner, reusing the spare message.
+func (m *All) strataMergeInner(b []byte) error {
+	if m.Inner != nil {
+		return m.Inner.StrataMerge(b)
+	}
+	if m.strataSpareInner != nil {
+		m.Inner, m.strataSpareInner = m.strataSpareInner, nil
+		return m.Inner.StrataUnmarshal(b)
+	}
+	m.Inner = new(Inner)
+	return m.Inner.StrataMerge(b)
+}
+
+// strataMergeTs merges the encoding b into m.Ts, reusing the spare message.
+func (m *All) strataMergeTs(b []byte) error {
+	if m.Ts != nil {
+		return m.Ts.StrataMerge(b)
+	}
+	if m.strataSpareTs != nil {
+		m.Ts, m.strataSpareTs = m.strataSpareTs, nil
+		return m.Ts.StrataUnmarshal(b)
+	}
+	m.Ts = new(wkt.Timestamp)
+	return m.Ts.StrataMerge(b)
+}
+
+// strataMergeWrapped merges the encoding b into m.Wrapped, reusing the spare message.
+func (m *All) strataMergeWrapped(b []byte) error {
+	if m.Wrapped != nil {
+		return m.Wrapped.StrataMerge(b)
+	}
+	if m.strataSpareWrapped != nil {
+		m.Wrapped, m.strataSpareWrapped = m.strataSpareWrapped, nil
+		return m.Wrapped.StrataUnmarshal(b)
+	}
+	m.Wrapped = new(wkt.StringValue)
+	return m.Wrapped.StrataMerge(b)
 }
 
 // StrataSize returns the length of m's protobuf encoding.
@@ -1177,15 +1225,21 @@ func (m *All) StrataAppend(b []byte) []byte {
 
 // Inner is the message litegen.test.Inner.
 type Inner struct {
-	Name   string
-	Values []uint32
-	Next   *Inner
+	Name            string
+	Values          []uint32
+	Next            *Inner
+	strataSpareNext *Inner // reused by StrataUnmarshal
 }
 
 // StrataUnmarshal decodes the protobuf encoding b into m, replacing its
 // contents. Strings and bytes fields alias b. Unknown fields are skipped.
 func (m *Inner) StrataUnmarshal(b []byte) error {
+	s0 := m.Next
+	if s0 == nil {
+		s0 = m.strataSpareNext
+	}
 	*m = Inner{}
+	m.strataSpareNext = s0
 	if b = m.strataFast(b); len(b) == 0 {
 		return nil
 	}
@@ -1244,10 +1298,7 @@ func (m *Inner) strataSlow(b []byte) error {
 				return &wire.FieldError{Message: "litegen.test.Inner", Field: 3, Err: err}
 			}
 			b = b[n:]
-			if m.Next == nil {
-				m.Next = new(Inner)
-			}
-			if err := m.Next.StrataMerge(v); err != nil {
+			if err := m.strataMergeNext(v); err != nil {
 				return &wire.FieldError{Message: "litegen.test.Inner", Field: 3, Err: err}
 			}
 		default:
@@ -1279,16 +1330,26 @@ func (m *Inner) strataFast(b []byte) []byte {
 	if ok && i+1 < len(b) && b[i] == 0x1a {
 		n := int(b[i+1])
 		if n < 0x80 && i+2+n <= len(b) {
-			if m.Next == nil {
-				m.Next = new(Inner)
-			}
-			ok = m.Next.StrataMerge(b[i+2:i+2+n]) == nil
+			ok = m.strataMergeNext(b[i+2:i+2+n]) == nil
 			i += 2 + n
 		} else {
 			ok = false
 		}
 	}
 	return b[i:]
+}
+
+// strataMergeNext merges the encoding b into m.Next, reusing the spare message.
+func (m *Inner) strataMergeNext(b []byte) error {
+	if m.Next != nil {
+		return m.Next.StrataMerge(b)
+	}
+	if m.strataSpareNext != nil {
+		m.Next, m.strataSpareNext = m.strataSpareNext, nil
+		return m.Next.StrataUnmarshal(b)
+	}
+	m.Next = new(Inner)
+	return m.Next.StrataMerge(b)
 }
 
 // StrataSize returns the length of m's protobuf encoding.
