@@ -40,6 +40,15 @@
 // reducer's output, the [LeakSet] of regional_only values collected from
 // the reducer's input rows with [LeakSet.Collect].
 //
+// # Checking a contract change
+//
+// [Compare] reports what changed between two versions of a contract that
+// would break readers or writers of the old one (a field deleted without
+// reserving it, a changed type, key or JSON name, …), and [Lint] the basics
+// that protect readers; both return findings ([Finding]) with stable rule ids,
+// positions and fix hints. Package check builds `strata contract check` on
+// them.
+//
 // # Concurrency
 //
 // A Contract and its Schemas are immutable once Compile returns; all their
