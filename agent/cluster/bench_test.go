@@ -404,16 +404,17 @@ func BenchmarkGossipBandwidth(b *testing.B) {
 	i := 0
 	for time.Since(start) < secs*time.Second {
 		<-tick.C
-		for j := 0; j < rate/100; j++ {
-			t := nodes[i%n]
-			// A machine-like row of about 150 bytes.
-			row := []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
-				{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
-				{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
-			if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m-%06d", i%5000), Fields: row}); err != nil {
-				b.Fatal(err)
-			}
+		// A machine-like row of about 150 bytes.
+		row := []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
+			{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
+			{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
+		muts := make([]store.Mutation, rate/100)
+		for j := range muts {
+			muts[j] = store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m-%06d", i%5000), Fields: row}
 			i++
+		}
+		if _, err := nodes[i%n].store.Apply(context.Background(), muts...); err != nil {
+			b.Fatal(err)
 		}
 	}
 	el := time.Since(start).Seconds()

@@ -233,9 +233,10 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 	mc.Delegate = (*delegate)(t)
 	mc.Events = (*events)(t)
 	mc.Logger = log.New(&slogWriter{log: t.log}, "", 0)
-	// A received change is merged once per message; keep memberlist's own
-	// push/pull (membership only) infrequent: anti-entropy does the rest.
-	mc.PushPullInterval = 60 * time.Second
+	// memberlist's own push/pull carries membership only (LocalState is
+	// empty: rows are reconciled by anti-entropy), so it stays cheap; it is
+	// what repairs membership gossip lost to dropped packets.
+	mc.PushPullInterval = 15 * time.Second
 	if cfg.Transport != nil {
 		mc.Transport = newCountingTransport(cfg.Transport, t.cfg.Metrics, cfg.Tier, t.stop, t.transportDone)
 	} else {
