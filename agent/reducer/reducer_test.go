@@ -22,11 +22,11 @@ import (
 	"github.com/strata-state/strata/sdk/wkt"
 )
 
-// newHost returns a Host with its caches in a temporary directory.
+// newHost returns a Host with the caches shared by all tests.
 func newHost(t testing.TB) *reducer.Host {
 	t.Helper()
 	h, err := reducer.NewHost(reducer.HostOptions{
-		CacheDir: t.TempDir(),
+		CacheDir: reducertest.HostCacheDir(),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -190,7 +190,7 @@ func TestMisbehaving(t *testing.T) {
 	}{
 		{name: "loop", runErr: reducer.ErrTimeout, msg: "exceeded the timeout of 300ms"},
 		{name: "membomb", runErr: reducer.ErrMemory, msg: "out of memory",
-			cfg: func(c *reducer.Config) { c.MemoryLimit = 32 << 20 }},
+			cfg: func(c *reducer.Config) { c.MemoryLimit, c.Timeout = 32<<20, 10*time.Second }},
 		{name: "panic", runErr: reducer.ErrPanic, msg: "boom: reducer fixture panics on purpose"},
 		{name: "guesterror", runErr: reducer.ErrGuest, msg: "no machines in region ord"},
 		{name: "hugeoutput", runErr: reducer.ErrOutput, msg: "over max_output",
@@ -304,7 +304,7 @@ func TestMemoryStaysBounded(t *testing.T) {
 	cfg.MemoryLimit = 24 << 20
 	r := load(t, h, cfg)
 	rows := []reducer.Table{{Name: "machines", Rows: machines(5000, 200)}} // ~0.4 MB a call
-	for i := range 300 {
+	for i := range 150 {                                                   // 60 MB in all, under a 24 MiB limit
 		if _, err := r.Run(context.Background(), "ord", rows); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
@@ -356,6 +356,14 @@ func TestCanceled(t *testing.T) {
 // uses the cached build.
 func TestSourceBuildCached(t *testing.T) {
 	cache := t.TempDir()
+	// Fresh builds, shared machine code.
+	compiled := filepath.Join(reducertest.HostCacheDir(), "compiled")
+	if err := os.MkdirAll(compiled, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(compiled, filepath.Join(cache, "compiled")); err != nil {
+		t.Fatal(err)
+	}
 	var progress strings.Builder
 	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: cache, BuildOutput: &syncWriter{w: &progress},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

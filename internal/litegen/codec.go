@@ -369,9 +369,8 @@ func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
 			gf.P("}")
 		}
 	}
-	if n == 0 {
-		gf.P("_ = ok")
-	}
+	_ = n
+	gf.P("_ = ok // set by the last field, read by none")
 	gf.P("return b[i:]")
 	gf.P("}")
 	gf.P()

@@ -2,12 +2,17 @@
 // testdata/reducers/) for tests, once: modules are cached by source hash
 // (agent/reducer.SourceHash) in $STRATA_TEST_CACHE, default
 // $XDG_CACHE_HOME/strata/test-builds, so repeated test runs and the several
-// test packages that use the same module build it once.
+// test packages that use the same module build it once. HostCacheDir is a
+// reducer.Host cache directory shared the same way, so each module is
+// compiled once too; under the race detector, modules are compiled into it
+// by a native helper process (internal/cmd/wasmcompile).
 package reducertest
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -48,6 +53,10 @@ func CacheDir() string {
 	}
 	return filepath.Join(d, "strata", "test-builds")
 }
+
+// HostCacheDir returns a cache directory for reducer.HostOptions.CacheDir
+// shared by all tests.
+func HostCacheDir() string { return filepath.Join(CacheDir(), "host") }
 
 var (
 	mu    sync.Mutex
@@ -120,7 +129,40 @@ func Modules(t testing.TB, names ...string) map[string]string {
 			t.Fatal(err)
 		}
 	}
+	if raceEnabled {
+		if err := precompile(out); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return out
+}
+
+// precompile compiles the modules not compiled yet into HostCacheDir, in
+// a native process; a marker file beside each module remembers it.
+func precompile(mods map[string]string) error {
+	mu.Lock()
+	defer mu.Unlock()
+	var todo []string
+	for _, p := range mods {
+		if _, err := os.Stat(p + ".compiled"); err != nil {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	args := append([]string{"run", "./internal/cmd/wasmcompile", "-cache", filepath.Join(HostCacheDir(), "compiled")}, todo...)
+	cmd := exec.Command(goTool(), args...)
+	cmd.Dir = Root()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("precompile modules: %v\n%s", err, out)
+	}
+	for _, p := range todo {
+		if err := os.WriteFile(p+".compiled", nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func isNoGo(err error) bool {
@@ -147,8 +189,7 @@ func build(name string) (string, error) {
 }
 
 func goTool() string {
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(p); err == nil {
+	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
 	return "go"

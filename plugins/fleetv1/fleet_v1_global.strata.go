@@ -125,6 +125,7 @@ func (m *AppPlacement) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

@@ -94,6 +94,7 @@ func (m *Duration) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

@@ -62,7 +62,7 @@ func (m *FieldMask) strataSlow(b []byte) error {
 // without a loop, and returns the rest of b.
 func (m *FieldMask) strataFast(b []byte) []byte {
 	i, ok := 0, true
-	_ = ok
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

@@ -69,6 +69,7 @@ func (m *DoubleValue) strataFast(b []byte) []byte {
 		m.Value = math.Float64frombits(v)
 		i += 9
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -158,6 +159,7 @@ func (m *FloatValue) strataFast(b []byte) []byte {
 		m.Value = math.Float32frombits(v)
 		i += 5
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -253,6 +255,7 @@ func (m *Int64Value) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -348,6 +351,7 @@ func (m *UInt64Value) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -443,6 +447,7 @@ func (m *Int32Value) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -538,6 +543,7 @@ func (m *UInt32Value) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -633,6 +639,7 @@ func (m *BoolValue) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -726,6 +733,7 @@ func (m *StringValue) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -819,6 +827,7 @@ func (m *BytesValue) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

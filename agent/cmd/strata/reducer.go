@@ -72,6 +72,7 @@ packages as they compile.`,
 type reducerTest struct {
 	contractDir     string
 	name            string
+	cache           string
 	files           []string
 	rows            []string
 	golden          string
@@ -112,6 +113,7 @@ the golden file), 1 otherwise.`,
 	f := cmd.Flags()
 	f.StringVar(&t.contractDir, "contract", "", "contract import root (required)")
 	f.StringVar(&t.name, "name", "", "reducer name in messages (default: the module file's name)")
+	f.StringVar(&t.cache, "cache", defaultCache(), "directory of the compilation cache (empty: none)")
 	f.StringSliceVar(&t.files, "files", nil, "contract files to compile, relative to --contract (default: every .proto under it)")
 	f.StringArrayVar(&t.rows, "rows", nil, "[TABLE=]FILE.jsonl: input rows (repeatable)")
 	f.StringVar(&t.golden, "golden", "", "golden file of the expected records")
@@ -167,7 +169,7 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 		}
 	}
 
-	h, err := reducer.NewHost(reducer.HostOptions{Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: t.cache, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if err != nil {
 		return err
 	}
@@ -239,6 +241,17 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 	}
 	fmt.Fprintln(stdout, "ok: every record passes the contract")
 	return nil
+}
+
+// defaultCache is the compilation cache of `strata reducer test`:
+// $XDG_CACHE_HOME/strata/reducer-test, so that testing a module again does
+// not compile it again.
+func defaultCache() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "strata", "reducer-test")
 }
 
 // tableForFile picks the table of a rows file: the table named like the

@@ -24,7 +24,7 @@ func TestReducerBuildAndTest(t *testing.T) {
 	if !strings.Contains(out, "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared") || !strings.Contains(out, "built "+wasm) {
 		t.Errorf("build shows no progress:\n%s", out)
 	}
-	out, err = runStrata(t, "reducer", "test", wasm, "--contract", contractsDir, "--rows", appRegionsRows,
+	out, err = runStrata(t, "reducer", "test", wasm, "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows,
 		"--region", "ord", "--golden", appRegionsGolden)
 	if err != nil {
 		t.Fatalf("test: %v\n%s", err, out)
@@ -37,7 +37,7 @@ func TestReducerBuildAndTest(t *testing.T) {
 func TestReducerTestGoldenUpdate(t *testing.T) {
 	wasm := reducertest.Module(t, "app-regions")
 	golden := filepath.Join(t.TempDir(), "golden.json")
-	if out, err := runStrata(t, "reducer", "test", wasm, "--contract", contractsDir, "--rows", "machines="+appRegionsRows,
+	if out, err := runStrata(t, "reducer", "test", wasm, "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", "machines="+appRegionsRows,
 		"--golden", golden, "--update"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -48,7 +48,7 @@ func TestReducerTestGoldenUpdate(t *testing.T) {
 	}
 	// A golden file that disagrees fails, naming the record.
 	os.WriteFile(golden, []byte(strings.Replace(string(want), `"healthyMachines": 2`, `"healthyMachines": 3`, 1)), 0o644)
-	out, err := runStrata(t, "reducer", "test", wasm, "--contract", contractsDir, "--rows", appRegionsRows, "--golden", golden)
+	out, err := runStrata(t, "reducer", "test", wasm, "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows, "--golden", golden)
 	if err == nil || !strings.Contains(out, "golden: record app_placements/web:") {
 		t.Errorf("err = %v, output:\n%s", err, out)
 	}
@@ -64,7 +64,7 @@ func TestReducerTestRejects(t *testing.T) {
 		{"unknownfield", `rejected: app_placements/web: field "#9": unknown field number 9 in fleet.v1.AppPlacement [unknown_field]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, err := runStrata(t, "reducer", "test", mods[tc.name], "--contract", contractsDir, "--rows", appRegionsRows)
+			out, err := runStrata(t, "reducer", "test", mods[tc.name], "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows)
 			if err == nil || !strings.Contains(err.Error(), "records rejected by the contract") {
 				t.Errorf("err = %v", err)
 			}
@@ -73,7 +73,7 @@ func TestReducerTestRejects(t *testing.T) {
 			}
 		})
 	}
-	_, err := runStrata(t, "reducer", "test", mods["panic"], "--name", "panicky", "--contract", contractsDir, "--rows", appRegionsRows)
+	_, err := runStrata(t, "reducer", "test", mods["panic"], "--cache", reducertest.HostCacheDir(), "--name", "panicky", "--contract", contractsDir, "--rows", appRegionsRows)
 	if err == nil || !strings.Contains(err.Error(), "reducer panicky: panic: panic: boom: reducer fixture panics on purpose") {
 		t.Errorf("panic: err = %v", err)
 	}

@@ -764,6 +764,7 @@ func (m *All) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -1336,6 +1337,7 @@ func (m *Inner) strataFast(b []byte) []byte {
 			ok = false
 		}
 	}
+	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

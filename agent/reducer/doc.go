@@ -1,0 +1,56 @@
+// Package reducer is strata's reducer host: it loads reducer modules
+// (WebAssembly, WASI reactors speaking the ABI of sdk/ABI.md) and runs them
+// in a sandbox with wazero.
+//
+// A [Host] owns what reducers share: wazero's compilation cache on disk
+// (an agent passes data_dir/wazero-cache, so that a restart loads machine
+// code instead of compiling), the cache of modules built from Go source
+// (keyed by [SourceHash]), and single-flight locks, so that one module is
+// built and compiled once at a time (concurrent compiles of one module
+// sharing a cache have crashed wazero, #2547). [Host.Load] returns a
+// [Reducer]: the compiled module, its own wazero runtime (with the
+// reducer's memory limit) and a pool of instances, one already started.
+//
+// [Reducer.Run] encodes the region's rows straight into an instance's
+// memory, calls the guest, copies the response out (wazero's Memory.Read is
+// a view) and checks the records' names and keys. Each call has a timeout
+// (context cancellation with wazero's WithCloseOnContextDone), the module's
+// memory is capped, and the input and output sizes are bounded. A trap,
+// timeout, guest panic, ABI mismatch or malformed output fails that run
+// only, with a [*Error] naming the reducer and the [Kind] of failure, and the
+// instance is discarded. [Reducer.Status] reports runs for GET
+// /v1/reducers ([StatusHandler]).
+//
+// The records are not checked against the contract here: the agent's
+// global-write pipeline (contracts.Contract.CheckWrite) does that, as
+// internal/recordcheck does for `strata reducer test`.
+//
+// # Sandbox
+//
+// An instance gets no file system, environment, arguments or network;
+// wazero's fake clocks (a fixed start, 1 ms per read, sleeps that return at
+// once) and a random source of zeros; stdout and stderr go to a buffer
+// shown when the guest traps. Only wasi_snapshot_preview1 and strata.log
+// may be imported.
+//
+// # Cost of timeouts
+//
+// With WithCloseOnContextDone, every loop header of the guest's machine code
+// exits to Go to check for cancellation (about 25 ns). Go compiles every
+// taken branch of a function to a jump to its one loop, so Go guests pay it
+// on most control flow: a map lookup costs ~420 ns instead of ~75, an
+// allocation ~650 ns. The SDK and the generated types are written for it
+// (straight-line decoding, no allocation per row, reused buffers); see
+// docs/BENCHMARKS.md.
+//
+// # Files
+//
+//   - host.go: Host, Load, the ABI check of a compiled module;
+//   - reducer.go: Reducer, Run, the call protocol, error classification;
+//   - pool.go: the instance pool; tail.go: the guest's captured output;
+//   - build.go: building Go sources (Build, BuildCached, SourceHash);
+//   - status.go: Status and StatusHandler; checkhost.go: the host of
+//     `strata contract check`'s conformance step;
+//   - config.go: Config and ConfigFrom (agent.toml's [[reducers]]);
+//   - errors.go: Error, Kind and the sentinel errors.
+package reducer

@@ -1,0 +1,5 @@
+//go:build !race
+
+package reducertest
+
+const raceEnabled = false
