@@ -7,12 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/contracts"
@@ -398,4 +402,41 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func TestStatusAndMetrics(t *testing.T) {
+	mods := reducertest.Modules(t, "app-regions", "guesterror")
+	h := newHost(t)
+	good := load(t, h, appRegions(mods["app-regions"]))
+	bad := load(t, h, reducer.Config{Name: "guesterror", Wasm: mods["guesterror"], Inputs: []string{"machines"}, Outputs: []string{"app_placements"}})
+	rows := []reducer.Table{{Name: "machines", Rows: machines(10, 2)}}
+	good.Run(context.Background(), "ord", rows)
+	bad.Run(context.Background(), "ord", rows)
+	all := func() []*reducer.Reducer { return []*reducer.Reducer{good, bad} }
+
+	rec := httptest.NewRecorder()
+	reducer.StatusHandler(all).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/reducers", nil))
+	var body reducer.StatusBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Reducers) != 2 || body.Reducers[1].LastError == nil || body.Reducers[1].LastError.Kind != "guest" ||
+		!strings.Contains(body.Reducers[1].LastError.Message, "reducer guesterror: guest: no machines in region ord") {
+		t.Errorf("status: %s", rec.Body)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(reducer.NewCollector(all))
+	n, err := testutil.GatherAndCount(reg)
+	if err != nil || n != 2*6+1 {
+		t.Errorf("%d metrics, %v", n, err)
+	}
+	want := `
+# HELP strata_reducer_failures_total Failed reducer runs, by kind of failure.
+# TYPE strata_reducer_failures_total counter
+strata_reducer_failures_total{kind="guest",reducer="guesterror"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "strata_reducer_failures_total"); err != nil {
+		t.Error(err)
+	}
 }

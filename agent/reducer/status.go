@@ -10,6 +10,7 @@ import (
 // stats are a reducer's counters, guarded by Reducer.mu.
 type stats struct {
 	runs, failures uint64
+	byKind         map[string]uint64 // failures by Kind name
 	lastRun        *RunStatus
 	lastError      *ErrorStatus
 }
@@ -77,6 +78,10 @@ func (r *Reducer) record(start time.Time, d time.Duration, res *Result, err erro
 			kind = e.Kind.String()
 		}
 		r.stats.lastError = &ErrorStatus{At: run.At, Kind: kind, Message: err.Error()}
+		if r.stats.byKind == nil {
+			r.stats.byKind = map[string]uint64{}
+		}
+		r.stats.byKind[kind]++
 		r.log.Warn("reducer run failed", "err", err)
 	}
 }
