@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/internal/reducertest"
+	"github.com/strata-state/strata/plugins/fleetv1"
 )
 
 // BenchmarkRun measures one run of the example reducer, end to end: the
@@ -92,5 +93,64 @@ func BenchmarkReadySource(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		ready()
+	}
+}
+
+// BenchmarkGuest measures what Go code costs inside the host, timeouts on:
+// each op runs once per row of a 10,000-row input (testdata/reducers/costs),
+// and the time per op excludes the cost of an empty call ("none", per
+// call). Rows are fleet.v1.Machine with every field set.
+func BenchmarkGuest(b *testing.B) {
+	h := newHost(b)
+	r := load(b, h, reducer.Config{Name: "costs", Wasm: reducertest.Module(b, "costs"), Inputs: []string{"machines"}, Outputs: []string{"app_placements"}, Timeout: time.Minute})
+	rows := []reducer.Table{{Name: "machines", Rows: machines(10_000, 10)}}
+	run := func(op string, tables []reducer.Table) time.Duration {
+		best := time.Hour
+		for range 20 {
+			res, err := r.Run(context.Background(), op, tables)
+			if err != nil {
+				b.Fatal(err)
+			}
+			best = min(best, res.Duration)
+		}
+		return best
+	}
+	none := run("none", nil)
+	noneRows := run("none", rows)
+	b.Run("op=none", func(b *testing.B) { b.ReportMetric(float64(none.Nanoseconds()), "ns/call") })
+	for _, op := range []string{"loop", "call", "map", "alloc", "each", "rows"} {
+		b.Run("op="+op, func(b *testing.B) {
+			d := run(op, rows) - noneRows
+			b.ReportMetric(float64(d.Nanoseconds())/10_000, "ns/row")
+		})
+	}
+	// The same rows without their nested message (updated_at), and with
+	// only the fields the example reducer reads (app, state, healthy).
+	for _, v := range []struct {
+		name string
+		trim func(*fleetv1.Machine)
+	}{
+		{"no-timestamp", func(m *fleetv1.Machine) { m.UpdatedAt = nil }},
+		{"three-fields", func(m *fleetv1.Machine) { *m = fleetv1.Machine{App: m.App, State: m.State, Healthy: m.Healthy} }},
+		{"timestamp-only", func(m *fleetv1.Machine) { *m = fleetv1.Machine{UpdatedAt: m.UpdatedAt} }},
+		{"id-only", func(m *fleetv1.Machine) { *m = fleetv1.Machine{Id: m.Id} }},
+		{"state-only", func(m *fleetv1.Machine) { *m = fleetv1.Machine{State: m.State} }},
+		{"empty", func(m *fleetv1.Machine) { *m = fleetv1.Machine{} }},
+	} {
+		trimmed := make([][]byte, len(rows[0].Rows))
+		for i, row := range rows[0].Rows {
+			var m fleetv1.Machine
+			if err := m.StrataUnmarshal(row); err != nil {
+				b.Fatal(err)
+			}
+			v.trim(&m)
+			trimmed[i] = m.StrataAppend(nil)
+		}
+		tables := []reducer.Table{{Name: "machines", Rows: trimmed}}
+		base := run("none", tables)
+		b.Run("op=each/rows="+v.name, func(b *testing.B) {
+			d := run("each", tables) - base
+			b.ReportMetric(float64(d.Nanoseconds())/10_000, "ns/row")
+		})
 	}
 }

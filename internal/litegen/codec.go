@@ -302,17 +302,17 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 // rest.
 func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("// strataFast decodes the leading fields of b that are in number order,")
-	gf.P("// without a loop, and returns the rest of b.")
+	gf.P("// each in one flat if without else, and returns the rest of b. A field")
+	gf.P("// it cannot take (a long length, a bad varint) stops it: no later field")
+	gf.P("// has that tag.")
 	gf.P("func (m *", m.GoIdent, ") strataFast(b []byte) []byte {")
-	gf.P("i, ok := 0, true")
-	n := 0
+	gf.P("i := 0")
 	fields := append([]*protogen.Field(nil), m.Fields...)
 	sortByNumber(fields)
 	for _, f := range fields {
 		if f.Desc.IsList() || f.Desc.IsMap() || f.Desc.Number() >= 16 || (f.Oneof != nil && !f.Oneof.Desc.IsSynthetic()) {
 			continue
 		}
-		n++
 		k := f.Desc.Kind()
 		tag, _ := tagBytes(f.Desc.Number(), wireTypeNum(k))
 		fn := "m." + fieldName(f)
@@ -327,53 +327,173 @@ func (g *generator) fast(gf *protogen.GeneratedFile, m *protogen.Message) {
 		gf.P("// ", f.Desc.Name())
 		switch wireTypeNum(k) {
 		case 2:
-			gf.P("if ok && i+1 < len(b) && b[i] == ", tag, " {")
+			gf.P("if i+1 < len(b) && b[i] == ", tag, " && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {")
 			gf.P("n := int(b[i+1])")
-			gf.P("if n < 0x80 && i+2+n <= len(b) {")
 			switch {
+			case f.Message != nil && flat(f.Message):
+				// A small message of scalars (a Timestamp, a Duration):
+				// decoded inline into a local, then stored once.
+				gf.P("done := false")
+				gf.P("if ", fn, " == nil {")
+				gf.P("var t ", f.Message.GoIdent)
+				gf.P("sub, j := b[i+2:i+2+n], 0")
+				for _, sf := range sortedFields(f.Message) {
+					g.flatField(gf, sf)
+				}
+				gf.P("if j == len(sub) {")
+				gf.P("x := m.", spareName(f))
+				gf.P("if x == nil {")
+				gf.P("x = new(", f.Message.GoIdent, ")")
+				gf.P("} else {")
+				gf.P("m.", spareName(f), " = nil")
+				gf.P("}")
+				gf.P("*x = t")
+				gf.P(fn, " = x")
+				gf.P("done = true")
+				gf.P("}")
+				gf.P("}")
+				gf.P("if !done && m.", takeName(f), "(b[i+2:i+2+n]) != nil {")
+				gf.P("return b[i:]")
+				gf.P("}")
 			case f.Message != nil:
-				gf.P("ok = m.", takeName(f), "(b[i+2:i+2+n]) == nil")
+				gf.P("if m.", takeName(f), "(b[i+2:i+2+n]) != nil {")
+				gf.P("return b[i:]")
+				gf.P("}")
 			case k == protoreflect.StringKind:
 				set(gf.QualifiedGoIdent(wirePkg.Ident("StringAt")) + "(b, i+2, n)")
 			default:
 				set("b[i+2 : i+2+n : i+2+n]")
 			}
 			gf.P("i += 2 + n")
-			gf.P("} else {")
-			gf.P("ok = false")
-			gf.P("}")
 			gf.P("}")
 		case 0:
-			gf.P("if ok && i+1 < len(b) && b[i] == ", tag, " {")
-			gf.P("if v := uint64(b[i+1]); v < 0x80 {")
+			// One byte inline (enums, bools, small numbers); longer
+			// varints through a call.
+			gf.P("if i+1 < len(b) && b[i] == ", tag, " && b[i+1] < 0x80 {")
+			gf.P("v := uint64(b[i+1])")
 			set(fromWire(gf, f, "v"))
 			gf.P("i += 2")
-			gf.P("} else if v, n, err := ", wirePkg.Ident("ConsumeVarint"), "(b[i+1:]); err == nil {")
+			gf.P("}")
+			if is64(k) {
+				c, v := varint5("b", "i")
+				gf.P("if i+5 < len(b) && b[i] == ", tag, " && ", c, " {")
+				gf.P("v := ", v)
+				set(fromWire(gf, f, "v"))
+				gf.P("i += 6")
+				gf.P("}")
+			}
+			gf.P("if i+1 < len(b) && b[i] == ", tag, " {")
+			gf.P("if v, n := ", wirePkg.Ident("Varint"), "(b[i+1:]); n > 0 {")
 			set(fromWire(gf, f, "v"))
 			gf.P("i += 1 + n")
-			gf.P("} else {")
-			gf.P("ok = false")
 			gf.P("}")
 			gf.P("}")
 		case 5:
-			gf.P("if ok && i+4 < len(b) && b[i] == ", tag, " {")
+			gf.P("if i+4 < len(b) && b[i] == ", tag, " {")
 			gf.P("v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24")
 			set(fromWire(gf, f, "v"))
 			gf.P("i += 5")
 			gf.P("}")
 		case 1:
-			gf.P("if ok && i+8 < len(b) && b[i] == ", tag, " {")
+			gf.P("if i+8 < len(b) && b[i] == ", tag, " {")
 			gf.P("v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56")
 			set(fromWire(gf, f, "v"))
 			gf.P("i += 9")
 			gf.P("}")
 		}
 	}
-	_ = n
-	gf.P("_ = ok // set by the last field, read by none")
 	gf.P("return b[i:]")
 	gf.P("}")
 	gf.P()
+}
+
+// flat reports whether m has only singular scalar fields numbered below
+// 16, so that a parent can decode it inline.
+func flat(m *protogen.Message) bool {
+	for _, f := range m.Fields {
+		if f.Desc.IsList() || f.Desc.IsMap() || f.Message != nil || f.Desc.Number() >= 16 || f.Oneof != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedFields(m *protogen.Message) []*protogen.Field {
+	fields := append([]*protogen.Field(nil), m.Fields...)
+	sortByNumber(fields)
+	return fields
+}
+
+// flatField decodes field f of a flat message from sub at j into t.
+func (g *generator) flatField(gf *protogen.GeneratedFile, f *protogen.Field) {
+	k := f.Desc.Kind()
+	tag, _ := tagBytes(f.Desc.Number(), wireTypeNum(k))
+	fn := "t." + fieldName(f)
+	set := func(v string) {
+		if f.Desc.HasPresence() {
+			gf.P("x := ", v)
+			gf.P(fn, " = &x")
+		} else {
+			gf.P(fn, " = ", v)
+		}
+	}
+	switch wireTypeNum(k) {
+	case 2:
+		gf.P("if j+1 < len(sub) && sub[j] == ", tag, " && sub[j+1] < 0x80 && j+2+int(sub[j+1]) <= len(sub) {")
+		gf.P("n := int(sub[j+1])")
+		if k == protoreflect.StringKind {
+			set(gf.QualifiedGoIdent(wirePkg.Ident("StringAt")) + "(sub, j+2, n)")
+		} else {
+			set("sub[j+2 : j+2+n : j+2+n]")
+		}
+		gf.P("j += 2 + n")
+		gf.P("}")
+	case 0:
+		gf.P("if j+1 < len(sub) && sub[j] == ", tag, " && sub[j+1] < 0x80 {")
+		gf.P("v := uint64(sub[j+1])")
+		set(fromWire(gf, f, "v"))
+		gf.P("j += 2")
+		gf.P("}")
+		if is64(k) {
+			c, v := varint5("sub", "j")
+			gf.P("if j+5 < len(sub) && sub[j] == ", tag, " && ", c, " {")
+			gf.P("v := ", v)
+			set(fromWire(gf, f, "v"))
+			gf.P("j += 6")
+			gf.P("}")
+		}
+		gf.P("if j+1 < len(sub) && sub[j] == ", tag, " {")
+		gf.P("if v, n := ", wirePkg.Ident("Varint"), "(sub[j+1:]); n > 0 {")
+		set(fromWire(gf, f, "v"))
+		gf.P("j += 1 + n")
+		gf.P("}")
+		gf.P("}")
+	case 5:
+		gf.P("if j+4 < len(sub) && sub[j] == ", tag, " {")
+		gf.P("v := uint32(sub[j+1]) | uint32(sub[j+2])<<8 | uint32(sub[j+3])<<16 | uint32(sub[j+4])<<24")
+		set(fromWire(gf, f, "v"))
+		gf.P("j += 5")
+		gf.P("}")
+	case 1:
+		gf.P("if j+8 < len(sub) && sub[j] == ", tag, " {")
+		gf.P("v := uint64(sub[j+1]) | uint64(sub[j+2])<<8 | uint64(sub[j+3])<<16 | uint64(sub[j+4])<<24 | uint64(sub[j+5])<<32 | uint64(sub[j+6])<<40 | uint64(sub[j+7])<<48 | uint64(sub[j+8])<<56")
+		set(fromWire(gf, f, "v"))
+		gf.P("j += 9")
+		gf.P("}")
+	}
+}
+
+// varint5 returns the statement checking for a 5-byte varint at x[at+1:]
+// and its value expression: the length of Unix times in seconds (int64
+// fields of Timestamps), decoded inline without a call.
+func varint5(x, at string) (cond, val string) {
+	c := x + "[" + at + "+1]&" + x + "[" + at + "+2]&" + x + "[" + at + "+3]&" + x + "[" + at + "+4]&0x80 != 0 && " + x + "[" + at + "+5] < 0x80"
+	v := "uint64(" + x + "[" + at + "+1]&0x7f) | uint64(" + x + "[" + at + "+2]&0x7f)<<7 | uint64(" + x + "[" + at + "+3]&0x7f)<<14 | uint64(" + x + "[" + at + "+4]&0x7f)<<21 | uint64(" + x + "[" + at + "+5])<<28"
+	return c, v
+}
+
+func is64(k protoreflect.Kind) bool {
+	return k == protoreflect.Int64Kind || k == protoreflect.Uint64Kind || k == protoreflect.Sint64Kind
 }
 
 func takeName(f *protogen.Field) string { return "strataMerge" + f.GoName }

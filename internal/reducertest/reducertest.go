@@ -27,6 +27,10 @@ var Fixtures = []string{
 	"unknownfield", "leakip", "leakid", "wrongabi", "noexports",
 }
 
+// Costs is the reducer that measures the cost of Go operations in the host
+// (testdata/reducers/costs); it is not one of the Fixtures.
+const Costs = "costs"
+
 // Root returns the repository's root directory.
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)

@@ -88,44 +88,41 @@ func (m *AppPlacement) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *AppPlacement) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// app
-	if ok && i+1 < len(b) && b[i] == 0x0a {
+	if i+1 < len(b) && b[i] == 0x0a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.App = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.App = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// serving
-	if ok && i+1 < len(b) && b[i] == 0x10 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Serving = v != 0
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x10 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Serving = v != 0
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x10 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Serving = v != 0
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// healthy_machines
-	if ok && i+1 < len(b) && b[i] == 0x18 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.HealthyMachines = uint32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x18 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.HealthyMachines = uint32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x18 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.HealthyMachines = uint32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

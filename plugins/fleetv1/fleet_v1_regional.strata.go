@@ -166,84 +166,110 @@ func (m *Machine) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *Machine) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// id
-	if ok && i+1 < len(b) && b[i] == 0x0a {
+	if i+1 < len(b) && b[i] == 0x0a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.Id = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.Id = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// app
-	if ok && i+1 < len(b) && b[i] == 0x12 {
+	if i+1 < len(b) && b[i] == 0x12 && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.App = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.App = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// state
-	if ok && i+1 < len(b) && b[i] == 0x18 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.State = MachineState(int32(v))
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x18 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.State = MachineState(int32(v))
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x18 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.State = MachineState(int32(v))
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// healthy
-	if ok && i+1 < len(b) && b[i] == 0x20 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Healthy = v != 0
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x20 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Healthy = v != 0
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x20 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Healthy = v != 0
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// host
-	if ok && i+1 < len(b) && b[i] == 0x2a {
+	if i+1 < len(b) && b[i] == 0x2a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.Host = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.Host = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// private_ip
-	if ok && i+1 < len(b) && b[i] == 0x32 {
+	if i+1 < len(b) && b[i] == 0x32 && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.PrivateIp = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.PrivateIp = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// updated_at
-	if ok && i+1 < len(b) && b[i] == 0x3a {
+	if i+1 < len(b) && b[i] == 0x3a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			ok = m.strataMergeUpdatedAt(b[i+2:i+2+n]) == nil
-			i += 2 + n
-		} else {
-			ok = false
+		done := false
+		if m.UpdatedAt == nil {
+			var t wkt.Timestamp
+			sub, j := b[i+2:i+2+n], 0
+			if j+1 < len(sub) && sub[j] == 0x08 && sub[j+1] < 0x80 {
+				v := uint64(sub[j+1])
+				t.Seconds = int64(v)
+				j += 2
+			}
+			if j+5 < len(sub) && sub[j] == 0x08 && sub[j+1]&sub[j+2]&sub[j+3]&sub[j+4]&0x80 != 0 && sub[j+5] < 0x80 {
+				v := uint64(sub[j+1]&0x7f) | uint64(sub[j+2]&0x7f)<<7 | uint64(sub[j+3]&0x7f)<<14 | uint64(sub[j+4]&0x7f)<<21 | uint64(sub[j+5])<<28
+				t.Seconds = int64(v)
+				j += 6
+			}
+			if j+1 < len(sub) && sub[j] == 0x08 {
+				if v, n := wire.Varint(sub[j+1:]); n > 0 {
+					t.Seconds = int64(v)
+					j += 1 + n
+				}
+			}
+			if j+1 < len(sub) && sub[j] == 0x10 && sub[j+1] < 0x80 {
+				v := uint64(sub[j+1])
+				t.Nanos = int32(v)
+				j += 2
+			}
+			if j+1 < len(sub) && sub[j] == 0x10 {
+				if v, n := wire.Varint(sub[j+1:]); n > 0 {
+					t.Nanos = int32(v)
+					j += 1 + n
+				}
+			}
+			if j == len(sub) {
+				x := m.strataSpareUpdatedAt
+				if x == nil {
+					x = new(wkt.Timestamp)
+				} else {
+					m.strataSpareUpdatedAt = nil
+				}
+				*x = t
+				m.UpdatedAt = x
+				done = true
+			}
 		}
+		if !done && m.strataMergeUpdatedAt(b[i+2:i+2+n]) != nil {
+			return b[i:]
+		}
+		i += 2 + n
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

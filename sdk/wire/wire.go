@@ -148,6 +148,16 @@ func ConsumeVarint(b []byte) (uint64, int, error) {
 	return consumeVarint(b)
 }
 
+// Varint is ConsumeVarint without an error: n is 0 when b does not start
+// with a valid varint. The one-byte case has no branch to take.
+func Varint(b []byte) (v uint64, n int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return uint64(b[0]), 1
+	}
+	v, n, _ = consumeVarint(b)
+	return v, n
+}
+
 // consumeVarint is ConsumeVarint past the first byte. A varint of at most
 // 8 bytes, with 8 bytes to read, is decoded without branches: the length is
 // the position of the first byte without its high bit, found with one

@@ -67,34 +67,40 @@ func (m *Timestamp) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *Timestamp) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// seconds
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Seconds = int64(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Seconds = int64(v)
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x08 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.Seconds = int64(v)
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Seconds = int64(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// nanos
-	if ok && i+1 < len(b) && b[i] == 0x10 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Nanos = int32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x10 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Nanos = int32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x10 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Nanos = int32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

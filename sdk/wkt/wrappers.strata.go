@@ -60,16 +60,17 @@ func (m *DoubleValue) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *DoubleValue) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+8 < len(b) && b[i] == 0x09 {
+	if i+8 < len(b) && b[i] == 0x09 {
 		v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56
 		m.Value = math.Float64frombits(v)
 		i += 9
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -150,16 +151,17 @@ func (m *FloatValue) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *FloatValue) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+4 < len(b) && b[i] == 0x0d {
+	if i+4 < len(b) && b[i] == 0x0d {
 		v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24
 		m.Value = math.Float32frombits(v)
 		i += 5
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -240,22 +242,28 @@ func (m *Int64Value) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *Int64Value) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Value = int64(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Value = int64(v)
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x08 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.Value = int64(v)
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Value = int64(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -336,22 +344,28 @@ func (m *UInt64Value) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *UInt64Value) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Value = v
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Value = v
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x08 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.Value = v
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Value = v
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -432,22 +446,23 @@ func (m *Int32Value) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *Int32Value) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Value = int32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Value = int32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Value = int32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -528,22 +543,23 @@ func (m *UInt32Value) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *UInt32Value) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Value = uint32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Value = uint32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Value = uint32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -624,22 +640,23 @@ func (m *BoolValue) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *BoolValue) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.Value = v != 0
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.Value = v != 0
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.Value = v != 0
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -720,20 +737,17 @@ func (m *StringValue) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *StringValue) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x0a {
+	if i+1 < len(b) && b[i] == 0x0a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.Value = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.Value = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -814,20 +828,17 @@ func (m *BytesValue) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *BytesValue) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// value
-	if ok && i+1 < len(b) && b[i] == 0x0a {
+	if i+1 < len(b) && b[i] == 0x0a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.Value = b[i+2 : i+2+n : i+2+n]
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.Value = b[i+2 : i+2+n : i+2+n]
+		i += 2 + n
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 

@@ -621,150 +621,158 @@ func (m *All) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *All) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// i32
-	if ok && i+1 < len(b) && b[i] == 0x08 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.I32 = int32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x08 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.I32 = int32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x08 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.I32 = int32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// i64
-	if ok && i+1 < len(b) && b[i] == 0x10 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.I64 = int64(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x10 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.I64 = int64(v)
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x10 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.I64 = int64(v)
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x10 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.I64 = int64(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// u32
-	if ok && i+1 < len(b) && b[i] == 0x18 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.U32 = uint32(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x18 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.U32 = uint32(v)
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x18 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.U32 = uint32(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// u64
-	if ok && i+1 < len(b) && b[i] == 0x20 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.U64 = v
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x20 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.U64 = v
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x20 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.U64 = v
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x20 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.U64 = v
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// s32
-	if ok && i+1 < len(b) && b[i] == 0x28 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.S32 = int32(wire.DecodeZigZag(v & 0xffffffff))
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x28 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.S32 = int32(wire.DecodeZigZag(v & 0xffffffff))
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x28 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.S32 = int32(wire.DecodeZigZag(v & 0xffffffff))
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// s64
-	if ok && i+1 < len(b) && b[i] == 0x30 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.S64 = wire.DecodeZigZag(v)
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x30 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.S64 = wire.DecodeZigZag(v)
+		i += 2
+	}
+	if i+5 < len(b) && b[i] == 0x30 && b[i+1]&b[i+2]&b[i+3]&b[i+4]&0x80 != 0 && b[i+5] < 0x80 {
+		v := uint64(b[i+1]&0x7f) | uint64(b[i+2]&0x7f)<<7 | uint64(b[i+3]&0x7f)<<14 | uint64(b[i+4]&0x7f)<<21 | uint64(b[i+5])<<28
+		m.S64 = wire.DecodeZigZag(v)
+		i += 6
+	}
+	if i+1 < len(b) && b[i] == 0x30 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.S64 = wire.DecodeZigZag(v)
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// f32
-	if ok && i+4 < len(b) && b[i] == 0x3d {
+	if i+4 < len(b) && b[i] == 0x3d {
 		v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24
 		m.F32 = v
 		i += 5
 	}
 	// f64
-	if ok && i+8 < len(b) && b[i] == 0x41 {
+	if i+8 < len(b) && b[i] == 0x41 {
 		v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56
 		m.F64 = v
 		i += 9
 	}
 	// sf32
-	if ok && i+4 < len(b) && b[i] == 0x4d {
+	if i+4 < len(b) && b[i] == 0x4d {
 		v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24
 		m.Sf32 = int32(v)
 		i += 5
 	}
 	// sf64
-	if ok && i+8 < len(b) && b[i] == 0x51 {
+	if i+8 < len(b) && b[i] == 0x51 {
 		v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56
 		m.Sf64 = int64(v)
 		i += 9
 	}
 	// fl
-	if ok && i+4 < len(b) && b[i] == 0x5d {
+	if i+4 < len(b) && b[i] == 0x5d {
 		v := uint32(b[i+1]) | uint32(b[i+2])<<8 | uint32(b[i+3])<<16 | uint32(b[i+4])<<24
 		m.Fl = math.Float32frombits(v)
 		i += 5
 	}
 	// db
-	if ok && i+8 < len(b) && b[i] == 0x61 {
+	if i+8 < len(b) && b[i] == 0x61 {
 		v := uint64(b[i+1]) | uint64(b[i+2])<<8 | uint64(b[i+3])<<16 | uint64(b[i+4])<<24 | uint64(b[i+5])<<32 | uint64(b[i+6])<<40 | uint64(b[i+7])<<48 | uint64(b[i+8])<<56
 		m.Db = math.Float64frombits(v)
 		i += 9
 	}
 	// b
-	if ok && i+1 < len(b) && b[i] == 0x68 {
-		if v := uint64(b[i+1]); v < 0x80 {
-			m.B = v != 0
-			i += 2
-		} else if v, n, err := wire.ConsumeVarint(b[i+1:]); err == nil {
+	if i+1 < len(b) && b[i] == 0x68 && b[i+1] < 0x80 {
+		v := uint64(b[i+1])
+		m.B = v != 0
+		i += 2
+	}
+	if i+1 < len(b) && b[i] == 0x68 {
+		if v, n := wire.Varint(b[i+1:]); n > 0 {
 			m.B = v != 0
 			i += 1 + n
-		} else {
-			ok = false
 		}
 	}
 	// s
-	if ok && i+1 < len(b) && b[i] == 0x72 {
+	if i+1 < len(b) && b[i] == 0x72 && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.S = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.S = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// by
-	if ok && i+1 < len(b) && b[i] == 0x7a {
+	if i+1 < len(b) && b[i] == 0x7a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.By = b[i+2 : i+2+n : i+2+n]
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.By = b[i+2 : i+2+n : i+2+n]
+		i += 2 + n
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
@@ -1314,30 +1322,25 @@ func (m *Inner) strataSlow(b []byte) error {
 }
 
 // strataFast decodes the leading fields of b that are in number order,
-// without a loop, and returns the rest of b.
+// each in one flat if without else, and returns the rest of b. A field
+// it cannot take (a long length, a bad varint) stops it: no later field
+// has that tag.
 func (m *Inner) strataFast(b []byte) []byte {
-	i, ok := 0, true
+	i := 0
 	// name
-	if ok && i+1 < len(b) && b[i] == 0x0a {
+	if i+1 < len(b) && b[i] == 0x0a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			m.Name = wire.StringAt(b, i+2, n)
-			i += 2 + n
-		} else {
-			ok = false
-		}
+		m.Name = wire.StringAt(b, i+2, n)
+		i += 2 + n
 	}
 	// next
-	if ok && i+1 < len(b) && b[i] == 0x1a {
+	if i+1 < len(b) && b[i] == 0x1a && b[i+1] < 0x80 && i+2+int(b[i+1]) <= len(b) {
 		n := int(b[i+1])
-		if n < 0x80 && i+2+n <= len(b) {
-			ok = m.strataMergeNext(b[i+2:i+2+n]) == nil
-			i += 2 + n
-		} else {
-			ok = false
+		if m.strataMergeNext(b[i+2:i+2+n]) != nil {
+			return b[i:]
 		}
+		i += 2 + n
 	}
-	_ = ok // set by the last field, read by none
 	return b[i:]
 }
 
