@@ -118,7 +118,11 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Reducer, error) {
 	rcfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(h.cache).
 		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(c.MemoryLimit / 65536))
+		WithMemoryLimitPages(uint32(c.MemoryLimit / 65536)).
+		// Reserve the limit up front: growing memory otherwise copies all
+		// of it, and a Go guest grows it on every large run. The OS backs
+		// the reservation only as pages are touched.
+		WithMemoryCapacityFromMax(true)
 	r.rt = wazero.NewRuntimeWithConfig(ctx, rcfg)
 	ok := false
 	defer func() {
