@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,8 @@ import (
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/publish"
+	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
@@ -44,8 +47,15 @@ type Agent struct {
 	contract *contracts.Contract
 	regional *store.Store
 	tier     *cluster.Tier // the regional tier
-	server   *http.Server
-	listener net.Listener
+
+	// On gateways only:
+	global     *store.Store
+	globalTier *cluster.Tier
+	host       *reducer.Host
+	reducers   []*reducer.Reducer
+	publisher  *publish.Publisher
+	server     *http.Server
+	listener   net.Listener
 }
 
 // ShutdownTimeout bounds how long Run waits for API requests in flight
@@ -102,6 +112,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		roles = append(roles, "gateway")
 	}
 	rc := cfg.Regional
+	tierMetrics := cluster.NewMetrics(reg)
 	a.tier, err = cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Regional, Cluster: cfg.Cluster, Region: rc.Region,
 		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys,
@@ -112,10 +123,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
 		Accept:    acceptRegional(a.contract),
 		Logger:    a.log,
-		Metrics:   cluster.NewMetrics(reg),
+		Metrics:   tierMetrics,
 	}, a.regional)
 	if err != nil {
 		return nil, fmt.Errorf("regional tier: %w", err)
+	}
+	if cfg.Global != nil {
+		if err := a.startGateway(ctx, clock, reg, tierMetrics, roles); err != nil {
+			return nil, err
+		}
 	}
 	srv := api.New(api.Options{
 		Contract: a.contract,
@@ -128,7 +144,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		MaxBody:  int64(cfg.API.MaxBody),
 		Registry: reg,
 		Logger:   a.log,
-		Tiers:    map[string]api.MemberLister{cluster.Regional: a.tier},
+		Tiers:    a.tiers(),
+		Global:   a.global,
+		Reducers: a.reducerStatus,
+		StaleAfter: func() time.Duration {
+			if cfg.Global != nil {
+				return cfg.Global.StaleAfter.Duration
+			}
+			return 0
+		}(),
 	})
 	a.listener, err = net.Listen("tcp", cfg.API.Addr)
 	if err != nil {
@@ -174,6 +198,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("strata agent running", "node", a.cfg.Node, "region", a.cfg.Regional.Region,
 		"api", "http://"+a.Addr(), "data_dir", a.cfg.DataDir, "rows", st.Rows)
 	a.tier.Start()
+	if a.globalTier != nil {
+		a.globalTier.Start()
+		go a.publisher.Run(ctx)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -200,9 +228,25 @@ func (a *Agent) close() {
 	if a.listener != nil {
 		a.listener.Close()
 	}
+	if a.globalTier != nil {
+		if err := a.globalTier.Close(); err != nil {
+			a.log.Warn("leaving the global tier", "err", err)
+		}
+	}
 	if a.tier != nil {
 		if err := a.tier.Close(); err != nil {
 			a.log.Warn("leaving the regional tier", "err", err)
+		}
+	}
+	for _, r := range a.reducers {
+		r.Close(context.Background())
+	}
+	if a.host != nil {
+		a.host.Close(context.Background())
+	}
+	if a.global != nil {
+		if err := a.global.Close(); err != nil && !errors.Is(err, store.ErrClosed) {
+			a.log.Error("closing global store", "err", err)
 		}
 	}
 	if a.regional != nil {
@@ -211,3 +255,94 @@ func (a *Agent) close() {
 		}
 	}
 }
+
+// startGateway opens the global store, joins the global tier, loads the
+// reducers and prepares the publisher.
+func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometheus.Registry, tm *cluster.Metrics, roles []string) error {
+	cfg := a.cfg
+	var err error
+	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock})
+	if err != nil {
+		return err
+	}
+	keys, err := cluster.LoadKeyring(cfg.Global.Keyring)
+	if err != nil {
+		return fmt.Errorf("global.keyring: %w", err)
+	}
+	var gt atomic.Pointer[cluster.Tier]
+	regionOf := func(id store.NodeID) (string, bool) {
+		if t := gt.Load(); t != nil {
+			return t.RegionOf(id)
+		}
+		return "", false
+	}
+	g := cfg.Global
+	tier, err := cluster.New(cluster.Config{
+		Node: cfg.Node, Tier: cluster.Global, Cluster: cfg.Cluster, Region: cfg.Regional.Region,
+		Bind: g.Bind, Advertise: g.Advertise, Join: g.Join, Keys: keys,
+		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
+		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
+		SyncInterval: g.SyncInterval.Duration,
+		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: cfg.API.Addr},
+		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
+		Accept:       acceptGlobal(a.contract, regionOf),
+		Logger:       a.log,
+		Metrics:      tm,
+	}, a.global)
+	if err != nil {
+		return fmt.Errorf("global tier: %w", err)
+	}
+	gt.Store(tier)
+	a.globalTier = tier
+
+	a.host, err = reducer.NewHost(reducer.HostOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache"), Logger: a.log})
+	if err != nil {
+		return err
+	}
+	for _, rc := range cfg.Reducers {
+		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
+		if err != nil {
+			return fmt.Errorf("reducer %s: %w", rc.Name, err)
+		}
+		a.reducers = append(a.reducers, r)
+	}
+	debounce := 250 * time.Millisecond
+	if len(cfg.Reducers) > 0 {
+		debounce = cfg.Reducers[0].Debounce.Duration
+	}
+	a.publisher = publish.New(publish.Options{
+		Region: cfg.Regional.Region, Node: cfg.Node, Contract: a.contract,
+		Regional: a.regional, Global: a.global, Reducers: a.reducers,
+		Active:    func() bool { return a.tier.LowestAlive("gateway") == cfg.Node },
+		Debounce:  debounce,
+		Heartbeat: max(g.StaleAfter.Duration/3, 100*time.Millisecond),
+		Logger:    a.log, Registry: reg,
+	})
+	return nil
+}
+
+// tiers lists the tiers this node belongs to, for /v1/members.
+func (a *Agent) tiers() map[string]api.MemberLister {
+	m := map[string]api.MemberLister{cluster.Regional: a.tier}
+	if a.globalTier != nil {
+		m[cluster.Global] = a.globalTier
+	}
+	return m
+}
+
+// reducerStatus is GET /v1/reducers: empty on a node that does not publish.
+func (a *Agent) reducerStatus() any {
+	if a.publisher == nil {
+		return []publish.ReducerStatus{}
+	}
+	return a.publisher.Status()
+}
+
+// Global is the gateway's global store (nil on other nodes).
+func (a *Agent) Global() *store.Store { return a.global }
+
+// Publisher is the gateway's publisher (nil on other nodes).
+func (a *Agent) Publisher() *publish.Publisher { return a.publisher }
+
+// GlobalTier is the gateway's global tier (nil on other nodes).
+func (a *Agent) GlobalTier() *cluster.Tier { return a.globalTier }

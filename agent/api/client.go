@@ -162,6 +162,12 @@ func (c *Client) Members(ctx context.Context) (MembersResult, error) {
 	return res, err
 }
 
+// GetJSON sends GET path and decodes the JSON answer into out: for API
+// paths this client has no method for.
+func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
 // WatchEvent is one server-sent event of a watch stream.
 type WatchEvent struct {
 	// ID is the feed position, for resuming; 0 for snapshot events.

@@ -44,6 +44,14 @@ type Options struct {
 	// Tiers lists the members of each tier this node belongs to, for
 	// /v1/members.
 	Tiers map[string]MemberLister
+	// Global is the global store, on gateways; nil elsewhere (global
+	// reads then answer 503).
+	Global *store.Store
+	// StaleAfter is how old a region's heartbeat may be before its records
+	// are shown as stale.
+	StaleAfter time.Duration
+	// Reducers returns GET /v1/reducers' answer.
+	Reducers func() any
 }
 
 // MemberLister is a tier whose members /v1/members shows. Members must be
@@ -88,6 +96,9 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/reducers", s.reducers)
+	mux.HandleFunc("GET /v1/global/{record}", s.globalList)
+	mux.HandleFunc("GET /v1/global/{record}/{key...}", s.globalGet)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})
@@ -192,6 +203,14 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) {
 		res.Tiers[name] = t.Members()
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) reducers(w http.ResponseWriter, r *http.Request) {
+	var v any = []any{}
+	if s.opts.Reducers != nil {
+		v = s.opts.Reducers()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reducers": v})
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

@@ -117,6 +117,7 @@ type Tier struct {
 
 	membersMu sync.RWMutex
 	members   map[string]*memberlist.Node // copies taken in event callbacks
+	regions   map[store.NodeID]string     // stamp identity → region, from meta
 
 	logged      sync.Map    // "peer/reason" → struct{}: reject logs, once each
 	savePending atomic.Bool // a peers save is scheduled
@@ -155,6 +156,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		transportDone: make(chan struct{}),
 		syncDone:      make(chan syncResult, 64),
 		members:       map[string]*memberlist.Node{},
+		regions:       map[store.NodeID]string{},
 	}
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
@@ -178,7 +180,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	}
 	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
-	t.track(local)
+	t.track(local, memberlist.StateAlive)
 	st.SetOnCommit(t.onCommit)
 	t.done.Add(3)
 	go t.gossipLoop()
@@ -437,13 +439,49 @@ func (t *Tier) node(name string) *memberlist.Node {
 // track records a copy of a member's state. memberlist calls the event
 // delegate under its own lock, so this is the one safe place to read a
 // *memberlist.Node; elsewhere memberlist may be writing it.
-func (t *Tier) track(n *memberlist.Node) {
+//
+// The event says the state: memberlist's nodeState shadows Node.State, so
+// the Node handed to events keeps the state it had when first seen.
+func (t *Tier) track(n *memberlist.Node, state memberlist.NodeStateType) {
 	c := *n
+	c.State = state
 	c.Meta = bytes.Clone(n.Meta)
 	c.Addr = slices.Clone(n.Addr)
+	var meta Meta
+	json.Unmarshal(c.Meta, &meta)
 	t.membersMu.Lock()
 	t.members[c.Name] = &c
+	t.regions[store.NodeIDOf(c.Name)] = meta.Region
 	t.membersMu.Unlock()
+}
+
+// RegionOf returns the region of the member whose stamps carry id (alive
+// or not, as long as this node has seen it).
+func (t *Tier) RegionOf(id store.NodeID) (string, bool) {
+	t.membersMu.RLock()
+	defer t.membersMu.RUnlock()
+	r, ok := t.regions[id]
+	return r, ok
+}
+
+// LowestAlive returns the lowest-named alive member with the given role in
+// its meta (this node included), or "" if none: the rule that elects a
+// region's publisher among its gateways. Every member applies it to the
+// same membership, so they agree once membership has converged.
+func (t *Tier) LowestAlive(role string) string {
+	t.membersMu.RLock()
+	defer t.membersMu.RUnlock()
+	best := ""
+	for name, n := range t.members {
+		if n.State != memberlist.StateAlive || (best != "" && name >= best) {
+			continue
+		}
+		var meta Meta
+		if json.Unmarshal(n.Meta, &meta) == nil && slices.Contains(meta.Roles, role) {
+			best = name
+		}
+	}
+	return best
 }
 
 // reject counts a refused message or change and logs it once per peer and
@@ -599,19 +637,19 @@ var _ memberlist.EventDelegate = (*events)(nil)
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	t := (*Tier)(e)
-	t.track(n)
+	t.track(n, memberlist.StateAlive)
 	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
 	t.savePeersSoon()
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	t := (*Tier)(e)
-	t.track(n)
+	t.track(n, memberlist.StateDead) // dead or left: either way gone
 	t.log.Debug("member left", "node", n.Name)
 	t.savePeersSoon()
 }
 
-func (e *events) NotifyUpdate(n *memberlist.Node) { (*Tier)(e).track(n) }
+func (e *events) NotifyUpdate(n *memberlist.Node) { (*Tier)(e).track(n, memberlist.StateAlive) }
 
 // broadcastMsg is a gossip broadcast that never invalidates another:
 // changes to one row are deltas, not replacements.

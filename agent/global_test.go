@@ -1,0 +1,249 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/publish"
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/reducertest"
+)
+
+// gatewayConfig is a gateway of region with the app-regions reducer.
+func gatewayConfig(t *testing.T, node, region, wasm string, regionalJoin, globalJoin []string) *config.Config {
+	t.Helper()
+	q := func(ss []string) string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, fmt.Sprintf("%q", s))
+		}
+		return strings.Join(out, ", ")
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`node = %q
+cluster = "test"
+data_dir = %q
+[contracts]
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = %q
+bind = "127.0.0.1:0"
+join = [%s]
+gossip_interval = "50ms"
+probe_interval = "200ms"
+probe_timeout = "100ms"
+sync_interval = "500ms"
+[global]
+bind = "127.0.0.1:0"
+join = [%s]
+stale_after = "2s"
+gossip_interval = "50ms"
+probe_interval = "200ms"
+probe_timeout = "100ms"
+sync_interval = "500ms"
+[api]
+addr = "127.0.0.1:0"
+[[reducers]]
+name = "app-regions"
+wasm = %q
+inputs = ["machines"]
+outputs = ["app_placements"]
+debounce = "50ms"
+`, node, filepath.Join(t.TempDir(), "data"), region, q(regionalJoin), q(globalJoin), wasm)), "agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type runningAgent struct {
+	a      *Agent
+	client *api.Client
+	stop   func()
+}
+
+func startAgent(t *testing.T, cfg *config.Config) *runningAgent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logw io.Writer = io.Discard
+	if os.Getenv("STRATA_TEST_LOG") != "" {
+		logw = os.Stderr
+	}
+	a, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(logw, nil)).With("node", cfg.Node), ContractFS: contracts.Example})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return &runningAgent{a: a, client: api.NewClient(a.Addr(), ""), stop: stop}
+}
+
+func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// placement fetches app_placements/app from a gateway's API and returns
+// the regions that publish it, with serving and staleness.
+func placement(ctx context.Context, c *api.Client, app string) (map[string]string, error) {
+	var res api.GlobalEntry
+	if err := c.GetJSON(ctx, "/v1/global/app_placements/"+app, &res); err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for region, rr := range res.Regions {
+		out[region] = fmt.Sprintf("%s stale=%v", strings.Join(strings.Fields(string(rr.Record)), ""), rr.Stale)
+	}
+	return out, nil
+}
+
+// TestRegionsPublishAcrossTheGlobalTier runs two regions in one process:
+// ord with two gateways, ams with one. A machine started in ord shows up
+// in app_placements on ams's gateway; when ord's publisher stops, the other
+// ord gateway takes over publishing.
+func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a reducer")
+	}
+	wasm := reducertest.Module(t, "app-regions")
+	ctx := context.Background()
+	ord1 := startAgent(t, gatewayConfig(t, "ord-1", "ord", wasm, nil, nil))
+	ams1 := startAgent(t, gatewayConfig(t, "ams-1", "ams", wasm, nil, []string{ord1.a.GlobalTier().Addr()}))
+	ord2 := startAgent(t, gatewayConfig(t, "ord-2", "ord", wasm, []string{ord1.a.Tier().Addr()}, []string{ord1.a.GlobalTier().Addr()}))
+	pollUntil(t, 15*time.Second, "ord has two members", func() error {
+		if n := ord2.a.Tier().NumAlive(); n != 2 {
+			return fmt.Errorf("ord-2 sees %d", n)
+		}
+		return nil
+	})
+
+	row := `{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED","healthy":true,"host":"h-17","private_ip":"10.1.2.3"}`
+	if _, err := ord2.client.Put(ctx, "machines", "m-1", []byte(row)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 15*time.Second, "web in ord, seen from ams", func() error {
+		p, err := placement(ctx, ams1.client, "web")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], `"serving":true`) || !strings.Contains(p["ord"], "stale=false") {
+			return fmt.Errorf("ams sees %v", p)
+		}
+		return nil
+	})
+	// The record carries no regional detail.
+	p, _ := placement(ctx, ams1.client, "web")
+	for _, secret := range []string{"m-1", "h-17", "10.1.2.3"} {
+		if strings.Contains(p["ord"], secret) {
+			t.Fatalf("regional value %q leaked into the global record: %s", secret, p["ord"])
+		}
+	}
+
+	// Regional churn that does not change the projection writes nothing:
+	// wait for the publisher to have run on it, then look at the feed.
+	before := ord1.a.Global().Stats().Seq
+	skipped := ord1.a.Publisher().Status()[0].Skipped
+	if _, err := ord2.client.Patch(ctx, "machines", "m-1", []byte(`{"host":"h-18"}`)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 10*time.Second, "publisher ran on the churn", func() error {
+		if st := ord1.a.Publisher().Status()[0]; st.Skipped == skipped {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if evs, _, _ := ord1.a.Global().FeedSince(before, "app_placements", 0); len(evs) != 0 {
+		t.Fatalf("churn that leaves the projection unchanged wrote %d global records", len(evs))
+	}
+
+	// Failover: ord-1 (lowest name, the publisher) stops; ord-2 publishes.
+	ord1.stop()
+	if _, err := ord2.client.Put(ctx, "machines", "m-2", []byte(`{"id":"m-2","app":"api","state":"MACHINE_STATE_STARTED","healthy":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 20*time.Second, "api in ord after failover, seen from ams", func() error {
+		p, err := placement(ctx, ams1.client, "api")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], `"serving":false`) {
+			return fmt.Errorf("ams sees %v", p)
+		}
+		return nil
+	})
+
+	// ord goes dark: ams reports its records stale.
+	ord2.stop()
+	pollUntil(t, 15*time.Second, "ord stale in ams", func() error {
+		p, err := placement(ctx, ams1.client, "web")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], "stale=true") {
+			return fmt.Errorf("ams sees %v", p)
+		}
+		return nil
+	})
+}
+
+// TestForgedGlobalChangesAreRejected feeds the global accept check changes
+// a peer could send: one claiming another region's key, one with a field
+// the contract lacks, one from an unknown node.
+func TestForgedGlobalChangesAreRejected(t *testing.T) {
+	c, err := contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ams, ord := store.NodeIDOf("ams-1"), store.NodeIDOf("ord-1")
+	regions := map[store.NodeID]string{ams: "ams", ord: "ord"}
+	accept := acceptGlobal(c, func(id store.NodeID) (string, bool) { r, ok := regions[id]; return r, ok })
+	rec := func(node store.NodeID, key string, value []byte) store.Change {
+		st := store.Stamp{HLC: hlc.New(time.Now().UnixMilli(), 0), Node: node}
+		return store.Change{Table: "app_placements", Key: key, Row: store.Row{CL: 1, Stamp: st, Fields: []store.Field{{Num: 1, Stamp: st, Value: value}}}}
+	}
+	good := []byte("\x0a\x03web\x10\x01") // app: "web", serving: true
+	if err := accept(rec(ord, publish.RecordKey("ord", "web"), good), "x"); err != nil {
+		t.Fatalf("a valid record was refused: %v", err)
+	}
+	for name, ch := range map[string]store.Change{
+		"claims another region": rec(ams, publish.RecordKey("ord", "web"), good),
+		"unknown field":         rec(ord, publish.RecordKey("ord", "web"), append(append([]byte{}, good...), 0x48, 0x01)),
+		"unknown node":          rec(store.NodeIDOf("stranger"), publish.RecordKey("ord", "web"), good),
+		"key mismatch":          rec(ord, publish.RecordKey("ord", "api"), good),
+		"unknown record":        {Table: "secrets", Key: "ord/x", Row: rec(ord, "", good).Row},
+	} {
+		if err := accept(ch, "x"); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
