@@ -186,6 +186,21 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 		t.Fatalf("churn that leaves the projection unchanged wrote %d global records", len(evs))
 	}
 
+	// Direct API writes go through the same pipeline.
+	for _, tc := range []struct{ body, want string }{
+		{`{"app":"db","serving":true,"colour":"red"}`, "colour"},
+		{`{"app":"other","serving":true}`, "key_mismatch"},
+		{`{"app":"Bad Name"}`, "validate"},
+	} {
+		err := ams1.client.PutJSON(ctx, "/v1/global/app_placements/db", []byte(tc.body), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("PUT %s: err = %v, want a rejection mentioning %q", tc.body, err, tc.want)
+		}
+	}
+	if err := ams1.client.PutJSON(ctx, "/v1/global/app_placements/db", []byte(`{"app":"db","serving":true}`), nil); err != nil {
+		t.Fatalf("valid API write refused: %v", err)
+	}
+
 	// Failover: ord-1 (lowest name, the publisher) stops; ord-2 publishes.
 	ord1.stop()
 	if _, err := ord2.client.Put(ctx, "machines", "m-2", []byte(`{"id":"m-2","app":"api","state":"MACHINE_STATE_STARTED","healthy":false}`)); err != nil {

@@ -168,6 +168,12 @@ func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, nil, out)
 }
 
+// PutJSON sends PUT path with a JSON body and decodes the answer into out
+// (nil: discarded).
+func (c *Client) PutJSON(ctx context.Context, path string, body []byte, out any) error {
+	return c.do(ctx, http.MethodPut, path, body, out)
+}
+
 // WatchEvent is one server-sent event of a watch stream.
 type WatchEvent struct {
 	// ID is the feed position, for resuming; 0 for snapshot events.

@@ -2,10 +2,13 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
@@ -153,4 +156,105 @@ func (s *Server) globalGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// API writes to the global tier are limited per record type to this rate
+// (records per second) with this burst, like a reducer's.
+const (
+	apiGlobalRate  = 100
+	apiGlobalBurst = 1000
+)
+
+func (s *Server) budget(record string) *contracts.Budget {
+	b, _ := s.budgets.LoadOrStore(record, contracts.NewBudget(apiGlobalRate, apiGlobalBurst))
+	return b.(*contracts.Budget)
+}
+
+// globalReject answers a write the pipeline refused.
+func globalReject(w http.ResponseWriter, err error) {
+	e := &Error{Status: http.StatusBadRequest, Code: CodeInvalidRow, Message: strings.TrimPrefix(err.Error(), "contracts: ")}
+	var re *contracts.RejectError
+	if errors.As(err, &re) {
+		e.Details = []Detail{{Field: re.Field, Rule: re.Rule, Message: re.Detail}}
+		if re.Rule == contracts.RuleRate {
+			e.Status = http.StatusTooManyRequests
+		}
+	}
+	writeError(w, e)
+}
+
+// globalPut writes this node's region's record under key, through the
+// global-write pipeline. Records of a type a reducer outputs are owned by
+// that reducer: its next run replaces or deletes what the API wrote.
+func (s *Server) globalPut(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.globalRecord(w, r)
+	if !ok {
+		return
+	}
+	key := r.PathValue("key")
+	body, ok := s.readBody(w, r, sch)
+	if !ok {
+		return
+	}
+	m, err := sch.DecodeJSON(body)
+	if err != nil {
+		s.reject(w, sch, -1, err)
+		return
+	}
+	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	storeKey := s.opts.Region + "/" + key
+	count := 0
+	rows, _, err := s.opts.Global.List(sch.Name, s.opts.Region+"/", 0)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	exists := false
+	for _, kr := range rows {
+		if !strings.HasPrefix(kr.Key, s.opts.Region+"/") {
+			break
+		}
+		count++
+		exists = exists || kr.Key == storeKey
+	}
+	if !exists {
+		count++
+	}
+	if err := s.opts.Contract.CheckWrite(contracts.Write{Record: sch.Name, Key: key, Region: s.opts.Region, Writer: s.opts.Region,
+		Value: value, Count: count, Budget: s.budget(sch.Name), Now: time.Now()}); err != nil {
+		globalReject(w, err)
+		return
+	}
+	s.writeGlobal(w, r, key, store.Mutation{Op: store.OpPut, Table: sch.Name, Key: storeKey, Fields: []store.FieldValue{{Num: 1, Value: value}}})
+}
+
+func (s *Server) globalDelete(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.globalRecord(w, r)
+	if !ok {
+		return
+	}
+	key := r.PathValue("key")
+	if err := s.opts.Contract.CheckWrite(contracts.Write{Record: sch.Name, Key: key, Region: s.opts.Region, Writer: s.opts.Region,
+		Delete: true, Budget: s.budget(sch.Name), Now: time.Now()}); err != nil {
+		globalReject(w, err)
+		return
+	}
+	s.writeGlobal(w, r, key, store.Mutation{Op: store.OpDelete, Table: sch.Name, Key: s.opts.Region + "/" + key})
+}
+
+func (s *Server) writeGlobal(w http.ResponseWriter, r *http.Request, key string, m store.Mutation) {
+	stamps, err := s.opts.Global.Apply(r.Context(), m)
+	if err != nil {
+		if e := storeError(err); e.Status != http.StatusInternalServerError {
+			writeError(w, e)
+			return
+		}
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, WriteResult{Key: key, Stamp: stamps[0].String()})
 }

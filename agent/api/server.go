@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,7 @@ type MembersResult struct {
 // use.
 type Server struct {
 	opts    Options
+	budgets sync.Map // record name → *contracts.Budget, for API writes
 	started time.Time
 	metrics *metrics
 	handler http.Handler
@@ -99,6 +101,8 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/reducers", s.reducers)
 	mux.HandleFunc("GET /v1/global/{record}", s.globalList)
 	mux.HandleFunc("GET /v1/global/{record}/{key...}", s.globalGet)
+	mux.HandleFunc("PUT /v1/global/{record}/{key...}", s.globalPut)
+	mux.HandleFunc("DELETE /v1/global/{record}/{key...}", s.globalDelete)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -107,11 +108,35 @@ func putCmd(f *clientFlags) *cobra.Command {
 }
 
 func getCmd(f *clientFlags) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get TABLE KEY",
-		Short: "Read one row",
-		Args:  exactArgs(2),
+	var global bool
+	cmd := &cobra.Command{
+		Use:   "get TABLE KEY | get --global RECORD [KEY]",
+		Short: "Read one row, or a global record in every region that publishes it",
+		Example: `  strata get machines m-1
+  strata get --global app_placements web    # on a gateway: each region's record, published_at, stale
+  strata get --global app_placements        # every key`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if global {
+				var path string
+				switch len(args) {
+				case 1:
+					path = "/v1/global/" + url.PathEscape(args[0])
+				case 2:
+					path = "/v1/global/" + url.PathEscape(args[0]) + "/" + url.PathEscape(args[1])
+				default:
+					return usageError{fmt.Errorf("get --global takes RECORD and an optional KEY")}
+				}
+				var res json.RawMessage
+				if err := f.client().GetJSON(cmd.Context(), path, &res); err != nil {
+					return err
+				}
+				var v any
+				json.Unmarshal(res, &v)
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			if len(args) != 2 {
+				return usageError{fmt.Errorf("get takes TABLE KEY (or --global RECORD [KEY])")}
+			}
 			res, err := f.client().Get(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err
@@ -119,6 +144,8 @@ func getCmd(f *clientFlags) *cobra.Command {
 			return printJSON(cmd.OutOrStdout(), res)
 		},
 	}
+	cmd.Flags().BoolVar(&global, "global", false, "read a global record (on a gateway)")
+	return cmd
 }
 
 func delCmd(f *clientFlags) *cobra.Command {
