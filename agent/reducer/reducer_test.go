@@ -192,7 +192,8 @@ func TestMisbehaving(t *testing.T) {
 		cfg     func(*reducer.Config)
 		reject  string // the rule the contract's pipeline rejects the record by
 	}{
-		{name: "loop", runErr: reducer.ErrTimeout, msg: "exceeded the timeout of 300ms"},
+		{name: "loop", runErr: reducer.ErrTimeout, msg: "exceeded the timeout of 300ms",
+			cfg: func(c *reducer.Config) { c.Timeout = 300 * time.Millisecond }},
 		{name: "membomb", runErr: reducer.ErrMemory, msg: "out of memory",
 			cfg: func(c *reducer.Config) { c.MemoryLimit, c.Timeout = 32<<20, 10*time.Second }},
 		{name: "panic", runErr: reducer.ErrPanic, msg: "boom: reducer fixture panics on purpose"},
@@ -209,7 +210,7 @@ func TestMisbehaving(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := reducer.Config{Name: tc.name, Wasm: mods[tc.name], Inputs: []string{"machines"},
-				Outputs: []string{"app_placements"}, Timeout: 300 * time.Millisecond}
+				Outputs: []string{"app_placements"}, Timeout: 5 * time.Second}
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
 			}
