@@ -299,10 +299,27 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	if err != nil {
 		return err
 	}
+	// A record type has one reducer: each run's output is the region's
+	// complete set of that type, so a second reducer would delete the
+	// first one's records.
+	owner := map[string]string{}
+	for _, rc := range cfg.Reducers {
+		for _, out := range rc.Outputs {
+			if prev, ok := owner[out]; ok {
+				return fmt.Errorf("reducers %s and %s both output %q: a record type must come from one reducer", prev, rc.Name, out)
+			}
+			owner[out] = rc.Name
+		}
+	}
+	// A reducer that does not load (not Wasm, wrong ABI, a source dir that
+	// does not build) is reported and left out; the others run.
+	var failed []publish.ReducerStatus
 	for _, rc := range cfg.Reducers {
 		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
 		if err != nil {
-			return fmt.Errorf("reducer %s: %w", rc.Name, err)
+			a.log.Error("reducer not loaded; the others run", "reducer", rc.Name, "err", err)
+			failed = append(failed, publish.ReducerStatus{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs, LastError: err.Error()})
+			continue
 		}
 		a.reducers = append(a.reducers, r)
 	}
@@ -312,7 +329,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	}
 	a.publisher = publish.New(publish.Options{
 		Region: cfg.Regional.Region, Node: cfg.Node, Contract: a.contract,
-		Regional: a.regional, Global: a.global, Reducers: a.reducers,
+		Regional: a.regional, Global: a.global, Reducers: a.reducers, Failed: failed,
 		Active:    func() bool { return a.tier.LowestAlive("gateway") == cfg.Node },
 		Debounce:  debounce,
 		Heartbeat: max(g.StaleAfter.Duration/3, 100*time.Millisecond),

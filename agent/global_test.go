@@ -262,3 +262,68 @@ func TestForgedGlobalChangesAreRejected(t *testing.T) {
 		}
 	}
 }
+
+// TestFaultyRegionsCannotPoisonOthers runs one region per misbehaving
+// reducer (a leak of a regional_only id, an address copied into a record, a
+// field not in the contract, a panic, an endless loop, and a module with
+// the wrong ABI that does not even load) beside region ord with the real
+// one. Each faulty agent keeps running and shows its rejection, ord keeps
+// publishing, and no record of a faulty region is stored on any gateway.
+func TestFaultyRegionsCannotPoisonOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds reducers")
+	}
+	faulty := []string{"leakid", "leakip", "unknownfield", "panic", "loop", "wrongabi"}
+	mods := reducertest.Modules(t, append([]string{"app-regions"}, faulty...)...)
+	ctx := context.Background()
+	ord := startAgent(t, gatewayConfig(t, "ord-1", "ord", mods["app-regions"], nil, nil))
+	all := []*runningAgent{ord}
+	bad := map[string]*runningAgent{}
+	for _, name := range faulty {
+		cfg := gatewayConfig(t, name+"-1", "bad-"+name, mods[name], nil, []string{ord.a.GlobalTier().Addr()})
+		cfg.Reducers[0].Name = name
+		cfg.Reducers[0].Timeout.Duration = 200 * time.Millisecond
+		bad[name] = startAgent(t, cfg)
+		all = append(all, bad[name])
+	}
+	machine := `{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED","healthy":true,"private_ip":"10.9.8.7"}`
+	for _, a := range all {
+		if _, err := a.client.Put(ctx, "machines", "m-1", []byte(machine)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantInError := map[string]string{
+		"leakid": "[leak]", "leakip": "[validate:string.pattern]", "unknownfield": "[unknown_field]",
+		"panic": "panic", "loop": "timeout", "wrongabi": "abi",
+	}
+	pollUntil(t, 30*time.Second, "ord's web seen from every faulty region, and every faulty reducer reported", func() error {
+		for name, a := range bad {
+			p, err := placement(ctx, a.client, "web")
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if !strings.Contains(p["ord"], `"serving":true`) {
+				return fmt.Errorf("%s sees %v", name, p)
+			}
+			st := a.a.Publisher().Status()[0]
+			if !strings.Contains(strings.ToLower(st.LastError), wantInError[name]) {
+				return fmt.Errorf("reducer %s: last error %q, want it to mention %q", name, st.LastError, wantInError[name])
+			}
+		}
+		return nil
+	})
+	for _, a := range all {
+		rows, _, err := a.a.Global().List("app_placements", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kr := range rows {
+			if strings.HasPrefix(kr.Key, "bad-") {
+				t.Errorf("%s stores a record of a faulty region: %s", a.a.cfg.Node, kr.Key)
+			}
+		}
+	}
+	for name, a := range bad {
+		t.Logf("%s: %s", name, a.a.Publisher().Status()[0].LastError)
+	}
+}

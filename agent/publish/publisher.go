@@ -27,6 +27,9 @@ type Options struct {
 	Regional, Global *store.Store
 	// Reducers run on every change of their input tables.
 	Reducers []*reducer.Reducer
+	// Failed are reducers that did not load, shown in Status with their
+	// error.
+	Failed []ReducerStatus
 	// Active reports whether this node is the region's publisher now. Only
 	// the active node runs reducers and writes heartbeats.
 	Active func() bool
@@ -118,7 +121,7 @@ func (p *Publisher) Status() []ReducerStatus {
 	for _, r := range p.opts.Reducers {
 		out = append(out, *p.status[r.Name()])
 	}
-	return out
+	return append(out, p.opts.Failed...)
 }
 
 // Run publishes until ctx ends: after each regional change (debounced) it
