@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,9 @@ type Agent struct {
 	contract *contracts.Contract
 	regional *store.Store
 	tier     *cluster.Tier // the regional tier
+	server   *http.Server
+	listener net.Listener
+	apiAddr  string // the API address peers are told
 
 	// On gateways only:
 	global     *store.Store
@@ -54,8 +58,6 @@ type Agent struct {
 	host       *reducer.Host
 	reducers   []*reducer.Reducer
 	publisher  *publish.Publisher
-	server     *http.Server
-	listener   net.Listener
 }
 
 // ShutdownTimeout bounds how long Run waits for API requests in flight
@@ -103,6 +105,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Bind the API first: members publish its address in their meta.
+	a.listener, err = net.Listen("tcp", cfg.API.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api.addr: %w", err)
+	}
+	apiAddr := advertisedAPI(a.listener.Addr().(*net.TCPAddr), cfg.Regional)
+
 	keys, err := cluster.LoadKeyring(cfg.Regional.Keyring)
 	if err != nil {
 		return nil, fmt.Errorf("regional.keyring: %w", err)
@@ -119,7 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
 		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
 		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
-		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: cfg.API.Addr},
+		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: apiAddr},
 		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
 		Accept:    acceptRegional(a.contract),
 		Logger:    a.log,
@@ -128,6 +137,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	if err != nil {
 		return nil, fmt.Errorf("regional tier: %w", err)
 	}
+	a.apiAddr = apiAddr
 	if cfg.Global != nil {
 		if err := a.startGateway(ctx, clock, reg, tierMetrics, roles); err != nil {
 			return nil, err
@@ -147,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Tiers:    a.tiers(),
 		Global:   a.global,
 		Reducers: a.reducerStatus,
+		Gateway:  a.gatewayAPI,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
@@ -154,10 +165,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			return 0
 		}(),
 	})
-	a.listener, err = net.Listen("tcp", cfg.API.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("api.addr: %w", err)
-	}
 	a.server = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }
@@ -283,7 +290,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
 		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
 		SyncInterval: g.SyncInterval.Duration,
-		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: cfg.API.Addr},
+		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
 		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
 		Accept:       acceptGlobal(a.contract, regionOf),
 		Logger:       a.log,
@@ -363,3 +370,30 @@ func (a *Agent) Publisher() *publish.Publisher { return a.publisher }
 
 // GlobalTier is the gateway's global tier (nil on other nodes).
 func (a *Agent) GlobalTier() *cluster.Tier { return a.globalTier }
+
+// advertisedAPI is the API address to publish to peers: the bound address,
+// with an unspecified host (0.0.0.0, ::) replaced by the host this node
+// gossips on.
+func advertisedAPI(bound *net.TCPAddr, rc config.Regional) string {
+	host := bound.IP.String()
+	if bound.IP.IsUnspecified() {
+		for _, hp := range []string{rc.Advertise, rc.Bind} {
+			if h, _, err := net.SplitHostPort(hp); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+				host = h
+				break
+			}
+		}
+	}
+	return net.JoinHostPort(host, fmt.Sprint(bound.Port))
+}
+
+// gatewayAPI returns the API address of an alive gateway of this region,
+// for a node that is not one to forward global reads to; "" if none.
+func (a *Agent) gatewayAPI() string {
+	for _, m := range a.tier.Members() {
+		if m.State == "alive" && m.Name != a.cfg.Node && m.Region == a.cfg.Regional.Region && slices.Contains(m.Roles, "gateway") && m.API != "" {
+			return m.API
+		}
+	}
+	return ""
+}

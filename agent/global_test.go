@@ -161,6 +161,22 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 		}
 		return nil
 	})
+	// A node that is not a gateway forwards global reads to one.
+	plainCfg := gatewayConfig(t, "ord-9", "ord", wasm, []string{ord1.a.Tier().Addr()}, nil)
+	plainCfg.Global, plainCfg.Reducers = nil, nil
+	plain := startAgent(t, plainCfg)
+	pollUntil(t, 15*time.Second, "global read through a non-gateway", func() error {
+		p, err := placement(ctx, plain.client, "web")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], `"serving":true`) {
+			return fmt.Errorf("ord-9 sees %v", p)
+		}
+		return nil
+	})
+	plain.stop()
+
 	// The record carries no regional detail.
 	p, _ := placement(ctx, ams1.client, "web")
 	for _, secret := range []string{"m-1", "h-17", "10.1.2.3"} {

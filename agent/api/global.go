@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"time"
 
@@ -41,8 +43,20 @@ type GlobalList struct {
 // globalRecord resolves {record}; it answers 404 or 503 itself.
 func (s *Server) globalRecord(w http.ResponseWriter, r *http.Request) (*contracts.Schema, bool) {
 	if s.opts.Global == nil {
+		if r.Method == http.MethodGet && s.opts.Gateway != nil {
+			if gw := s.opts.Gateway(); gw != "" {
+				proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: gw})
+				proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+					writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+						Message: fmt.Sprintf("forwarding to gateway %s: %v", gw, err)})
+				}
+				w.Header().Set("X-Strata-Forwarded-To", gw)
+				proxy.ServeHTTP(w, r)
+				return nil, false
+			}
+		}
 		writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
-			Message: "this node is not a gateway (no [global] section): ask a gateway of the region, see strata members"})
+			Message: "this node is not a gateway and no gateway of its region is alive (see strata members); global writes must go to a gateway"})
 		return nil, false
 	}
 	name := r.PathValue("record")

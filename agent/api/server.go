@@ -53,6 +53,9 @@ type Options struct {
 	StaleAfter time.Duration
 	// Reducers returns GET /v1/reducers' answer.
 	Reducers func() any
+	// Gateway returns the API address of a gateway of this region, where a
+	// node without a global store forwards global reads; "" if none.
+	Gateway func() string
 }
 
 // MemberLister is a tier whose members /v1/members shows. Members must be
