@@ -161,6 +161,18 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 		}
 		return nil
 	})
+	// A global watch starts with a snapshot of every region's entries.
+	wctx, cancelWatch := context.WithTimeout(ctx, 10*time.Second)
+	var first api.WatchEvent
+	err := ams1.client.WatchGlobal(wctx, "app_placements", 0, func(ev api.WatchEvent) error {
+		first = ev
+		return io.EOF // stop at the first event
+	})
+	cancelWatch()
+	if err != io.EOF || first.Name != api.EventSnapshot || !strings.Contains(string(first.Data), `"region":"ord"`) || !strings.Contains(string(first.Data), `"key":"web"`) {
+		t.Fatalf("global watch: first event %s %s, err %v", first.Name, first.Data, err)
+	}
+
 	// A node that is not a gateway forwards global reads to one.
 	plainCfg := gatewayConfig(t, "ord-9", "ord", wasm, []string{ord1.a.Tier().Addr()}, nil)
 	plainCfg.Global, plainCfg.Reducers = nil, nil

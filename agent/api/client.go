@@ -189,11 +189,22 @@ type WatchEvent struct {
 // stream breaks, or fn returns an error. since, when not zero, resumes
 // after that event id.
 func (c *Client) Watch(ctx context.Context, table string, since uint64, fn func(WatchEvent) error) error {
+	return c.watch(ctx, "/v1/watch/regional/"+url.PathEscape(table), since, fn)
+}
+
+// WatchGlobal streams a global record type's entries (every region), then
+// its changes, like Watch. It needs a gateway (or a node that forwards).
+func (c *Client) WatchGlobal(ctx context.Context, record string, since uint64, fn func(WatchEvent) error) error {
+	return c.watch(ctx, "/v1/watch/global/"+url.PathEscape(record), since, fn)
+}
+
+func (c *Client) watch(ctx context.Context, path string, since uint64, fn func(WatchEvent) error) error {
+	table := path
 	h := http.Header{"Accept": {"text/event-stream"}}
 	if since > 0 {
 		h.Set("Last-Event-ID", strconv.FormatUint(since, 10))
 	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/watch/regional/"+url.PathEscape(table), nil, h)
+	resp, err := c.send(ctx, http.MethodGet, path, nil, h)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			route = "other"
 		}
 		s.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
-		if r.Pattern != "GET /v1/watch/regional/{table}" {
+		if !strings.HasPrefix(r.Pattern, "GET /v1/watch/") {
 			s.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 	})

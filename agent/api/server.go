@@ -98,6 +98,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("/v1/regional/{table}", s.regionalTable)
 	mux.HandleFunc("/v1/regional/{table}/{key...}", s.regionalRow)
 	mux.HandleFunc("GET /v1/watch/regional/{table}", s.watchRegional)
+	mux.HandleFunc("GET /v1/watch/global/{record}", s.watchGlobal)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/members", s.members)

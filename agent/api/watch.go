@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/strata-state/strata/agent/store"
-	"github.com/strata-state/strata/contracts"
 )
 
 // Watch stream tuning.
@@ -73,6 +73,48 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.stream(w, r, s.opts.Regional, sch.Name, func(kr store.KeyRow) (any, bool, error) {
+		body, err := s.rowBody(sch, kr)
+		return body, body.Deleted, err
+	})
+}
+
+// GlobalEvent is the data of a global watch event: one region's record
+// under one key.
+type GlobalEvent struct {
+	Key         string          `json:"key"`
+	Region      string          `json:"region"`
+	Record      json.RawMessage `json:"record,omitempty"`
+	PublishedAt time.Time       `json:"published_at"`
+	Deleted     bool            `json:"deleted,omitempty"`
+}
+
+// watchGlobal streams a record type's entries, every region, then changes.
+func (s *Server) watchGlobal(w http.ResponseWriter, r *http.Request) {
+	sch, ok := s.globalRecord(w, r)
+	if !ok {
+		return
+	}
+	s.stream(w, r, s.opts.Global, sch.Name, func(kr store.KeyRow) (any, bool, error) {
+		region, key, _ := strings.Cut(kr.Key, "/")
+		ev := GlobalEvent{Key: key, Region: region, PublishedAt: kr.Row.Latest().HLC.Time(), Deleted: !kr.Row.Alive()}
+		if kr.Row.Alive() {
+			f, _ := kr.Row.Field(1)
+			m, err := sch.DecodeBinary(f.Value)
+			if err != nil {
+				return nil, false, err
+			}
+			if ev.Record, err = sch.EncodeJSON(m); err != nil {
+				return nil, false, err
+			}
+		}
+		return ev, ev.Deleted, nil
+	})
+}
+
+// stream serves a watch: a snapshot of table (or a resume from
+// Last-Event-ID), then its changes, rendering each row with render.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store, table string, render func(store.KeyRow) (any, bool, error)) {
 	var pos uint64
 	resume := false
 	id := r.Header.Get("Last-Event-ID")
@@ -93,37 +135,53 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	out := &sse{w: w, rc: http.NewResponseController(w)}
-
+	snapshot := func() uint64 {
+		seq, err := st.Scan(table, func(kr store.KeyRow) error {
+			data, _, err := render(kr)
+			if err != nil {
+				return err
+			}
+			out.event(0, EventSnapshot, data)
+			return out.err
+		})
+		if err != nil && out.err == nil {
+			out.err = err
+			s.opts.Logger.Error("watch: snapshot", "table", table, "err", err)
+			return 0
+		}
+		out.event(seq, EventSynced, map[string]uint64{"seq": seq})
+		return seq
+	}
 	if !resume {
-		pos = s.snapshot(out, sch)
+		pos = snapshot()
 	}
 	out.flush()
 	heartbeat := time.NewTicker(watchHeartbeat)
 	defer heartbeat.Stop()
 	for out.err == nil {
-		changed := s.opts.Regional.Changed()
-		evs, next, err := s.opts.Regional.FeedSince(pos, sch.Name, watchPage)
+		changed := st.Changed()
+		evs, next, err := st.FeedSince(pos, table, watchPage)
 		if errors.Is(err, store.ErrFeedTrimmed) {
 			out.event(0, EventReset, map[string]string{"reason": err.Error()})
-			pos = s.snapshot(out, sch)
+			pos = snapshot()
 			out.flush()
 			continue
 		}
 		if err != nil {
-			s.opts.Logger.Error("watch: reading the change feed", "table", sch.Name, "err", err)
+			s.opts.Logger.Error("watch: reading the change feed", "table", table, "err", err)
 			return
 		}
 		for _, ev := range evs {
-			body, err := s.rowBody(sch, store.KeyRow{Key: ev.Key, Row: ev.Row})
+			data, deleted, err := render(store.KeyRow{Key: ev.Key, Row: ev.Row})
 			if err != nil {
 				s.opts.Logger.Error("watch", "err", err)
 				continue
 			}
 			name := EventPut
-			if body.Deleted {
+			if deleted {
 				name = EventDelete
 			}
-			out.event(ev.Seq, name, body)
+			out.event(ev.Seq, name, data)
 		}
 		pos = next
 		out.flush()
@@ -139,24 +197,4 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-}
-
-// snapshot sends every live row of a table, then the "synced" marker, and
-// returns the feed position the snapshot reflects.
-func (s *Server) snapshot(out *sse, sch *contracts.Schema) uint64 {
-	seq, err := s.opts.Regional.Scan(sch.Name, func(kr store.KeyRow) error {
-		body, err := s.rowBody(sch, kr)
-		if err != nil {
-			return err
-		}
-		out.event(0, EventSnapshot, body)
-		return out.err
-	})
-	if err != nil && out.err == nil {
-		out.err = err
-		s.opts.Logger.Error("watch: snapshot", "table", sch.Name, "err", err)
-		return 0
-	}
-	out.event(seq, EventSynced, map[string]uint64{"seq": seq})
-	return seq
 }

@@ -215,13 +215,18 @@ func lsCmd(f *clientFlags) *cobra.Command {
 
 func watchCmd(f *clientFlags) *cobra.Command {
 	var since uint64
+	var global bool
 	cmd := &cobra.Command{
-		Use:   "watch TABLE",
+		Use:   "watch TABLE | watch --global RECORD",
 		Short: "Stream a table: its rows, then every change (one JSON event per line)",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
-			return f.client().Watch(cmd.Context(), args[0], since, func(ev api.WatchEvent) error {
+			watch := f.client().Watch
+			if global {
+				watch = f.client().WatchGlobal
+			}
+			return watch(cmd.Context(), args[0], since, func(ev api.WatchEvent) error {
 				line := struct {
 					ID    uint64          `json:"id,omitempty"`
 					Event string          `json:"event"`
@@ -237,6 +242,7 @@ func watchCmd(f *clientFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&since, "since", 0, "resume after this event id instead of starting with a snapshot")
+	cmd.Flags().BoolVar(&global, "global", false, "watch a global record type (every region) instead of a table")
 	return cmd
 }
 
