@@ -81,7 +81,7 @@ func NewInput(region string, tables map[string][][]byte) *Input {
 	for _, name := range names {
 		req := abi.Request{Tables: []abi.Table{{Rows: tables[name]}}}
 		enc := abi.AppendRequest(nil, &req)
-		_, raw, _ := abi.DecodeRequestRaw(enc)
+		raw, _ := abi.DecodeRequestRaw(enc, new(abi.Request), nil)
 		in.tables = append(in.tables, abi.RawTable{Name: name, Data: raw[0].Data})
 	}
 	return in
@@ -300,7 +300,10 @@ func Handle(r Reducer, request []byte) []byte {
 
 func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	fail := func(msg string) []byte { return errorResponse(b, msg) }
-	req, tables, err := abi.DecodeRequestRaw(request)
+	// One run at a time: the request, the input and the output are reused
+	// from run to run, because every allocation costs (see Yield).
+	req, in, out := runState()
+	tables, err := abi.DecodeRequestRaw(request, req, in.tables[:0])
 	if err != nil {
 		return fail("sdk: " + err.Error())
 	}
@@ -313,11 +316,7 @@ func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	if reducer == nil {
 		return fail("sdk: no reducer registered: call sdk.Register(yourReducer) in an init function of package main")
 	}
-	in := &Input{Region: req.Region, Reducer: req.Reducer, tables: tables}
-	// One run at a time: the output's buffers are reused from run to run,
-	// because every allocation costs, and so does the garbage collection
-	// that allocations bring on. Large ones are let go.
-	out := &scratch
+	*in = Input{Region: req.Region, Reducer: req.Reducer, tables: tables}
 	out.buf, out.records = out.buf[:0], out.records[:0]
 	defer func() {
 		if cap(out.buf) > keepBytes {
@@ -342,10 +341,7 @@ func handle(b []byte, reducer Reducer, request []byte) (resp []byte) {
 	return resp
 }
 
-// scratch is the Output of the current run; keepBytes bounds what it keeps
-// between runs.
-var scratch Output
-
+// keepBytes bounds what a reused Output keeps between runs.
 const keepBytes = 1 << 20
 
 // errorResponse returns the response reporting msg, in b's array.

@@ -180,22 +180,24 @@ type RawTable struct {
 }
 
 // DecodeRequestRaw is DecodeRequest without splitting the tables' rows,
-// which the guest then walks with NextRow once, without allocating.
-func DecodeRequestRaw(b []byte) (r *Request, tables []RawTable, err error) {
-	r = &Request{}
-	err = fields(b, func(num int32, typ wire.Type, v uint64, data []byte) error {
+// which the guest then walks with NextRow once, without allocating. Its
+// strings alias b, and tables are appended to the tables given (the guest
+// reuses one slice from call to call).
+func DecodeRequestRaw(b []byte, r *Request, tables []RawTable) ([]RawTable, error) {
+	*r = Request{}
+	err := fields(b, func(num int32, typ wire.Type, v uint64, data []byte) error {
 		switch {
 		case num == reqVersion && typ == wire.VarintType:
 			r.Version = uint32(v)
 		case num == reqReducer && typ == wire.BytesType:
-			r.Reducer = string(data)
+			r.Reducer = wire.String(data)
 		case num == reqRegion && typ == wire.BytesType:
-			r.Region = string(data)
+			r.Region = wire.String(data)
 		case num == reqTables && typ == wire.BytesType:
 			t := RawTable{Data: data}
 			err := fields(data, func(num int32, typ wire.Type, _ uint64, data []byte) error {
 				if num == tableName && typ == wire.BytesType {
-					t.Name = string(data)
+					t.Name = wire.String(data)
 					return errStop
 				}
 				return nil
@@ -208,9 +210,9 @@ func DecodeRequestRaw(b []byte) (r *Request, tables []RawTable, err error) {
 		return nil
 	})
 	if err != nil {
-		return nil, nil, malformed("request", err)
+		return tables, malformed("request", err)
 	}
-	return r, tables, nil
+	return tables, nil
 }
 
 var errStop = errors.New("stop")

@@ -55,7 +55,7 @@ func TestRequestMatchesProto(t *testing.T) {
 		len(got.Tables[0].Rows) != 3 || !bytes.Equal(got.Tables[0].Rows[1], req.Tables[0].Rows[1]) || got.Tables[1].Name != "volumes" {
 		t.Fatalf("decoded %+v", got)
 	}
-	_, raw, err := DecodeRequestRaw(enc)
+	raw, err := DecodeRequestRaw(enc, new(Request), nil)
 	if err != nil || len(raw) != 2 || raw[0].Name != "machines" {
 		t.Fatalf("raw: %+v, %v", raw, err)
 	}
@@ -128,7 +128,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add(AppendRequest(nil, &Request{Version: 1, Region: "ord", Tables: []Table{{Name: "t", Rows: [][]byte{{1}}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = DecodeRequest(b)
-		_, raw, err := DecodeRequestRaw(b)
+		raw, err := DecodeRequestRaw(b, new(Request), nil)
 		if err != nil {
 			return
 		}
