@@ -51,6 +51,7 @@ type Agent struct {
 	server   *http.Server
 	listener net.Listener
 	apiAddr  string // the API address peers are told
+	metrics  *cluster.Metrics
 
 	// On gateways only:
 	global     *store.Store
@@ -122,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	}
 	rc := cfg.Regional
 	tierMetrics := cluster.NewMetrics(reg)
+	a.metrics = tierMetrics
 	a.tier, err = cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Regional, Cluster: cfg.Cluster, Region: rc.Region,
 		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys,
@@ -397,3 +399,10 @@ func (a *Agent) gatewayAPI() string {
 	}
 	return ""
 }
+
+// WireBytes returns the bytes a tier of this agent sent and received on
+// the network.
+func (a *Agent) WireBytes(tier string) (sent, received int64) { return a.metrics.TierWireBytes(tier) }
+
+// Config is the agent's configuration.
+func (a *Agent) Config() *config.Config { return a.cfg }

@@ -20,8 +20,23 @@ type Metrics struct {
 	syncs    *prometheus.CounterVec // tier, result
 	synced   *prometheus.CounterVec // tier, direction
 
-	// Wire byte totals per tier, for benchmarks and the demo.
+	// Wire byte totals, for benchmarks and the demo: all tiers, and per
+	// tier (index 0 regional, 1 global).
 	wireIn, wireOut atomic.Int64
+	tierIn, tierOut [2]atomic.Int64
+}
+
+func tierIndex(tier string) int {
+	if tier == Global {
+		return 1
+	}
+	return 0
+}
+
+// TierWireBytes returns the bytes one tier sent and received on the wire.
+func (m *Metrics) TierWireBytes(tier string) (sent, received int64) {
+	i := tierIndex(tier)
+	return m.tierOut[i].Load(), m.tierIn[i].Load()
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -108,9 +123,11 @@ func (c *countingTransport) count(out bool, kind string, n int) {
 		return
 	}
 	if out {
+		c.m.tierOut[tierIndex(c.tier)].Add(int64(n))
 		c.m.wireOut.Add(int64(n))
 		c.m.bytesOut.WithLabelValues(c.tier, kind).Add(float64(n))
 	} else {
+		c.m.tierIn[tierIndex(c.tier)].Add(int64(n))
 		c.m.wireIn.Add(int64(n))
 		c.m.bytesIn.WithLabelValues(c.tier, kind).Add(float64(n))
 	}

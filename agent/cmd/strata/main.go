@@ -50,7 +50,7 @@ across regions. This one binary runs the agent and talks to it.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd())
+	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd(), newDemoCmd())
 	addClientCommands(root)
 	return root
 }
