@@ -141,6 +141,23 @@ func Modules(t testing.TB, names ...string) map[string]string {
 	return out
 }
 
+// Precompile compiles the module files into HostCacheDir's compilation
+// cache in a native process when the race detector is on (and does nothing
+// otherwise), for modules that a test builds itself.
+func Precompile(t testing.TB, paths ...string) {
+	t.Helper()
+	if !raceEnabled {
+		return
+	}
+	mods := map[string]string{}
+	for _, p := range paths {
+		mods[p] = p
+	}
+	if err := precompile(mods); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // precompile compiles the modules not compiled yet into HostCacheDir, in
 // a native process; a marker file beside each module remembers it.
 func precompile(mods map[string]string) error {

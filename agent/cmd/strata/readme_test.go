@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/strata-state/strata/internal/reducertest"
 )
 
 // TestSDKReadme follows sdk/README.md from an empty folder: the contract,
@@ -84,7 +86,8 @@ func TestSDKReadme(t *testing.T) {
 	}
 	run(gotool, "test", "./...")
 	strata("reducer", "build", ".", "-o", "myreducer.wasm")
-	out := strata("reducer", "test", "myreducer.wasm", "--contract", "contract", "--rows", "testdata/volumes.jsonl",
+	reducertest.Precompile(t, filepath.Join(dir, "myreducer.wasm"))
+	out := strata("reducer", "test", "myreducer.wasm", "--cache", reducertest.HostCacheDir(), "--contract", "contract", "--rows", "testdata/volumes.jsonl",
 		"--region", "ord", "--golden", "testdata/golden.json")
 	if !strings.Contains(out, "3 rows in, 2 records out") || !strings.Contains(out, "ok: every record passes") {
 		t.Errorf("strata reducer test:\n%s", out)

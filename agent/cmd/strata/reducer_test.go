@@ -24,6 +24,7 @@ func TestReducerBuildAndTest(t *testing.T) {
 	if !strings.Contains(out, "GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared") || !strings.Contains(out, "built "+wasm) {
 		t.Errorf("build shows no progress:\n%s", out)
 	}
+	reducertest.Precompile(t, wasm)
 	out, err = runStrata(t, "reducer", "test", wasm, "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows,
 		"--region", "ord", "--golden", appRegionsGolden)
 	if err != nil {
