@@ -21,7 +21,7 @@ import (
 )
 
 // gatewayConfig is a gateway of region with the app-regions reducer.
-func gatewayConfig(t *testing.T, node, region, wasm string, regionalJoin, globalJoin []string) *config.Config {
+func gatewayConfig(t testing.TB, node, region, wasm string, regionalJoin, globalJoin []string) *config.Config {
 	t.Helper()
 	q := func(ss []string) string {
 		var out []string
@@ -72,7 +72,7 @@ type runningAgent struct {
 	stop   func()
 }
 
-func startAgent(t *testing.T, cfg *config.Config) *runningAgent {
+func startAgent(t testing.TB, cfg *config.Config) *runningAgent {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var logw io.Writer = io.Discard
@@ -243,6 +243,21 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 			return fmt.Errorf("ams sees %v", p)
 		}
 		return nil
+	})
+
+	// The machine stops: the placement disappears in the other region.
+	if _, err := ord2.client.Patch(ctx, "machines", "m-2", []byte(`{"state":"MACHINE_STATE_STOPPED"}`)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 20*time.Second, "api gone from ord, seen from ams", func() error {
+		p, err := placement(ctx, ams1.client, "api")
+		if e, ok := err.(*api.Error); ok && e.Status == 404 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("ams still sees %v", p)
 	})
 
 	// ord goes dark: ams reports its records stale.
