@@ -1,9 +1,13 @@
 // Command costs is a reducer for measuring what Go code costs in the
-// reducer host (timeouts on): the region names an operation, run once per
-// input row. agent/reducer's BenchmarkGuest reports the cost of each.
+// reducer host (timeouts on): the region is "OP:N", an operation and how
+// many times to run it (the decoding ops run once per input row).
+// agent/reducer's BenchmarkGuest reports the cost of each.
 package main
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/strata-state/strata/plugins/fleetv1"
 	"github.com/strata-state/strata/sdk"
 )
@@ -19,8 +23,9 @@ func leaf(i int) int { return i*7 + 1 }
 
 func init() {
 	sdk.Register(func(in *sdk.Input, out *sdk.Output) error {
-		n := in.Len("machines")
-		switch in.Region {
+		op, count, _ := strings.Cut(in.Region, ":")
+		n, _ := strconv.Atoi(count)
+		switch op {
 		case "none": // the fixed cost of a call
 		case "loop": // one iteration of an empty loop
 			for i := range n {
