@@ -273,11 +273,13 @@ func (g *generator) unmarshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 			gf.P(fn, " = append(", fn, ", e)")
 		case f.Message != nil:
 			gf.P("if err := m.", takeName(f), "(v); err != nil {", fail(num), "}")
+			clearSiblings(gf, f)
 		case f.Desc.IsList():
 			gf.P(fn, " = append(", fn, ", ", fromWire(gf, f, "v"), ")")
 		case f.Desc.HasPresence():
 			gf.P("x := ", fromWire(gf, f, "v"))
 			gf.P(fn, " = &x")
+			clearSiblings(gf, f)
 		default:
 			gf.P(fn, " = ", fromWire(gf, f, "v"))
 		}
@@ -496,6 +498,19 @@ func is64(k protoreflect.Kind) bool {
 	return k == protoreflect.Int64Kind || k == protoreflect.Uint64Kind || k == protoreflect.Sint64Kind
 }
 
+// clearSiblings clears the other members of f's oneof, if it is in one:
+// the last member on the wire wins, as in protobuf.
+func clearSiblings(gf *protogen.GeneratedFile, f *protogen.Field) {
+	if f.Oneof == nil || f.Oneof.Desc.IsSynthetic() {
+		return
+	}
+	for _, o := range f.Oneof.Fields {
+		if o != f {
+			gf.P("m.", fieldName(o), " = nil")
+		}
+	}
+}
+
 func takeName(f *protogen.Field) string { return "strataMerge" + f.GoName }
 
 // take writes, per singular message field, the method that merges an
@@ -579,7 +594,8 @@ func (g *generator) size(gf *protogen.GeneratedFile, m *protogen.Message) {
 
 func (g *generator) marshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P("// StrataAppend appends m's protobuf encoding to b: fields in number")
-	gf.P("// order, map entries sorted by key, so equal messages encode equally.")
+	gf.P("// order (oneof members last, as protobuf-go writes them), map entries")
+	gf.P("// sorted by key, so equal messages encode equally.")
 	gf.P("func (m *", m.GoIdent, ") StrataAppend(b []byte) []byte {")
 	gf.P("if m == nil {")
 	gf.P("return b")
@@ -664,9 +680,22 @@ func (g *generator) marshal(gf *protogen.GeneratedFile, m *protogen.Message) {
 	gf.P()
 }
 
+// sortByNumber sorts fields in the order protobuf-go writes them: fields
+// outside oneofs first, by number; then the members of each oneof, oneofs
+// in declaration order, members by number.
 func sortByNumber(fields []*protogen.Field) {
+	inOneof := func(f *protogen.Field) bool { return f.Oneof != nil && !f.Oneof.Desc.IsSynthetic() }
+	less := func(x, y *protogen.Field) bool {
+		if inOneof(x) != inOneof(y) {
+			return !inOneof(x)
+		}
+		if inOneof(x) && x.Oneof != y.Oneof {
+			return x.Oneof.Desc.Index() < y.Oneof.Desc.Index()
+		}
+		return x.Desc.Number() < y.Desc.Number()
+	}
 	for i := 1; i < len(fields); i++ {
-		for j := i; j > 0 && fields[j].Desc.Number() < fields[j-1].Desc.Number(); j-- {
+		for j := i; j > 0 && less(fields[j], fields[j-1]); j-- {
 			fields[j], fields[j-1] = fields[j-1], fields[j]
 		}
 	}

@@ -15,9 +15,10 @@
 //
 // proto3 files: every scalar type, enums, strings, bytes, messages,
 // repeated fields (packed or not), maps, `optional` fields (as pointers),
-// and the well-known types of package sdk/wkt (Timestamp, Duration, Empty,
-// FieldMask and the wrappers). Oneofs and other well-known types are
-// reported as unsupported.
+// oneofs (each member a pointer field; decoding one clears the others), and
+// the well-known types of package sdk/wkt (Timestamp, Duration, Empty,
+// FieldMask and the wrappers). Other well-known types are reported as
+// unsupported.
 package litegen
 
 import (
@@ -230,9 +231,6 @@ func (g *generator) message(gf *protogen.GeneratedFile, m *protogen.Message) err
 		g.enum(gf, e)
 	}
 	for _, f := range m.Fields {
-		if f.Oneof != nil && !f.Oneof.Desc.IsSynthetic() {
-			return fmt.Errorf("litegen: %s: oneof %s is not supported; use separate optional fields", m.Desc.FullName(), f.Oneof.Desc.Name())
-		}
 		if f.Desc.IsExtension() {
 			continue
 		}

@@ -317,7 +317,8 @@ func (m *Machine) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *Machine) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b

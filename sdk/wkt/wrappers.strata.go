@@ -87,7 +87,8 @@ func (m *DoubleValue) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *DoubleValue) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -178,7 +179,8 @@ func (m *FloatValue) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *FloatValue) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -280,7 +282,8 @@ func (m *Int64Value) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *Int64Value) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -382,7 +385,8 @@ func (m *UInt64Value) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *UInt64Value) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -479,7 +483,8 @@ func (m *Int32Value) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *Int32Value) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -576,7 +581,8 @@ func (m *UInt32Value) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *UInt32Value) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -673,7 +679,8 @@ func (m *BoolValue) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *BoolValue) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -764,7 +771,8 @@ func (m *StringValue) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *StringValue) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -855,7 +863,8 @@ func (m *BytesValue) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *BytesValue) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b

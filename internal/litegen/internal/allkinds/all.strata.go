@@ -35,45 +35,50 @@ func (x Color) String() string {
 
 // All is the message litegen.test.All.
 type All struct {
-	I32                int32
-	I64                int64
-	U32                uint32
-	U64                uint64
-	S32                int32
-	S64                int64
-	F32                uint32
-	F64                uint64
-	Sf32               int32
-	Sf64               int64
-	Fl                 float32
-	Db                 float64
-	B                  bool
-	S                  string
-	By                 []byte
-	Color              Color
-	Inner              *Inner
-	OptI32             *int32
-	OptS               *string
-	RI32               []int32
-	RS64               []int64
-	RF32               []uint32
-	RDb                []float64
-	RB                 []bool
-	RS                 []string
-	RBy                [][]byte
-	RColor             []Color
-	RInner             []*Inner
-	MSI64              map[string]int64
-	MI32Inner          map[int32]*Inner
-	MBS                map[bool]string
-	MU64Color          map[uint64]Color
-	Ts                 *wkt.Timestamp
-	Wrapped            *wkt.StringValue
-	BigNumberField     int32
-	Size               string
-	strataSpareInner   *Inner           // reused by StrataUnmarshal
-	strataSpareTs      *wkt.Timestamp   // reused by StrataUnmarshal
-	strataSpareWrapped *wkt.StringValue // reused by StrataUnmarshal
+	I32                    int32
+	I64                    int64
+	U32                    uint32
+	U64                    uint64
+	S32                    int32
+	S64                    int64
+	F32                    uint32
+	F64                    uint64
+	Sf32                   int32
+	Sf64                   int64
+	Fl                     float32
+	Db                     float64
+	B                      bool
+	S                      string
+	By                     []byte
+	Color                  Color
+	Inner                  *Inner
+	OptI32                 *int32
+	OptS                   *string
+	RI32                   []int32
+	RS64                   []int64
+	RF32                   []uint32
+	RDb                    []float64
+	RB                     []bool
+	RS                     []string
+	RBy                    [][]byte
+	RColor                 []Color
+	RInner                 []*Inner
+	MSI64                  map[string]int64
+	MI32Inner              map[int32]*Inner
+	MBS                    map[bool]string
+	MU64Color              map[uint64]Color
+	Ts                     *wkt.Timestamp
+	Wrapped                *wkt.StringValue
+	BigNumberField         int32
+	Size                   string
+	ChoiceS                *string
+	ChoiceI                *int64
+	ChoiceInner            *Inner
+	ChoiceB                *[]byte
+	strataSpareInner       *Inner           // reused by StrataUnmarshal
+	strataSpareTs          *wkt.Timestamp   // reused by StrataUnmarshal
+	strataSpareWrapped     *wkt.StringValue // reused by StrataUnmarshal
+	strataSpareChoiceInner *Inner           // reused by StrataUnmarshal
 }
 
 // StrataUnmarshal decodes the protobuf encoding b into m, replacing its
@@ -91,10 +96,15 @@ func (m *All) StrataUnmarshal(b []byte) error {
 	if s2 == nil {
 		s2 = m.strataSpareWrapped
 	}
+	s3 := m.ChoiceInner
+	if s3 == nil {
+		s3 = m.strataSpareChoiceInner
+	}
 	*m = All{}
 	m.strataSpareInner = s0
 	m.strataSpareTs = s1
 	m.strataSpareWrapped = s2
+	m.strataSpareChoiceInner = s3
 	if b = m.strataFast(b); len(b) == 0 {
 		return nil
 	}
@@ -609,6 +619,51 @@ func (m *All) strataSlow(b []byte) error {
 			}
 			b = b[n:]
 			m.Size = wire.String(v)
+		case num == 40 && typ == wire.BytesType:
+			v, n, err := wire.ConsumeBytes(b)
+			if err != nil {
+				return &wire.FieldError{Message: "litegen.test.All", Field: 40, Err: err}
+			}
+			b = b[n:]
+			x := wire.String(v)
+			m.ChoiceS = &x
+			m.ChoiceI = nil
+			m.ChoiceInner = nil
+			m.ChoiceB = nil
+		case num == 41 && typ == wire.VarintType:
+			v, n, err := wire.ConsumeVarint(b)
+			if err != nil {
+				return &wire.FieldError{Message: "litegen.test.All", Field: 41, Err: err}
+			}
+			b = b[n:]
+			x := int64(v)
+			m.ChoiceI = &x
+			m.ChoiceS = nil
+			m.ChoiceInner = nil
+			m.ChoiceB = nil
+		case num == 42 && typ == wire.BytesType:
+			v, n, err := wire.ConsumeBytes(b)
+			if err != nil {
+				return &wire.FieldError{Message: "litegen.test.All", Field: 42, Err: err}
+			}
+			b = b[n:]
+			if err := m.strataMergeChoiceInner(v); err != nil {
+				return &wire.FieldError{Message: "litegen.test.All", Field: 42, Err: err}
+			}
+			m.ChoiceS = nil
+			m.ChoiceI = nil
+			m.ChoiceB = nil
+		case num == 43 && typ == wire.BytesType:
+			v, n, err := wire.ConsumeBytes(b)
+			if err != nil {
+				return &wire.FieldError{Message: "litegen.test.All", Field: 43, Err: err}
+			}
+			b = b[n:]
+			x := v
+			m.ChoiceB = &x
+			m.ChoiceS = nil
+			m.ChoiceI = nil
+			m.ChoiceInner = nil
 		default:
 			n, err := wire.Skip(b, typ)
 			if err != nil {
@@ -815,6 +870,19 @@ func (m *All) strataMergeWrapped(b []byte) error {
 	return m.Wrapped.StrataMerge(b)
 }
 
+// strataMergeChoiceInner merges the encoding b into m.ChoiceInner, reusing the spare message.
+func (m *All) strataMergeChoiceInner(b []byte) error {
+	if m.ChoiceInner != nil {
+		return m.ChoiceInner.StrataMerge(b)
+	}
+	if m.strataSpareChoiceInner != nil {
+		m.ChoiceInner, m.strataSpareChoiceInner = m.strataSpareChoiceInner, nil
+		return m.ChoiceInner.StrataUnmarshal(b)
+	}
+	m.ChoiceInner = new(Inner)
+	return m.ChoiceInner.StrataMerge(b)
+}
+
 // StrataSize returns the length of m's protobuf encoding.
 func (m *All) StrataSize() int {
 	if m == nil {
@@ -967,11 +1035,24 @@ func (m *All) StrataSize() int {
 	if m.Size != "" {
 		n += 2 + wire.SizeBytes(len(m.Size))
 	}
+	if m.ChoiceS != nil {
+		n += 2 + wire.SizeBytes(len(*m.ChoiceS))
+	}
+	if m.ChoiceI != nil {
+		n += 2 + wire.SizeVarint(uint64(*m.ChoiceI))
+	}
+	if m.ChoiceInner != nil {
+		n += 2 + wire.SizeBytes(m.ChoiceInner.StrataSize())
+	}
+	if m.ChoiceB != nil {
+		n += 2 + wire.SizeBytes(len(*m.ChoiceB))
+	}
 	return n
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *All) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
@@ -1229,6 +1310,23 @@ func (m *All) StrataAppend(b []byte) []byte {
 		b = append(b, 0xea, 0x12)
 		b = wire.AppendString(b, m.Size)
 	}
+	if m.ChoiceS != nil {
+		b = append(b, 0xc2, 0x02)
+		b = wire.AppendString(b, *m.ChoiceS)
+	}
+	if m.ChoiceI != nil {
+		b = append(b, 0xc8, 0x02)
+		b = wire.AppendVarint(b, uint64(*m.ChoiceI))
+	}
+	if m.ChoiceInner != nil {
+		b = append(b, 0xd2, 0x02)
+		b = wire.AppendVarint(b, uint64(m.ChoiceInner.StrataSize()))
+		b = m.ChoiceInner.StrataAppend(b)
+	}
+	if m.ChoiceB != nil {
+		b = append(b, 0xda, 0x02)
+		b = wire.AppendBytes(b, *m.ChoiceB)
+	}
 	return b
 }
 
@@ -1381,7 +1479,8 @@ func (m *Inner) StrataSize() int {
 }
 
 // StrataAppend appends m's protobuf encoding to b: fields in number
-// order, map entries sorted by key, so equal messages encode equally.
+// order (oneof members last, as protobuf-go writes them), map entries
+// sorted by key, so equal messages encode equally.
 func (m *Inner) StrataAppend(b []byte) []byte {
 	if m == nil {
 		return b
