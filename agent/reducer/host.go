@@ -195,7 +195,6 @@ func checkABI(m wazero.CompiledModule) error {
 		params, results []api.ValueType
 	}{
 		{abi.ExportMarker, nil, nil},
-		{abi.ExportInitialize, nil, nil},
 		{abi.ExportAlloc, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
 		{abi.ExportReduce, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, []api.ValueType{api.ValueTypeI64}},
 	}
@@ -208,6 +207,11 @@ func checkABI(m wazero.CompiledModule) error {
 			return fmt.Errorf("export %s has type %s, want %s", w.name,
 				signature(fn.ParamTypes(), fn.ResultTypes()), signature(w.params, w.results))
 		}
+	}
+	// _initialize is optional (a module that needs no initialization may
+	// omit it), but if present it must take and return nothing.
+	if fn, ok := exports[abi.ExportInitialize]; ok && (len(fn.ParamTypes()) > 0 || len(fn.ResultTypes()) > 0) {
+		return fmt.Errorf("export %s has type %s, want () -> ()", abi.ExportInitialize, signature(fn.ParamTypes(), fn.ResultTypes()))
 	}
 	if _, ok := m.ExportedMemories()[abi.ExportMemory]; !ok {
 		return fmt.Errorf("module does not export its memory as %q", abi.ExportMemory)

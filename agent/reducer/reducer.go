@@ -166,7 +166,11 @@ func (r *Reducer) run(ctx context.Context, region string, tables []Table) (*Resu
 		if i < 0 {
 			return nil, r.fail(KindInput, fmt.Errorf("table %q is not an input of the reducer (inputs: %s)", t.Name, strings.Join(r.cfg.Inputs, ", ")))
 		}
-		req.Tables[i].Rows = append(req.Tables[i].Rows, t.Rows...)
+		if req.Tables[i].Rows == nil {
+			req.Tables[i].Rows = t.Rows // not copied: only read
+		} else {
+			req.Tables[i].Rows = slices.Concat(req.Tables[i].Rows, t.Rows)
+		}
 		rowsIn += len(t.Rows)
 	}
 	size := abi.RequestSize(&req)
@@ -326,6 +330,12 @@ func (r *Reducer) ctxError(ctx context.Context, what string) error {
 
 // callError classifies an error of a call into the guest.
 func (r *Reducer) callError(ctx context.Context, what string, err error, out *tail) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return r.fail(KindClosed, fmt.Errorf("%s: %w", what, errClosed))
+	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
