@@ -69,12 +69,17 @@ func Build(ctx context.Context, dir, out string, opts BuildOptions) error {
 	var stderr bytes.Buffer
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr
+	flush := func() {}
 	if opts.Progress != nil {
 		fmt.Fprintf(opts.Progress, "building %s: GOOS=wasip1 GOARCH=wasm %s %s\n", dir, filepath.Base(gotool), strings.Join(args, " "))
-		cmd.Stderr = io.MultiWriter(&stderr, prefixWriter(opts.Progress, "  "))
+		var pw io.Writer
+		pw, flush = prefixWriter(opts.Progress, "  ")
+		cmd.Stderr = io.MultiWriter(&stderr, pw)
 	}
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	err = cmd.Run()
+	flush() // every line of the go command is written before Build returns
+	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -103,17 +108,23 @@ func lookGo(gotool string) (string, error) {
 	return path, nil
 }
 
-// prefixWriter writes each line with a prefix.
-func prefixWriter(w io.Writer, prefix string) io.Writer {
+// prefixWriter returns a writer that writes each line to w with a prefix,
+// and a function that closes it and waits until every line is written.
+func prefixWriter(w io.Writer, prefix string) (io.Writer, func()) {
 	pr, pw := io.Pipe()
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			fmt.Fprintln(w, prefix+sc.Text())
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	return pw
+	return pw, func() {
+		pw.Close()
+		<-done
+	}
 }
 
 // buildSource returns the module built from the Go package in dir, from
