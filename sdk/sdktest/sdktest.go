@@ -32,6 +32,11 @@ import (
 // update is the -update flag of tests that import sdktest.
 var update = flag.Bool("update", false, "sdktest: rewrite golden files instead of comparing")
 
+// Problem is one way a record fails the contract: record, key, rule id
+// (e.g. "leak", "unknown_field", "validate:string.pattern"), field and
+// message.
+type Problem = recordcheck.Problem
+
 // Record is one record a reducer wrote.
 type Record struct {
 	// Name is the record type, e.g. "app_placements"; Key its key.
@@ -126,7 +131,7 @@ func Run(t testing.TB, c *contracts.Contract, r sdk.Reducer, region string, tabl
 
 // Check returns the problems the agent's pipeline finds in recs, the
 // output of a reducer of region whose input is tables.
-func Check(t testing.TB, c *contracts.Contract, region string, tables map[string][][]byte, recs []Record) []recordcheck.Problem {
+func Check(t testing.TB, c *contracts.Contract, region string, tables map[string][][]byte, recs []Record) []Problem {
 	t.Helper()
 	var in []recordcheck.Table
 	for name, rows := range tables {
