@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/strata-state/strata/agent/publish"
@@ -77,8 +79,31 @@ func acceptRegional(c *contracts.Contract) func(store.Change, string) error {
 // region owning the key is the region of the node that wrote it. The
 // writer is found from the change's stamps (they carry the writing node's
 // identity, whoever relays the change) and the global tier's membership.
-func acceptGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool)) func(store.Change, string) error {
+func acceptGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool), rejected *prometheus.CounterVec) func(store.Change, string) error {
 	return func(ch store.Change, from string) error {
+		err := checkGlobal(c, regionOf, ch)
+		if err != nil {
+			reason := "invalid"
+			var r interface{ Reason() string }
+			if errors.As(err, &r) {
+				reason = r.Reason()
+			}
+			rejected.WithLabelValues(ch.Table, reason).Inc()
+		}
+		return err
+	}
+}
+
+// newReceivedRejected counts global changes from peers that the pipeline
+// refuses; the publisher counts its own reducers' rejections in
+// strata_global_rejected_total.
+func newReceivedRejected() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_global_received_rejected_total",
+		Help: "Global changes received from peers and refused by the contract pipeline, by record and reason."}, []string{"record", "reason"})
+}
+
+func checkGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool), ch store.Change) error {
+	{
 		writer := ""
 		for _, st := range append([]store.Stamp{ch.Row.Stamp}, stampsOf(ch.Row)...) {
 			r, ok := regionOf(st.Node)

@@ -285,6 +285,8 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		}
 		return "", false
 	}
+	receivedRejected := newReceivedRejected()
+	reg.MustRegister(receivedRejected)
 	g := cfg.Global
 	tier, err := cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Global, Cluster: cfg.Cluster, Region: cfg.Regional.Region,
@@ -294,7 +296,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		SyncInterval: g.SyncInterval.Duration,
 		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
 		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
-		Accept:       acceptGlobal(a.contract, regionOf),
+		Accept:       acceptGlobal(a.contract, regionOf, receivedRejected),
 		Logger:       a.log,
 		Metrics:      tm,
 	}, a.global)

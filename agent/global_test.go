@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/agent/hlc"
@@ -132,8 +134,8 @@ func placement(ctx context.Context, c *api.Client, app string) (map[string]strin
 // in app_placements on ams's gateway; when ord's publisher stops, the other
 // ord gateway takes over publishing.
 func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a reducer")
+	if testing.Short() || raceEnabled {
+		t.Skip("starts gateways that compile reducers: too slow under -short or -race (.ci/run runs it without -race)")
 	}
 	wasm := reducertest.Module(t, "app-regions")
 	ctx := context.Background()
@@ -284,7 +286,8 @@ func TestForgedGlobalChangesAreRejected(t *testing.T) {
 	}
 	ams, ord := store.NodeIDOf("ams-1"), store.NodeIDOf("ord-1")
 	regions := map[store.NodeID]string{ams: "ams", ord: "ord"}
-	accept := acceptGlobal(c, func(id store.NodeID) (string, bool) { r, ok := regions[id]; return r, ok })
+	rejected := newReceivedRejected()
+	accept := acceptGlobal(c, func(id store.NodeID) (string, bool) { r, ok := regions[id]; return r, ok }, rejected)
 	rec := func(node store.NodeID, key string, value []byte) store.Change {
 		st := store.Stamp{HLC: hlc.New(time.Now().UnixMilli(), 0), Node: node}
 		return store.Change{Table: "app_placements", Key: key, Row: store.Row{CL: 1, Stamp: st, Fields: []store.Field{{Num: 1, Stamp: st, Value: value}}}}
@@ -304,6 +307,9 @@ func TestForgedGlobalChangesAreRejected(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+	if n := testutil.CollectAndCount(rejected); n != 5 {
+		t.Errorf("rejections counted under %d (record, reason) labels, want 5", n)
+	}
 }
 
 // TestFaultyRegionsCannotPoisonOthers runs one region per misbehaving
@@ -313,10 +319,11 @@ func TestForgedGlobalChangesAreRejected(t *testing.T) {
 // one. Each faulty agent keeps running and shows its rejection, ord keeps
 // publishing, and no record of a faulty region is stored on any gateway.
 func TestFaultyRegionsCannotPoisonOthers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds reducers")
+	if testing.Short() || raceEnabled {
+		t.Skip("starts 12 gateways that compile reducers: too slow under -short or -race (.ci/run runs it without -race)")
 	}
-	faulty := []string{"leakid", "leakip", "unknownfield", "panic", "loop", "wrongabi"}
+	faulty := []string{"leakid", "leakip", "unknownfield", "panic", "loop", "wrongabi",
+		"membomb", "guesterror", "hugeoutput", "garbage", "noexports"}
 	mods := reducertest.Modules(t, append([]string{"app-regions"}, faulty...)...)
 	ctx := context.Background()
 	ord := startAgent(t, gatewayConfig(t, "ord-1", "ord", mods["app-regions"], nil, nil))
@@ -325,7 +332,12 @@ func TestFaultyRegionsCannotPoisonOthers(t *testing.T) {
 	for _, name := range faulty {
 		cfg := gatewayConfig(t, name+"-1", "bad-"+name, mods[name], nil, []string{ord.a.GlobalTier().Addr()})
 		cfg.Reducers[0].Name = name
-		cfg.Reducers[0].Timeout.Duration = 200 * time.Millisecond
+		if name == "loop" {
+			cfg.Reducers[0].Timeout.Duration = 200 * time.Millisecond
+		}
+		if name == "membomb" {
+			cfg.Reducers[0].MemoryLimit = 16 << 20
+		}
 		bad[name] = startAgent(t, cfg)
 		all = append(all, bad[name])
 	}
@@ -337,7 +349,8 @@ func TestFaultyRegionsCannotPoisonOthers(t *testing.T) {
 	}
 	wantInError := map[string]string{
 		"leakid": "[leak]", "leakip": "[validate:string.pattern]", "unknownfield": "[unknown_field]",
-		"panic": "panic", "loop": "timeout", "wrongabi": "abi",
+		"panic": ": panic:", "loop": ": timeout:", "wrongabi": ": abi:",
+		"membomb": ": memory:", "guesterror": ": guest:", "hugeoutput": ": output:", "garbage": ": output:", "noexports": ": abi:",
 	}
 	pollUntil(t, 30*time.Second, "ord's web seen from every faulty region, and every faulty reducer reported", func() error {
 		for name, a := range bad {
