@@ -226,6 +226,11 @@ type rowKey struct{ table, key string }
 // them only if all preconditions hold.
 func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 	overlay := make(map[rowKey]Row, len(r.muts))
+	type original struct {
+		row Row
+		enc []byte
+	}
+	orig := make(map[rowKey]original, len(r.muts))
 	order := make([]rowKey, 0, len(r.muts))
 	stamps := make([]Stamp, len(r.muts))
 	deltas := make([]Change, 0, len(r.muts))
@@ -233,10 +238,12 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 		k := rowKey{m.Table, m.Key}
 		cur, seen := overlay[k]
 		if !seen {
+			var enc []byte
 			var err error
-			if cur, err = readRow(tx, m.Table, m.Key); err != nil {
+			if cur, enc, err = readRow(tx, m.Table, m.Key); err != nil {
 				return err
 			}
+			orig[k] = original{cur, enc}
 			order = append(order, k)
 		}
 		now := Stamp{HLC: s.clock.Now(), Node: s.node}
@@ -266,7 +273,7 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 		deltas = append(deltas, Change{Table: m.Table, Key: m.Key, Row: delta})
 	}
 	for _, k := range order {
-		if err := s.writeRow(tx, st, k.table, k.key, overlay[k]); err != nil {
+		if err := s.writeRow(tx, st, k.table, k.key, orig[k].row, orig[k].enc, overlay[k]); err != nil {
 			return err
 		}
 	}
@@ -290,7 +297,7 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 			r.rejected = append(r.rejected, Rejected{c, err})
 			continue
 		}
-		cur, err := readRow(tx, c.Table, c.Key)
+		cur, curEnc, err := readRow(tx, c.Table, c.Key)
 		if err != nil {
 			return err
 		}
@@ -302,7 +309,7 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 			r.rejected = append(r.rejected, Rejected{c, err})
 			continue
 		}
-		if err := s.writeRow(tx, st, c.Table, c.Key, merged); err != nil {
+		if err := s.writeRow(tx, st, c.Table, c.Key, cur, curEnc, merged); err != nil {
 			return err
 		}
 		r.applied = append(r.applied, c)
@@ -326,50 +333,42 @@ func validRow(r Row) error {
 	return nil
 }
 
-// readRow reads a row inside a write transaction; a missing row is the
-// zero Row. The result does not alias bbolt memory.
-func readRow(tx *bolt.Tx, table, key string) (Row, error) {
+// readRow reads a row inside a write transaction, with its encoding; a
+// missing row is the zero Row and a nil encoding. Neither aliases bbolt
+// memory.
+func readRow(tx *bolt.Tx, table, key string) (Row, []byte, error) {
 	b := tableBucket(tx, table)
 	if b == nil {
-		return Row{}, nil
+		return Row{}, nil, nil
 	}
 	v := b.Get([]byte(key))
 	if v == nil {
-		return Row{}, nil
+		return Row{}, nil, nil
 	}
-	r, err := DecodeRow(bytes.Clone(v))
+	enc := bytes.Clone(v)
+	r, err := DecodeRow(enc)
 	if err != nil {
-		return Row{}, fmt.Errorf("%s/%s: %w", table, key, err)
+		return Row{}, nil, fmt.Errorf("%s/%s: %w", table, key, err)
 	}
-	return r, nil
+	return r, enc, nil
 }
 
-// writeRow stores a row's new state and records its digest, count and feed
-// effects in st.
-func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, row Row) error {
+// writeRow stores a row's new state over its previous one (prev, encoded
+// as prevEnc, nil if none) and records its digest, count and feed effects
+// in st.
+func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, prev Row, prevEnc []byte, row Row) error {
 	b, err := tx.Bucket(bucketRows).CreateBucketIfNotExists([]byte(table))
 	if err != nil {
 		return err
 	}
-	old := b.Get([]byte(key))
-	oldHash := RowHash(table, key, old)
-	wasAlive := false
-	if old != nil {
-		prev, err := DecodeRow(old)
-		if err != nil {
-			return fmt.Errorf("%s/%s: %w", table, key, err)
-		}
-		wasAlive = prev.Alive()
-	}
+	oldHash := RowHash(table, key, prevEnc)
+	wasAlive := prev.Alive()
 	enc := AppendRow(nil, row)
 	newHash := RowHash(table, key, enc)
 	if err := b.Put([]byte(key), enc); err != nil {
 		return err
 	}
 	leaf := LeafOf(table, key)
-	if err := tx.Bucket(bucketLeaf).Put(leafIndexKey(leaf, table, key), newHash[:]); err != nil {
-		return err
-	}
 	if st.leaves[leaf].IsZero() {
 		st.dirty = append(st.dirty, leaf)
 	}

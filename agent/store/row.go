@@ -207,9 +207,12 @@ func AppendRow(dst []byte, r Row) []byte {
 		return uint64(len(table) - 1)
 	}
 	index(r.Stamp)
+	size := 0
 	for _, f := range r.Fields {
 		index(f.Stamp)
+		size += 8 + len(f.Value)
 	}
+	dst = slices.Grow(dst, size+16*len(table)+32)
 	dst = append(dst, rowFormat)
 	dst = binary.AppendUvarint(dst, r.CL)
 	dst = binary.AppendUvarint(dst, uint64(len(table)))
