@@ -334,6 +334,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		}
 		a.reducers = append(a.reducers, r)
 	}
+	reg.MustRegister(reducer.NewCollector(func() []*reducer.Reducer { return a.reducers }))
 	debounce := 250 * time.Millisecond
 	if len(cfg.Reducers) > 0 {
 		debounce = cfg.Reducers[0].Debounce.Duration
