@@ -263,11 +263,7 @@ func (s *Server) globalDelete(w http.ResponseWriter, r *http.Request) {
 func (s *Server) writeGlobal(w http.ResponseWriter, r *http.Request, key string, m store.Mutation) {
 	stamps, err := s.opts.Global.Apply(r.Context(), m)
 	if err != nil {
-		if e := storeError(err); e.Status != http.StatusInternalServerError {
-			writeError(w, e)
-			return
-		}
-		s.internal(w, r, err)
+		s.storeFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, WriteResult{Key: key, Stamp: stamps[0].String()})

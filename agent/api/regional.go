@@ -317,11 +317,7 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, sch *contracts.S
 func (s *Server) write(w http.ResponseWriter, r *http.Request, key string, m store.Mutation) {
 	stamps, err := s.opts.Regional.Apply(r.Context(), m)
 	if err != nil {
-		if e := storeError(err); e.Status != http.StatusInternalServerError {
-			writeError(w, e)
-			return
-		}
-		s.internal(w, r, err)
+		s.storeFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, WriteResult{Key: key, Stamp: stamps[0].String()})
@@ -366,11 +362,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, sch *contracts.Sc
 	}
 	stamps, err := s.opts.Regional.Apply(r.Context(), muts...)
 	if err != nil {
-		if e := storeError(err); e.Status != http.StatusInternalServerError {
-			writeError(w, e)
-			return
-		}
-		s.internal(w, r, err)
+		s.storeFailure(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, BatchResult{Written: len(muts), Stamp: stamps[len(stamps)-1].String()})
@@ -405,6 +397,16 @@ func decodeRows(sch *contracts.Schema, raws []json.RawMessage) ([]store.Mutation
 		}
 	}
 	return muts, -1, nil
+}
+
+// storeFailure answers a failed store write: 404 or 503 for the errors
+// that are the client's or the moment's, 500 (logged) for the rest.
+func (s *Server) storeFailure(w http.ResponseWriter, r *http.Request, err error) {
+	if e := storeError(err); e.Status != http.StatusInternalServerError {
+		writeError(w, e)
+		return
+	}
+	s.internal(w, r, err)
 }
 
 // internal logs an unexpected error and answers 500.
