@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	a.metrics = tierMetrics
 	a.tier, err = cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Regional, Cluster: cfg.Cluster, Region: rc.Region,
-		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys,
+		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys, KeyringFile: rc.Keyring,
 		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
 		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
 		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
@@ -290,7 +290,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	g := cfg.Global
 	tier, err := cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Global, Cluster: cfg.Cluster, Region: cfg.Regional.Region,
-		Bind: g.Bind, Advertise: g.Advertise, Join: g.Join, Keys: keys,
+		Bind: g.Bind, Advertise: g.Advertise, Join: g.Join, Keys: keys, KeyringFile: g.Keyring,
 		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
 		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
 		SyncInterval: g.SyncInterval.Duration,

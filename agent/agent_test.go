@@ -1,16 +1,20 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/contracts"
 )
@@ -102,5 +106,37 @@ func TestBadContractIsAClearError(t *testing.T) {
 	_, err := New(context.Background(), cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ContractFS: contracts.Example})
 	if err == nil || !strings.Contains(err.Error(), "missing.proto") {
 		t.Fatalf("err = %v, want an error naming fleet/v1/missing.proto", err)
+	}
+}
+
+// TestKeyRotationThroughTheAPI rotates the regional key of a running agent
+// with the client (as strata keys does) and checks the keyring file is
+// rewritten, primary first, for the next start.
+func TestKeyRotationThroughTheAPI(t *testing.T) {
+	dir := t.TempDir()
+	keyfile := filepath.Join(dir, "regional.key")
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	if err := os.WriteFile(keyfile, []byte(base64.StdEncoding.EncodeToString(oldKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, dir)
+	cfg.Regional.Keyring = keyfile
+	c, stop := runAgent(t, cfg)
+	defer stop()
+	ctx := context.Background()
+	for _, step := range []struct {
+		op  string
+		key []byte
+	}{{"add", newKey}, {"use", newKey}, {"remove", oldKey}} {
+		if _, err := c.ChangeKey(ctx, "regional", step.op, step.key); err != nil {
+			t.Fatalf("%s: %v", step.op, err)
+		}
+	}
+	keys, err := cluster.LoadKeyring(keyfile)
+	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0], newKey) {
+		t.Fatalf("keyring file after rotation: %d keys, %v", len(keys), err)
+	}
+	if _, err := c.ChangeKey(ctx, "global", "add", newKey); err == nil {
+		t.Fatal("a key change on a tier this node does not have succeeded")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/strata-state/strata/agent/cluster"
 )
 
 // Client talks to one agent's HTTP API. It is safe for concurrent use.
@@ -172,6 +175,15 @@ func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
 // (nil: discarded).
 func (c *Client) PutJSON(ctx context.Context, path string, body []byte, out any) error {
 	return c.do(ctx, http.MethodPut, path, body, out)
+}
+
+// ChangeKey applies one key rotation step (add, use, remove) to a tier of
+// the agent, and returns the tier's key fingerprints after it.
+func (c *Client) ChangeKey(ctx context.Context, tier, op string, key []byte) (cluster.KeyInfo, error) {
+	body, _ := json.Marshal(KeyChange{Key: base64.StdEncoding.EncodeToString(key)})
+	var res cluster.KeyInfo
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(tier)+"/"+url.PathEscape(op), body, &res)
+	return res, err
 }
 
 // WatchEvent is one server-sent event of a watch stream.

@@ -2,8 +2,11 @@ package api
 
 import (
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -58,10 +61,12 @@ type Options struct {
 	Gateway func() string
 }
 
-// MemberLister is a tier whose members /v1/members shows. Members must be
-// safe for concurrent use.
+// MemberLister is a tier as the API sees it: its members (/v1/members)
+// and its keyring (/v1/keys). Its methods must be safe for concurrent use.
 type MemberLister interface {
 	Members() []cluster.Member
+	Keys() (cluster.KeyInfo, error)
+	ChangeKey(op string, key []byte) error
 }
 
 // MembersResult answers GET /v1/members: each tier's members.
@@ -103,6 +108,8 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/members", s.members)
 	mux.HandleFunc("GET /v1/reducers", s.reducers)
+	mux.HandleFunc("GET /v1/keys", s.keys)
+	mux.HandleFunc("POST /v1/keys/{tier}/{op}", s.changeKey)
 	mux.HandleFunc("GET /v1/global/{record}", s.globalList)
 	mux.HandleFunc("GET /v1/global/{record}/{key...}", s.globalGet)
 	mux.HandleFunc("PUT /v1/global/{record}/{key...}", s.globalPut)
@@ -219,6 +226,51 @@ func (s *Server) reducers(w http.ResponseWriter, r *http.Request) {
 		v = s.opts.Reducers()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"reducers": v})
+}
+
+// keys answers GET /v1/keys: each tier's key fingerprints, never the keys.
+func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
+	res := map[string]cluster.KeyInfo{}
+	for name, t := range s.opts.Tiers {
+		info, err := t.Keys()
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		res[name] = info
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tiers": res})
+}
+
+// KeyChange is the body of POST /v1/keys/{tier}/{add|use|remove}.
+type KeyChange struct {
+	// Key is the AES key, base64.
+	Key string `json:"key"`
+}
+
+// changeKey applies one key rotation step to one tier of this node.
+func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
+	t, ok := s.opts.Tiers[r.PathValue("tier")]
+	if !ok {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("this node has no tier %q", r.PathValue("tier"))})
+		return
+	}
+	var body KeyChange
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	if err == nil {
+		err = json.Unmarshal(b, &body)
+	}
+	key, kerr := base64.StdEncoding.DecodeString(body.Key)
+	if err != nil || kerr != nil || len(key) == 0 {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: `the body must be {"key": "<base64 AES key>"}`})
+		return
+	}
+	if err := t.ChangeKey(r.PathValue("op"), key); err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()})
+		return
+	}
+	info, _ := t.Keys()
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

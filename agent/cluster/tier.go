@@ -64,6 +64,9 @@ type Config struct {
 	// Keys are the AES keys (16, 24 or 32 bytes); the first is primary.
 	// Empty disables encryption.
 	Keys [][]byte
+	// KeyringFile, when set, is rewritten on key changes (AddKey, UseKey,
+	// RemoveKey) so that a restart keeps them.
+	KeyringFile string
 	// GossipInterval, GossipNodes, ProbeInterval and ProbeTimeout tune
 	// memberlist; zero keeps the LAN (regional) or WAN (global) preset.
 	GossipInterval time.Duration
@@ -103,14 +106,16 @@ const pushFanout = 3
 // Tier is one node's membership in one tier, replicating one store.
 // Its methods are safe for concurrent use.
 type Tier struct {
-	cfg   Config
-	store *store.Store
-	log   *slog.Logger
-	m     *Metrics
-	ml    *memberlist.Memberlist
-	queue *memberlist.TransmitLimitedQueue
-	meta  []byte
-	addr  string // advertised host:port
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	m       *Metrics
+	ml      *memberlist.Memberlist
+	queue   *memberlist.TransmitLimitedQueue
+	meta    []byte
+	addr    string              // advertised host:port
+	keyring *memberlist.Keyring // nil: no encryption
+	keysMu  sync.Mutex          // serialises key changes and keyring file writes
 
 	gossipIn chan []byte // change messages to merge
 	syncIn   chan any    // decoded sync messages
@@ -230,6 +235,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 			return nil, fmt.Errorf("cluster: keyring: %w", err)
 		}
 		mc.Keyring = kr
+		t.keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Delegate = (*delegate)(t)
