@@ -175,9 +175,7 @@ func (p *Publisher) beat(ctx context.Context) {
 // PublishAll runs every reducer once.
 func (p *Publisher) PublishAll(ctx context.Context) {
 	for _, r := range p.opts.Reducers {
-		if _, err := p.Publish(ctx, r); err != nil && ctx.Err() == nil {
-			p.log.Warn("reducer run failed; the last good records stay published", "reducer", r.Name(), "err", err)
-		}
+		p.Publish(ctx, r) // failures are logged (once per distinct error) and in Status
 	}
 }
 
@@ -271,6 +269,9 @@ func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, erro
 		}
 	}
 	p.mu.Lock()
+	if firstReject != nil && firstReject.Error() != st.LastError {
+		p.log.Warn("global writes rejected (logged again only when the reason changes)", "reducer", r.Name(), "rejected", rejected, "first", firstReject)
+	}
 	st.LastRun, st.RowsIn, st.RecordsOut = now, res.RowsIn, len(res.Records)
 	st.Upserts, st.Deletes, st.Rejected = len(plan.Upserts), len(plan.Deletes), rejected
 	st.DurationMS = float64(res.Duration.Microseconds()) / 1000
@@ -332,6 +333,10 @@ func (p *Publisher) statusOf(name string) *ReducerStatus {
 
 func (p *Publisher) fail(r *reducer.Reducer, st *ReducerStatus, err error) error {
 	p.mu.Lock()
+	if err.Error() != st.LastError {
+		p.log.Warn("reducer run failed; the last good records stay published (logged again only when the error changes)",
+			"reducer", r.Name(), "err", err)
+	}
 	st.LastError = err.Error()
 	st.LastRun = time.Now()
 	st.Runs++
@@ -347,5 +352,4 @@ func (p *Publisher) reject(record string, err error) {
 		reason = re.Reason()
 	}
 	p.rejected.WithLabelValues(record, reason).Inc()
-	p.log.Warn("global write rejected", "err", err)
 }
