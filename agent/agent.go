@@ -99,6 +99,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		return nil, err
 	}
 
+	if last := a.regional.LastSynced(); !last.IsZero() && time.Since(last) > cfg.TombstoneTTL.Duration {
+		a.log.Warn("this node last synchronised with its region longer ago than tombstone_ttl: peers refuse its rows "+
+			"older than their tombstone horizon, so rows deleted meanwhile cannot come back, but this node may keep them; "+
+			"to rejoin with a full state transfer, stop it and move data_dir/regional.db aside",
+			"last_sync", last, "tombstone_ttl", cfg.TombstoneTTL.Duration)
+	}
+
 	token, err := readToken(cfg.API.TokenFile)
 	if err != nil {
 		return nil, err
@@ -207,6 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("strata agent running", "node", a.cfg.Node, "region", a.cfg.Regional.Region,
 		"api", "http://"+a.Addr(), "data_dir", a.cfg.DataDir, "rows", st.Rows)
 	a.tier.Start()
+	go a.reapLoop(ctx)
 	if a.globalTier != nil {
 		a.globalTier.Start()
 		go a.publisher.Run(ctx)
@@ -409,3 +417,30 @@ func (a *Agent) WireBytes(tier string) (sent, received int64) { return a.metrics
 
 // Config is the agent's configuration.
 func (a *Agent) Config() *config.Config { return a.cfg }
+
+// reapLoop deletes tombstones older than tombstone_ttl from the stores,
+// every ttl/24 (at least a minute apart, at most an hour).
+func (a *Agent) reapLoop(ctx context.Context) {
+	ttl := a.cfg.TombstoneTTL.Duration
+	every := min(max(ttl/24, time.Minute), time.Hour)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+		horizon := hlc.New(time.Now().Add(-ttl).UnixMilli(), 0)
+		for name, st := range map[string]*store.Store{"regional": a.regional, "global": a.global} {
+			if st == nil {
+				continue
+			}
+			if n, err := st.Reap(ctx, horizon); err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("reaping tombstones", "tier", name, "err", err)
+				}
+			} else if n > 0 {
+				a.log.Info("reaped tombstones", "tier", name, "count", n)
+			}
+		}
+	}
+}

@@ -270,8 +270,12 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 	}
 }
 
-// finished reports a completed exchange to SyncResults readers, if any.
+// finished records a completed exchange (for the away-too-long check at
+// start) and reports it to SyncResults readers, if any.
 func (t *Tier) finished(r syncResult) {
+	if err := t.store.MarkSynced(time.Now()); err != nil {
+		t.log.Debug("recording sync time", "err", err)
+	}
 	select {
 	case t.syncDone <- r:
 	default:

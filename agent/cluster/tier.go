@@ -511,6 +511,8 @@ func rejectReason(err error) string {
 		return "clock_drift"
 	case errors.Is(err, store.ErrInvalid):
 		return "invalid_row"
+	case errors.Is(err, store.ErrStale):
+		return "stale" // a peer that has not reaped yet, or was away too long
 	}
 	return "contract"
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-state/strata/agent/hlc"
 )
 
 // Op is the kind of a local mutation.
@@ -52,6 +54,8 @@ type request struct {
 	muts    []Mutation
 	changes []Change
 	quiet   bool // remote changes not to report to OnCommit (anti-entropy)
+	reap    hlc.Timestamp
+	reaped  int
 
 	stamps   []Stamp    // per mutation, on success
 	applied  []Change   // remote changes that were new
@@ -61,7 +65,7 @@ type request struct {
 	done     chan struct{}
 }
 
-func (r *request) size() int { return len(r.muts) + len(r.changes) }
+func (r *request) size() int { return len(r.muts) + len(r.changes) + 1 }
 
 // Apply commits local mutations in one transaction, all or none, and
 // returns the stamp of each. It returns once the transaction is durable.
@@ -119,6 +123,20 @@ func (s *Store) Repair(ctx context.Context, changes []Change) (applied []Change,
 	return r.applied, r.rejected, nil
 }
 
+// Reap deletes the tombstones stamped before horizon for good, and
+// remembers the horizon: from then on, a remote change for a row this
+// store does not hold that is older than the horizon is rejected with
+// ErrStale (it could be a deleted row coming back). The agent reaps with
+// horizon = now - tombstone_ttl; a node away longer than that must rejoin
+// from an empty store (full state transfer). It returns the number reaped.
+func (s *Store) Reap(ctx context.Context, horizon hlc.Timestamp) (int, error) {
+	r := &request{reap: horizon}
+	if err := s.submit(ctx, r); err != nil {
+		return 0, err
+	}
+	return r.reaped, nil
+}
+
 // run is the commit loop: it takes one request, then every request already
 // waiting (up to MaxBatch rows), and commits them in one transaction.
 func (s *Store) run() {
@@ -154,22 +172,26 @@ type txState struct {
 	counts map[string]int64
 	seq    uint64
 	first  uint64
+	reaped hlc.Timestamp
 	buf    []byte
 }
 
 // commit runs one transaction for a batch of requests and completes them.
 func (s *Store) commit(batch []*request) {
 	s.mu.RLock()
-	st := txState{leaves: new([Leaves]Hash), counts: map[string]int64{}, seq: s.seq, first: s.firstSeq}
+	st := txState{leaves: new([Leaves]Hash), counts: map[string]int64{}, seq: s.seq, first: s.firstSeq, reaped: s.reaped}
 	s.mu.RUnlock()
 
 	start := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			var err error
-			if r.muts != nil {
+			switch {
+			case r.reap != 0:
+				err = s.applyReap(tx, &st, r)
+			case r.muts != nil:
 				err = s.applyLocal(tx, &st, r)
-			} else {
+			default:
 				err = s.applyRemote(tx, &st, r)
 			}
 			if err != nil {
@@ -193,7 +215,7 @@ func (s *Store) commit(batch []*request) {
 			s.counts[t] += d
 		}
 		s.rowsWritten += st.seq - s.seq
-		s.seq, s.firstSeq = st.seq, st.first
+		s.seq, s.firstSeq, s.reaped = st.seq, st.first, st.reaped
 		s.commits++
 		s.commitTime += time.Since(start)
 		close(s.changed)
@@ -301,6 +323,10 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 		if err != nil {
 			return err
 		}
+		if cur.CL == 0 && st.reaped != 0 && c.Row.Latest().HLC < st.reaped {
+			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: %s/%s stamped %s, horizon %s", ErrStale, c.Table, c.Key, c.Row.Latest().HLC, st.reaped)})
+			continue
+		}
 		merged := Merge(cur, c.Row)
 		if merged.Equal(cur) {
 			continue // nothing new
@@ -315,6 +341,46 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 		r.applied = append(r.applied, c)
 	}
 	return nil
+}
+
+// applyReap deletes tombstones older than r.reap and moves the horizon.
+func (s *Store) applyReap(tx *bolt.Tx, st *txState, r *request) error {
+	rows := tx.Bucket(bucketRows)
+	type victim struct {
+		table, key string
+		enc        []byte
+	}
+	var victims []victim
+	err := rows.ForEachBucket(func(table []byte) error {
+		return rows.Bucket(table).ForEach(func(k, v []byte) error {
+			row, err := DecodeRow(v)
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", table, k, err)
+			}
+			if !row.Alive() && row.Stamp.HLC < r.reap {
+				victims = append(victims, victim{string(table), string(k), bytes.Clone(v)})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, v := range victims {
+		if err := rows.Bucket([]byte(v.table)).Delete([]byte(v.key)); err != nil {
+			return err
+		}
+		leaf := LeafOf(v.table, v.key)
+		if st.leaves[leaf].IsZero() {
+			st.dirty = append(st.dirty, leaf)
+		}
+		st.leaves[leaf].xor(RowHash(v.table, v.key, v.enc))
+	}
+	if r.reap > st.reaped {
+		st.reaped = r.reap
+	}
+	r.reaped = len(victims)
+	return tx.Bucket(bucketMeta).Put(metaReaped, binary.BigEndian.AppendUint64(nil, uint64(st.reaped)))
 }
 
 // validRow checks the invariants Merge relies on, for rows from outside.

@@ -30,6 +30,11 @@ var (
 	ErrFeedTrimmed = errors.New("store: change feed position no longer retained")
 	// ErrInvalid is returned for a malformed mutation.
 	ErrInvalid = errors.New("store: invalid mutation")
+	// ErrStale is the rejection of a remote change for a row this store
+	// does not hold, stamped before its tombstone horizon: the row may have
+	// been deleted and its tombstone reaped, so accepting it could bring a
+	// deleted row back.
+	ErrStale = errors.New("store: change older than the tombstone horizon")
 )
 
 // NotFoundError names the row that was not found. It matches ErrNotFound.
@@ -51,6 +56,8 @@ var (
 	metaFormat   = []byte("format")    // storeFormat as uvarint
 	metaSeq      = []byte("seq")       // last committed feed seq, uint64 BE
 	metaCount    = []byte("count\x00") // + table: alive rows, uint64 BE
+	metaReaped   = []byte("reaped")    // tombstones stamped before this HLC are gone, uint64 BE
+	metaSynced   = []byte("synced")    // unix ms of the last completed anti-entropy exchange
 )
 
 // storeFormat is the version of the on-disk layout.
@@ -120,6 +127,7 @@ type Store struct {
 	commits     uint64
 	commitTime  time.Duration
 	rowsWritten uint64
+	reaped      hlc.Timestamp // tombstone horizon (guarded by mu)
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
 }
@@ -194,6 +202,9 @@ func (s *Store) load() (err error) {
 		if v := meta.Get(metaSeq); len(v) == 8 {
 			s.seq = binary.BigEndian.Uint64(v)
 		}
+		if v := meta.Get(metaReaped); len(v) == 8 {
+			s.reaped = hlc.Timestamp(binary.BigEndian.Uint64(v))
+		}
 		s.firstSeq = s.seq + 1
 		if k, _ := tx.Bucket(bucketFeed).Cursor().First(); len(k) == 8 {
 			s.firstSeq = binary.BigEndian.Uint64(k)
@@ -240,6 +251,28 @@ func (s *Store) SetOnCommit(fn func(local, remote []Change)) {
 		return
 	}
 	s.onCommit.Store(&fn)
+}
+
+// MarkSynced records that an anti-entropy exchange completed at t. A node
+// whose last exchange is older than the tombstone TTL must not rejoin with
+// its old rows (see LastSynced).
+func (s *Store) MarkSynced(t time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(metaSynced, binary.BigEndian.AppendUint64(nil, uint64(t.UnixMilli())))
+	})
+}
+
+// LastSynced is when an anti-entropy exchange last completed (zero if
+// never).
+func (s *Store) LastSynced() time.Time {
+	var t time.Time
+	s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaSynced); len(v) == 8 {
+			t = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+		}
+		return nil
+	})
+	return t
 }
 
 // Path is the file the store lives in.

@@ -410,3 +410,57 @@ func TestLeafKeysAndRows(t *testing.T) {
 		t.Fatalf("rows %+v err %v", rows, err)
 	}
 }
+
+// TestReapTombstones deletes old tombstones for good, keeps live rows and
+// recent tombstones, keeps the digest consistent, and refuses remote
+// changes older than the horizon for rows it no longer holds.
+func TestReapTombstones(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	clock := hlc.NewClock(func() time.Time { return now }, time.Minute)
+	s := openTest(t, "", Options{Clock: clock})
+	ctx := context.Background()
+	mustApply(t, s, put("old", "1"), put("live", "2"))
+	oldPut, _ := s.Get("machines", "old")
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "old"})
+	now = now.Add(time.Hour)
+	mustApply(t, s, put("recent", "3"))
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "recent"})
+
+	n, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0))
+	if err != nil || n != 1 {
+		t.Fatalf("reaped %d, %v; want 1", n, err)
+	}
+	if _, err := s.GetAny("machines", "old"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old tombstone still there: %v", err)
+	}
+	if _, err := s.GetAny("machines", "recent"); err != nil {
+		t.Fatalf("recent tombstone reaped: %v", err)
+	}
+	if _, err := s.Get("machines", "live"); err != nil {
+		t.Fatalf("live row reaped: %v", err)
+	}
+	var d Digest
+	for _, k := range []string{"live", "recent"} {
+		r, _ := s.GetAny("machines", k)
+		d.Update(LeafOf("machines", k), Hash{}, RowHash("machines", k, AppendRow(nil, r)))
+	}
+	if d.Root() != s.Stats().Root {
+		t.Fatal("digest after reaping differs from one recomputed from the rows")
+	}
+	// The deleted row's old state, from a peer that missed the delete,
+	// must not come back.
+	_, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "old", Row: oldPut}})
+	if err != nil || len(rejected) != 1 || !errors.Is(rejected[0].Err, ErrStale) {
+		t.Fatalf("old state of a reaped row: rejected %v, err %v", rejected, err)
+	}
+	// The horizon survives a restart.
+	path := s.Path()
+	s.Close()
+	s2 := openTest(t, path, Options{Clock: clock})
+	if _, rejected, _ := s2.Merge(ctx, []Change{{Table: "machines", Key: "old", Row: oldPut}}); len(rejected) != 1 {
+		t.Fatal("horizon lost across a restart")
+	}
+	if err := s2.MarkSynced(now); err != nil || !s2.LastSynced().Equal(now) {
+		t.Fatalf("last synced %v, %v", s2.LastSynced(), err)
+	}
+}
