@@ -56,6 +56,7 @@ type request struct {
 	quiet   bool // remote changes not to report to OnCommit (anti-entropy)
 	reap    hlc.Timestamp
 	reaped  int
+	flush   bool // persist the digest now (Close)
 
 	stamps   []Stamp    // per mutation, on success
 	applied  []Change   // remote changes that were new
@@ -173,6 +174,8 @@ type txState struct {
 	seq    uint64
 	first  uint64
 	reaped hlc.Timestamp
+	flush  bool // checkpoint the digest in this transaction
+	saved  bool // the digest was checkpointed
 	buf    []byte
 }
 
@@ -187,6 +190,8 @@ func (s *Store) commit(batch []*request) {
 		for _, r := range batch {
 			var err error
 			switch {
+			case r.flush:
+				st.flush = true
 			case r.reap != 0:
 				err = s.applyReap(tx, &st, r)
 			case r.muts != nil:
@@ -210,6 +215,14 @@ func (s *Store) commit(batch []*request) {
 		s.mu.Lock()
 		for _, leaf := range st.dirty {
 			s.digest.Update(leaf, Hash{}, st.leaves[leaf])
+		}
+		if st.saved {
+			clear(s.unsaved)
+			s.checkpointed = time.Now()
+		} else {
+			for _, leaf := range st.dirty {
+				s.unsaved[leaf] = true
+			}
 		}
 		for t, d := range st.counts {
 			s.counts[t] += d
@@ -454,22 +467,11 @@ func (s *Store) writeRow(tx *bolt.Tx, st *txState, table, key string, prev Row, 
 // finish persists the digest leaves, counters and feed position, and trims
 // the feed to its retention.
 func (s *Store) finish(tx *bolt.Tx, st *txState) error {
-	digest := tx.Bucket(bucketDigest)
 	slices.Sort(st.dirty)
 	st.dirty = slices.Compact(st.dirty) // a delta can cancel out and be re-added
 	s.mu.RLock()
-	for _, leaf := range st.dirty {
-		h := s.digest.Leaf(leaf)
-		h.xor(st.leaves[leaf])
-		var k [2]byte
-		binary.BigEndian.PutUint16(k[:], uint16(leaf))
-		var err error
-		if h.IsZero() {
-			err = digest.Delete(k[:])
-		} else {
-			err = digest.Put(k[:], bytes.Clone(h[:]))
-		}
-		if err != nil {
+	if st.flush || time.Since(s.checkpointed) >= digestCheckpoint {
+		if err := s.saveDigest(tx, st); err != nil {
 			s.mu.RUnlock()
 			return err
 		}
@@ -506,3 +508,39 @@ func (s *Store) finish(tx *bolt.Tx, st *txState) error {
 }
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// digestCheckpoint is how often the digest's changed leaves are written
+// to disk. Writing them on every commit dirtied a page per touched leaf and
+// made small commits about a third more expensive; between checkpoints the
+// digest lives in memory, and a store that did not close cleanly rebuilds
+// it from its rows at open.
+const digestCheckpoint = time.Second
+
+// saveDigest writes every leaf changed since the last checkpoint, with its
+// value once this transaction commits, and the feed position the digest
+// reflects. Caller holds s.mu for reading.
+func (s *Store) saveDigest(tx *bolt.Tx, st *txState) error {
+	digest := tx.Bucket(bucketDigest)
+	leaves := slices.Clone(st.dirty)
+	for leaf := range s.unsaved {
+		leaves = append(leaves, leaf)
+	}
+	slices.Sort(leaves)
+	for _, leaf := range slices.Compact(leaves) {
+		h := s.digest.Leaf(leaf)
+		h.xor(st.leaves[leaf])
+		var k [2]byte
+		binary.BigEndian.PutUint16(k[:], uint16(leaf))
+		var err error
+		if h.IsZero() {
+			err = digest.Delete(k[:])
+		} else {
+			err = digest.Put(k[:], bytes.Clone(h[:]))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	st.saved = true
+	return tx.Bucket(bucketMeta).Put(metaDigestSeq, seqKey(st.seq))
+}

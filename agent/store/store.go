@@ -49,15 +49,16 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 
 // bbolt buckets and meta keys.
 var (
-	bucketRows   = []byte("rows")   // nested bucket per table: key → encoded Row
-	bucketFeed   = []byte("feed")   // seq (uint64 BE) → encoded Event
-	bucketDigest = []byte("digest") // leaf (uint16 BE) → Hash
-	bucketMeta   = []byte("meta")
-	metaFormat   = []byte("format")    // storeFormat as uvarint
-	metaSeq      = []byte("seq")       // last committed feed seq, uint64 BE
-	metaCount    = []byte("count\x00") // + table: alive rows, uint64 BE
-	metaReaped   = []byte("reaped")    // tombstones stamped before this HLC are gone, uint64 BE
-	metaSynced   = []byte("synced")    // unix ms of the last completed anti-entropy exchange
+	bucketRows    = []byte("rows")   // nested bucket per table: key → encoded Row
+	bucketFeed    = []byte("feed")   // seq (uint64 BE) → encoded Event
+	bucketDigest  = []byte("digest") // leaf (uint16 BE) → Hash
+	bucketMeta    = []byte("meta")
+	metaFormat    = []byte("format")    // storeFormat as uvarint
+	metaSeq       = []byte("seq")       // last committed feed seq, uint64 BE
+	metaCount     = []byte("count\x00") // + table: alive rows, uint64 BE
+	metaReaped    = []byte("reaped")    // tombstones stamped before this HLC are gone, uint64 BE
+	metaSynced    = []byte("synced")    // unix ms of the last completed anti-entropy exchange
+	metaDigestSeq = []byte("digestseq") // the feed seq the persisted digest reflects
 )
 
 // storeFormat is the version of the on-disk layout.
@@ -129,6 +130,10 @@ type Store struct {
 	rowsWritten uint64
 	reaped      hlc.Timestamp // tombstone horizon (guarded by mu)
 
+	// Digest checkpoints; owned by the commit loop.
+	unsaved      map[int]bool // leaves changed since the last checkpoint
+	checkpointed time.Time
+
 	onCommit atomic.Pointer[func(local, remote []Change)]
 }
 
@@ -165,6 +170,7 @@ func Open(path string, opts Options) (*Store, error) {
 		loopDone: make(chan struct{}),
 		counts:   map[string]int64{},
 		changed:  make(chan struct{}),
+		unsaved:  map[int]bool{},
 	}
 	if opts.OnCommit != nil {
 		s.SetOnCommit(opts.OnCommit)
@@ -215,6 +221,13 @@ func (s *Store) load() (err error) {
 				s.counts[string(k[len(metaCount):])] = int64(binary.BigEndian.Uint64(v))
 			}
 		}
+		var digestSeq uint64
+		if v := meta.Get(metaDigestSeq); len(v) == 8 {
+			digestSeq = binary.BigEndian.Uint64(v)
+		}
+		if digestSeq != s.seq {
+			return s.rebuildDigest(tx)
+		}
 		return tx.Bucket(bucketDigest).ForEach(func(k, v []byte) error {
 			if len(k) != 2 || len(v) != len(Hash{}) || int(binary.BigEndian.Uint16(k)) >= Leaves {
 				return fmt.Errorf("%w: digest entry", ErrCorrupt)
@@ -227,6 +240,38 @@ func (s *Store) load() (err error) {
 	})
 }
 
+// rebuildDigest recomputes the digest from every row, after a stop that
+// left the persisted digest behind the rows, and persists it.
+func (s *Store) rebuildDigest(tx *bolt.Tx) error {
+	s.digest = Digest{}
+	rows := tx.Bucket(bucketRows)
+	err := rows.ForEachBucket(func(table []byte) error {
+		t := string(table)
+		return rows.Bucket(table).ForEach(func(k, v []byte) error {
+			s.digest.Update(LeafOf(t, string(k)), Hash{}, RowHash(t, string(k), v))
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	if err := tx.DeleteBucket(bucketDigest); err != nil {
+		return err
+	}
+	digest, err := tx.CreateBucket(bucketDigest)
+	if err != nil {
+		return err
+	}
+	for leaf := 0; leaf < Leaves; leaf++ {
+		if h := s.digest.Leaf(leaf); !h.IsZero() {
+			if err := digest.Put(binary.BigEndian.AppendUint16(nil, uint16(leaf)), bytes.Clone(h[:])); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(metaDigestSeq, seqKey(s.seq))
+}
+
 // Close stops the commit loop, waits for writes in flight, and closes the
 // file. Later calls return ErrClosed.
 func (s *Store) Close() error {
@@ -236,8 +281,10 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
-	close(s.closing)
 	s.closeMu.Unlock()
+	// Checkpoint the digest, so the next open need not rebuild it.
+	s.submit(context.Background(), &request{flush: true})
+	close(s.closing)
 	<-s.loopDone
 	return s.db.Close()
 }
