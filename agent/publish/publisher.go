@@ -229,13 +229,18 @@ func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, erro
 		return Plan{}, p.fail(r, st, err)
 	}
 	plan := Diff(published, out)
+	type nameKey struct{ name, key string }
+	exists := make(map[nameKey]bool, len(published))
+	for _, rec := range published {
+		exists[nameKey{rec.Name, rec.Key}] = true
+	}
 	now := time.Now()
 	var muts []store.Mutation
 	rejected := 0
 	var firstReject error
 	for _, u := range plan.Upserts {
 		count := counts[u.Name]
-		if !hasKey(published, u) {
+		if !exists[nameKey{u.Name, u.Key}] {
 			count++
 		}
 		err := p.opts.Contract.CheckWrite(contracts.Write{Record: u.Name, Key: u.Key, Region: p.opts.Region, Writer: p.opts.Region,
@@ -290,15 +295,6 @@ func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, erro
 	}
 	p.runs.WithLabelValues(r.Name(), result).Inc()
 	return plan, nil
-}
-
-func hasKey(published []Record, r Record) bool {
-	for _, p := range published {
-		if p.Name == r.Name && p.Key == r.Key {
-			return true
-		}
-	}
-	return false
 }
 
 // published lists this region's live records of the given types, and their
