@@ -146,19 +146,20 @@ func (s *Server) globalGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("key")
-	rows, _, err := s.opts.Global.List(sch.Name, "", 0)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
+	// Every region that publishes writes a heartbeat: look the key up in
+	// each of them rather than listing every record.
 	beats := s.heartbeats()
 	res := GlobalEntry{Key: key, Regions: map[string]RegionRecord{}}
-	for _, kr := range rows {
-		region, k, ok := strings.Cut(kr.Key, "/")
-		if !ok || k != key {
+	for region := range beats {
+		row, err := s.opts.Global.Get(sch.Name, region+"/"+key)
+		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
-		rr, err := s.regionRecord(sch, kr.Row, beats, region)
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		rr, err := s.regionRecord(sch, row, beats, region)
 		if err != nil {
 			s.internal(w, r, err)
 			return
