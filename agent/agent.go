@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -214,11 +215,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("strata agent running", "node", a.cfg.Node, "region", a.cfg.Regional.Region,
 		"api", "http://"+a.Addr(), "data_dir", a.cfg.DataDir, "rows", st.Rows)
 	a.tier.Start()
-	go a.reapLoop(ctx)
+	// Background work stops when Run ends, before the stores close.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	var bg sync.WaitGroup
+	bg.Go(func() { a.reapLoop(bgCtx) })
 	if a.globalTier != nil {
 		a.globalTier.Start()
-		go a.publisher.Run(ctx)
+		bg.Go(func() { a.publisher.Run(bgCtx) })
 	}
+	// Requests in flight (watch streams above all) see their context end
+	// when shutdown starts, instead of holding it for ShutdownTimeout.
+	reqCtx, stopRequests := context.WithCancel(context.Background())
+	a.server.BaseContext = func(net.Listener) context.Context { return reqCtx }
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.listener) }()
 	var err error
@@ -227,6 +236,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	case err = <-errc:
 	}
 	a.log.Info("strata agent stopping")
+	stopRequests()
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if serr := a.server.Shutdown(sctx); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) {
@@ -235,6 +245,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	stopBackground()
+	bg.Wait()
 	a.close()
 	return err
 }

@@ -80,6 +80,11 @@ func (s *Server) regionalRow(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("key")
+	if key == "" {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+			Message: fmt.Sprintf("no key in %s: use /v1/regional/%s/{key}, or POST to /v1/regional/%s for a batch", r.URL.Path, sch.Name, sch.Name)})
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		s.get(w, r, sch, key)

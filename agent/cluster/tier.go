@@ -667,6 +667,13 @@ func (b broadcastMsg) Invalidates(memberlist.Broadcast) bool { return false }
 func (b broadcastMsg) Message() []byte                       { return b }
 func (b broadcastMsg) Finished()                             {}
 
+// UniqueBroadcast tells memberlist not to scan its queue for broadcasts
+// this one invalidates (there are none), which it would otherwise do on
+// every queued change, on the store's commit goroutine.
+func (b broadcastMsg) UniqueBroadcast() {}
+
+var _ memberlist.UniqueBroadcast = broadcastMsg(nil)
+
 // slogWriter turns memberlist's log lines into slog records.
 type slogWriter struct{ log *slog.Logger }
 

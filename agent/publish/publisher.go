@@ -131,7 +131,7 @@ func (p *Publisher) Run(ctx context.Context) {
 	heartbeat := time.NewTicker(p.opts.Heartbeat)
 	defer heartbeat.Stop()
 	var lastSeq uint64
-	wasActive := false
+	wasActive, retry := false, false
 	for {
 		changed := p.opts.Regional.Changed()
 		active := p.opts.Active()
@@ -140,9 +140,11 @@ func (p *Publisher) Run(ctx context.Context) {
 				p.log.Info("this node is now the region's publisher")
 				p.beat(ctx)
 			}
-			if seq := p.opts.Regional.Stats().Seq; seq != lastSeq || !wasActive {
+			if seq := p.opts.Regional.Stats().Seq; seq != lastSeq || !wasActive || retry {
 				lastSeq = seq
-				p.PublishAll(ctx)
+				// A run that failed or had writes refused (a rate budget
+				// says "later") is tried again on the next heartbeat tick.
+				retry = !p.PublishAll(ctx)
 			}
 		}
 		wasActive = active
@@ -172,11 +174,21 @@ func (p *Publisher) beat(ctx context.Context) {
 	}
 }
 
-// PublishAll runs every reducer once.
-func (p *Publisher) PublishAll(ctx context.Context) {
+// PublishAll runs every reducer once. It reports whether every run
+// succeeded with no write refused.
+func (p *Publisher) PublishAll(ctx context.Context) bool {
+	clean := true
 	for _, r := range p.opts.Reducers {
-		p.Publish(ctx, r) // failures are logged (once per distinct error) and in Status
+		// Failures are logged (once per distinct error) and in Status.
+		_, err := p.Publish(ctx, r)
+		p.mu.Lock()
+		rejected := p.status[r.Name()].Rejected
+		p.mu.Unlock()
+		if err != nil || rejected > 0 {
+			clean = false
+		}
 	}
+	return clean
 }
 
 // Publish runs one reducer on the current rows and publishes the
@@ -233,6 +245,10 @@ func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, erro
 	exists := make(map[nameKey]bool, len(published))
 	for _, rec := range published {
 		exists[nameKey{rec.Name, rec.Key}] = true
+	}
+	// Deletes free their slots before upserts take new ones.
+	for _, d := range plan.Deletes {
+		counts[d.Name]--
 	}
 	now := time.Now()
 	var muts []store.Mutation

@@ -456,10 +456,15 @@ func TestReapTombstones(t *testing.T) {
 	if err != nil || len(rejected) != 1 || !errors.Is(rejected[0].Err, ErrStale) {
 		t.Fatalf("old state of a reaped row: rejected %v, err %v", rejected, err)
 	}
-	// The horizon survives a restart.
+	// The horizon, and the digest without the reaped rows, survive a
+	// restart.
 	path := s.Path()
+	root := s.Stats().Root
 	s.Close()
 	s2 := openTest(t, path, Options{Clock: clock})
+	if s2.Stats().Root != root {
+		t.Fatal("digest after reopening differs from the one after reaping")
+	}
 	if _, rejected, _ := s2.Merge(ctx, []Change{{Table: "machines", Key: "old", Row: oldPut}}); len(rejected) != 1 {
 		t.Fatal("horizon lost across a restart")
 	}
