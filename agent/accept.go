@@ -103,37 +103,51 @@ func newReceivedRejected() *prometheus.CounterVec {
 }
 
 func checkGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool), ch store.Change) error {
-	{
-		writer := ""
+	if ch.Table == publish.PublishersTable {
+		// A gateway declares its own region: only it may write its entry.
 		for _, st := range append([]store.Stamp{ch.Row.Stamp}, stampsOf(ch.Row)...) {
-			r, ok := regionOf(st.Node)
-			if !ok {
-				return &rejection{"unknown_origin", fmt.Errorf("%s/%s: written by a node this gateway does not know", ch.Table, ch.Key)}
+			if st.Node != store.NodeIDOf(ch.Key) {
+				return &rejection{contracts.RuleWrongRegion, fmt.Errorf("gateway entry %q written by another node", ch.Key)}
 			}
-			if writer != "" && r != writer {
-				return &rejection{contracts.RuleWrongRegion, fmt.Errorf("%s/%s: stamps from regions %s and %s", ch.Table, ch.Key, writer, r)}
-			}
-			writer = r
 		}
-		if ch.Table == publish.HeartbeatTable {
-			if ch.Key != writer {
-				return &rejection{contracts.RuleWrongRegion, fmt.Errorf("heartbeat of region %q written by region %q", ch.Key, writer)}
-			}
-			return nil
-		}
-		region, key, ok := publish.SplitRecordKey(ch.Key)
-		if !ok {
-			return &rejection{"key", fmt.Errorf("%s: global key %q has no region", ch.Table, ch.Key)}
-		}
-		w := contracts.Write{Record: ch.Table, Key: key, Region: region, Writer: writer, Delete: !ch.Row.Alive(), Now: time.Now()}
-		if ch.Row.Alive() {
-			if len(ch.Row.Fields) != 1 || ch.Row.Fields[0].Num != 1 {
-				return &rejection{"decode", fmt.Errorf("%s/%s: a global record row holds exactly field 1", ch.Table, ch.Key)}
-			}
-			w.Value = ch.Row.Fields[0].Value
-		}
-		return c.CheckWrite(w)
+		return nil
 	}
+	// The writer is whoever stamped what the change brings: the fields of
+	// a live row (its row stamp is the creator's, who may be long gone),
+	// the row stamp of a delete.
+	stamps := stampsOf(ch.Row)
+	if !ch.Row.Alive() {
+		stamps = []store.Stamp{ch.Row.Stamp}
+	}
+	writer := ""
+	for _, st := range stamps {
+		r, ok := regionOf(st.Node)
+		if !ok {
+			return &rejection{"unknown_origin", fmt.Errorf("%s/%s: written by a node this gateway does not know", ch.Table, ch.Key)}
+		}
+		if writer != "" && r != writer {
+			return &rejection{contracts.RuleWrongRegion, fmt.Errorf("%s/%s: stamps from regions %s and %s", ch.Table, ch.Key, writer, r)}
+		}
+		writer = r
+	}
+	if ch.Table == publish.HeartbeatTable {
+		if ch.Key != writer {
+			return &rejection{contracts.RuleWrongRegion, fmt.Errorf("heartbeat of region %q written by region %q", ch.Key, writer)}
+		}
+		return nil
+	}
+	region, key, ok := publish.SplitRecordKey(ch.Key)
+	if !ok {
+		return &rejection{"key", fmt.Errorf("%s: global key %q has no region", ch.Table, ch.Key)}
+	}
+	w := contracts.Write{Record: ch.Table, Key: key, Region: region, Writer: writer, Delete: !ch.Row.Alive(), Now: time.Now()}
+	if ch.Row.Alive() {
+		if len(ch.Row.Fields) != 1 || ch.Row.Fields[0].Num != 1 {
+			return &rejection{"decode", fmt.Errorf("%s/%s: a global record row holds exactly field 1", ch.Table, ch.Key)}
+		}
+		w.Value = ch.Row.Fields[0].Value
+	}
+	return c.CheckWrite(w)
 }
 
 func stampsOf(r store.Row) []store.Stamp {

@@ -298,10 +298,28 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	if err != nil {
 		return fmt.Errorf("global.keyring: %w", err)
 	}
+	// Declare this gateway's region in the global tier, for gateways that
+	// start after this one has gone but still hold what it wrote.
+	if _, err := a.global.Apply(ctx, store.Mutation{Op: store.OpPut, Table: publish.PublishersTable, Key: cfg.Node,
+		Fields: []store.FieldValue{{Num: 1, Value: []byte(cfg.Regional.Region)}}}); err != nil {
+		return err
+	}
 	var gt atomic.Pointer[cluster.Tier]
 	regionOf := func(id store.NodeID) (string, bool) {
 		if t := gt.Load(); t != nil {
-			return t.RegionOf(id)
+			if r, ok := t.RegionOf(id); ok {
+				return r, true
+			}
+		}
+		rows, _, err := a.global.List(publish.PublishersTable, "", 0)
+		if err != nil {
+			return "", false
+		}
+		for _, kr := range rows {
+			if store.NodeIDOf(kr.Key) == id {
+				f, _ := kr.Row.Field(1)
+				return string(f.Value), len(f.Value) > 0
+			}
 		}
 		return "", false
 	}

@@ -310,6 +310,24 @@ func TestForgedGlobalChangesAreRejected(t *testing.T) {
 	if n := testutil.CollectAndCount(rejected); n != 5 {
 		t.Errorf("rejections counted under %d (record, reason) labels, want 5", n)
 	}
+	// A live record's row stamp is its creator's; only the stamps of what
+	// the change brings name the writer, so a record created by a gateway
+	// this node never knew, updated by a known one, is accepted.
+	ch := rec(ord, publish.RecordKey("ord", "web"), good)
+	ch.Row.Stamp.Node = store.NodeIDOf("long-gone")
+	if err := accept(ch, "x"); err != nil {
+		t.Errorf("update of a record created by an unknown node: %v", err)
+	}
+	// Gateways declare their own region, and only their own.
+	self := store.Stamp{HLC: hlc.New(time.Now().UnixMilli(), 0), Node: store.NodeIDOf("fra-1")}
+	decl := store.Change{Table: publish.PublishersTable, Key: "fra-1", Row: store.Row{CL: 1, Stamp: self, Fields: []store.Field{{Num: 1, Stamp: self, Value: []byte("fra")}}}}
+	if err := accept(decl, "x"); err != nil {
+		t.Errorf("a gateway's own declaration was refused: %v", err)
+	}
+	decl.Key = "ord-1"
+	if err := accept(decl, "x"); err == nil {
+		t.Error("a gateway declared another gateway's region")
+	}
 }
 
 // TestFaultyRegionsCannotPoisonOthers runs one region per misbehaving

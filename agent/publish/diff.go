@@ -20,6 +20,12 @@ import (
 // region, value the publishing node's name.
 const HeartbeatTable = "_heartbeats"
 
+// PublishersTable is the global store table where each gateway declares
+// its region (key: node name, value: region), so that gateways that never
+// saw a node in the membership can still tell which region its writes
+// come from.
+const PublishersTable = "_gateways"
+
 // valueField is the one field a global record row holds: its message.
 const valueField = 1
 
