@@ -223,16 +223,13 @@ func (s *Server) globalPut(w http.ResponseWriter, r *http.Request) {
 	}
 	storeKey := s.opts.Region + "/" + key
 	count := 0
-	rows, _, err := s.opts.Global.List(sch.Name, s.opts.Region+"/", 0)
+	rows, err := s.opts.Global.ListPrefix(sch.Name, s.opts.Region+"/")
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	exists := false
 	for _, kr := range rows {
-		if !strings.HasPrefix(kr.Key, s.opts.Region+"/") {
-			break
-		}
 		count++
 		exists = exists || kr.Key == storeKey
 	}

@@ -320,15 +320,12 @@ func (p *Publisher) published(names []string) ([]Record, map[string]int, error) 
 	counts := map[string]int{}
 	prefix := p.opts.Region + "/"
 	for _, name := range names {
-		rows, _, err := p.opts.Global.List(name, prefix, 0) // keys after "region/"
+		rows, err := p.opts.Global.ListPrefix(name, prefix)
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, kr := range rows {
-			key, ok := strings.CutPrefix(kr.Key, prefix)
-			if !ok {
-				break // keys are sorted: past this region's records
-			}
+			key := strings.TrimPrefix(kr.Key, prefix)
 			f, _ := kr.Row.Field(valueField)
 			out = append(out, Record{Name: name, Key: key, Value: f.Value})
 			counts[name]++

@@ -399,6 +399,31 @@ func (s *Store) List(table, after string, limit int) ([]KeyRow, uint64, error) {
 	return out, seq, err
 }
 
+// ListPrefix returns the live rows of table whose keys start with prefix,
+// in key order, reading no further than the prefix's range.
+func (s *Store) ListPrefix(table, prefix string) ([]KeyRow, error) {
+	var out []KeyRow
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tableBucket(tx, table)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		p := []byte(prefix)
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			r, err := DecodeRow(bytes.Clone(v))
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", table, k, err)
+			}
+			if r.Alive() {
+				out = append(out, KeyRow{Key: string(k), Row: r})
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Scan calls fn for every live row of table in key order, inside one read
 // transaction, and returns the feed sequence number the scan reflects:
 // every change up to it is in the rows, none after. fn's error stops the

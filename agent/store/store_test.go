@@ -498,3 +498,13 @@ func TestDigestRebuiltAfterUncleanStop(t *testing.T) {
 		t.Fatalf("digest after rebuild %x, want %x", got, want)
 	}
 }
+
+func TestListPrefix(t *testing.T) {
+	s := openTest(t, "", Options{})
+	mustApply(t, s, put("ams/web", "1"), put("ord/api", "2"), put("ord/web", "3"), put("ord-2/web", "4"), put("orz/x", "5"))
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "ord/api"})
+	rows, err := s.ListPrefix("machines", "ord/")
+	if err != nil || len(rows) != 1 || rows[0].Key != "ord/web" {
+		t.Fatalf("ListPrefix(ord/) = %+v, %v", rows, err)
+	}
+}
