@@ -152,7 +152,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 		out.event(seq, EventSynced, map[string]uint64{"seq": seq})
 		return seq
 	}
-	if resume && pos > st.Stats().Seq {
+	if resume && pos > st.Seq() {
 		// Feed positions belong to one node's data file: a position this
 		// node has not reached comes from another node or an older file.
 		out.event(0, EventReset, map[string]string{"reason": fmt.Sprintf("position %d is ahead of this node's change feed", pos)})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -507,7 +508,7 @@ func rejectReason(err error) string {
 		return re.Reason()
 	case errors.Is(err, errMalformed):
 		return "malformed"
-	case strings.Contains(err.Error(), "hlc:"):
+	case errors.Is(err, hlc.ErrDrift):
 		return "clock_drift"
 	case errors.Is(err, store.ErrInvalid):
 		return "invalid_row"

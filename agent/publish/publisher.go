@@ -140,7 +140,7 @@ func (p *Publisher) Run(ctx context.Context) {
 				p.log.Info("this node is now the region's publisher")
 				p.beat(ctx)
 			}
-			if seq := p.opts.Regional.Stats().Seq; seq != lastSeq || !wasActive || retry {
+			if seq := p.opts.Regional.Seq(); seq != lastSeq || !wasActive || retry {
 				lastSeq = seq
 				// A run that failed or had writes refused (a rate budget
 				// says "later") is tried again on the next heartbeat tick.

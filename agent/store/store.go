@@ -553,6 +553,14 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
+// Seq is the sequence number of the last committed change: cheaper than
+// Stats, which also reads the file size and copies the counters.
+func (s *Store) Seq() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.seq
+}
+
 // Digest returns a copy of the current digest.
 func (s *Store) Digest() *Digest {
 	s.mu.RLock()
