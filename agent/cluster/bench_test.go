@@ -368,9 +368,18 @@ func BenchmarkRepairAfterPartition(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		// Let gossip of the writes die out among the others (so the lone
-		// node can only be repaired by anti-entropy), then heal.
-		time.Sleep(2 * time.Second)
+		// Wait until gossip of the writes has died out among the others
+		// (every broadcast queue empty), so the lone node can only be
+		// repaired by anti-entropy; then heal.
+		for quiet := false; !quiet; {
+			quiet = true
+			for _, t := range nodes {
+				if t.queue.NumQueued() > 0 {
+					quiet = false
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		received := func() float64 { return testutil.ToFloat64(lone.m.synced.WithLabelValues(Regional, "received")) }
 		m0 := received()
 		want := nodes[0].store.Stats().Root
