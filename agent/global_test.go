@@ -20,6 +20,7 @@ import (
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 	"github.com/strata-state/strata/internal/reducertest"
+	"github.com/strata-state/strata/internal/waitfor"
 )
 
 // gatewayConfig is a gateway of region with the app-regions reducer.
@@ -100,21 +101,6 @@ func startAgent(t testing.TB, cfg *config.Config) *runningAgent {
 	return &runningAgent{a: a, client: api.NewClient(a.Addr(), ""), stop: stop}
 }
 
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // placement fetches app_placements/app from a gateway's API and returns
 // the regions that publish it, with serving and staleness.
 func placement(ctx context.Context, c *api.Client, app string) (map[string]string, error) {
@@ -142,7 +128,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	ord1 := startAgent(t, gatewayConfig(t, "ord-1", "ord", wasm, nil, nil))
 	ams1 := startAgent(t, gatewayConfig(t, "ams-1", "ams", wasm, nil, []string{ord1.a.GlobalTier().Addr()}))
 	ord2 := startAgent(t, gatewayConfig(t, "ord-2", "ord", wasm, []string{ord1.a.Tier().Addr()}, []string{ord1.a.GlobalTier().Addr()}))
-	pollUntil(t, 15*time.Second, "ord has two members", func() error {
+	waitfor.Until(t, 15*time.Second, "ord has two members", func() error {
 		if n := ord2.a.Tier().NumAlive(); n != 2 {
 			return fmt.Errorf("ord-2 sees %d", n)
 		}
@@ -153,7 +139,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	if _, err := ord2.client.Put(ctx, "machines", "m-1", []byte(row)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 15*time.Second, "web in ord, seen from ams", func() error {
+	waitfor.Until(t, 15*time.Second, "web in ord, seen from ams", func() error {
 		p, err := placement(ctx, ams1.client, "web")
 		if err != nil {
 			return err
@@ -179,7 +165,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	plainCfg := gatewayConfig(t, "ord-9", "ord", wasm, []string{ord1.a.Tier().Addr()}, nil)
 	plainCfg.Global, plainCfg.Reducers = nil, nil
 	plain := startAgent(t, plainCfg)
-	pollUntil(t, 15*time.Second, "global read through a non-gateway", func() error {
+	waitfor.Until(t, 15*time.Second, "global read through a non-gateway", func() error {
 		p, err := placement(ctx, plain.client, "web")
 		if err != nil {
 			return err
@@ -206,7 +192,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	if _, err := ord2.client.Patch(ctx, "machines", "m-1", []byte(`{"host":"h-18"}`)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 10*time.Second, "publisher ran on the churn", func() error {
+	waitfor.Until(t, 10*time.Second, "publisher ran on the churn", func() error {
 		if st := ord1.a.Publisher().Status()[0]; st.Skipped == skipped {
 			return fmt.Errorf("status %+v", st)
 		}
@@ -236,7 +222,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	if _, err := ord2.client.Put(ctx, "machines", "m-2", []byte(`{"id":"m-2","app":"api","state":"MACHINE_STATE_STARTED","healthy":false}`)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 20*time.Second, "api in ord after failover, seen from ams", func() error {
+	waitfor.Until(t, 20*time.Second, "api in ord after failover, seen from ams", func() error {
 		p, err := placement(ctx, ams1.client, "api")
 		if err != nil {
 			return err
@@ -251,7 +237,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 	if _, err := ord2.client.Patch(ctx, "machines", "m-2", []byte(`{"state":"MACHINE_STATE_STOPPED"}`)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 20*time.Second, "api gone from ord, seen from ams", func() error {
+	waitfor.Until(t, 20*time.Second, "api gone from ord, seen from ams", func() error {
 		p, err := placement(ctx, ams1.client, "api")
 		if e, ok := err.(*api.Error); ok && e.Status == 404 {
 			return nil
@@ -264,7 +250,7 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 
 	// ord goes dark: ams reports its records stale.
 	ord2.stop()
-	pollUntil(t, 15*time.Second, "ord stale in ams", func() error {
+	waitfor.Until(t, 15*time.Second, "ord stale in ams", func() error {
 		p, err := placement(ctx, ams1.client, "web")
 		if err != nil {
 			return err
@@ -370,7 +356,7 @@ func TestFaultyRegionsCannotPoisonOthers(t *testing.T) {
 		"panic": ": panic:", "loop": ": timeout:", "wrongabi": ": abi:",
 		"membomb": ": memory:", "guesterror": ": guest:", "hugeoutput": ": output:", "garbage": ": output:", "noexports": ": abi:",
 	}
-	pollUntil(t, 30*time.Second, "ord's web seen from every faulty region, and every faulty reducer reported", func() error {
+	waitfor.Until(t, 30*time.Second, "ord's web seen from every faulty region, and every faulty reducer reported", func() error {
 		for name, a := range bad {
 			p, err := placement(ctx, a.client, "web")
 			if err != nil {

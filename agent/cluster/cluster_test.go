@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/internal/waitfor"
 )
 
 // testNode is one node of an in-process cluster: a real store file and a
@@ -117,21 +119,16 @@ func (n *testNode) put(t *testing.T, key string, fields ...string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes, then fails
-// with cond's description of what did not converge.
+// waitFor polls cond until it holds, failing with cond's description of
+// what did not converge.
 func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, why := cond()
-		if ok {
-			return
+	waitfor.Until(t, timeout, "cluster", func() error {
+		if ok, why := cond(); !ok {
+			return errors.New(why)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not converged after %s: %s", timeout, why)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // converged reports whether the running nodes hold identical digests.
@@ -232,6 +229,10 @@ func TestPartitionHealConverges(t *testing.T) {
 		return out
 	}
 	c.faults.Partition(addrs(left), addrs(right))
+	// Let failure detection declare the other side dead: memberlist never
+	// probes dead nodes again, so only the tier's reconnect loop can heal
+	// this.
+	waitFor(t, 20*time.Second, membersSee(3, nodes...))
 	for i := 0; i < 30; i++ {
 		left[i%3].put(t, fmt.Sprintf("L%02d", i), "left")
 		right[i%3].put(t, fmt.Sprintf("R%02d", i), "right")

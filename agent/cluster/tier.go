@@ -279,36 +279,60 @@ func splitHostPort(hp string) (string, int, error) {
 // peer runs alone and keeps trying in the background.
 func (t *Tier) Start() {
 	targets := t.joinTargets()
-	if len(targets) == 0 {
-		return
-	}
-	if n, err := t.ml.Join(targets); err != nil && n == 0 {
-		t.log.Warn("no peer reachable yet; retrying in the background", "join", targets, "err", err)
-	} else {
-		t.log.Info("joined", "contacted", n)
+	if len(targets) > 0 {
+		if n, err := t.ml.Join(targets); err != nil && n == 0 {
+			t.log.Warn("no peer reachable yet; retrying in the background", "join", targets, "err", err)
+		} else {
+			t.log.Info("joined", "contacted", n)
+		}
 	}
 	t.done.Add(1)
 	go t.rejoinLoop(targets)
 }
 
-// rejoinLoop retries joining while this node is alone.
+// reconnectEvery is how often a node tries to reach members it considers
+// dead, and reconnectSample how many of them a round tries.
+const (
+	reconnectEvery  = 2 * time.Second
+	reconnectSample = 3
+)
+
+// rejoinLoop keeps the tier whole. While this node is alone it retries its
+// join targets (with backoff). And it keeps trying a few members it
+// considers dead: memberlist never probes dead nodes again, so after a
+// partition longer than failure detection each side would otherwise stay
+// dead to the other for good (Serf's reconnect does the same).
 func (t *Tier) rejoinLoop(targets []string) {
 	defer t.done.Done()
 	backoff := time.Second
+	next := time.Now().Add(backoff)
 	for {
 		select {
 		case <-t.stop:
 			return
-		case <-time.After(backoff):
+		case <-time.After(reconnectEvery):
 		}
-		if t.ml.NumMembers() > 1 {
-			backoff = 5 * time.Second
-			continue
+		if t.ml.NumMembers() <= 1 && len(targets) > 0 && time.Now().After(next) {
+			if n, err := t.ml.Join(targets); err == nil && n > 0 {
+				t.log.Info("joined", "contacted", n)
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			next = time.Now().Add(backoff)
 		}
-		if n, err := t.ml.Join(targets); err == nil && n > 0 {
-			t.log.Info("joined", "contacted", n)
+		var dead []string
+		t.membersMu.RLock()
+		for _, n := range t.members {
+			if n.State == memberlist.StateDead {
+				dead = append(dead, n.Address())
+			}
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		t.membersMu.RUnlock()
+		rand.Shuffle(len(dead), func(i, j int) { dead[i], dead[j] = dead[j], dead[i] })
+		if len(dead) > 0 {
+			if n, err := t.ml.Join(dead[:min(reconnectSample, len(dead))]); err == nil && n > 0 {
+				t.log.Info("reconnected to members considered dead", "contacted", n)
+			}
+		}
 	}
 }
 

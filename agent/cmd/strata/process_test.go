@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/internal/waitfor"
 )
 
 // buildStrata builds the strata binary once per test binary run.
@@ -123,21 +124,6 @@ func mustAbs(t *testing.T, p string) string {
 	return a
 }
 
-func poll(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestProcessesReplicateOverLoopback runs three strata agent processes
 // with real UDP/TCP gossip on 127.0.0.1: a write on one is readable on the
 // others, and a stopped node restarted without its join list (rejoining
@@ -158,7 +144,7 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 		startProc(t, bin, p, join)
 		procs = append(procs, p)
 	}
-	poll(t, 20*time.Second, "three members everywhere", func() error {
+	waitfor.Until(t, 20*time.Second, "three members everywhere", func() error {
 		for _, p := range procs {
 			res, err := p.client.Members(ctx)
 			if err != nil {
@@ -180,7 +166,7 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 	if _, err := procs[0].client.Put(ctx, "machines", "m-1", []byte(row)); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 10*time.Second, "m-1 on every node", func() error {
+	waitfor.Until(t, 10*time.Second, "m-1 on every node", func() error {
 		for _, p := range procs {
 			if _, err := p.client.Get(ctx, "machines", "m-1"); err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
@@ -200,7 +186,7 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 		}
 	}
 	startProc(t, bin, p2, nil)
-	poll(t, 20*time.Second, "restarted p2 caught up", func() error {
+	waitfor.Until(t, 20*time.Second, "restarted p2 caught up", func() error {
 		_, err := p2.client.Get(ctx, "machines", "late-9")
 		return err
 	})
