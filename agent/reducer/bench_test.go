@@ -10,10 +10,14 @@ import (
 	"github.com/strata-state/strata/plugins/fleetv1"
 )
 
+// modes are the interrupt modes benchmarks compare: the agent's default
+// (the module instrumented to check a flag) and wazero's own check.
+var modes = []string{reducer.InterruptInline, reducer.InterruptWazero}
+
 // BenchmarkRun measures one run of the example reducer, end to end: the
 // host encodes the rows into the guest, the guest decodes and reduces them
 // and encodes its records, the host copies and decodes the response.
-// Timeouts are on, as in the agent.
+// Timeouts are on in both interrupt modes; inline is the agent's.
 func BenchmarkRun(b *testing.B) {
 	for _, bc := range []struct {
 		name       string
@@ -22,29 +26,35 @@ func BenchmarkRun(b *testing.B) {
 		{"rows=10", 10, 3},
 		{"rows=100000", 100_000, 499},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			h := newHost(b)
-			cfg := appRegions(reducertest.Module(b, "app-regions"))
-			cfg.Timeout = 10 * time.Second
-			r := load(b, h, cfg)
-			tables := []reducer.Table{{Name: "machines", Rows: machines(bc.rows, bc.apps)}}
-			size := 0
-			for _, row := range tables[0].Rows {
-				size += len(row)
-			}
-			b.SetBytes(int64(size))
-			b.ResetTimer()
-			for b.Loop() {
-				res, err := r.Run(context.Background(), "ord", tables)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(res.Records) != bc.apps {
-					b.Fatalf("%d records", len(res.Records))
-				}
-			}
-		})
+		for _, mode := range modes {
+			benchmarkRun(b, mode, bc.name, bc.rows, bc.apps)
+		}
 	}
+}
+
+func benchmarkRun(b *testing.B, mode, name string, rows, apps int) {
+	b.Run("interrupt="+mode+"/"+name, func(b *testing.B) {
+		h := newHostWith(b, reducer.HostOptions{Interrupt: mode})
+		cfg := appRegions(reducertest.Module(b, "app-regions"))
+		cfg.Timeout = 10 * time.Second
+		r := load(b, h, cfg)
+		tables := []reducer.Table{{Name: "machines", Rows: machines(rows, apps)}}
+		size := 0
+		for _, row := range tables[0].Rows {
+			size += len(row)
+		}
+		b.SetBytes(int64(size))
+		b.ResetTimer()
+		for b.Loop() {
+			res, err := r.Run(context.Background(), "ord", tables)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(res.Records) != apps {
+				b.Fatalf("%d records", len(res.Records))
+			}
+		}
+	})
 }
 
 // BenchmarkReady measures an agent restart with a warm cache: a new Host
@@ -96,13 +106,20 @@ func BenchmarkReadySource(b *testing.B) {
 	}
 }
 
-// BenchmarkGuest measures what Go code costs inside the host, timeouts on:
+// BenchmarkGuest measures what Go code costs inside the host, timeouts on,
+// in both interrupt modes:
 // each op runs 10,000 times, the decoding ops once per row of a 10,000-row
 // input (testdata/reducers/costs), and the time per op excludes the cost of
 // an empty call with the same input ("none", per call). Rows are
 // fleet.v1.Machine with every field set.
 func BenchmarkGuest(b *testing.B) {
-	h := newHost(b)
+	for _, mode := range modes {
+		b.Run("interrupt="+mode, func(b *testing.B) { benchmarkGuest(b, mode) })
+	}
+}
+
+func benchmarkGuest(b *testing.B, mode string) {
+	h := newHostWith(b, reducer.HostOptions{Interrupt: mode})
 	r := load(b, h, reducer.Config{Name: "costs", Wasm: reducertest.Module(b, "costs"), Inputs: []string{"machines"}, Outputs: []string{"app_placements"}, Timeout: time.Minute})
 	rows := []reducer.Table{{Name: "machines", Rows: machines(10_000, 10)}}
 	run := func(op string, tables []reducer.Table) time.Duration {

@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/strata-state/strata/internal/abi"
+	"github.com/strata-state/strata/internal/interrupt"
 )
 
 // HostOptions configure a Host.
@@ -36,6 +37,12 @@ type HostOptions struct {
 	GoTool string
 	// BuildOutput, when set, receives the progress and errors of builds.
 	BuildOutput io.Writer
+	// Interrupt chooses how runs are stopped: "" or InterruptInline
+	// instruments modules where possible (the default, fast);
+	// InterruptWazero always uses wazero's check, 4-8x slower for Go
+	// guests (for comparison, and a way out should instrumentation
+	// misbehave).
+	Interrupt string
 }
 
 // Host loads and runs reducers. It owns what they share: the compilation
@@ -54,6 +61,9 @@ type Host struct {
 func NewHost(opts HostOptions) (*Host, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Interrupt != "" && opts.Interrupt != InterruptInline && opts.Interrupt != InterruptWazero {
+		return nil, fmt.Errorf("reducer: interrupt %q: want %q or %q", opts.Interrupt, InterruptInline, InterruptWazero)
 	}
 	h := &Host{opts: opts, locks: map[string]*sync.Mutex{}}
 	if opts.CacheDir == "" {
@@ -115,44 +125,16 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Reducer, error) {
 	sum := sha256.Sum256(bin)
 	r.hash = hex.EncodeToString(sum[:])
 
-	rcfg := wazero.NewRuntimeConfig().
-		WithCompilationCache(h.cache).
-		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(c.MemoryLimit / 65536)).
-		// Reserve the limit up front: growing memory otherwise copies all
-		// of it, and a Go guest grows it on every large run. The OS backs
-		// the reservation only as pages are touched.
-		WithMemoryCapacityFromMax(true)
-	r.rt = wazero.NewRuntimeWithConfig(ctx, rcfg)
+	start := time.Now()
+	if err := r.compile(ctx, bin); err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
 			r.rt.Close(context.Background())
 		}
 	}()
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, r.rt); err != nil {
-		return nil, r.fail(KindLoad, err)
-	}
-	_, err = r.rt.NewHostModuleBuilder(abi.ImportModule).
-		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(r.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
-		WithParameterNames("level", "ptr", "len").
-		Export(abi.ImportLog).
-		Instantiate(ctx)
-	if err != nil {
-		return nil, r.fail(KindLoad, err)
-	}
-
-	start := time.Now()
-	unlock := h.lock("module:" + r.hash)
-	r.compiled, err = r.rt.CompileModule(ctx, bin)
-	unlock()
-	if err != nil {
-		if strings.Contains(err.Error(), "memory") && strings.Contains(err.Error(), "limit") {
-			return nil, r.fail(KindMemory, fmt.Errorf("compile: %w (raise memory_limit)", err))
-		}
-		return nil, r.fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
-	}
 	if err := checkABI(r.compiled); err != nil {
 		return nil, r.fail(KindABI, err)
 	}
@@ -171,8 +153,103 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Reducer, error) {
 	r.pool.put(inst)
 	ok = true
 	r.log.Debug("reducer loaded", "hash", r.hash[:12], "bytes", len(bin),
-		"compile", compiled, "ready", time.Since(start))
+		"compile", compiled, "ready", time.Since(start), "interrupt", r.interrupt)
 	return r, nil
+}
+
+// Precompile compiles the module bin into the Host's compilation cache as
+// Load would, so that a later Load finds its machine code. Tests use it
+// from a native process: wazero's compiler is slow under the race
+// detector.
+func (h *Host) Precompile(ctx context.Context, bin []byte) error {
+	r := &Reducer{cfg: Config{Name: "precompile", MemoryLimit: DefaultMemoryLimit}, host: h, log: h.opts.Logger}
+	if err := r.compile(ctx, bin); err != nil {
+		return err
+	}
+	return r.rt.Close(ctx)
+}
+
+// compile makes r's runtime and compiled module from bin. The module is
+// instrumented (internal/interrupt) so that it checks for cancellation
+// inline, and runs on a runtime without WithCloseOnContextDone; a module
+// that cannot be instrumented runs as it is with wazero's check, 4–8×
+// slower for a Go guest. A module that is not WebAssembly never reaches
+// wazero, whose decoder trusts the counts a module declares.
+func (r *Reducer) compile(ctx context.Context, bin []byte) error {
+	code, err := interrupt.Instrument(bin)
+	switch {
+	case r.host.opts.Interrupt == InterruptWazero && !errors.Is(err, interrupt.ErrMalformed):
+		return r.compileWith(ctx, bin, InterruptWazero)
+	case errors.Is(err, interrupt.ErrMalformed):
+		return r.fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
+	case err != nil:
+		r.log.Info("reducer runs with wazero's cancellation check, which costs Go guests 4-8x", "reason", err)
+		return r.compileWith(ctx, bin, InterruptWazero)
+	}
+	err = r.compileWith(ctx, code, InterruptInline)
+	if err == nil || !errors.Is(err, ErrLoad) {
+		return err
+	}
+	// Either the module is invalid, and wazero says why in terms of the
+	// original, or the rewrite broke it: the original then runs.
+	if err := r.compileWith(ctx, bin, InterruptWazero); err != nil {
+		return err
+	}
+	r.log.Warn("instrumented module does not compile; the reducer runs with wazero's cancellation check, which costs Go guests 4-8x (please report this)", "error", err)
+	return nil
+}
+
+// The ways a reducer's runs are interrupted, as Status reports them.
+const (
+	// InterruptInline: the module checks an exported flag at every loop
+	// and call (internal/interrupt); the host sets it when a run's
+	// context ends.
+	InterruptInline = "inline"
+	// InterruptWazero: wazero's WithCloseOnContextDone.
+	InterruptWazero = "wazero"
+)
+
+// compileWith makes r's runtime for the interrupt mode and compiles code
+// on it. On error the runtime is closed.
+func (r *Reducer) compileWith(ctx context.Context, code []byte, mode string) error {
+	rcfg := wazero.NewRuntimeConfig().
+		WithCompilationCache(r.host.cache).
+		WithCloseOnContextDone(mode == InterruptWazero).
+		WithMemoryLimitPages(uint32(r.cfg.MemoryLimit / 65536)).
+		// Reserve the limit up front: growing memory otherwise copies all
+		// of it, and a Go guest grows it on every large run. The OS backs
+		// the reservation only as pages are touched.
+		WithMemoryCapacityFromMax(true)
+	rt := wazero.NewRuntimeWithConfig(ctx, rcfg)
+	fail := func(kind Kind, err error) error {
+		rt.Close(context.Background())
+		return r.fail(kind, err)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fail(KindLoad, err)
+	}
+	_, err := rt.NewHostModuleBuilder(abi.ImportModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(r.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
+		WithParameterNames("level", "ptr", "len").
+		Export(abi.ImportLog).
+		Instantiate(ctx)
+	if err != nil {
+		return fail(KindLoad, err)
+	}
+	// One compile of a module at a time (the cache is keyed by the bytes).
+	sum := sha256.Sum256(code)
+	unlock := r.host.lock("module:" + hex.EncodeToString(sum[:]))
+	compiled, err := rt.CompileModule(ctx, code)
+	unlock()
+	if err != nil {
+		if strings.Contains(err.Error(), "memory") && strings.Contains(err.Error(), "limit") {
+			return fail(KindMemory, fmt.Errorf("compile: %w (raise memory_limit)", err))
+		}
+		return fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
+	}
+	r.rt, r.compiled, r.interrupt = rt, compiled, mode
+	return nil
 }
 
 // checkABI verifies the exports and imports of an ABI v1 module.

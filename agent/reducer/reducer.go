@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/strata-state/strata/internal/abi"
+	"github.com/strata-state/strata/internal/interrupt"
 )
 
 // Table is the rows of one input table for a run.
@@ -59,9 +60,10 @@ type Reducer struct {
 	hash   string // sha256 of the module, hex
 	source string
 
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	pool     *pool
+	rt        wazero.Runtime
+	compiled  wazero.CompiledModule
+	interrupt string // InterruptInline or InterruptWazero
+	pool      *pool
 
 	mu     sync.Mutex
 	stats  stats
@@ -93,9 +95,46 @@ type instance struct {
 	alloc  api.Function
 	reduce api.Function
 	stderr *tail
+	// interrupt is the flag of an instrumented module (nil when wazero
+	// checks for cancellation itself): set, the guest traps at its next
+	// loop iteration or call.
+	interrupt api.MutableGlobal
 }
 
 func (i *instance) close() { i.mod.Close(context.Background()) }
+
+// arm makes the end of ctx interrupt the guest, until disarm is called.
+// disarm reports whether the interrupt was set; the instance is then of no
+// further use, even if the call completed.
+func (i *instance) arm(ctx context.Context) (disarm func() (fired bool)) {
+	if i.interrupt == nil {
+		return func() bool { return false }
+	}
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		i.interrupt.Set(1)
+		close(done)
+	})
+	return func() bool {
+		if stop() {
+			return false
+		}
+		<-done // the flag is written before the instance is closed
+		return true
+	}
+}
+
+// guard calls fn with the instance armed against the end of ctx; an
+// instance that was interrupted is not kept, even if fn succeeded.
+func (i *instance) guard(ctx context.Context, fn func() ([]uint64, error)) (res []uint64, keep bool, err error) {
+	if ctx.Err() != nil {
+		return nil, false, ctx.Err()
+	}
+	disarm := i.arm(ctx)
+	res, err = fn()
+	fired := disarm()
+	return res, err == nil && !fired, err
+}
 
 // moduleConfig is the sandbox of every instance: no file system, no
 // environment, no arguments, clocks that do not tell the time (wazero's
@@ -104,7 +143,8 @@ func (i *instance) close() { i.mod.Close(context.Background()) }
 func moduleConfig(stderr *tail) wazero.ModuleConfig {
 	return wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions(abi.ExportInitialize).
+		// _initialize is called by instantiate, under the interrupt.
+		WithStartFunctions().
 		WithRandSource(zeroReader{}).
 		WithStdout(stderr).
 		WithStderr(stderr)
@@ -124,12 +164,31 @@ func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return nil, r.callError(ctx, "start instance", err, out)
 	}
-	return &instance{
+	inst := &instance{
 		mod:    mod,
 		alloc:  mod.ExportedFunction(abi.ExportAlloc),
 		reduce: mod.ExportedFunction(abi.ExportReduce),
 		stderr: out,
-	}, nil
+	}
+	if r.interrupt == InterruptInline {
+		g, ok := mod.ExportedGlobal(interrupt.Export).(api.MutableGlobal)
+		if !ok {
+			mod.Close(context.Background())
+			return nil, r.fail(KindLoad, fmt.Errorf("instrumented module does not export the mutable global %s", interrupt.Export))
+		}
+		inst.interrupt = g
+	}
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		_, keep, err := inst.guard(ctx, func() ([]uint64, error) { return init.Call(ctx) })
+		if !keep {
+			inst.close()
+			if err == nil {
+				err = ctx.Err()
+			}
+			return nil, r.callError(ctx, abi.ExportInitialize, err, out)
+		}
+	}
+	return inst, nil
 }
 
 // Run runs the reducer on the region's rows of its input tables. A table
@@ -247,8 +306,8 @@ func (r *Reducer) hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 func (r *Reducer) call(ctx context.Context, inst *instance, req *abi.Request, size int) ([]Record, bool, error) {
 	ctx = context.WithValue(ctx, callKey{}, &callState{r: r})
 	inst.stderr.reset()
-	res, err := inst.alloc.Call(ctx, uint64(size))
-	if err != nil {
+	res, keep, err := inst.guard(ctx, func() ([]uint64, error) { return inst.alloc.Call(ctx, uint64(size)) })
+	if !keep {
 		return nil, false, r.callError(ctx, abi.ExportAlloc, err, inst.stderr)
 	}
 	ptr := uint32(res[0])
@@ -263,8 +322,8 @@ func (r *Reducer) call(ctx context.Context, inst *instance, req *abi.Request, si
 	if enc := abi.AppendRequest(view[:0], req); len(enc) != size {
 		return nil, false, r.fail(KindInput, fmt.Errorf("encoded %d bytes, expected %d", len(enc), size))
 	}
-	res, err = inst.reduce.Call(ctx, uint64(ptr), uint64(size))
-	if err != nil {
+	res, keep, err = inst.guard(ctx, func() ([]uint64, error) { return inst.reduce.Call(ctx, uint64(ptr), uint64(size)) })
+	if !keep {
 		return nil, false, r.callError(ctx, abi.ExportReduce, err, inst.stderr)
 	}
 	outPtr, outLen := uint32(res[0]>>32), uint32(res[0])

@@ -29,10 +29,14 @@ import (
 // newHost returns a Host with the caches shared by all tests.
 func newHost(t testing.TB) *reducer.Host {
 	t.Helper()
-	h, err := reducer.NewHost(reducer.HostOptions{
-		CacheDir: reducertest.HostCacheDir(),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	return newHostWith(t, reducer.HostOptions{})
+}
+
+func newHostWith(t testing.TB, opts reducer.HostOptions) *reducer.Host {
+	t.Helper()
+	opts.CacheDir = reducertest.HostCacheDir()
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := reducer.NewHost(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +198,8 @@ func TestMisbehaving(t *testing.T) {
 	}{
 		{name: "loop", runErr: reducer.ErrTimeout, msg: "exceeded the timeout of 300ms",
 			cfg: func(c *reducer.Config) { c.Timeout = 300 * time.Millisecond }},
+		{name: "initloop", loadErr: reducer.ErrTimeout, msg: "_initialize: run exceeded the timeout of 300ms",
+			cfg: func(c *reducer.Config) { c.Timeout = 300 * time.Millisecond }},
 		{name: "membomb", runErr: reducer.ErrMemory, msg: "out of memory",
 			cfg: func(c *reducer.Config) { c.MemoryLimit, c.Timeout = 32<<20, 10*time.Second }},
 		{name: "panic", runErr: reducer.ErrPanic, msg: "boom: reducer fixture panics on purpose"},
@@ -223,6 +229,9 @@ func TestMisbehaving(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close(context.Background())
+			if st := r.Status(); st.Interrupt != reducer.InterruptInline {
+				t.Errorf("interrupt = %q, want %q: the test does not run the instrumented module", st.Interrupt, reducer.InterruptInline)
+			}
 			for range 2 {
 				res, err := r.Run(context.Background(), "ord", rows)
 				if tc.runErr == nil {
@@ -287,6 +296,9 @@ func TestBadModules(t *testing.T) {
 		msg  string
 	}{
 		{"not-wasm", reducer.Config{Wasm: notWasm}, reducer.ErrLoad, "not a valid WebAssembly module"},
+		// 16 bytes that claim 2^29 element segments: wazero's decoder
+		// would allocate them all and the agent die of it.
+		{"claims-too-much", reducer.Config{Module: []byte("\x00asm\x01\x00\x00\x00\t\x06\x80\xff\xff\xff\x01\x00")}, reducer.ErrLoad, "claims 536870784 entries in 6 bytes"},
 		{"missing-file", reducer.Config{Wasm: filepath.Join(dir, "nope.wasm")}, reducer.ErrLoad, "no such file"},
 		{"does-not-build", reducer.Config{Source: broken}, reducer.ErrBuild, "undefined: undefined"},
 		{"no-source", reducer.Config{}, reducer.ErrLoad, "set exactly one of wasm and source"},
@@ -342,6 +354,28 @@ func TestConcurrentRuns(t *testing.T) {
 	wg.Wait()
 	if st := r.Status(); st.Runs != 40 || st.Failures != 0 {
 		t.Errorf("status %+v", st)
+	}
+}
+
+// TestWazeroInterrupt runs the example and the loop under wazero's own
+// cancellation check, the fallback for modules that cannot be
+// instrumented.
+func TestWazeroInterrupt(t *testing.T) {
+	h := newHostWith(t, reducer.HostOptions{Interrupt: reducer.InterruptWazero})
+	mods := reducertest.Modules(t, "app-regions", "loop")
+	reducertest.PrecompileWazero(t, mods["app-regions"], mods["loop"])
+	good := load(t, h, appRegions(mods["app-regions"]))
+	loop := load(t, h, reducer.Config{Name: "loop", Wasm: mods["loop"], Inputs: []string{"machines"}, Outputs: []string{"app_placements"}, Timeout: 300 * time.Millisecond})
+	for _, r := range []*reducer.Reducer{good, loop} {
+		if st := r.Status(); st.Interrupt != reducer.InterruptWazero {
+			t.Errorf("%s: interrupt = %q, want %q", r.Name(), st.Interrupt, reducer.InterruptWazero)
+		}
+	}
+	rows := []reducer.Table{{Name: "machines", Rows: machines(20, 3)}}
+	_, err := loop.Run(context.Background(), "ord", rows)
+	checkErr(t, err, "loop", reducer.ErrTimeout, "exceeded the timeout of 300ms")
+	if res, err := good.Run(context.Background(), "ord", rows); err != nil || len(res.Records) != 3 {
+		t.Fatalf("app-regions: %v, %v", res, err)
 	}
 }
 

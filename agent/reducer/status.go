@@ -24,6 +24,10 @@ type Status struct {
 	// Source is the module's file or the Go source directory it was built
 	// from; empty for a module given as bytes.
 	Source string `json:"source,omitempty"`
+	// Interrupt is how runs are stopped at their timeout: "inline" (the
+	// module is instrumented to check a flag) or "wazero" (wazero's
+	// check, for modules that cannot be instrumented; 4-8x slower).
+	Interrupt string `json:"interrupt,omitempty"`
 	// Inputs and Outputs are the configured tables and records.
 	Inputs  []string `json:"inputs"`
 	Outputs []string `json:"outputs"`
@@ -92,13 +96,14 @@ func (r *Reducer) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{
-		Name:     r.cfg.Name,
-		Hash:     r.hash,
-		Source:   r.source,
-		Inputs:   append([]string{}, r.cfg.Inputs...),
-		Outputs:  append([]string{}, r.cfg.Outputs...),
-		Runs:     r.stats.runs,
-		Failures: r.stats.failures,
+		Name:      r.cfg.Name,
+		Hash:      r.hash,
+		Source:    r.source,
+		Interrupt: r.interrupt,
+		Inputs:    append([]string{}, r.cfg.Inputs...),
+		Outputs:   append([]string{}, r.cfg.Outputs...),
+		Runs:      r.stats.runs,
+		Failures:  r.stats.failures,
 	}
 	if r.stats.lastRun != nil {
 		run := *r.stats.lastRun

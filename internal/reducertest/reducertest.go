@@ -23,7 +23,7 @@ import (
 
 // Fixtures are the misbehaving reducers under testdata/reducers.
 var Fixtures = []string{
-	"loop", "membomb", "panic", "guesterror", "hugeoutput", "garbage",
+	"loop", "initloop", "membomb", "panic", "guesterror", "hugeoutput", "garbage",
 	"unknownfield", "leakip", "leakid", "wrongabi", "noexports",
 }
 
@@ -134,7 +134,7 @@ func Modules(t testing.TB, names ...string) map[string]string {
 		}
 	}
 	if raceEnabled {
-		if err := precompile(out); err != nil {
+		if err := precompile(out, reducer.InterruptInline); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,33 +153,51 @@ func Precompile(t testing.TB, paths ...string) {
 	for _, p := range paths {
 		mods[p] = p
 	}
-	if err := precompile(mods); err != nil {
+	if err := precompile(mods, reducer.InterruptInline); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// precompile compiles the modules not compiled yet into HostCacheDir, in
-// a native process; a marker file beside each module remembers it.
-func precompile(mods map[string]string) error {
+// PrecompileWazero is Precompile for a host with HostOptions.Interrupt
+// set to reducer.InterruptWazero.
+func PrecompileWazero(t testing.TB, paths ...string) {
+	t.Helper()
+	if !raceEnabled {
+		return
+	}
+	mods := map[string]string{}
+	for _, p := range paths {
+		mods[p] = p
+	}
+	if err := precompile(mods, reducer.InterruptWazero); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// precompile compiles the modules not compiled yet into HostCacheDir for
+// the interrupt mode, in a native process; a marker file beside each
+// module remembers it.
+func precompile(mods map[string]string, mode string) error {
 	mu.Lock()
 	defer mu.Unlock()
+	compiledMarker := ".compiled-" + mode
 	var todo []string
 	for _, p := range mods {
-		if _, err := os.Stat(p + ".compiled"); err != nil {
+		if _, err := os.Stat(p + compiledMarker); err != nil {
 			todo = append(todo, p)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
-	args := append([]string{"run", "./internal/cmd/wasmcompile", "-cache", filepath.Join(HostCacheDir(), "compiled")}, todo...)
+	args := append([]string{"run", "./internal/cmd/wasmcompile", "-cache", HostCacheDir(), "-interrupt", mode}, todo...)
 	cmd := exec.Command(goTool(), args...)
 	cmd.Dir = Root()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("precompile modules: %v\n%s", err, out)
 	}
 	for _, p := range todo {
-		if err := os.WriteFile(p+".compiled", nil, 0o644); err != nil {
+		if err := os.WriteFile(p+compiledMarker, nil, 0o644); err != nil {
 			return err
 		}
 	}
