@@ -11,7 +11,8 @@ import (
 )
 
 // modes are the interrupt modes benchmarks compare: the agent's default
-// (the module instrumented to check a flag) and wazero's own check.
+// (the module instrumented with a countdown that checks for the timeout)
+// and wazero's own check.
 var modes = []string{reducer.InterruptInline, reducer.InterruptWazero}
 
 // BenchmarkRun measures one run of the example reducer, end to end: the

@@ -14,8 +14,7 @@
 // [Reducer.Run] encodes the region's rows straight into an instance's
 // memory, calls the guest, copies the response out (wazero's Memory.Read is
 // a view) and checks the records' names and keys. Each call has a timeout
-// (context cancellation with wazero's WithCloseOnContextDone), the module's
-// memory is capped, and the input and output sizes are bounded. A trap,
+// (context cancellation, see below), the module's memory is capped, and the input and output sizes are bounded. A trap,
 // timeout, guest panic, ABI mismatch or malformed output fails that run
 // only, with a [*Error] naming the reducer and the [Kind] of failure, and the
 // instance is discarded. [Reducer.Status] reports runs for GET
@@ -33,19 +32,30 @@
 // shown when the guest traps. Only wasi_snapshot_preview1 and strata.log
 // may be imported.
 //
-// # Cost of timeouts
+// # Timeouts
 //
-// With WithCloseOnContextDone, every loop header of the guest's machine code
-// exits to Go to check for cancellation (about 25 ns). Go compiles every
+// wazero stops a call on context cancellation only with
+// WithCloseOnContextDone, which makes every loop header of the guest's
+// machine code exit to Go to check (about 25 ns). Go compiles nearly every
 // taken branch of a function to a jump to its one loop, so Go guests pay it
-// on most control flow: a map lookup costs ~420 ns instead of ~75, an
-// allocation ~650 ns. The SDK and the generated types are written for it
-// (straight-line decoding, no allocation per row, reused buffers); see
-// docs/BENCHMARKS.md.
+// on most control flow: about 3x slower end to end, a map lookup ~450 ns
+// instead of ~90. So Load instruments the module instead
+// (internal/interrupt): a countdown at every loop header and function
+// entry, and every interrupt.Interval of them a call of the host function
+// strata.tick (interrupt.Tick), which yields to the Go scheduler and tells
+// the guest to trap once the run's context has ended; the instance is then
+// discarded. The yield matters as much as the check: machine code that
+// never returns to Go cannot be preempted, and a garbage collection's
+// stop-the-world would wait for it, with every goroutine of the agent.
+// _initialize runs under the same check. A module that cannot be
+// instrumented (SIMD, say) runs with wazero's check ([InterruptWazero]);
+// [HostOptions].Interrupt can force that mode, and the benchmarks compare
+// both (docs/BENCHMARKS.md).
 //
 // # Files
 //
-//   - host.go: Host, Load, the ABI check of a compiled module;
+//   - host.go: Host, Load, compiling (instrumented or not), the ABI check
+//     of a compiled module;
 //   - reducer.go: Reducer, Run, the call protocol, error classification;
 //   - pool.go: the instance pool; tail.go: the guest's captured output;
 //   - build.go: building Go sources (Build, BuildCached, SourceHash);

@@ -39,7 +39,7 @@ type HostOptions struct {
 	BuildOutput io.Writer
 	// Interrupt chooses how runs are stopped: "" or InterruptInline
 	// instruments modules where possible (the default, fast);
-	// InterruptWazero always uses wazero's check, 4-8x slower for Go
+	// InterruptWazero always uses wazero's check, about 3x slower for Go
 	// guests (for comparison, and a way out should instrumentation
 	// misbehave).
 	Interrupt string
@@ -135,7 +135,7 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Reducer, error) {
 			r.rt.Close(context.Background())
 		}
 	}()
-	if err := checkABI(r.compiled); err != nil {
+	if err := checkABI(r.compiled, r.interrupt == InterruptInline); err != nil {
 		return nil, r.fail(KindABI, err)
 	}
 	r.pool = newPool(c.Instances)
@@ -172,7 +172,7 @@ func (h *Host) Precompile(ctx context.Context, bin []byte) error {
 // compile makes r's runtime and compiled module from bin. The module is
 // instrumented (internal/interrupt) so that it checks for cancellation
 // inline, and runs on a runtime without WithCloseOnContextDone; a module
-// that cannot be instrumented runs as it is with wazero's check, 4–8×
+// that cannot be instrumented runs as it is with wazero's check, about 3×
 // slower for a Go guest. A module that is not WebAssembly never reaches
 // wazero, whose decoder trusts the counts a module declares.
 func (r *Reducer) compile(ctx context.Context, bin []byte) error {
@@ -183,7 +183,7 @@ func (r *Reducer) compile(ctx context.Context, bin []byte) error {
 	case errors.Is(err, interrupt.ErrMalformed):
 		return r.fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
 	case err != nil:
-		r.log.Info("reducer runs with wazero's cancellation check, which costs Go guests 4-8x", "reason", err)
+		r.log.Info("reducer runs with wazero's cancellation check, which makes Go guests about 3x slower", "reason", err)
 		return r.compileWith(ctx, bin, InterruptWazero)
 	}
 	err = r.compileWith(ctx, code, InterruptInline)
@@ -195,15 +195,15 @@ func (r *Reducer) compile(ctx context.Context, bin []byte) error {
 	if err := r.compileWith(ctx, bin, InterruptWazero); err != nil {
 		return err
 	}
-	r.log.Warn("instrumented module does not compile; the reducer runs with wazero's cancellation check, which costs Go guests 4-8x (please report this)", "error", err)
+	r.log.Warn("instrumented module does not compile; the reducer runs with wazero's cancellation check, which makes Go guests about 3x slower (please report this)", "error", err)
 	return nil
 }
 
 // The ways a reducer's runs are interrupted, as Status reports them.
 const (
-	// InterruptInline: the module checks an exported flag at every loop
-	// and call (internal/interrupt); the host sets it when a run's
-	// context ends.
+	// InterruptInline: the module is instrumented to call the host every
+	// interrupt.Interval loop iterations and calls (internal/interrupt),
+	// and stops when the run's context has ended.
 	InterruptInline = "inline"
 	// InterruptWazero: wazero's WithCloseOnContextDone.
 	InterruptWazero = "wazero"
@@ -228,12 +228,17 @@ func (r *Reducer) compileWith(ctx context.Context, code []byte, mode string) err
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		return fail(KindLoad, err)
 	}
-	_, err := rt.NewHostModuleBuilder(abi.ImportModule).
+	host := rt.NewHostModuleBuilder(abi.ImportModule).
 		NewFunctionBuilder().
 		WithGoModuleFunction(api.GoModuleFunc(r.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
 		WithParameterNames("level", "ptr", "len").
-		Export(abi.ImportLog).
-		Instantiate(ctx)
+		Export(abi.ImportLog)
+	if mode == InterruptInline {
+		host = host.NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(interrupt.Tick), nil, []api.ValueType{api.ValueTypeI32}).
+			Export(interrupt.ImportName)
+	}
+	_, err := host.Instantiate(ctx)
 	if err != nil {
 		return fail(KindLoad, err)
 	}
@@ -252,8 +257,9 @@ func (r *Reducer) compileWith(ctx context.Context, code []byte, mode string) err
 	return nil
 }
 
-// checkABI verifies the exports and imports of an ABI v1 module.
-func checkABI(m wazero.CompiledModule) error {
+// checkABI verifies the exports and imports of an ABI v1 module;
+// instrumented tells that it imports interrupt.ImportName.
+func checkABI(m wazero.CompiledModule, instrumented bool) error {
 	exports := m.ExportedFunctions()
 	if _, ok := exports[abi.ExportMarker]; !ok {
 		for name := range exports {
@@ -298,6 +304,7 @@ func checkABI(m wazero.CompiledModule) error {
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
 		case mod == abi.ImportModule && name == abi.ImportLog:
+		case instrumented && mod == interrupt.ImportModule && name == interrupt.ImportName:
 		default:
 			return fmt.Errorf("module imports %s.%s, which strata does not provide (only %s.%s and WASI preview 1)",
 				mod, name, abi.ImportModule, abi.ImportLog)

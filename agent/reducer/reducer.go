@@ -16,7 +16,6 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/strata-state/strata/internal/abi"
-	"github.com/strata-state/strata/internal/interrupt"
 )
 
 // Table is the rows of one input table for a run.
@@ -95,45 +94,20 @@ type instance struct {
 	alloc  api.Function
 	reduce api.Function
 	stderr *tail
-	// interrupt is the flag of an instrumented module (nil when wazero
-	// checks for cancellation itself): set, the guest traps at its next
-	// loop iteration or call.
-	interrupt api.MutableGlobal
 }
 
 func (i *instance) close() { i.mod.Close(context.Background()) }
 
-// arm makes the end of ctx interrupt the guest, until disarm is called.
-// disarm reports whether the interrupt was set; the instance is then of no
-// further use, even if the call completed.
-func (i *instance) arm(ctx context.Context) (disarm func() (fired bool)) {
-	if i.interrupt == nil {
-		return func() bool { return false }
-	}
-	done := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		i.interrupt.Set(1)
-		close(done)
-	})
-	return func() bool {
-		if stop() {
-			return false
-		}
-		<-done // the flag is written before the instance is closed
-		return true
-	}
-}
-
-// guard calls fn with the instance armed against the end of ctx; an
-// instance that was interrupted is not kept, even if fn succeeded.
+// guard calls fn, a call into the guest, unless ctx has ended. The call
+// stops soon after ctx ends, through the module's instrumentation
+// (interrupt.Tick) or wazero's WithCloseOnContextDone. keep reports
+// whether the instance may serve another call.
 func (i *instance) guard(ctx context.Context, fn func() ([]uint64, error)) (res []uint64, keep bool, err error) {
-	if ctx.Err() != nil {
-		return nil, false, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
 	}
-	disarm := i.arm(ctx)
 	res, err = fn()
-	fired := disarm()
-	return res, err == nil && !fired, err
+	return res, err == nil, err
 }
 
 // moduleConfig is the sandbox of every instance: no file system, no
@@ -143,7 +117,8 @@ func (i *instance) guard(ctx context.Context, fn func() ([]uint64, error)) (res 
 func moduleConfig(stderr *tail) wazero.ModuleConfig {
 	return wazero.NewModuleConfig().
 		WithName("").
-		// _initialize is called by instantiate, under the interrupt.
+		// instantiate calls _initialize, with the same guard as other
+		// calls.
 		WithStartFunctions().
 		WithRandSource(zeroReader{}).
 		WithStdout(stderr).
@@ -170,21 +145,10 @@ func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
 		reduce: mod.ExportedFunction(abi.ExportReduce),
 		stderr: out,
 	}
-	if r.interrupt == InterruptInline {
-		g, ok := mod.ExportedGlobal(interrupt.Export).(api.MutableGlobal)
-		if !ok {
-			mod.Close(context.Background())
-			return nil, r.fail(KindLoad, fmt.Errorf("instrumented module does not export the mutable global %s", interrupt.Export))
-		}
-		inst.interrupt = g
-	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		_, keep, err := inst.guard(ctx, func() ([]uint64, error) { return init.Call(ctx) })
 		if !keep {
 			inst.close()
-			if err == nil {
-				err = ctx.Err()
-			}
 			return nil, r.callError(ctx, abi.ExportInitialize, err, out)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +377,37 @@ func TestWazeroInterrupt(t *testing.T) {
 	checkErr(t, err, "loop", reducer.ErrTimeout, "exceeded the timeout of 300ms")
 	if res, err := good.Run(context.Background(), "ord", rows); err != nil || len(res.Records) != 3 {
 		t.Fatalf("app-regions: %v, %v", res, err)
+	}
+}
+
+// TestLoopLetsTheProcessRun collects garbage while a reducer loops
+// forever: machine code that never returns to Go would hold every
+// goroutine at the next stop-the-world pause.
+func TestLoopLetsTheProcessRun(t *testing.T) {
+	h := newHost(t)
+	r := load(t, h, reducer.Config{Name: "loop", Wasm: reducertest.Module(t, "loop"), Inputs: []string{"machines"}, Outputs: []string{"app_placements"}, Timeout: 2 * time.Second})
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Run(context.Background(), "ord", nil)
+		done <- err
+	}()
+	gc := make(chan struct{})
+	go func() {
+		for range 5 {
+			runtime.GC()
+		}
+		close(gc)
+	}()
+	select {
+	case <-gc:
+	case <-time.After(10 * time.Second):
+		t.Fatal("5 garbage collections did not finish in 10 s while the reducer looped")
+	}
+	select {
+	case err := <-done:
+		checkErr(t, err, "loop", reducer.ErrTimeout, "exceeded the timeout of 2s")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run did not stop 10 s after its 2 s timeout")
 	}
 }
 

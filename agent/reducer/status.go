@@ -25,8 +25,8 @@ type Status struct {
 	// from; empty for a module given as bytes.
 	Source string `json:"source,omitempty"`
 	// Interrupt is how runs are stopped at their timeout: "inline" (the
-	// module is instrumented to check a flag) or "wazero" (wazero's
-	// check, for modules that cannot be instrumented; 4-8x slower).
+	// module is instrumented to check for it) or "wazero" (wazero's
+	// check, for modules that cannot be instrumented; about 3x slower).
 	Interrupt string `json:"interrupt,omitempty"`
 	// Inputs and Outputs are the configured tables and records.
 	Inputs  []string `json:"inputs"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,9 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
-// module assembles a WebAssembly binary from (id, body) sections.
-func module(secs ...[]byte) []byte {
+// wasm assembles a WebAssembly binary from sections, each its id
+// followed by its body.
+func wasm(secs ...[]byte) []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	for _, s := range secs {
 		b = append(b, s[0])
@@ -38,6 +40,15 @@ func export(name string, kind byte, idx uint32) []byte {
 	return appendU32(append(appendName(nil, name), kind), idx)
 }
 
+func importFunc(mod, name string, typ byte) []byte {
+	return append(appendName(appendName(nil, mod), name), 0, typ)
+}
+
+// subsection is a subsection of the name section.
+func subsection(id byte, content []byte) []byte {
+	return append(appendU32([]byte{id}, uint32(len(content))), content...)
+}
+
 // body is a function body without locals.
 func body(code ...byte) []byte {
 	b := append([]byte{0}, code...) // no locals
@@ -53,9 +64,9 @@ var (
 // spinModule imports strata.started and exports spin, which calls it and
 // then loops forever, and value, which returns a defined global (42).
 func spinModule() []byte {
-	return module(
+	return wasm(
 		vec(1, typeVoid, typeResI32),
-		vec(2, cat(appendName(nil, "strata"), appendName(nil, "started"), []byte{0, 0})),
+		vec(2, importFunc("strata", "started", 0)),
 		vec(3, []byte{0}, []byte{1}),
 		vec(6, globalI32),
 		vec(7, export("spin", 0, 1), export("value", 0, 2)),
@@ -68,68 +79,21 @@ func spinModule() []byte {
 	)
 }
 
-func runtime(t *testing.T) (context.Context, wazero.Runtime) {
+// instantiate instruments bin and instantiates it on a runtime without
+// wazero's own cancellation check, with the host functions strata.tick
+// (Tick) and strata.started, which signals started.
+func instantiate(t *testing.T, bin []byte, started chan<- struct{}) api.Module {
 	t.Helper()
 	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig()) // no WithCloseOnContextDone
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
 	t.Cleanup(func() { rt.Close(ctx) })
-	return ctx, rt
-}
-
-// TestInterruptStopsALoop runs a function that never returns and sets the
-// interrupt flag once it runs: the call traps.
-func TestInterruptStopsALoop(t *testing.T) {
-	ctx, rt := runtime(t)
-	started := make(chan struct{}, 1)
-	_, err := rt.NewHostModuleBuilder("strata").NewFunctionBuilder().
-		WithFunc(func() { started <- struct{}{} }).Export("started").Instantiate(ctx)
+	_, err := rt.NewHostModuleBuilder(ImportModule).
+		NewFunctionBuilder().WithFunc(func() { started <- struct{}{} }).Export("started").
+		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(Tick), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
+		Instantiate(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := Instrument(spinModule())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod, err := rt.Instantiate(ctx, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	flag, ok := mod.ExportedGlobal(Export).(api.MutableGlobal)
-	if !ok {
-		t.Fatalf("%s is not exported as a mutable global", Export)
-	}
-	if v, err := mod.ExportedFunction("value").Call(ctx); err != nil || v[0] != 42 {
-		t.Fatalf("value() = %v, %v; want 42: the module's own global moved", v, err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := mod.ExportedFunction("spin").Call(ctx)
-		done <- err
-	}()
-	<-started
-	flag.Set(1)
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "unreachable") {
-			t.Fatalf("spin() = %v, want an unreachable trap", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("spin() still runs 10 s after the interrupt was set")
-	}
-	// The flag stays set: the next call traps at function entry.
-	if _, err := mod.ExportedFunction("value").Call(ctx); err == nil {
-		t.Fatal("value() ran with the interrupt set")
-	}
-}
-
-func TestInstrumentAddsSectionsWhereMissing(t *testing.T) {
-	ctx, rt := runtime(t)
-	// No global or export section at all; one function that loops once.
-	bin := module(
-		vec(1, typeVoid),
-		vec(3, []byte{0}),
-		vec(10, body(0x03, 0x40, 0x0b, 0x0b)),
-	)
 	out, err := Instrument(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -138,8 +102,107 @@ func TestInstrumentAddsSectionsWhereMissing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("instrumented module does not instantiate: %v", err)
 	}
-	if g := mod.ExportedGlobal(Export); g == nil || g.Get() != 0 {
-		t.Fatalf("global %s = %v, want 0", Export, g)
+	return mod
+}
+
+// spin calls the spin export with ctx, waits until it runs, calls during
+// and returns the call's error; the test fails if the call does not end
+// within 10 s after ctx does.
+func spin(t *testing.T, ctx context.Context, cancel func(), during func()) error {
+	t.Helper()
+	started := make(chan struct{}, 1)
+	mod := instantiate(t, spinModule(), started)
+	if v, err := mod.ExportedFunction("value").Call(context.Background()); err != nil || v[0] != 42 {
+		t.Fatalf("value() = %v, %v; want 42", v, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := mod.ExportedFunction("spin").Call(ctx)
+		done <- err
+	}()
+	<-started
+	during()
+	cancel()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("spin() still runs 10 s after its context ended")
+		return nil
+	}
+}
+
+// TestCancelStopsALoop runs a function that never returns and cancels
+// its context once it runs: the call traps.
+func TestCancelStopsALoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	err := spin(t, ctx, cancel, func() {})
+	if err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("spin() = %v, want an unreachable trap", err)
+	}
+}
+
+// TestLoopDoesNotHoldTheWorld collects garbage while the guest loops:
+// stopping the world needs every goroutine at a safe point, which machine
+// code that never returns to Go is not; Tick is one.
+func TestLoopDoesNotHoldTheWorld(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	spin(t, ctx, cancel, func() {
+		gc := make(chan struct{})
+		go func() {
+			for range 5 {
+				runtime.GC()
+			}
+			close(gc)
+		}()
+		select {
+		case <-gc:
+		case <-time.After(10 * time.Second):
+			t.Fatal("5 garbage collections did not finish in 10 s while the guest looped")
+		}
+	})
+}
+
+// TestRenumbering instruments a module that refers to its functions in
+// every way the rewrite renumbers: calls, call_indirect through element
+// segments of both encodings, exports, the start function and the name
+// section.
+func TestRenumbering(t *testing.T) {
+	bin := wasm(
+		vec(1, typeResI32, typeVoid),
+		vec(2, importFunc("strata", "started", 1)), // function 0
+		vec(3, []byte{0}, []byte{0}, []byte{0}, []byte{1}, []byte{0}),
+		vec(4, []byte{0x70, 0x00, 2}), // funcref table, 2 entries
+		vec(6, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}),
+		vec(7, export("indirect", 0, 2), export("direct", 0, 3), export("indirect2", 0, 5), export("g", 3, 0)),
+		[]byte{8, 4}, // start: function 4
+		vec(9,
+			[]byte{0x00, 0x41, 0x00, 0x0b, 1, 1},             // table[0] = function 1
+			[]byte{0x04, 0x41, 0x01, 0x0b, 1, 0xd2, 3, 0x0b}, // table[1] = ref.func 3
+		),
+		vec(10,
+			body(0x41, 7, 0x0b),                // 1: 7
+			body(0x41, 0, 0x11, 0, 0, 0x0b),    // 2: table[0]()
+			body(0x10, 1, 0x41, 1, 0x6a, 0x0b), // 3: function1() + 1
+			body(0x41, 5, 0x24, 0, 0x0b),       // 4: g = 5
+			body(0x41, 1, 0x11, 0, 0, 0x0b),    // 5: table[1]()
+		),
+		// name section: functions 1 and 3 named
+		cat([]byte{0}, appendName(nil, "name"), subsection(1,
+			cat(appendU32(nil, 2), []byte{1}, appendName(nil, "seven"), []byte{3}, appendName(nil, "eight")))),
+	)
+	mod := instantiate(t, bin, make(chan struct{}, 1))
+	ctx := context.Background()
+	for name, want := range map[string]uint64{"indirect": 7, "direct": 8, "indirect2": 8} {
+		if v, err := mod.ExportedFunction(name).Call(ctx); err != nil || v[0] != want {
+			t.Errorf("%s() = %v, %v; want %d", name, v, err, want)
+		}
+	}
+	if g := mod.ExportedGlobal("g").Get(); g != 5 {
+		t.Errorf("g = %d, want 5: the start function did not run", g)
+	}
+	if name := mod.ExportedFunction("direct").Definition().Name(); name != "eight" {
+		t.Errorf("direct is named %q, want \"eight\" from the name section", name)
 	}
 }
 
@@ -153,7 +216,7 @@ func TestInstrumentRefuses(t *testing.T) {
 		{"version 2", []byte("\x00asm\x02\x00\x00\x00"), "version 2"},
 		{"truncated section", []byte("\x00asm\x01\x00\x00\x00\x01\x10\x00"), "unexpected end"},
 		{
-			// wazero v1.12 allocates 2^31 element segments for this, and the
+			// wazero v1.12 allocates 2^29 element segments for this, and the
 			// process dies of it (found by FuzzInstrument)
 			"count over the section's size",
 			[]byte("\x00asm\x01\x00\x00\x00\t\x06\x80\xff\xff\xff\x01\x00"),
@@ -161,17 +224,17 @@ func TestInstrumentRefuses(t *testing.T) {
 		},
 		{
 			"too many locals",
-			module(vec(1, typeVoid), vec(3, []byte{0}), vec(10, []byte{7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b})),
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, []byte{7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b})),
 			"4294967295 locals, over the limit of 50000",
 		},
 		{
 			"overlong LEB128",
-			module(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x41, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b))),
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x41, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b))),
 			"too long",
 		},
 		{
 			"trailing bytes in the code section",
-			module(vec(1, typeVoid), vec(3, []byte{0}), cat([]byte{10, 1}, body(0x0b), []byte{0})),
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), cat([]byte{10, 1}, body(0x0b), []byte{0})),
 			"trailing bytes",
 		},
 	}
@@ -188,27 +251,32 @@ func TestInstrumentRefuses(t *testing.T) {
 		bin  []byte
 		want string
 	}{
-		{"unknown section", module([]byte{42, 0}), "unknown section id 42"},
+		{"unknown section", wasm([]byte{42, 0}), "unknown section id 42"},
 		{
 			// global.get 1 with one global: the rewrite would give it a meaning
 			"reference to a missing global",
-			module(vec(1, typeResI32), vec(3, []byte{0}), vec(6, globalI32), vec(10, body(0x23, 1, 0x0b))),
+			wasm(vec(1, typeResI32), vec(3, []byte{0}), vec(6, globalI32), vec(10, body(0x23, 1, 0x0b))),
 			"global 1 does not exist",
 		},
 		{
+			"call of a missing function",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x10, 1, 0x0b))),
+			"function 1 does not exist",
+		},
+		{
 			"SIMD",
-			module(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0xfd, 0x0c, 0x0b))),
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0xfd, 0x0c, 0x0b))),
 			"instruction 0xfd",
 		},
 		{
 			"exceptions",
-			module(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x06, 0x40, 0x0b, 0x0b))),
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x06, 0x40, 0x0b, 0x0b))),
 			"instruction 0x6",
 		},
 		{
-			"name taken",
-			module(vec(1, typeVoid), vec(3, []byte{0}), vec(6, globalI32), vec(7, export(Export, 3, 0)), vec(10, body(0x0b))),
-			"already exports",
+			"imports the host function",
+			wasm(vec(1, typeResI32), vec(2, importFunc(ImportModule, ImportName, 0))),
+			"imports strata.tick itself",
 		},
 	}
 	for _, tc := range unsupported {
@@ -228,8 +296,8 @@ func TestInstrumentRefuses(t *testing.T) {
 // those.
 func FuzzInstrument(f *testing.F) {
 	f.Add(spinModule())
-	f.Add(module(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x03, 0x40, 0x0b, 0x0b))))
-	f.Add(module(vec(1, typeResI32), vec(3, []byte{0}), vec(6, globalI32), vec(10, body(0x23, 0, 0x0b))))
+	f.Add(wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x03, 0x40, 0x0b, 0x0b))))
+	f.Add(wasm(vec(1, typeResI32), vec(3, []byte{0}), vec(6, globalI32), vec(10, body(0x23, 0, 0x0b))))
 	f.Fuzz(func(t *testing.T, bin []byte) {
 		out, err := Instrument(bin)
 		if errors.Is(err, ErrMalformed) {
@@ -245,8 +313,8 @@ func FuzzInstrument(f *testing.F) {
 			}
 			return
 		}
-		if _, err := Instrument(out); err == nil || !strings.Contains(err.Error(), "already exports") {
-			t.Fatalf("second Instrument = %v, want a refusal of the exported name", err)
+		if _, err := Instrument(out); err == nil || !strings.Contains(err.Error(), "imports strata.tick itself") {
+			t.Fatalf("second Instrument = %v, want a refusal of the import", err)
 		}
 		if compileErr != nil {
 			return
