@@ -74,16 +74,16 @@ func (s *Server) globalRecord(w http.ResponseWriter, r *http.Request) (*contract
 }
 
 // heartbeats returns the time of each region's last heartbeat.
-func (s *Server) heartbeats() map[string]time.Time {
-	out := map[string]time.Time{}
+func (s *Server) heartbeats() (map[string]time.Time, error) {
 	rows, _, err := s.opts.Global.List(heartbeatTable, "", 0)
 	if err != nil {
-		return out
+		return nil, fmt.Errorf("read the regions' heartbeats: %w", err)
 	}
+	out := make(map[string]time.Time, len(rows))
 	for _, kr := range rows {
 		out[kr.Key] = kr.Row.Latest().HLC.Time()
 	}
-	return out
+	return out, nil
 }
 
 // regionRecord renders one stored record.
@@ -112,7 +112,11 @@ func (s *Server) globalList(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	beats := s.heartbeats()
+	beats, err := s.heartbeats()
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	byKey := map[string]*GlobalEntry{}
 	res := GlobalList{Record: sch.Name, Entries: []GlobalEntry{}}
 	var order []string
@@ -148,7 +152,11 @@ func (s *Server) globalGet(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	// Every region that publishes writes a heartbeat: look the key up in
 	// each of them rather than listing every record.
-	beats := s.heartbeats()
+	beats, err := s.heartbeats()
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
 	res := GlobalEntry{Key: key, Regions: map[string]RegionRecord{}}
 	for region := range beats {
 		row, err := s.opts.Global.Get(sch.Name, region+"/"+key)
