@@ -916,11 +916,12 @@ func appendName(b []byte, s string) []byte {
 // Tick is the host function ImportModule.ImportName, for
 // api.GoModuleFunc: it yields to the Go scheduler, so that a stop-the-world
 // pause or another goroutine need not wait for the guest, and returns 1
-// once ctx, the context of the call into the guest, has ended.
-func Tick(ctx context.Context, _ api.Module, stack []uint64) {
+// once ctx, the context of the call into the guest, has ended, or the
+// module was closed.
+func Tick(ctx context.Context, mod api.Module, stack []uint64) {
 	runtime.Gosched()
 	stack[0] = 0
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || mod.IsClosed() {
 		stack[0] = 1
 	}
 }
