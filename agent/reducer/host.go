@@ -162,7 +162,8 @@ func (h *Host) Load(ctx context.Context, cfg Config) (*Reducer, error) {
 // from a native process: wazero's compiler is slow under the race
 // detector.
 func (h *Host) Precompile(ctx context.Context, bin []byte) error {
-	r := &Reducer{cfg: Config{Name: "precompile", MemoryLimit: DefaultMemoryLimit}, host: h, log: h.opts.Logger}
+	sum := sha256.Sum256(bin)
+	r := &Reducer{cfg: Config{Name: "precompile", MemoryLimit: DefaultMemoryLimit}, host: h, log: h.opts.Logger, hash: hex.EncodeToString(sum[:])}
 	if err := r.compile(ctx, bin); err != nil {
 		return err
 	}
@@ -178,10 +179,10 @@ func (h *Host) Precompile(ctx context.Context, bin []byte) error {
 func (r *Reducer) compile(ctx context.Context, bin []byte) error {
 	code, err := interrupt.Instrument(bin)
 	switch {
-	case r.host.opts.Interrupt == InterruptWazero && !errors.Is(err, interrupt.ErrMalformed):
-		return r.compileWith(ctx, bin, InterruptWazero)
 	case errors.Is(err, interrupt.ErrMalformed):
 		return r.fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
+	case r.host.opts.Interrupt == InterruptWazero:
+		return r.compileWith(ctx, bin, InterruptWazero)
 	case err != nil:
 		r.log.Info("reducer runs with wazero's cancellation check, which makes Go guests about 3x slower", "reason", err)
 		return r.compileWith(ctx, bin, InterruptWazero)
@@ -210,7 +211,8 @@ const (
 )
 
 // compileWith makes r's runtime for the interrupt mode and compiles code
-// on it. On error the runtime is closed.
+// (bin, or bin instrumented, for r.hash) on it. On error the runtime is
+// closed.
 func (r *Reducer) compileWith(ctx context.Context, code []byte, mode string) error {
 	rcfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(r.host.cache).
@@ -242,9 +244,9 @@ func (r *Reducer) compileWith(ctx context.Context, code []byte, mode string) err
 	if err != nil {
 		return fail(KindLoad, err)
 	}
-	// One compile of a module at a time (the cache is keyed by the bytes).
-	sum := sha256.Sum256(code)
-	unlock := r.host.lock("module:" + hex.EncodeToString(sum[:]))
+	// One compile of a module at a time: the module's hash and the mode
+	// name the bytes compiled, as instrumentation is deterministic.
+	unlock := r.host.lock("module:" + r.hash + ":" + mode)
 	compiled, err := rt.CompileModule(ctx, code)
 	unlock()
 	if err != nil {

@@ -98,18 +98,6 @@ type instance struct {
 
 func (i *instance) close() { i.mod.Close(context.Background()) }
 
-// guard calls fn, a call into the guest, unless ctx has ended. The call
-// stops soon after ctx ends, through the module's instrumentation
-// (interrupt.Tick) or wazero's WithCloseOnContextDone. keep reports
-// whether the instance may serve another call.
-func (i *instance) guard(ctx context.Context, fn func() ([]uint64, error)) (res []uint64, keep bool, err error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
-	}
-	res, err = fn()
-	return res, err == nil, err
-}
-
 // moduleConfig is the sandbox of every instance: no file system, no
 // environment, no arguments, clocks that do not tell the time (wazero's
 // fake walltime and nanotime, the default), no sleeping, and randomness
@@ -117,8 +105,8 @@ func (i *instance) guard(ctx context.Context, fn func() ([]uint64, error)) (res 
 func moduleConfig(stderr *tail) wazero.ModuleConfig {
 	return wazero.NewModuleConfig().
 		WithName("").
-		// instantiate calls _initialize, with the same guard as other
-		// calls.
+		// instantiate calls _initialize itself, so that its errors name
+		// it.
 		WithStartFunctions().
 		WithRandSource(zeroReader{}).
 		WithStdout(stderr).
@@ -146,8 +134,7 @@ func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
 		stderr: out,
 	}
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		_, keep, err := inst.guard(ctx, func() ([]uint64, error) { return init.Call(ctx) })
-		if !keep {
+		if _, err := init.Call(ctx); err != nil {
 			inst.close()
 			return nil, r.callError(ctx, abi.ExportInitialize, err, out)
 		}
@@ -270,8 +257,11 @@ func (r *Reducer) hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 func (r *Reducer) call(ctx context.Context, inst *instance, req *abi.Request, size int) ([]Record, bool, error) {
 	ctx = context.WithValue(ctx, callKey{}, &callState{r: r})
 	inst.stderr.reset()
-	res, keep, err := inst.guard(ctx, func() ([]uint64, error) { return inst.alloc.Call(ctx, uint64(size)) })
-	if !keep {
+	if err := ctx.Err(); err != nil {
+		return nil, false, r.callError(ctx, abi.ExportAlloc, err, inst.stderr)
+	}
+	res, err := inst.alloc.Call(ctx, uint64(size))
+	if err != nil {
 		return nil, false, r.callError(ctx, abi.ExportAlloc, err, inst.stderr)
 	}
 	ptr := uint32(res[0])
@@ -286,8 +276,8 @@ func (r *Reducer) call(ctx context.Context, inst *instance, req *abi.Request, si
 	if enc := abi.AppendRequest(view[:0], req); len(enc) != size {
 		return nil, false, r.fail(KindInput, fmt.Errorf("encoded %d bytes, expected %d", len(enc), size))
 	}
-	res, keep, err = inst.guard(ctx, func() ([]uint64, error) { return inst.reduce.Call(ctx, uint64(ptr), uint64(size)) })
-	if !keep {
+	res, err = inst.reduce.Call(ctx, uint64(ptr), uint64(size))
+	if err != nil {
 		return nil, false, r.callError(ctx, abi.ExportReduce, err, inst.stderr)
 	}
 	outPtr, outLen := uint32(res[0]>>32), uint32(res[0])

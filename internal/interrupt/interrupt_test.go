@@ -207,11 +207,7 @@ func TestRenumbering(t *testing.T) {
 }
 
 func TestInstrumentRefuses(t *testing.T) {
-	malformed := []struct {
-		name string
-		bin  []byte
-		want string
-	}{
+	malformed := []refusal{
 		{"not wasm", []byte("hello, world"), "not a WebAssembly binary"},
 		{"version 2", []byte("\x00asm\x02\x00\x00\x00"), "version 2"},
 		{"truncated section", []byte("\x00asm\x01\x00\x00\x00\x01\x10\x00"), "unexpected end"},
@@ -238,19 +234,7 @@ func TestInstrumentRefuses(t *testing.T) {
 			"trailing bytes",
 		},
 	}
-	for _, tc := range malformed {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Instrument(tc.bin)
-			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Instrument = %v, want ErrMalformed saying %q", err, tc.want)
-			}
-		})
-	}
-	unsupported := []struct {
-		name string
-		bin  []byte
-		want string
-	}{
+	unsupported := []refusal{
 		{"unknown section", wasm([]byte{42, 0}), "unknown section id 42"},
 		{
 			// global.get 1 with one global: the rewrite would give it a meaning
@@ -279,14 +263,23 @@ func TestInstrumentRefuses(t *testing.T) {
 			"imports strata.tick itself",
 		},
 	}
-	for _, tc := range unsupported {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Instrument(tc.bin)
-			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Instrument = %v, want ErrUnsupported saying %q", err, tc.want)
-			}
-		})
+	for kind, cases := range map[error][]refusal{ErrMalformed: malformed, ErrUnsupported: unsupported} {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				_, err := Instrument(tc.bin)
+				if !errors.Is(err, kind) || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Instrument = %v, want %v saying %q", err, kind, tc.want)
+				}
+			})
+		}
 	}
+}
+
+// refusal is a module Instrument refuses, and what its error says.
+type refusal struct {
+	name string
+	bin  []byte
+	want string
 }
 
 // FuzzInstrument checks that Instrument never panics, that what it returns

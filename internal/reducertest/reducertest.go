@@ -146,21 +146,17 @@ func Modules(t testing.TB, names ...string) map[string]string {
 // otherwise), for modules that a test builds itself.
 func Precompile(t testing.TB, paths ...string) {
 	t.Helper()
-	if !raceEnabled {
-		return
-	}
-	mods := map[string]string{}
-	for _, p := range paths {
-		mods[p] = p
-	}
-	if err := precompile(mods, reducer.InterruptInline); err != nil {
-		t.Fatal(err)
-	}
+	precompileFor(t, reducer.InterruptInline, paths)
 }
 
 // PrecompileWazero is Precompile for a host with HostOptions.Interrupt
 // set to reducer.InterruptWazero.
 func PrecompileWazero(t testing.TB, paths ...string) {
+	t.Helper()
+	precompileFor(t, reducer.InterruptWazero, paths)
+}
+
+func precompileFor(t testing.TB, mode string, paths []string) {
 	t.Helper()
 	if !raceEnabled {
 		return
@@ -169,7 +165,7 @@ func PrecompileWazero(t testing.TB, paths ...string) {
 	for _, p := range paths {
 		mods[p] = p
 	}
-	if err := precompile(mods, reducer.InterruptWazero); err != nil {
+	if err := precompile(mods, mode); err != nil {
 		t.Fatal(err)
 	}
 }
