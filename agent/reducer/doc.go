@@ -47,10 +47,14 @@
 // discarded. The yield matters as much as the check: machine code that
 // never returns to Go cannot be preempted, and a garbage collection's
 // stop-the-world would wait for it, with every goroutine of the agent.
-// _initialize runs under the same check. A module that cannot be
-// instrumented (SIMD, say) runs with wazero's check ([InterruptWazero]);
-// [HostOptions].Interrupt can force that mode, and the benchmarks compare
-// both (docs/BENCHMARKS.md).
+// _initialize runs under the same check. Bulk memory and table
+// instructions, one uninterruptible copy each, are charged by their
+// length. Instrumenting also guards wazero, which allocates what a
+// module's counts claim before reading them: a module Instrument refuses
+// (malformed, over its limits, or using features outside wazero's core
+// set) fails to load and never reaches wazero. [HostOptions].Interrupt can
+// run accepted modules uninstrumented with wazero's check
+// ([InterruptWazero]); the benchmarks compare both (docs/BENCHMARKS.md).
 //
 // # Files
 //

@@ -38,10 +38,11 @@ type HostOptions struct {
 	// BuildOutput, when set, receives the progress and errors of builds.
 	BuildOutput io.Writer
 	// Interrupt chooses how runs are stopped: "" or InterruptInline
-	// instruments modules where possible (the default, fast);
-	// InterruptWazero always uses wazero's check, about 3x slower for Go
-	// guests (for comparison, and a way out should instrumentation
-	// misbehave).
+	// instruments modules (the default, fast); InterruptWazero runs them
+	// as they are with wazero's check, about 3x slower for Go guests (for
+	// comparison, and a way out should instrumentation misbehave; tables
+	// are then not bounded). Either way a module must pass
+	// interrupt.Instrument's checks.
 	Interrupt string
 }
 
@@ -172,32 +173,21 @@ func (h *Host) Precompile(ctx context.Context, bin []byte) error {
 
 // compile makes r's runtime and compiled module from bin. The module is
 // instrumented (internal/interrupt) so that it checks for cancellation
-// inline, and runs on a runtime without WithCloseOnContextDone; a module
-// that cannot be instrumented runs as it is with wazero's check, about 3×
-// slower for a Go guest. A module that is not WebAssembly never reaches
-// wazero, whose decoder trusts the counts a module declares.
+// inline, and runs on a runtime without WithCloseOnContextDone. A module
+// Instrument refuses never reaches wazero, whose decoder trusts the counts
+// a module declares; with HostOptions.Interrupt set to InterruptWazero, the
+// module Instrument accepted runs as it is, with wazero's check.
 func (r *Reducer) compile(ctx context.Context, bin []byte) error {
 	code, err := interrupt.Instrument(bin)
 	switch {
 	case errors.Is(err, interrupt.ErrMalformed):
 		return r.fail(KindLoad, fmt.Errorf("not a valid WebAssembly module: %w", err))
+	case err != nil:
+		return r.fail(KindLoad, err)
 	case r.host.opts.Interrupt == InterruptWazero:
 		return r.compileWith(ctx, bin, InterruptWazero)
-	case err != nil:
-		r.log.Info("reducer runs with wazero's cancellation check, which makes Go guests about 3x slower", "reason", err)
-		return r.compileWith(ctx, bin, InterruptWazero)
 	}
-	err = r.compileWith(ctx, code, InterruptInline)
-	if err == nil || !errors.Is(err, ErrLoad) {
-		return err
-	}
-	// Either the module is invalid, and wazero says why in terms of the
-	// original, or the rewrite broke it: the original then runs.
-	if err := r.compileWith(ctx, bin, InterruptWazero); err != nil {
-		return err
-	}
-	r.log.Warn("instrumented module does not compile; the reducer runs with wazero's cancellation check, which makes Go guests about 3x slower (please report this)", "error", err)
-	return nil
+	return r.compileWith(ctx, code, InterruptInline)
 }
 
 // The ways a reducer's runs are interrupted, as Status reports them.

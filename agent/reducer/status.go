@@ -26,7 +26,7 @@ type Status struct {
 	Source string `json:"source,omitempty"`
 	// Interrupt is how runs are stopped at their timeout: "inline" (the
 	// module is instrumented to check for it) or "wazero" (wazero's
-	// check, for modules that cannot be instrumented; about 3x slower).
+	// check, when the host was told to use it; about 3x slower).
 	Interrupt string `json:"interrupt,omitempty"`
 	// Inputs and Outputs are the configured tables and records.
 	Inputs  []string `json:"inputs"`

@@ -13,10 +13,10 @@
 // the world waits for it, and with it every goroutine of the process. A
 // guest that loops forever without exits would hang the agent.
 //
-// [Instrument] rewrites a module so that it exits every [Interval] loop
-// iterations or calls instead of at each one. It adds a mutable i32
-// global, the countdown, and at the entry of every function and the head
-// of every loop the instructions
+// [Instrument] rewrites a module so that it exits every [Interval] steps
+// instead of at each loop iteration. It adds a mutable i32 global, the
+// countdown, and at the entry of every function and the head of every
+// loop the instructions
 //
 //	global.get $countdown
 //	i32.const 1
@@ -32,17 +32,25 @@
 // [ImportName] (type () -> i32), traps with unreachable when that returns
 // non-zero, and resets the countdown. The host function, [Tick], yields to
 // the Go scheduler (a preemption point) and returns 1 once the call's
-// context has ended. Adding an import shifts the index of every function the module
-// defines; Instrument renumbers them wherever they appear (calls, ref.func,
-// exports, the start function, element segments, the name section).
+// context has ended. Bulk memory and table instructions (memory.copy,
+// memory.fill, table.grow, ...), which run as one uninterruptible copy,
+// are charged by their length: one step per [BytesPerStep] bytes or
+// [EntriesPerStep] table entries, and $tick runs before one that uses up
+// the countdown. Adding an import shifts the index of every function the
+// module defines; Instrument renumbers them wherever they appear (calls,
+// ref.func, exports, the start function, element segments, the name
+// section).
 //
-// A module that refers to globals or functions it does not have (which
-// the rewrite could make valid), that already imports the host function,
-// or that uses instructions this package does not decode (SIMD, threads,
-// exceptions, GC) is refused with an error wrapping [ErrUnsupported]; the
-// host then runs it unmodified with wazero's check. A module that is not
-// well-formed is refused with [ErrMalformed]. Instrument does no I/O and
-// never panics on malformed input.
+// Instrument is also the host's guard in front of wazero, whose decoder
+// allocates whatever a module's counts claim: it reads every section and
+// instruction, and a module it refuses, for whatever reason, must not be
+// given to wazero. It refuses modules that are not well-formed, or refer
+// to types, functions or globals they do not have ([ErrMalformed]), and
+// valid modules it cannot run safely: instructions outside wazero's core
+// features (threads, exceptions, GC), tables or functions over its limits
+// ([MaxTableEntries], [MaxLocals]), or a module that imports the host
+// function itself ([ErrUnsupported]). Instrument does no I/O and never
+// panics on malformed input.
 package interrupt
 
 import (
@@ -59,32 +67,45 @@ import (
 
 const (
 	// ImportModule and ImportName name the host function that instrumented
-	// code calls every Interval loop iterations or calls: () -> i32, non-zero
-	// to stop the call.
+	// code calls every Interval steps: () -> i32, non-zero to stop the
+	// call.
 	ImportModule = "strata"
 	ImportName   = "tick"
-	// Interval is how many loop iterations and function calls the guest
-	// runs between calls of the host function: the bound on how late a
-	// call stops, and on how long the guest delays a stop-the-world pause.
-	// A guest spinning in a loop stopped 9-34 µs after its context was
-	// cancelled (measured 2026-11-26). Bulk memory and table operations
-	// (memory.copy, memory.fill) are not counted by their length: a loop
-	// of large copies can still stop late (a known issue).
+	// Interval is how many steps (loop iterations, function calls, bulk
+	// copies by their length) the guest runs between calls of the host
+	// function: the bound on how late a call stops, and on how long the
+	// guest delays a stop-the-world pause. A guest spinning in a loop
+	// stopped 9-34 µs after its context was cancelled (measured
+	// 2026-11-26).
 	Interval = 1 << 14
+	// BytesPerStep and EntriesPerStep are the lengths of a bulk memory
+	// or table instruction charged as one step: a copy of 64 bytes takes
+	// about as long as an iteration of a short loop. Powers of two.
+	BytesPerStep   = 64
+	EntriesPerStep = 8
 	// MaxLocals bounds the locals of one function (as in web browsers).
 	MaxLocals = 50_000
+	// MaxTableEntries bounds a table, 8 MiB of references: a table's
+	// memory is not counted in the memory limit, and without a maximum
+	// table.grow may ask wazero for 2^32 entries. Instrument lowers the
+	// maximum of a larger or unbounded table to it (growing past it
+	// fails, as the specification allows), and refuses a table whose
+	// minimum is larger. A Go module's table holds one entry per function.
+	MaxTableEntries = 1 << 20
 )
 
 // Errors of Instrument wrap one of these.
 var (
-	// ErrUnsupported: the module may be valid, but Instrument cannot
-	// rewrite it; wazero can still run it as it is.
-	ErrUnsupported = errors.New("module cannot be instrumented")
-	// ErrMalformed: the module is not valid WebAssembly, or declares
-	// more entries than its bytes can hold (wazero v1.12 allocates what a
-	// count claims before reading: a 16-byte module claiming 2^29
-	// elements exhausts the host's memory). Do not give it to wazero.
+	// ErrMalformed: the module is not valid WebAssembly: its structure is
+	// wrong, it declares more entries than its bytes can hold (wazero v1.12
+	// allocates what a count claims before reading: a 16-byte module
+	// claiming 2^29 elements exhausts the host's memory), or it refers to
+	// a type, function or global it does not have.
 	ErrMalformed = errors.New("malformed WebAssembly module")
+	// ErrUnsupported: the module may be valid, but uses what the host
+	// does not run: an instruction outside wazero's core features, a table
+	// or function over the limits, an import of the host function.
+	ErrUnsupported = errors.New("unsupported WebAssembly module")
 )
 
 // Section ids.
@@ -101,6 +122,7 @@ const (
 	secCode      = 10
 	secData      = 11
 	secDataCount = 12
+	secTag       = 13
 )
 
 // order gives the position of each known section in a module (the tag
@@ -133,23 +155,42 @@ func (m *module) shift(x uint32) uint32 {
 	return x
 }
 
+// added is the code Instrument inserts into function bodies.
+type added struct {
+	check       []byte // at function entries and loop heads
+	chargeMem   []byte // before a bulk memory instruction
+	chargeTable []byte // before a bulk table instruction
+}
+
 // Instrument returns a copy of the module bin that calls the host function
-// ImportModule.ImportName every Interval loop iterations or function calls
-// and traps when it returns non-zero. bin is not modified.
+// ImportModule.ImportName every Interval steps and traps when it returns
+// non-zero. bin is not modified. An error wraps ErrMalformed or
+// ErrUnsupported; either way, bin must not be given to wazero.
 func Instrument(bin []byte) ([]byte, error) {
+	out, err := instrument(bin)
+	var m *malformedError
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.As(err, &m):
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	default:
+		return nil, fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+}
+
+// instrument does Instrument's work; its errors are *malformedError for
+// ErrMalformed, anything else for ErrUnsupported.
+func instrument(bin []byte) ([]byte, error) {
 	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
-		return nil, fmt.Errorf("%w: not a WebAssembly binary (no \\0asm header)", ErrMalformed)
+		return nil, malformed("not a WebAssembly binary (no \\0asm header)")
 	}
 	if v := binary.LittleEndian.Uint32(bin[4:8]); v != 1 {
-		return nil, fmt.Errorf("%w: WebAssembly binary version %d, want 1", ErrMalformed, v)
+		return nil, malformed("WebAssembly binary version %d, want 1", v)
 	}
-	// Every section is read to the end, even past a problem, so that a
-	// module is refused as malformed wherever its structure is wrong:
-	// wazero gets only modules whose counts and sizes hold.
 	var (
-		secs     []section
-		m        module
-		problems problems
+		secs []section
+		m    module
 	)
 	lastPos := 0 // of the last non-custom section
 	r := reader{b: bin, off: 8}
@@ -158,28 +199,31 @@ func Instrument(bin []byte) ([]byte, error) {
 		n := r.u32()
 		body := r.bytes(int(n))
 		if r.err != nil {
-			return nil, fmt.Errorf("%w: section %d: %v", ErrMalformed, id, r.err)
+			return nil, fmt.Errorf("section %d: %w", id, r.err)
 		}
 		if id != secCustom {
 			pos, ok := order[id]
-			if !ok {
-				problems.add(fmt.Errorf("unknown section id %d", id))
-				continue
-			}
-			if pos <= lastPos {
-				return nil, fmt.Errorf("%w: section %d out of order or repeated", ErrMalformed, id)
+			switch {
+			case !ok:
+				return nil, malformed("unknown section id %d", id)
+			case id == secTag:
+				return nil, errors.New("tag section: exception handling is not supported")
+			case pos <= lastPos:
+				return nil, malformed("section %d out of order or repeated", id)
 			}
 			lastPos = pos
 		}
 		if vectorSections[id] {
 			v := reader{b: body}
 			if n := v.u32(); v.err != nil || int64(n) > int64(len(body)-v.off) {
-				return nil, fmt.Errorf("%w: section %d claims %d entries in %d bytes", ErrMalformed, id, n, len(body))
+				return nil, malformed("section %d claims %d entries in %d bytes", id, n, len(body))
 			}
 		}
 		secs = append(secs, section{id, body})
 	}
 
+	// What the module declares, in section order: each section may refer
+	// only to what those before it declare.
 	for _, s := range secs {
 		var err error
 		switch s.id {
@@ -188,42 +232,38 @@ func Instrument(bin []byte) ([]byte, error) {
 		case secImport:
 			err = m.readImports(s.body)
 		case secFunction:
+			err = m.readFunctions(s.body)
+		case secGlobal:
 			var n uint32
-			n, err = count(s.body)
-			m.funcs += n
-		case secTable:
-			err = checkTables(s.body)
+			n, err = countGlobals(s.body)
+			m.globals += n
 		case secDataCount:
 			r := reader{b: s.body}
 			r.u32()
 			err = r.end("data count section")
 		case secData:
-			err = checkData(s.body)
-		case secGlobal:
-			var n uint32
-			n, err = countGlobals(s.body)
-			m.globals += n
+			err = m.checkData(s.body)
 		}
 		if err != nil {
-			problems.add(fmt.Errorf("section %d: %w", s.id, err))
+			return nil, fmt.Errorf("section %d: %w", s.id, err)
 		}
 	}
-	m.funcs += m.funcImports
 
-	// What is added: two types, an import, a function and a global.
+	// What is added: two types, an import, a function and two globals.
 	var (
 		typeTick   = m.types       // () -> i32, of the import
 		typeSlow   = m.types + 1   // () -> (), of $tick
 		importTick = m.funcImports // index of the import
 		funcSlow   = m.funcs + 1   // index of $tick, after the shift
-		countdown  = m.globals     // index of the global
+		countdown  = m.globals     // index of the countdown
+		scratch    = m.globals + 1 // a bulk instruction's length, while it is charged
 	)
 	newTypes := []byte{0x60, 0, 1, 0x7f, 0x60, 0, 0}
 	newImport := appendName(appendName(nil, ImportModule), ImportName)
 	newImport = appendU32(append(newImport, 0), typeTick)
 	newFunc := appendU32(nil, typeSlow)
-	newGlobal := appendS32([]byte{0x7f, 0x01, 0x41}, Interval) // mut i32 = Interval
-	newGlobal = append(newGlobal, 0x0b)
+	newGlobals := appendS32([]byte{0x7f, 0x01, 0x41}, Interval) // mut i32 = Interval
+	newGlobals = append(newGlobals, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
 	// The body of $tick: if tick() { unreachable }; countdown = Interval.
 	slow := appendU32([]byte{0x00, 0x10}, importTick)
 	slow = append(slow, 0x04, 0x40, 0x00, 0x0b, 0x41)
@@ -232,14 +272,11 @@ func Instrument(bin []byte) ([]byte, error) {
 	slow = append(slow, 0x0b)
 	newBody := appendU32(nil, uint32(len(slow)))
 	newBody = append(newBody, slow...)
-	// The check at each function entry and loop head.
-	check := appendU32([]byte{0x23}, countdown)   // global.get
-	check = append(check, 0x41, 0x01, 0x6b, 0x24) // i32.const 1, i32.sub, global.set
-	check = appendU32(check, countdown)
-	check = appendU32(append(check, 0x23), countdown) // global.get
-	check = append(check, 0x45, 0x04, 0x40, 0x10)     // i32.eqz, if, call
-	check = appendU32(check, funcSlow)
-	check = append(check, 0x0b) // end
+	code := added{
+		check:       checkCode(countdown, funcSlow),
+		chargeMem:   chargeCode(countdown, scratch, funcSlow, BytesPerStep),
+		chargeTable: chargeCode(countdown, scratch, funcSlow, EntriesPerStep),
+	}
 
 	out := make([]byte, 0, len(bin)+len(bin)/4)
 	out = append(out, bin[:8]...)
@@ -250,26 +287,25 @@ func Instrument(bin []byte) ([]byte, error) {
 	}
 	// Sections the module lacks are created, with only what is added, in
 	// their place.
-	added := map[byte][]byte{
+	missing := map[byte][]byte{
 		secType:     newTypes,
 		secImport:   newImport,
 		secFunction: newFunc,
-		secGlobal:   newGlobal,
+		secGlobal:   newGlobals,
 		secCode:     newBody,
 	}
-	addedCount := map[byte]uint32{secType: 2, secImport: 1, secFunction: 1, secGlobal: 1, secCode: 1}
+	addedCount := map[byte]uint32{secType: 2, secImport: 1, secFunction: 1, secGlobal: 2, secCode: 1}
 	for _, s := range secs {
 		if s.id == secCustom {
-			body, keep := m.rewriteCustom(s.body)
-			if keep {
+			if body, keep := m.rewriteCustom(s.body); keep {
 				emit(s.id, body)
 			}
 			continue
 		}
 		for _, id := range []byte{secType, secImport, secFunction, secGlobal, secCode} {
-			if e, ok := added[id]; ok && order[s.id] > order[id] {
+			if e, ok := missing[id]; ok && order[s.id] > order[id] {
 				emit(id, append(appendU32(nil, addedCount[id]), e...))
-				delete(added, id)
+				delete(missing, id)
 			}
 		}
 		var (
@@ -278,40 +314,75 @@ func Instrument(bin []byte) ([]byte, error) {
 		)
 		switch s.id {
 		case secType, secImport, secFunction:
-			body, err = appendEntries(s.body, addedCount[s.id], added[s.id])
+			body, err = appendEntries(s.body, addedCount[s.id], missing[s.id])
+		case secTable:
+			body, err = rewriteTables(s.body)
 		case secGlobal:
-			body, err = m.rewriteGlobals(s.body, newGlobal)
+			body, err = m.rewriteGlobals(s.body, newGlobals)
 		case secExport:
 			body, err = m.rewriteExports(s.body)
 		case secStart:
 			r := reader{b: s.body}
 			x := r.u32()
 			if err = r.end("start section"); err == nil && x >= m.funcs {
-				err = fmt.Errorf("start function %d does not exist", x)
+				err = malformed("start function %d does not exist", x)
 			}
 			body = appendU32(nil, m.shift(x))
 		case secElement:
 			body, err = m.rewriteElements(s.body)
 		case secCode:
-			body, err = m.rewriteCode(s.body, check, newBody)
+			body, err = m.rewriteCode(s.body, &code, newBody)
 		default:
 			body = s.body
 		}
 		if err != nil {
-			problems.add(fmt.Errorf("section %d: %w", s.id, err))
+			return nil, fmt.Errorf("section %d: %w", s.id, err)
 		}
-		delete(added, s.id)
+		delete(missing, s.id)
 		emit(s.id, body)
 	}
-	if err := problems.err(); err != nil {
-		return nil, err
-	}
 	for _, id := range []byte{secType, secImport, secFunction, secGlobal, secCode} {
-		if e, ok := added[id]; ok {
+		if e, ok := missing[id]; ok {
 			emit(id, append(appendU32(nil, addedCount[id]), e...))
 		}
 	}
 	return out, nil
+}
+
+// checkCode is the check at function entries and loop heads: count down,
+// and call $tick at zero.
+func checkCode(countdown, tick uint32) []byte {
+	c := appendU32([]byte{0x23}, countdown) // global.get
+	c = append(c, 0x41, 0x01, 0x6b, 0x24)   // i32.const 1, i32.sub, global.set
+	c = appendU32(c, countdown)
+	c = appendU32(append(c, 0x23), countdown) // global.get
+	c = append(c, 0x45, 0x04, 0x40, 0x10)     // i32.eqz, if, call
+	c = appendU32(c, tick)
+	return append(c, 0x0b) // end
+}
+
+// chargeCode is the charge before a bulk instruction, whose length is on
+// top of the stack: count down by length/perStep (at most 2^26, so the
+// i32 cannot wrap), and call $tick if that uses up the countdown. The
+// length goes through a global, not a local, to leave the function's
+// locals as they are; nothing runs between its set and get but $tick,
+// which does not enter the guest.
+func chargeCode(countdown, scratch, tick uint32, perStep int) []byte {
+	shift := int32(0)
+	for 1<<shift < perStep {
+		shift++
+	}
+	c := appendU32([]byte{0x24}, scratch)     // global.set $scratch
+	c = appendU32(append(c, 0x23), countdown) // global.get $countdown
+	c = appendU32(append(c, 0x23), scratch)   // global.get $scratch
+	c = appendS32(append(c, 0x41), shift)     // i32.const shift
+	c = append(c, 0x76, 0x6b, 0x24)           // i32.shr_u, i32.sub, global.set
+	c = appendU32(c, countdown)
+	c = appendU32(append(c, 0x23), countdown)         // global.get $countdown
+	c = append(c, 0x41, 0x01, 0x48, 0x04, 0x40, 0x10) // i32.const 1, i32.lt_s, if, call
+	c = appendU32(c, tick)
+	c = append(c, 0x0b)                        // end
+	return appendU32(append(c, 0x23), scratch) // global.get $scratch
 }
 
 // malformedError is a structural error: the bytes are not WebAssembly.
@@ -319,39 +390,8 @@ type malformedError struct{ msg string }
 
 func (e *malformedError) Error() string { return e.msg }
 
-// problems keeps the first structural and the first other problem of a
-// module.
-type problems struct{ malformed, unsupported error }
-
-func (p *problems) add(err error) {
-	var m *malformedError
-	switch {
-	case !errors.As(err, &m):
-		if p.unsupported == nil {
-			p.unsupported = err
-		}
-	case p.malformed == nil:
-		p.malformed = err
-	}
-}
-
-// err returns ErrMalformed's problem before ErrUnsupported's: a module
-// that is not well-formed must not reach wazero.
-func (p *problems) err() error {
-	switch {
-	case p.malformed != nil:
-		return fmt.Errorf("%w: %w", ErrMalformed, p.malformed)
-	case p.unsupported != nil:
-		return fmt.Errorf("%w: %w", ErrUnsupported, p.unsupported)
-	}
-	return nil
-}
-
-// count reads the entry count that starts a vector section.
-func count(b []byte) (uint32, error) {
-	r := reader{b: b}
-	n := r.u32()
-	return n, r.err
+func malformed(format string, args ...any) error {
+	return &malformedError{fmt.Sprintf(format, args...)}
 }
 
 // readTypes counts the types of a type section, checking their parameter
@@ -361,7 +401,7 @@ func readTypes(b []byte) (uint32, error) {
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); r.err == nil && form != 0x60 {
-			return 0, fmt.Errorf("type %d: form %#x, want a function type", i, form)
+			return 0, fmt.Errorf("type %d: form %#x: only function types are supported", i, form)
 		}
 		for range 2 { // parameters, results
 			k := r.count()
@@ -371,34 +411,8 @@ func readTypes(b []byte) (uint32, error) {
 	return n, r.end("type section")
 }
 
-// checkData checks the sizes of the data segments.
-func checkData(b []byte) error {
-	r := reader{b: b}
-	n := r.count()
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		switch flags := r.u32(); flags {
-		case 0, 2: // active: (memory index), offset
-			if flags == 2 {
-				r.u32()
-			}
-			for op := r.byte(); op != 0x0b && r.err == nil; op = r.byte() {
-				if err := skipImmediates(&r, op); err != nil {
-					return fmt.Errorf("data segment %d: %w", i, err)
-				}
-			}
-		case 1: // passive
-		default:
-			if r.err == nil {
-				return fmt.Errorf("data segment %d: flags %d", i, flags)
-			}
-		}
-		r.bytes(int(r.count()))
-	}
-	return r.end("data section")
-}
-
-// readImports counts the function and global imports, and refuses a
-// module that imports the host function itself.
+// readImports counts the function and global imports, checks their
+// types, and refuses a module that imports the host function itself.
 func (m *module) readImports(b []byte) error {
 	r := reader{b: b}
 	n := r.u32()
@@ -410,7 +424,9 @@ func (m *module) readImports(b []byte) error {
 		}
 		switch kind := r.byte(); kind {
 		case 0: // function: type index
-			r.u32()
+			if x := r.u32(); r.err == nil && x >= m.types {
+				return malformed("import %d: type %d does not exist", i, x)
+			}
 			m.funcImports++
 		case 1: // table: reftype, limits
 			r.byte()
@@ -421,30 +437,88 @@ func (m *module) readImports(b []byte) error {
 			r.byte()
 			r.byte()
 			m.globals++
-		case 4: // tag: attribute, type index
-			r.byte()
-			r.u32()
+		case 4:
+			return fmt.Errorf("import %d: a tag: exception handling is not supported", i)
 		default:
 			if r.err == nil {
-				return fmt.Errorf("import %d: unknown kind %#x", i, kind)
+				return malformed("import %d: unknown kind %#x", i, kind)
 			}
 		}
 	}
+	m.funcs = m.funcImports
 	return r.end("import section")
 }
 
-// checkTables refuses tables with initializer expressions (function
-// references), whose ref.func Instrument does not renumber.
-func checkTables(b []byte) error {
+// readFunctions counts the defined functions and checks their types.
+func (m *module) readFunctions(b []byte) error {
 	r := reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		if t := r.byte(); t == 0x40 {
-			return fmt.Errorf("table %d has an initializer expression", i)
+		if x := r.u32(); r.err == nil && x >= m.types {
+			return malformed("function %d: type %d does not exist", m.funcImports+i, x)
 		}
-		r.limits()
 	}
-	return r.end("table section")
+	m.funcs = m.funcImports + n
+	return r.end("function section")
+}
+
+// checkData checks the data segments.
+func (m *module) checkData(b []byte) error {
+	r := reader{b: b}
+	n := r.count()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		switch flags := r.u32(); flags {
+		case 0, 2: // active: (memory index), offset
+			if flags == 2 {
+				r.u32()
+			}
+			if _, err := m.constExpr(nil, &r); err != nil {
+				return fmt.Errorf("data segment %d: %w", i, err)
+			}
+		case 1: // passive
+		default:
+			if r.err == nil {
+				return malformed("data segment %d: flags %d", i, flags)
+			}
+		}
+		r.bytes(int(r.count()))
+	}
+	return r.end("data section")
+}
+
+// rewriteTables bounds the tables: a table may hold at most
+// MaxTableEntries.
+func rewriteTables(b []byte) ([]byte, error) {
+	r := reader{b: b}
+	n := r.u32()
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		t := r.byte()
+		if t == 0x40 {
+			return nil, fmt.Errorf("table %d has an initializer expression (typed function references are not supported)", i)
+		}
+		flags := r.byte()
+		if r.err == nil && flags > 1 {
+			return nil, fmt.Errorf("table %d: limits flags %#x (shared or 64-bit tables are not supported)", i, flags)
+		}
+		min, max := r.u32(), uint32(MaxTableEntries)
+		if flags == 1 {
+			max = min32(r.u32(), max)
+		}
+		if r.err == nil && min > MaxTableEntries {
+			return nil, fmt.Errorf("table %d: %d entries, over the limit of %d", i, min, MaxTableEntries)
+		}
+		out = append(out, t, 1)
+		out = appendU32(appendU32(out, min), max)
+	}
+	return out, r.end("table section")
+}
+
+func min32(a, b uint32) uint32 {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // countGlobals counts the entries of a global section, reading them all.
@@ -476,11 +550,11 @@ func appendEntries(b []byte, n uint32, entries []byte) ([]byte, error) {
 }
 
 // rewriteGlobals renumbers the functions in the initializers and appends
-// the countdown.
-func (m *module) rewriteGlobals(b, entry []byte) ([]byte, error) {
+// the added globals.
+func (m *module) rewriteGlobals(b, entries []byte) ([]byte, error) {
 	r := reader{b: b}
 	n := r.u32()
-	out := appendU32(nil, n+1)
+	out := appendU32(nil, n+2)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		out = append(out, r.bytes(2)...) // value type, mutability
 		var err error
@@ -491,22 +565,34 @@ func (m *module) rewriteGlobals(b, entry []byte) ([]byte, error) {
 	if err := r.end("global section"); err != nil {
 		return nil, err
 	}
-	return append(out, entry...), nil
+	return append(out, entries...), nil
 }
 
-// rewriteExports renumbers the exported functions.
+// rewriteExports renumbers the exported functions. An export of a
+// function or global the module does not have is refused: after the
+// rewrite it would export $tick or the countdown.
 func (m *module) rewriteExports(b []byte) ([]byte, error) {
 	r := reader{b: b}
 	n := r.u32()
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		out = appendName(out, r.name())
+		name := r.name()
 		kind := r.byte()
 		x := r.u32()
-		if kind == 0 {
+		if r.err != nil {
+			break
+		}
+		switch {
+		case kind == 0 && x >= m.funcs:
+			return nil, malformed("export %q: function %d does not exist", name, x)
+		case kind == 3 && x >= m.globals:
+			return nil, malformed("export %q: global %d does not exist", name, x)
+		case kind == 4:
+			return nil, fmt.Errorf("export %q: a tag: exception handling is not supported", name)
+		case kind == 0:
 			x = m.shift(x)
 		}
-		out = appendU32(append(out, kind), x)
+		out = appendU32(append(appendName(out, name), kind), x)
 	}
 	return out, r.end("export section")
 }
@@ -520,7 +606,7 @@ func (m *module) rewriteElements(b []byte) ([]byte, error) {
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		flags := r.u32()
 		if flags > 7 {
-			return nil, fmt.Errorf("element segment %d: flags %d", i, flags)
+			return nil, malformed("element segment %d: flags %d", i, flags)
 		}
 		out = appendU32(out, flags)
 		var err error
@@ -541,7 +627,7 @@ func (m *module) rewriteElements(b []byte) ([]byte, error) {
 			if flags&4 == 0 { // function indices
 				x := r.u32()
 				if r.err == nil && x >= m.funcs {
-					return nil, fmt.Errorf("element segment %d: function %d does not exist", i, x)
+					return nil, malformed("element segment %d: function %d does not exist", i, x)
 				}
 				out = appendU32(out, m.shift(x))
 			} else if out, err = m.constExpr(out, &r); err != nil {
@@ -564,13 +650,13 @@ func (m *module) constExpr(out []byte, r *reader) ([]byte, error) {
 		case 0xd2: // ref.func
 			x := r.u32()
 			if r.err == nil && x >= m.funcs {
-				return nil, fmt.Errorf("function %d does not exist", x)
+				return nil, malformed("function %d does not exist", x)
 			}
 			out = appendU32(append(out, op), m.shift(x))
 		case 0x23: // global.get
 			x := r.u32()
 			if r.err == nil && x >= m.globals {
-				return nil, fmt.Errorf("global %d does not exist", x)
+				return nil, malformed("global %d does not exist", x)
 			}
 			out = appendU32(append(out, op), x)
 		default:
@@ -584,20 +670,23 @@ func (m *module) constExpr(out []byte, r *reader) ([]byte, error) {
 }
 
 // rewriteCode rewrites every function body and appends $tick's.
-func (m *module) rewriteCode(b, check, tick []byte) ([]byte, error) {
+func (m *module) rewriteCode(b []byte, code *added, tick []byte) ([]byte, error) {
 	r := reader{b: b}
 	n := r.u32()
+	if r.err == nil && n != m.funcs-m.funcImports {
+		return nil, malformed("%d function bodies for %d functions", n, m.funcs-m.funcImports)
+	}
 	out := appendU32(make([]byte, 0, len(b)+len(b)/4), n+1)
 	var fn []byte
-	for i := uint32(0); i < n; i++ {
+	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := r.u32()
 		body := r.bytes(int(size))
 		if r.err != nil {
-			return nil, fmt.Errorf("code of function %d: %w", i, r.err)
+			return nil, fmt.Errorf("code of function %d: %w", m.funcImports+i, r.err)
 		}
 		var err error
-		if fn, err = m.rewriteBody(fn[:0], body, check); err != nil {
-			return nil, fmt.Errorf("code of function %d: %w", i, err)
+		if fn, err = m.rewriteBody(fn[:0], body, code); err != nil {
+			return nil, fmt.Errorf("code of function %d: %w", m.funcImports+i, err)
 		}
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
@@ -609,44 +698,73 @@ func (m *module) rewriteCode(b, check, tick []byte) ([]byte, error) {
 }
 
 // rewriteBody appends the rewritten function body b to out: the check at
-// its entry and after each loop instruction, functions renumbered.
-func (m *module) rewriteBody(out, b, check []byte) ([]byte, error) {
+// its entry and after each loop instruction, the charge before each bulk
+// instruction, functions renumbered.
+func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 	r := reader{b: b}
 	groups := r.count()
 	var locals uint64
 	for i := uint32(0); i < groups && r.err == nil; i++ {
 		locals += uint64(r.u32())
-		r.byte() // type
-	}
-	if r.err == nil && locals > MaxLocals {
-		// wazero allocates every declared local before compiling.
-		r.err = &malformedError{fmt.Sprintf("%d locals, over the limit of %d", locals, MaxLocals)}
+		if t := r.byte(); r.err == nil && !isValType(t) {
+			return nil, malformed("locals: value type %#x", t)
+		}
 	}
 	if r.err != nil {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
+	if locals > MaxLocals {
+		// wazero allocates every declared local before compiling.
+		return nil, fmt.Errorf("%d locals, over the limit of %d", locals, MaxLocals)
+	}
 	out = append(out, b[:r.off]...)
-	out = append(out, check...)
+	out = append(out, code.check...)
 	last := r.off // start of the bytes not yet copied
 	for !r.done() {
 		at := r.off
 		switch op := r.byte(); op {
-		case 0x03: // loop blocktype
-			r.s33()
-			out = append(out, b[last:r.off]...)
-			out = append(out, check...)
-			last = r.off
+		case 0x02, 0x03, 0x04: // block, loop, if: block type
+			if t := r.s33(); r.err == nil && t >= 0 && t >= int64(m.types) {
+				return nil, malformed("offset %d: type %d does not exist", at, t)
+			}
+			if op == 0x03 {
+				out = append(out, b[last:r.off]...)
+				out = append(out, code.check...)
+				last = r.off
+			}
 		case 0x10, 0x12, 0xd2: // call, return_call, ref.func
 			x := r.u32()
 			if r.err == nil && x >= m.funcs {
-				return nil, fmt.Errorf("offset %d: function %d does not exist", at, x)
+				return nil, malformed("offset %d: function %d does not exist", at, x)
 			}
 			out = append(out, b[last:at+1]...)
 			out = appendU32(out, m.shift(x))
 			last = r.off
+		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
+			if x := r.u32(); r.err == nil && x >= m.types {
+				return nil, malformed("offset %d: type %d does not exist", at, x)
+			}
+			r.u32()
 		case 0x23, 0x24: // global.get, global.set
 			if x := r.u32(); r.err == nil && x >= m.globals {
-				return nil, fmt.Errorf("offset %d: global %d does not exist", at, x)
+				return nil, malformed("offset %d: global %d does not exist", at, x)
+			}
+		case 0xfc:
+			sub := r.u32()
+			if err := miscImmediates(&r, sub); err != nil {
+				return nil, fmt.Errorf("offset %d: %w", at, err)
+			}
+			var charge []byte
+			switch sub {
+			case 8, 10, 11: // memory.init, memory.copy, memory.fill
+				charge = code.chargeMem
+			case 12, 14, 15, 17: // table.init, table.copy, table.grow, table.fill
+				charge = code.chargeTable
+			}
+			if charge != nil {
+				out = append(out, b[last:at]...)
+				out = append(out, charge...)
+				last = at
 			}
 		default:
 			if err := skipImmediates(&r, op); err != nil {
@@ -662,14 +780,15 @@ func (m *module) rewriteBody(out, b, check []byte) ([]byte, error) {
 
 // rewriteCustom renumbers the functions of the name section and drops
 // DWARF, whose code offsets the rewrite moves. keep is false for a
-// section to drop; a name section it cannot read is dropped too (it only
-// names things in stack traces).
+// section to drop: besides DWARF, one whose name cannot be read, and a
+// name section that cannot be read (wazero decodes it, and would allocate
+// what its counts claim; it only names things in stack traces).
 func (m *module) rewriteCustom(b []byte) (out []byte, keep bool) {
 	r := reader{b: b}
 	name := r.name()
 	switch {
 	case r.err != nil:
-		return b, true // not ours to judge; wazero ignores custom sections it cannot read
+		return nil, false
 	case strings.HasPrefix(name, ".debug_"):
 		return nil, false
 	case name != "name":
@@ -682,26 +801,30 @@ func (m *module) rewriteCustom(b []byte) (out []byte, keep bool) {
 		if r.err != nil {
 			return nil, false
 		}
-		if id < 1 || id > 3 { // 1 functions, 2 locals, 3 labels: by function
-			out = appendU32(append(out, id), uint32(len(sub)))
-			out = append(out, sub...)
-			continue
-		}
 		s := reader{b: sub}
-		n := s.u32()
-		body := appendU32(nil, n)
-		for i := uint32(0); i < n && s.err == nil; i++ {
-			body = appendU32(body, m.shift(s.u32()))
-			if id == 1 {
-				body = appendName(body, s.name())
-				continue
+		var body []byte
+		switch id {
+		case 0: // the module's name
+			body = appendName(nil, s.name())
+		case 1, 2, 3: // functions, locals, labels: by function
+			n := s.u32()
+			body = appendU32(nil, n)
+			for i := uint32(0); i < n && s.err == nil; i++ {
+				body = appendU32(body, m.shift(s.u32()))
+				if id == 1 {
+					body = appendName(body, s.name())
+					continue
+				}
+				k := s.u32()
+				body = appendU32(body, k)
+				for j := uint32(0); j < k && s.err == nil; j++ {
+					body = appendU32(body, s.u32())
+					body = appendName(body, s.name())
+				}
 			}
-			k := s.u32()
-			body = appendU32(body, k)
-			for j := uint32(0); j < k && s.err == nil; j++ {
-				body = appendU32(body, s.u32())
-				body = appendName(body, s.name())
-			}
+		default: // skipped by wazero
+			body = sub
+			s.off = len(sub)
 		}
 		if s.err != nil || !s.done() {
 			return nil, false
@@ -714,6 +837,10 @@ func (m *module) rewriteCustom(b []byte) (out []byte, keep bool) {
 
 // skipImmediates reads the immediates of the instruction op (other than
 // those rewriteBody handles), or refuses an instruction it does not know.
+//
+// Where wazero reads an instruction differently from the specification,
+// the two readings must not part ways: wazero would go on reading what
+// Instrument never checked.
 func skipImmediates(r *reader, op byte) error {
 	switch {
 	case op == 0x00 || op == 0x01 || op == 0x05 || op == 0x0b || op == 0x0f ||
@@ -738,16 +865,13 @@ func skipImmediates(r *reader, op byte) error {
 		n := r.count()
 		for i := uint32(0); i < n && r.err == nil; i++ {
 			if t := r.byte(); r.err == nil && !isValType(t) {
-				return fmt.Errorf("select: value type %#x", t)
+				return malformed("select: value type %#x", t)
 			}
 		}
-	case op >= 0x28 && op <= 0x3e: // loads and stores: memarg
-		if align := r.u32(); align&0x40 != 0 {
-			r.u32() // memory index (multi-memory)
-		}
-		r.u64()
+	case op >= 0x28 && op <= 0x3e: // loads and stores
+		r.memarg()
 	case op == 0x41: // i32.const
-		r.s33()
+		r.leb(5)
 	case op == 0x42: // i64.const
 		r.u64()
 	case op == 0x43:
@@ -759,20 +883,60 @@ func skipImmediates(r *reader, op byte) error {
 			return fmt.Errorf("ref.null: heap type %#x", t)
 		}
 	case op == 0xfc:
-		switch sub := r.u32(); {
-		case r.err != nil:
-		case sub <= 7: // saturating truncations
-		case sub == 9 || sub == 11 || sub == 13 || (sub >= 15 && sub <= 17):
-			r.u32()
-		case sub == 8 || sub == 10 || sub == 12 || sub == 14:
-			r.u32()
-			r.u32()
-		default:
-			return fmt.Errorf("instruction 0xfc %d", sub)
-		}
+		return miscImmediates(r, r.u32())
+	case op == 0xfd:
+		return simdImmediates(r)
+	case op == 0xfe:
+		return fmt.Errorf("instruction 0xfe: threads are not supported")
 	default:
-		return fmt.Errorf("instruction %#x", op)
+		return fmt.Errorf("instruction %#x is not supported", op)
 	}
+	return nil
+}
+
+// miscImmediates reads the immediates of the instruction 0xfc sub.
+func miscImmediates(r *reader, sub uint32) error {
+	switch {
+	case r.err != nil:
+	case sub <= 7: // saturating truncations
+	case sub == 9 || sub == 11 || sub == 13 || (sub >= 15 && sub <= 17):
+		r.u32()
+	case sub == 8 || sub == 10 || sub == 12 || sub == 14:
+		r.u32()
+		r.u32()
+	default:
+		return fmt.Errorf("instruction 0xfc %d is not supported", sub)
+	}
+	return nil
+}
+
+// simdImmediates reads a SIMD instruction after its prefix. wazero reads
+// the opcode as one byte where the specification has an LEB128 number:
+// both agree on opcodes below 0x80 in one byte, and on opcodes from 0x80
+// to 0xff in two, the second 0x01 (which wazero then reads as a nop).
+// Other encodings are refused.
+func simdImmediates(r *reader) error {
+	at := r.off
+	op := uint32(r.byte())
+	if op >= 0x80 {
+		if c := r.byte(); r.err == nil && c != 0x01 {
+			return fmt.Errorf("SIMD instruction at offset %d: encoding %#x %#x is not supported", at, op, c)
+		}
+	}
+	switch {
+	case r.err != nil:
+	case op <= 0x0b || op == 0x5c || op == 0x5d: // loads and stores
+		r.memarg()
+	case op == 0x0c || op == 0x0d: // v128.const, i8x16.shuffle
+		r.bytes(16)
+	case op >= 0x15 && op <= 0x22: // extract_lane, replace_lane
+		r.byte()
+	case op >= 0x54 && op <= 0x5b: // load_lane, store_lane
+		r.memarg()
+		r.byte()
+	}
+	// Every other opcode up to 0xff has no immediates; wazero refuses
+	// those it does not know.
 	return nil
 }
 
@@ -874,9 +1038,32 @@ func (r *reader) count() uint32 {
 	return n
 }
 
-// s33 reads a block type (or an i32 constant): either form is one LEB128
-// number of at most 5 bytes.
-func (r *reader) s33() { r.leb(5) }
+// s33 reads a block type: a signed LEB128 number of at most 5 bytes,
+// negative for a value type or none, a type index otherwise.
+func (r *reader) s33() int64 {
+	at := r.off
+	v := r.leb(5)
+	if r.err != nil {
+		return 0
+	}
+	bits := 7 * (r.off - at)
+	if bits > 33 {
+		bits = 33
+	}
+	v &= 1<<bits - 1
+	if v&(1<<(bits-1)) != 0 { // sign-extend
+		return int64(v) - 1<<bits
+	}
+	return int64(v)
+}
+
+// memarg reads the alignment and offset of a memory instruction.
+func (r *reader) memarg() {
+	if align := r.u32(); align&0x40 != 0 {
+		r.u32() // memory index (multi-memory)
+	}
+	r.u64()
+}
 
 func (r *reader) limits() {
 	flags := r.byte()

@@ -62,22 +62,36 @@ var (
 )
 
 // spinModule imports strata.started and exports spin, which calls it and
-// then loops forever, and value, which returns a defined global (42).
+// then loops forever.
 func spinModule() []byte {
 	return wasm(
-		vec(1, typeVoid, typeResI32),
+		vec(1, typeVoid),
 		vec(2, importFunc("strata", "started", 0)),
-		vec(3, []byte{0}, []byte{1}),
-		vec(6, globalI32),
-		vec(7, export("spin", 0, 1), export("value", 0, 2)),
-		vec(10,
-			// call $started; loop br 0 end
-			body(0x10, 0, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b),
-			// global.get 0
-			body(0x23, 0, 0x0b),
-		),
+		vec(3, []byte{0}),
+		vec(7, export("spin", 0, 1)),
+		// call $started; loop br 0 end
+		vec(10, body(0x10, 0, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b)),
 	)
 }
+
+// bulkModule is like spinModule, but its loop runs the bulk instruction
+// op, with memory of 32 MiB and a table of MaxTableEntries: each
+// iteration copies or fills 16 MiB, or fills the table (8 MiB).
+func bulkModule(op ...byte) []byte {
+	code := cat([]byte{0x10, 0, 0x03, 0x40}, op, []byte{0x0c, 0, 0x0b, 0x0b})
+	return wasm(
+		vec(1, typeVoid),
+		vec(2, importFunc("strata", "started", 0)),
+		vec(3, []byte{0}),
+		vec(4, cat([]byte{0x70, 0x00}, appendU32(nil, MaxTableEntries))),
+		vec(5, cat([]byte{0x00}, appendU32(nil, 512))),
+		vec(7, export("spin", 0, 1)),
+		vec(10, body(code...)),
+	)
+}
+
+// i32 is i32.const v.
+func i32(v int32) []byte { return appendS32([]byte{0x41}, v) }
 
 // instantiate instruments bin and instantiates it on a runtime without
 // wazero's own cancellation check, with the host functions strata.tick
@@ -105,16 +119,14 @@ func instantiate(t *testing.T, bin []byte, started chan<- struct{}) api.Module {
 	return mod
 }
 
-// spin calls the spin export with ctx, waits until it runs, calls during
-// and returns the call's error; the test fails if the call does not end
-// within 10 s after ctx does.
-func spin(t *testing.T, ctx context.Context, cancel func(), during func()) error {
+// spin instantiates bin, which imports strata.started and exports spin,
+// which calls it and then runs until stopped; calls spin with ctx, waits
+// until it runs, calls during and cancel and returns the call's error. The
+// test fails if the call does not end within 10 s after ctx does.
+func spin(t *testing.T, bin []byte, ctx context.Context, cancel func(), during func()) error {
 	t.Helper()
 	started := make(chan struct{}, 1)
-	mod := instantiate(t, spinModule(), started)
-	if v, err := mod.ExportedFunction("value").Call(context.Background()); err != nil || v[0] != 42 {
-		t.Fatalf("value() = %v, %v; want 42", v, err)
-	}
+	mod := instantiate(t, bin, started)
 	done := make(chan error, 1)
 	go func() {
 		_, err := mod.ExportedFunction("spin").Call(ctx)
@@ -136,7 +148,7 @@ func spin(t *testing.T, ctx context.Context, cancel func(), during func()) error
 // its context once it runs: the call traps.
 func TestCancelStopsALoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	err := spin(t, ctx, cancel, func() {})
+	err := spin(t, spinModule(), ctx, cancel, func() {})
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("spin() = %v, want an unreachable trap", err)
 	}
@@ -147,7 +159,7 @@ func TestCancelStopsALoop(t *testing.T) {
 // code that never returns to Go is not; Tick is one.
 func TestLoopDoesNotHoldTheWorld(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	spin(t, ctx, cancel, func() {
+	spin(t, spinModule(), ctx, cancel, func() {
 		gc := make(chan struct{})
 		go func() {
 			for range 5 {
@@ -161,6 +173,92 @@ func TestLoopDoesNotHoldTheWorld(t *testing.T) {
 			t.Fatal("5 garbage collections did not finish in 10 s while the guest looped")
 		}
 	})
+}
+
+// TestBulkInstructionsStop runs loops of bulk instructions, each of
+// which wazero runs as one copy that Go cannot preempt: they are charged
+// by their length, so the call stops soon after its context ends, and a
+// collection while they run does not wait for thousands of them (a loop
+// of 32 MiB copies, each counted as one step, ran 27 s past its timeout).
+func TestBulkInstructionsStop(t *testing.T) {
+	const mib16 = 16 << 20
+	for name, op := range map[string][]byte{
+		"memory.copy": cat(i32(0), i32(mib16), i32(mib16), []byte{0xfc, 10, 0, 0}),
+		"memory.fill": cat(i32(0), i32(0), i32(mib16), []byte{0xfc, 11, 0}),
+		"table.fill":  cat(i32(0), []byte{0xd0, 0x70}, i32(MaxTableEntries), []byte{0xfc, 17, 0}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			err := spin(t, bulkModule(op...), ctx, cancel, func() {
+				gc := make(chan struct{})
+				go func() {
+					runtime.GC()
+					close(gc)
+				}()
+				select {
+				case <-gc:
+				case <-time.After(10 * time.Second):
+					t.Fatal("a garbage collection did not finish in 10 s while the guest copied")
+				}
+			})
+			if err == nil || !strings.Contains(err.Error(), "unreachable") {
+				t.Fatalf("spin() = %v, want an unreachable trap", err)
+			}
+		})
+	}
+}
+
+// TestTableLimit: a table without a maximum gets MaxTableEntries as one,
+// so table.grow fails instead of asking wazero for 2^31 references.
+func TestTableLimit(t *testing.T) {
+	grow := func(n int32) []byte { // grow(n) -> i32
+		return body(cat([]byte{0xd0, 0x70}, i32(n), []byte{0xfc, 15, 0, 0x0b})...)
+	}
+	bin := wasm(
+		vec(1, typeResI32, typeVoid),
+		vec(2, importFunc("strata", "started", 1)),
+		vec(3, []byte{0}, []byte{0}),
+		vec(4, []byte{0x70, 0x00, 1}), // funcref table, 1 entry, no maximum
+		vec(7, export("huge", 0, 1), export("small", 0, 2)),
+		vec(10, grow(1<<31-1), grow(10)),
+	)
+	mod := instantiate(t, bin, make(chan struct{}, 1))
+	ctx := context.Background()
+	for name, want := range map[string]uint64{"huge": 0xffffffff, "small": 1} {
+		if v, err := mod.ExportedFunction(name).Call(ctx); err != nil || v[0] != want {
+			t.Errorf("%s() = %v, %v; want %#x", name, v, err, want)
+		}
+	}
+}
+
+// TestSIMD runs SIMD instructions with each kind of immediate, and an
+// opcode in both encodings, through the rewrite.
+func TestSIMD(t *testing.T) {
+	v128 := func(a, b, c, d byte) []byte { // v128.const, i32x4 lanes
+		return cat([]byte{0xfd, 0x0c}, []byte{a, 0, 0, 0, b, 0, 0, 0, c, 0, 0, 0, d, 0, 0, 0})
+	}
+	load := []byte{0xfd, 0x00, 4, 0} // v128.load align=16 offset=0
+	code := cat(
+		i32(0), v128(1, 2, 3, 4), v128(10, 20, 30, 40),
+		[]byte{0xfd, 0xae, 0x01},   // i32x4.add, an opcode over 0x7f in two bytes
+		[]byte{0xfd, 0x0b, 4, 0},   // v128.store
+		i32(0), load, i32(0), load, // [11 22 33 44] twice
+		[]byte{0xfd, 0x0d, 4, 5, 6, 7, 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15}, // i8x16.shuffle: [22 11 33 44]
+		[]byte{0xfd, 0x1b, 0}, // i32x4.extract_lane 0
+		[]byte{0x0b},
+	)
+	bin := wasm(
+		vec(1, typeResI32, typeVoid),
+		vec(2, importFunc("strata", "started", 1)),
+		vec(3, []byte{0}),
+		vec(5, []byte{0x00, 1}),
+		vec(7, export("simd", 0, 1)),
+		vec(10, body(code...)),
+	)
+	mod := instantiate(t, bin, make(chan struct{}, 1))
+	if v, err := mod.ExportedFunction("simd").Call(context.Background()); err != nil || v[0] != 22 {
+		t.Fatalf("simd() = %v, %v; want 22", v, err)
+	}
 }
 
 // TestRenumbering instruments a module that refers to its functions in
@@ -219,11 +317,6 @@ func TestInstrumentRefuses(t *testing.T) {
 			"section 9 claims 536870784 entries in 6 bytes",
 		},
 		{
-			"too many locals",
-			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, []byte{7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b})),
-			"4294967295 locals, over the limit of 50000",
-		},
-		{
 			"overlong LEB128",
 			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x41, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b))),
 			"too long",
@@ -233,8 +326,6 @@ func TestInstrumentRefuses(t *testing.T) {
 			wasm(vec(1, typeVoid), vec(3, []byte{0}), cat([]byte{10, 1}, body(0x0b), []byte{0})),
 			"trailing bytes",
 		},
-	}
-	unsupported := []refusal{
 		{"unknown section", wasm([]byte{42, 0}), "unknown section id 42"},
 		{
 			// global.get 1 with one global: the rewrite would give it a meaning
@@ -248,19 +339,86 @@ func TestInstrumentRefuses(t *testing.T) {
 			"function 1 does not exist",
 		},
 		{
-			"SIMD",
-			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0xfd, 0x0c, 0x0b))),
-			"instruction 0xfd",
+			// after the rewrite, function 1 is $tick
+			"export of a missing function",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(7, export("f", 0, 1)), vec(10, body(0x0b))),
+			`export "f": function 1 does not exist`,
+		},
+		{
+			// after the rewrite, global 1 is the countdown
+			"export of a missing global",
+			wasm(vec(6, globalI32), vec(7, export("g", 3, 1))),
+			`export "g": global 1 does not exist`,
+		},
+		{
+			"global.get of a missing global in a data offset",
+			wasm(vec(5, []byte{0, 1}), vec(11, []byte{0, 0x23, 0, 0x0b, 0})),
+			"data segment 0: global 0 does not exist",
+		},
+		{
+			// types 0 and 1 are the ones the rewrite adds
+			"function of a missing type",
+			wasm(vec(3, []byte{0}), vec(10, body(0x0b))),
+			"function 0: type 0 does not exist",
+		},
+		{
+			"block of a missing type",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x02, 1, 0x0b, 0x0b))),
+			"type 1 does not exist",
+		},
+		{
+			"call_indirect of a missing type",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(4, []byte{0x70, 0, 1}), vec(10, body(0x41, 0, 0x11, 2, 0, 0x0b))),
+			"type 2 does not exist",
+		},
+		{
+			"fewer bodies than functions",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}, []byte{0}), vec(10, body(0x0b))),
+			"1 function bodies for 2 functions",
+		},
+	}
+	unsupported := []refusal{
+		{
+			"too many locals",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, []byte{7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b})),
+			"4294967295 locals, over the limit of 50000",
+		},
+		{
+			"table over the limit",
+			wasm(vec(4, cat([]byte{0x70, 0}, appendU32(nil, MaxTableEntries+1)))),
+			"table 0: 1048577 entries, over the limit of 1048576",
+		},
+		{
+			"threads",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(5, []byte{0, 1}), vec(10, body(0x41, 0, 0xfe, 0x10, 2, 0, 0x1a, 0x0b))),
+			"threads are not supported",
+		},
+		{
+			// wazero reads 0x8c as the opcode, the specification 0x0c
+			// (v128.const, 16 bytes of immediates): the two would part ways
+			"SIMD opcode in an encoding wazero reads otherwise",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0xfd, 0x8c, 0x00, 0x0b))),
+			"encoding 0x8c 0x0 is not supported",
 		},
 		{
 			"exceptions",
 			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x06, 0x40, 0x0b, 0x0b))),
-			"instruction 0x6",
+			"instruction 0x6 is not supported",
 		},
+		{"tag section", wasm(vec(13)), "exception handling is not supported"},
 		{
 			"imports the host function",
 			wasm(vec(1, typeResI32), vec(2, importFunc(ImportModule, ImportName, 0))),
 			"imports strata.tick itself",
+		},
+		{
+			// was given to wazero unchecked: the first body was refused as
+			// unsupported, and the second claims 2^32 locals
+			"unsupported, then over the limits",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}, []byte{0}), vec(10,
+				body(0xfe, 0x03, 0x00, 0x0b),
+				[]byte{7, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b})),
+			"threads are not supported",
 		},
 	}
 	for kind, cases := range map[error][]refusal{ErrMalformed: malformed, ErrUnsupported: unsupported} {
@@ -283,25 +441,19 @@ type refusal struct {
 }
 
 // FuzzInstrument checks that Instrument never panics, that what it returns
-// is instrumented once (a second pass refuses it), that a module wazero
-// accepts stays acceptable after instrumentation, and, as the reducer host
-// gives wazero every module not refused as malformed, that wazero survives
-// those.
+// is instrumented once (a second pass refuses it), that wazero survives
+// every module Instrument accepts, as the reducer host gives it those and
+// only those, and that a module wazero accepts stays acceptable after
+// instrumentation.
 func FuzzInstrument(f *testing.F) {
 	f.Add(spinModule())
 	f.Add(wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0x03, 0x40, 0x0b, 0x0b))))
 	f.Add(wasm(vec(1, typeResI32), vec(3, []byte{0}), vec(6, globalI32), vec(10, body(0x23, 0, 0x0b))))
+	f.Add(bulkModule(cat(i32(0), i32(0), i32(1), []byte{0xfc, 11, 0})...))
 	f.Fuzz(func(t *testing.T, bin []byte) {
 		out, err := Instrument(bin)
-		if errors.Is(err, ErrMalformed) {
-			return
-		}
-		ctx := context.Background()
-		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-		defer rt.Close(ctx)
-		_, compileErr := rt.CompileModule(ctx, bin)
 		if err != nil {
-			if !errors.Is(err, ErrUnsupported) {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnsupported) {
 				t.Fatalf("error wraps neither ErrMalformed nor ErrUnsupported: %v", err)
 			}
 			return
@@ -309,11 +461,12 @@ func FuzzInstrument(f *testing.F) {
 		if _, err := Instrument(out); err == nil || !strings.Contains(err.Error(), "imports strata.tick itself") {
 			t.Fatalf("second Instrument = %v, want a refusal of the import", err)
 		}
-		if compileErr != nil {
-			return
-		}
-		if _, err := rt.CompileModule(ctx, out); err != nil {
-			t.Fatalf("wazero accepts the module but not its instrumented copy: %v", err)
+		ctx := context.Background()
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+		defer rt.Close(ctx)
+		_, outErr := rt.CompileModule(ctx, out)
+		if _, err := rt.CompileModule(ctx, bin); err == nil && outErr != nil {
+			t.Fatalf("wazero accepts the module but not its instrumented copy: %v", outErr)
 		}
 	})
 }
