@@ -364,8 +364,7 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 // TestWazeroInterrupt runs the example and the loop under wazero's own
-// cancellation check, the fallback for modules that cannot be
-// instrumented.
+// cancellation check, which HostOptions.Interrupt can choose.
 func TestWazeroInterrupt(t *testing.T) {
 	h := newHostWith(t, reducer.HostOptions{Interrupt: reducer.InterruptWazero})
 	mods := reducertest.Modules(t, "app-regions", "loop")
