@@ -122,7 +122,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 
 // instantiate starts a new instance; ctx bounds its initialization.
 func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
-	out := newTail(2048)
+	out := newTail(ctx, 2048)
 	mod, err := r.rt.InstantiateModule(ctx, r.compiled, moduleConfig(out))
 	if err != nil {
 		return nil, r.callError(ctx, "start instance", err, out)
@@ -256,7 +256,7 @@ func (r *Reducer) hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 // another call.
 func (r *Reducer) call(ctx context.Context, inst *instance, req *abi.Request, size int) ([]Record, bool, error) {
 	ctx = context.WithValue(ctx, callKey{}, &callState{r: r})
-	inst.stderr.reset()
+	inst.stderr.reset(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, false, r.callError(ctx, abi.ExportAlloc, err, inst.stderr)
 	}

@@ -511,3 +511,77 @@ strata_reducer_failures_total{kind="guest",reducer="guesterror"} 1
 		t.Error(err)
 	}
 }
+
+// TestStderrFlood loads a module whose _initialize calls fd_write on
+// stderr in a loop, each call with 8 million I/O vectors of 64 MiB: one
+// call takes most of a second, and the countdown sees one step per loop.
+// It must stop soon after its timeout (found by review: it ran for hours).
+// Each host call is charged interrupt.HostCallSteps, and the host's stderr
+// refuses writes once the call has ended.
+func TestStderrFlood(t *testing.T) {
+	const mem = 64 << 20
+	u32 := func(b []byte, v uint32) []byte {
+		for ; v >= 0x80; v >>= 7 {
+			b = append(b, byte(v)|0x80)
+		}
+		return append(b, byte(v))
+	}
+	s64 := func(b []byte, v int64) []byte {
+		for {
+			c := byte(v & 0x7f)
+			v >>= 7
+			if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+				return append(b, c)
+			}
+			b = append(b, c|0x80)
+		}
+	}
+	name := func(b []byte, s string) []byte { return append(u32(b, uint32(len(s))), s...) }
+	section := func(id byte, entries ...[]byte) []byte {
+		body := u32(nil, uint32(len(entries)))
+		for _, e := range entries {
+			body = append(body, e...)
+		}
+		return append(u32([]byte{id}, uint32(len(body))), body...)
+	}
+	code := func(c ...byte) []byte { return append(u32(nil, uint32(len(c))), c...) }
+	export := func(n string, kind byte, idx uint32) []byte { return u32(append(name(nil, n), kind), idx) }
+
+	// Fill memory with I/O vectors (offset 0, length 64 MiB), then call
+	// fd_write(2, iovs=0, count=mem/8-1, nwritten=mem-8) forever.
+	init := []byte{1, 1, 0x7f}                              // one i32 local: the address
+	init = append(init, 0x03, 0x40, 0x20, 0)                // loop; local.get 0
+	init = s64(append(init, 0x42), int64(mem)<<32)          // i64.const length<<32
+	init = append(init, 0x37, 3, 0, 0x20, 0, 0x41, 8, 0x6a) // i64.store; local.get 0; i32.const 8; i32.add
+	init = append(init, 0x22, 0)                            // local.tee 0
+	init = s64(append(init, 0x41), mem-8)                   // i32.const mem-8
+	init = append(init, 0x49, 0x0d, 0, 0x0b)                // i32.lt_u; br_if 0; end
+	init = append(init, 0x03, 0x40, 0x41, 2, 0x41, 0, 0x41) // loop; i32.const 2; i32.const 0; i32.const
+	init = s64(init, mem/8-1)
+	init = s64(append(init, 0x41), mem-8)
+	init = append(init, 0x10, 0, 0x1a, 0x0c, 0, 0x0b, 0x0b) // call fd_write; drop; br 0; end; end
+
+	bin := []byte("\x00asm\x01\x00\x00\x00")
+	bin = append(bin, section(1, []byte{0x60, 0, 0}, []byte{0x60, 1, 0x7f, 1, 0x7f},
+		[]byte{0x60, 2, 0x7f, 0x7f, 1, 0x7e}, []byte{0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 1, 0x7f})...)
+	bin = append(bin, section(2, append(name(name(nil, "wasi_snapshot_preview1"), "fd_write"), 0, 3))...)
+	bin = append(bin, section(3, []byte{0}, []byte{1}, []byte{2}, []byte{0})...)
+	bin = append(bin, section(5, u32([]byte{0}, mem>>16))...)
+	bin = append(bin, section(7, export("strata_abi_v1", 0, 1), export("strata_alloc", 0, 2),
+		export("strata_reduce", 0, 3), export("memory", 2, 0), export("_initialize", 0, 4))...)
+	bin = append(bin, section(10, code(0, 0x0b), code(0, 0x41, 0, 0x0b), code(0, 0x42, 0, 0x0b), code(init...))...)
+
+	h := newHost(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.Load(context.Background(), reducer.Config{Name: "flood", Module: bin,
+			Inputs: []string{"machines"}, Outputs: []string{"app_placements"}, Timeout: 200 * time.Millisecond})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		checkErr(t, err, "flood", reducer.ErrTimeout, "_initialize")
+	case <-time.After(30 * time.Second):
+		t.Fatal("Load with a timeout of 200ms still runs after 30 s")
+	}
+}

@@ -1,24 +1,36 @@
 package reducer
 
-import "sync"
+import (
+	"context"
+	"fmt"
+	"sync"
+)
 
 // tail keeps the first and the last bytes written to it: a guest's stdout
 // and stderr, shown when the guest traps. The head holds the cause (Go's
 // "fatal error: out of memory"), the tail the end of a long stack dump. It
 // is safe for concurrent use.
+//
+// Writes fail once the context of the call that writes has ended: one
+// fd_write may carry millions of I/O vectors, each a Write, and a guest
+// stops only when it runs again (interrupt.HostCallSteps).
 type tail struct {
 	mu         sync.Mutex
 	max        int // of head and of last, each
+	ctx        context.Context
 	head, last []byte
 	dropped    bool
 }
 
-func newTail(max int) *tail { return &tail{max: max} }
+func newTail(ctx context.Context, max int) *tail { return &tail{ctx: ctx, max: max} }
 
 // Write keeps the first max bytes and the last max bytes after them.
 func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("the call ended: %w", err)
+	}
 	n := len(p)
 	if room := t.max - len(t.head); room > 0 {
 		k := min(room, len(p))
@@ -38,8 +50,10 @@ func (t *tail) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (t *tail) reset() {
+// reset empties t for a call with ctx.
+func (t *tail) reset(ctx context.Context) {
 	t.mu.Lock()
+	t.ctx = ctx
 	t.head, t.last, t.dropped = t.head[:0], t.last[:0], false
 	t.mu.Unlock()
 }

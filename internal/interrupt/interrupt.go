@@ -83,14 +83,23 @@ const (
 	// about as long as an iteration of a short loop. Powers of two.
 	BytesPerStep   = 64
 	EntriesPerStep = 8
-	// MaxLocals bounds the locals of one function (as in web browsers).
-	MaxLocals = 50_000
-	// MaxTableEntries bounds a table, 8 MiB of references: a table's
-	// memory is not counted in the memory limit, and without a maximum
-	// table.grow may ask wazero for 2^32 entries. Instrument lowers the
-	// maximum of a larger or unbounded table to it (growing past it
-	// fails, as the specification allows), and refuses a table whose
-	// minimum is larger. A Go module's table holds one entry per function.
+	// HostCallSteps is what a call of an imported (host) function costs:
+	// at least one tick every 16 host calls, however much work each does.
+	HostCallSteps = Interval / 16
+	// MaxLocals bounds the locals of one function (as in web browsers),
+	// MaxModuleLocals those of all functions: wazero keeps about 8 bytes
+	// per declared local as long as the module is compiled. A Go module
+	// declares about 4 per function, 17 at most.
+	MaxLocals       = 50_000
+	MaxModuleLocals = 1 << 21
+	// MaxTableEntries bounds the tables of a module, 8 MiB of references
+	// in all: a table's memory is not counted in the memory limit, and
+	// without a maximum table.grow may ask wazero for 2^32 entries.
+	// Instrument refuses a module whose tables' minimums add up to more,
+	// and lowers the maximum of each table so that the maximums add up to
+	// at most MaxTableEntries (growing past it fails, as the
+	// specification allows). A Go module has one table, with one entry
+	// per function.
 	MaxTableEntries = 1 << 20
 )
 
@@ -145,6 +154,21 @@ type module struct {
 	funcImports uint32 // imported functions: indices below keep their number
 	funcs       uint32 // functions in all: imported and defined
 	globals     uint32 // globals in all: imported and defined
+	locals      uint64 // declared by the function bodies read so far
+}
+
+// reference checks a reference to function x from a table or ref.func:
+// it must exist, and not be imported. A call through a table is not
+// charged as a call of an imported function is, and a host function may
+// do much work in one call.
+func (m *module) reference(x uint32) error {
+	switch {
+	case x >= m.funcs:
+		return malformed("function %d does not exist", x)
+	case x < m.funcImports:
+		return fmt.Errorf("imported function %d is referenced from a table or ref.func (calls through tables are not counted)", x)
+	}
+	return nil
 }
 
 // shift renumbers function index x for the added import.
@@ -160,6 +184,7 @@ type added struct {
 	check       []byte // at function entries and loop heads
 	chargeMem   []byte // before a bulk memory instruction
 	chargeTable []byte // before a bulk table instruction
+	chargeCall  []byte // before a call of an imported function
 }
 
 // Instrument returns a copy of the module bin that calls the host function
@@ -276,6 +301,7 @@ func instrument(bin []byte) ([]byte, error) {
 		check:       checkCode(countdown, funcSlow),
 		chargeMem:   chargeCode(countdown, scratch, funcSlow, BytesPerStep),
 		chargeTable: chargeCode(countdown, scratch, funcSlow, EntriesPerStep),
+		chargeCall:  callCharge(countdown, funcSlow),
 	}
 
 	out := make([]byte, 0, len(bin)+len(bin)/4)
@@ -385,6 +411,19 @@ func chargeCode(countdown, scratch, tick uint32, perStep int) []byte {
 	return appendU32(append(c, 0x23), scratch) // global.get $scratch
 }
 
+// callCharge is the charge before a call of an imported function:
+// HostCallSteps steps.
+func callCharge(countdown, tick uint32) []byte {
+	c := appendU32([]byte{0x23}, countdown) // global.get
+	c = appendS32(append(c, 0x41), HostCallSteps)
+	c = append(c, 0x6b, 0x24) // i32.sub, global.set
+	c = appendU32(c, countdown)
+	c = appendU32(append(c, 0x23), countdown)         // global.get
+	c = append(c, 0x41, 0x01, 0x48, 0x04, 0x40, 0x10) // i32.const 1, i32.lt_s, if, call
+	c = appendU32(c, tick)
+	return append(c, 0x0b) // end
+}
+
 // malformedError is a structural error: the bytes are not WebAssembly.
 type malformedError struct{ msg string }
 
@@ -405,7 +444,9 @@ func readTypes(b []byte) (uint32, error) {
 		}
 		for range 2 { // parameters, results
 			k := r.count()
-			r.bytes(int(k))
+			for j := uint32(0); j < k && r.err == nil; j++ {
+				r.valType()
+			}
 		}
 	}
 	return n, r.end("type section")
@@ -429,13 +470,12 @@ func (m *module) readImports(b []byte) error {
 			}
 			m.funcImports++
 		case 1: // table: reftype, limits
-			r.byte()
+			r.refType()
 			r.limits()
 		case 2: // memory: limits
 			r.limits()
 		case 3: // global: valtype, mutability
-			r.byte()
-			r.byte()
+			r.globalType()
 			m.globals++
 		case 4:
 			return fmt.Errorf("import %d: a tag: exception handling is not supported", i)
@@ -486,32 +526,52 @@ func (m *module) checkData(b []byte) error {
 	return r.end("data section")
 }
 
-// rewriteTables bounds the tables: a table may hold at most
+// rewriteTables bounds the tables: their maximums add up to at most
 // MaxTableEntries.
 func rewriteTables(b []byte) ([]byte, error) {
+	type table struct {
+		ref      byte
+		min, max uint32
+	}
 	r := reader{b: b}
 	n := r.u32()
-	out := appendU32(nil, n)
+	var (
+		tables []table
+		mins   uint64
+	)
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		t := r.byte()
-		if t == 0x40 {
+		at := r.off
+		if r.byte() == 0x40 {
 			return nil, fmt.Errorf("table %d has an initializer expression (typed function references are not supported)", i)
 		}
-		flags := r.byte()
+		r.off = at
+		r.refType()
+		ref := r.b[at]
+		flags, min, max := r.limits()
 		if r.err == nil && flags > 1 {
-			return nil, fmt.Errorf("table %d: limits flags %#x (shared or 64-bit tables are not supported)", i, flags)
+			return nil, fmt.Errorf("table %d: limits flags %#x (shared tables are not supported)", i, flags)
 		}
-		min, max := r.u32(), uint32(MaxTableEntries)
-		if flags == 1 {
-			max = min32(r.u32(), max)
-		}
-		if r.err == nil && min > MaxTableEntries {
-			return nil, fmt.Errorf("table %d: %d entries, over the limit of %d", i, min, MaxTableEntries)
-		}
-		out = append(out, t, 1)
-		out = appendU32(appendU32(out, min), max)
+		mins += uint64(min)
+		tables = append(tables, table{ref, min, max})
 	}
-	return out, r.end("table section")
+	if err := r.end("table section"); err != nil {
+		return nil, err
+	}
+	if mins > MaxTableEntries {
+		return nil, fmt.Errorf("tables of %d entries in all, over the limit of %d", mins, MaxTableEntries)
+	}
+	left := uint32(MaxTableEntries - mins) // what the tables may grow by, in all
+	out := appendU32(nil, n)
+	for _, t := range tables {
+		var grow uint32
+		if t.max >= t.min { // else invalid, and stays so
+			grow = min32(t.max-t.min, left)
+		}
+		left -= grow
+		out = append(out, t.ref, 1)
+		out = appendU32(appendU32(out, t.min), min32(t.max, t.min+grow))
+	}
+	return out, nil
 }
 
 func min32(a, b uint32) uint32 {
@@ -526,8 +586,7 @@ func countGlobals(b []byte) (uint32, error) {
 	r := reader{b: b}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.byte() // value type
-		r.byte() // mutability
+		r.globalType()
 		for op := r.byte(); op != 0x0b && r.err == nil; op = r.byte() {
 			if err := skipImmediates(&r, op); err != nil {
 				return 0, fmt.Errorf("global %d: %w", i, err)
@@ -619,15 +678,23 @@ func (m *module) rewriteElements(b []byte) ([]byte, error) {
 			}
 		}
 		if flags&3 != 0 { // 1, 2, 3, 5, 6, 7: element kind or reference type
-			out = append(out, r.byte())
+			at := r.off
+			if flags&4 == 0 {
+				if kind := r.byte(); r.err == nil && kind != 0 {
+					return nil, malformed("element segment %d: element kind %#x", i, kind)
+				}
+			} else {
+				r.refType()
+			}
+			out = append(out, r.b[at:r.off]...)
 		}
 		items := r.count()
 		out = appendU32(out, items)
 		for j := uint32(0); j < items && r.err == nil; j++ {
 			if flags&4 == 0 { // function indices
 				x := r.u32()
-				if r.err == nil && x >= m.funcs {
-					return nil, malformed("element segment %d: function %d does not exist", i, x)
+				if err := m.reference(x); r.err == nil && err != nil {
+					return nil, fmt.Errorf("element segment %d: %w", i, err)
 				}
 				out = appendU32(out, m.shift(x))
 			} else if out, err = m.constExpr(out, &r); err != nil {
@@ -649,8 +716,8 @@ func (m *module) constExpr(out []byte, r *reader) ([]byte, error) {
 			return append(out, op), nil
 		case 0xd2: // ref.func
 			x := r.u32()
-			if r.err == nil && x >= m.funcs {
-				return nil, malformed("function %d does not exist", x)
+			if err := m.reference(x); r.err == nil && err != nil {
+				return nil, err
 			}
 			out = appendU32(append(out, op), m.shift(x))
 		case 0x23: // global.get
@@ -717,6 +784,9 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		// wazero allocates every declared local before compiling.
 		return nil, fmt.Errorf("%d locals, over the limit of %d", locals, MaxLocals)
 	}
+	if m.locals += locals; m.locals > MaxModuleLocals {
+		return nil, fmt.Errorf("over %d locals in all functions, the limit", MaxModuleLocals)
+	}
 	out = append(out, b[:r.off]...)
 	out = append(out, code.check...)
 	last := r.off // start of the bytes not yet copied
@@ -724,7 +794,7 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		at := r.off
 		switch op := r.byte(); op {
 		case 0x02, 0x03, 0x04: // block, loop, if: block type
-			if t := r.s33(); r.err == nil && t >= 0 && t >= int64(m.types) {
+			if t := blockType(&r); r.err == nil && t >= int64(m.types) {
 				return nil, malformed("offset %d: type %d does not exist", at, t)
 			}
 			if op == 0x03 {
@@ -732,10 +802,23 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 				out = append(out, code.check...)
 				last = r.off
 			}
-		case 0x10, 0x12, 0xd2: // call, return_call, ref.func
+		case 0x10, 0x12: // call, return_call
 			x := r.u32()
 			if r.err == nil && x >= m.funcs {
 				return nil, malformed("offset %d: function %d does not exist", at, x)
+			}
+			if x < m.funcImports {
+				out = append(out, b[last:at]...)
+				out = append(out, code.chargeCall...)
+				last = at
+			}
+			out = append(out, b[last:at+1]...)
+			out = appendU32(out, m.shift(x))
+			last = r.off
+		case 0xd2: // ref.func
+			x := r.u32()
+			if err := m.reference(x); r.err == nil && err != nil {
+				return nil, fmt.Errorf("offset %d: %w", at, err)
 			}
 			out = append(out, b[last:at+1]...)
 			out = appendU32(out, m.shift(x))
@@ -848,7 +931,7 @@ func skipImmediates(r *reader, op byte) error {
 		// No immediates: unreachable, nop, else, end, return, drop,
 		// select, ref.is_null, the numeric instructions.
 	case op == 0x02 || op == 0x03 || op == 0x04: // block, loop, if
-		r.s33()
+		blockType(r)
 	case op == 0x0c || op == 0x0d || op == 0x10 || op == 0x12 || // br, br_if, call, return_call
 		(op >= 0x20 && op <= 0x26) || // locals, globals, table.get/set
 		op == 0x3f || op == 0x40 || op == 0xd2: // memory.size/grow, ref.func
@@ -892,6 +975,24 @@ func skipImmediates(r *reader, op byte) error {
 		return fmt.Errorf("instruction %#x is not supported", op)
 	}
 	return nil
+}
+
+// blockType reads a block type: the index of a function type, or -1 for
+// one of the value types or none. wazero reads it as a signed number, and
+// some negative numbers (0x63, 0x64) as prefixes of a typed reference:
+// only the negative numbers of one-byte types are accepted.
+func blockType(r *reader) int64 {
+	t := r.s33()
+	switch {
+	case r.err != nil:
+		return -1
+	case t >= 0:
+		return t
+	case t == -64 || (t >= -5 && t <= -1) || t == -16 || t == -17:
+		return -1 // none, i32, i64, f32, f64, v128, funcref, externref
+	}
+	r.fail(fmt.Sprintf("block type %d", t))
+	return -1
 }
 
 // miscImmediates reads the immediates of the instruction 0xfc sub.
@@ -1065,11 +1166,43 @@ func (r *reader) memarg() {
 	r.u64()
 }
 
-func (r *reader) limits() {
-	flags := r.byte()
-	r.u64()
+// limits reads the limits of a memory or table as wazero does: flags 0
+// to 3 (bit 0: a maximum follows; bit 1: shared), 32-bit numbers.
+func (r *reader) limits() (flags byte, min, max uint32) {
+	flags = r.byte()
+	if r.err == nil && flags > 3 {
+		r.fail(fmt.Sprintf("limits flags %#x", flags))
+	}
+	min = r.u32()
+	max = ^uint32(0)
 	if flags&1 != 0 {
-		r.u64()
+		max = r.u32()
+	}
+	return flags, min, max
+}
+
+// valType reads a value type. wazero reads 0x63 and 0x64 as prefixes of a
+// typed reference, with an LEB128 heap type after: a byte Instrument read
+// as a whole type would make the two readings part ways, and wazero read
+// bytes Instrument never checked. Only the one-byte types are accepted.
+func (r *reader) valType() {
+	if t := r.byte(); r.err == nil && !isValType(t) {
+		r.fail(fmt.Sprintf("value type %#x", t))
+	}
+}
+
+// refType reads the reference type of a table or element segment.
+func (r *reader) refType() {
+	if t := r.byte(); r.err == nil && t != 0x70 && t != 0x6f {
+		r.fail(fmt.Sprintf("reference type %#x", t))
+	}
+}
+
+// globalType reads the value type and mutability of a global.
+func (r *reader) globalType() {
+	r.valType()
+	if m := r.byte(); r.err == nil && m > 1 {
+		r.fail(fmt.Sprintf("global mutability %#x", m))
 	}
 }
 
