@@ -304,7 +304,7 @@ func TestBadModules(t *testing.T) {
 		// after claims 2^32 locals: a module Instrument refuses, for any
 		// reason, must not reach wazero.
 		{"threads", reducer.Config{Module: []byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x03\x03\x02\x00\x00\x05\x03\x01\x00\x01" +
-			"\x0a\x10\x02\x05\x00\xfe\x03\x00\x0b\x08\x01\xff\xff\xff\xff\x0f\x7f\x0b")}, reducer.ErrLoad, "unsupported WebAssembly module: section 10: code of function 0: offset 1: instruction 0xfe: threads are not supported"},
+			"\x0a\x10\x02\x05\x00\xfe\x03\x00\x0b\x08\x01\xff\xff\xff\xff\x0f\x7f\x0b")}, reducer.ErrLoad, "unsupported WebAssembly module: code section: function 0: at byte 0x1d: instruction 0xfe: threads are not supported"},
 		{"missing-file", reducer.Config{Wasm: filepath.Join(dir, "nope.wasm")}, reducer.ErrLoad, "no such file"},
 		{"does-not-build", reducer.Config{Source: broken}, reducer.ErrBuild, "undefined: undefined"},
 		{"no-source", reducer.Config{}, reducer.ErrLoad, "set exactly one of wasm and source"},

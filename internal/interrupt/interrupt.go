@@ -146,6 +146,20 @@ var vectorSections = map[byte]bool{1: true, 2: true, 3: true, 4: true, 5: true, 
 type section struct {
 	id   byte
 	body []byte
+	off  int // of body in the module
+}
+
+// reader reads the section's body; its errors name offsets in the module.
+func (s section) reader() reader { return reader{b: s.body, base: s.off} }
+
+var sectionNames = [...]string{"custom", "type", "import", "function", "table", "memory", "global", "export", "start", "element", "code", "data", "data count", "tag"}
+
+// sectionName names section id in errors.
+func sectionName(id byte) string {
+	if int(id) < len(sectionNames) {
+		return sectionNames[id] + " section"
+	}
+	return fmt.Sprintf("section %d", id)
 }
 
 // module is what Instrument learns of a module before rewriting it.
@@ -222,9 +236,10 @@ func instrument(bin []byte) ([]byte, error) {
 	for !r.done() {
 		id := r.byte()
 		n := r.u32()
+		off := r.off
 		body := r.bytes(int(n))
 		if r.err != nil {
-			return nil, fmt.Errorf("section %d: %w", id, r.err)
+			return nil, fmt.Errorf("%s: %w", sectionName(id), r.err)
 		}
 		if id != secCustom {
 			pos, ok := order[id]
@@ -234,17 +249,17 @@ func instrument(bin []byte) ([]byte, error) {
 			case id == secTag:
 				return nil, errors.New("tag section: exception handling is not supported")
 			case pos <= lastPos:
-				return nil, malformed("section %d out of order or repeated", id)
+				return nil, malformed("%s at byte %#x: out of order or repeated", sectionName(id), off)
 			}
 			lastPos = pos
 		}
 		if vectorSections[id] {
 			v := reader{b: body}
 			if n := v.u32(); v.err != nil || int64(n) > int64(len(body)-v.off) {
-				return nil, malformed("section %d claims %d entries in %d bytes", id, n, len(body))
+				return nil, malformed("%s at byte %#x claims %d entries in %d bytes", sectionName(id), off, n, len(body))
 			}
 		}
-		secs = append(secs, section{id, body})
+		secs = append(secs, section{id, body, off})
 	}
 
 	// What the module declares, in section order: each section may refer
@@ -253,24 +268,24 @@ func instrument(bin []byte) ([]byte, error) {
 		var err error
 		switch s.id {
 		case secType:
-			m.types, err = readTypes(s.body)
+			m.types, err = readTypes(s)
 		case secImport:
-			err = m.readImports(s.body)
+			err = m.readImports(s)
 		case secFunction:
-			err = m.readFunctions(s.body)
+			err = m.readFunctions(s)
 		case secGlobal:
 			var n uint32
-			n, err = countGlobals(s.body)
+			n, err = countGlobals(s)
 			m.globals += n
 		case secDataCount:
-			r := reader{b: s.body}
+			r := s.reader()
 			r.u32()
-			err = r.end("data count section")
+			err = r.end()
 		case secData:
-			err = m.checkData(s.body)
+			err = m.checkData(s)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("section %d: %w", s.id, err)
+			return nil, fmt.Errorf("%s: %w", sectionName(s.id), err)
 		}
 	}
 
@@ -342,27 +357,27 @@ func instrument(bin []byte) ([]byte, error) {
 		case secType, secImport, secFunction:
 			body, err = appendEntries(s.body, addedCount[s.id], missing[s.id])
 		case secTable:
-			body, err = rewriteTables(s.body)
+			body, err = rewriteTables(s)
 		case secGlobal:
-			body, err = m.rewriteGlobals(s.body, newGlobals)
+			body, err = m.rewriteGlobals(s, newGlobals)
 		case secExport:
-			body, err = m.rewriteExports(s.body)
+			body, err = m.rewriteExports(s)
 		case secStart:
-			r := reader{b: s.body}
+			r := s.reader()
 			x := r.u32()
-			if err = r.end("start section"); err == nil && x >= m.funcs {
+			if err = r.end(); err == nil && x >= m.funcs {
 				err = malformed("start function %d does not exist", x)
 			}
 			body = appendU32(nil, m.shift(x))
 		case secElement:
-			body, err = m.rewriteElements(s.body)
+			body, err = m.rewriteElements(s)
 		case secCode:
-			body, err = m.rewriteCode(s.body, &code, newBody)
+			body, err = m.rewriteCode(s, &code, newBody)
 		default:
 			body = s.body
 		}
 		if err != nil {
-			return nil, fmt.Errorf("section %d: %w", s.id, err)
+			return nil, fmt.Errorf("%s: %w", sectionName(s.id), err)
 		}
 		delete(missing, s.id)
 		emit(s.id, body)
@@ -435,8 +450,8 @@ func malformed(format string, args ...any) error {
 
 // readTypes counts the types of a type section, checking their parameter
 // and result counts.
-func readTypes(b []byte) (uint32, error) {
-	r := reader{b: b}
+func readTypes(s section) (uint32, error) {
+	r := s.reader()
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); r.err == nil && form != 0x60 {
@@ -449,13 +464,13 @@ func readTypes(b []byte) (uint32, error) {
 			}
 		}
 	}
-	return n, r.end("type section")
+	return n, r.end()
 }
 
 // readImports counts the function and global imports, checks their
 // types, and refuses a module that imports the host function itself.
-func (m *module) readImports(b []byte) error {
-	r := reader{b: b}
+func (m *module) readImports(s section) error {
+	r := s.reader()
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		mod := r.name()
@@ -486,12 +501,12 @@ func (m *module) readImports(b []byte) error {
 		}
 	}
 	m.funcs = m.funcImports
-	return r.end("import section")
+	return r.end()
 }
 
 // readFunctions counts the defined functions and checks their types.
-func (m *module) readFunctions(b []byte) error {
-	r := reader{b: b}
+func (m *module) readFunctions(s section) error {
+	r := s.reader()
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if x := r.u32(); r.err == nil && x >= m.types {
@@ -499,12 +514,12 @@ func (m *module) readFunctions(b []byte) error {
 		}
 	}
 	m.funcs = m.funcImports + n
-	return r.end("function section")
+	return r.end()
 }
 
 // checkData checks the data segments.
-func (m *module) checkData(b []byte) error {
-	r := reader{b: b}
+func (m *module) checkData(s section) error {
+	r := s.reader()
 	n := r.count()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		switch flags := r.u32(); flags {
@@ -523,17 +538,17 @@ func (m *module) checkData(b []byte) error {
 		}
 		r.bytes(int(r.count()))
 	}
-	return r.end("data section")
+	return r.end()
 }
 
 // rewriteTables bounds the tables: their maximums add up to at most
 // MaxTableEntries.
-func rewriteTables(b []byte) ([]byte, error) {
+func rewriteTables(s section) ([]byte, error) {
 	type table struct {
 		ref      byte
 		min, max uint32
 	}
-	r := reader{b: b}
+	r := s.reader()
 	n := r.u32()
 	var (
 		tables []table
@@ -554,7 +569,7 @@ func rewriteTables(b []byte) ([]byte, error) {
 		mins += uint64(min)
 		tables = append(tables, table{ref, min, max})
 	}
-	if err := r.end("table section"); err != nil {
+	if err := r.end(); err != nil {
 		return nil, err
 	}
 	if mins > MaxTableEntries {
@@ -582,8 +597,8 @@ func min32(a, b uint32) uint32 {
 }
 
 // countGlobals counts the entries of a global section, reading them all.
-func countGlobals(b []byte) (uint32, error) {
-	r := reader{b: b}
+func countGlobals(s section) (uint32, error) {
+	r := s.reader()
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.globalType()
@@ -593,7 +608,7 @@ func countGlobals(b []byte) (uint32, error) {
 			}
 		}
 	}
-	return n, r.end("global section")
+	return n, r.end()
 }
 
 // appendEntries returns the vector section b with n more entries.
@@ -610,8 +625,8 @@ func appendEntries(b []byte, n uint32, entries []byte) ([]byte, error) {
 
 // rewriteGlobals renumbers the functions in the initializers and appends
 // the added globals.
-func (m *module) rewriteGlobals(b, entries []byte) ([]byte, error) {
-	r := reader{b: b}
+func (m *module) rewriteGlobals(s section, entries []byte) ([]byte, error) {
+	r := s.reader()
 	n := r.u32()
 	out := appendU32(nil, n+2)
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -621,7 +636,7 @@ func (m *module) rewriteGlobals(b, entries []byte) ([]byte, error) {
 			return nil, fmt.Errorf("global %d: %w", i, err)
 		}
 	}
-	if err := r.end("global section"); err != nil {
+	if err := r.end(); err != nil {
 		return nil, err
 	}
 	return append(out, entries...), nil
@@ -630,8 +645,8 @@ func (m *module) rewriteGlobals(b, entries []byte) ([]byte, error) {
 // rewriteExports renumbers the exported functions. An export of a
 // function or global the module does not have is refused: after the
 // rewrite it would export $tick or the countdown.
-func (m *module) rewriteExports(b []byte) ([]byte, error) {
-	r := reader{b: b}
+func (m *module) rewriteExports(s section) ([]byte, error) {
+	r := s.reader()
 	n := r.u32()
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -653,13 +668,13 @@ func (m *module) rewriteExports(b []byte) ([]byte, error) {
 		}
 		out = appendU32(append(appendName(out, name), kind), x)
 	}
-	return out, r.end("export section")
+	return out, r.end()
 }
 
 // rewriteElements renumbers the functions of element segments, in their
 // eight encodings.
-func (m *module) rewriteElements(b []byte) ([]byte, error) {
-	r := reader{b: b}
+func (m *module) rewriteElements(s section) ([]byte, error) {
+	r := s.reader()
 	n := r.count()
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -702,7 +717,7 @@ func (m *module) rewriteElements(b []byte) ([]byte, error) {
 			}
 		}
 	}
-	return out, r.end("element section")
+	return out, r.end()
 }
 
 // constExpr copies a constant expression from r to out, renumbering
@@ -737,28 +752,29 @@ func (m *module) constExpr(out []byte, r *reader) ([]byte, error) {
 }
 
 // rewriteCode rewrites every function body and appends $tick's.
-func (m *module) rewriteCode(b []byte, code *added, tick []byte) ([]byte, error) {
-	r := reader{b: b}
+func (m *module) rewriteCode(s section, code *added, tick []byte) ([]byte, error) {
+	r := s.reader()
 	n := r.u32()
 	if r.err == nil && n != m.funcs-m.funcImports {
 		return nil, malformed("%d function bodies for %d functions", n, m.funcs-m.funcImports)
 	}
-	out := appendU32(make([]byte, 0, len(b)+len(b)/4), n+1)
+	out := appendU32(make([]byte, 0, len(s.body)+len(s.body)/4), n+1)
 	var fn []byte
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		size := r.u32()
+		at := r.base + r.off
 		body := r.bytes(int(size))
 		if r.err != nil {
-			return nil, fmt.Errorf("code of function %d: %w", m.funcImports+i, r.err)
+			return nil, fmt.Errorf("function %d: %w", m.funcImports+i, r.err)
 		}
 		var err error
-		if fn, err = m.rewriteBody(fn[:0], body, code); err != nil {
-			return nil, fmt.Errorf("code of function %d: %w", m.funcImports+i, err)
+		if fn, err = m.rewriteBody(fn[:0], reader{b: body, base: at}, code); err != nil {
+			return nil, fmt.Errorf("function %d: %w", m.funcImports+i, err)
 		}
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if err := r.end("code section"); err != nil {
+	if err := r.end(); err != nil {
 		return nil, err
 	}
 	return append(out, tick...), nil
@@ -767,14 +783,14 @@ func (m *module) rewriteCode(b []byte, code *added, tick []byte) ([]byte, error)
 // rewriteBody appends the rewritten function body b to out: the check at
 // its entry and after each loop instruction, the charge before each bulk
 // instruction, functions renumbered.
-func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
-	r := reader{b: b}
+func (m *module) rewriteBody(out []byte, r reader, code *added) ([]byte, error) {
+	b := r.b
 	groups := r.count()
 	var locals uint64
 	for i := uint32(0); i < groups && r.err == nil; i++ {
 		locals += uint64(r.u32())
 		if t := r.byte(); r.err == nil && !isValType(t) {
-			return nil, malformed("locals: value type %#x", t)
+			return nil, malformed("locals: value type %#x at byte %#x", t, r.base+r.off-1)
 		}
 	}
 	if r.err != nil {
@@ -785,7 +801,7 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		return nil, fmt.Errorf("%d locals, over the limit of %d", locals, MaxLocals)
 	}
 	if m.locals += locals; m.locals > MaxModuleLocals {
-		return nil, fmt.Errorf("over %d locals in all functions, the limit", MaxModuleLocals)
+		return nil, fmt.Errorf("%d locals in all functions so far, over the limit of %d", m.locals, MaxModuleLocals)
 	}
 	out = append(out, b[:r.off]...)
 	out = append(out, code.check...)
@@ -795,7 +811,7 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		switch op := r.byte(); op {
 		case 0x02, 0x03, 0x04: // block, loop, if: block type
 			if t := blockType(&r); r.err == nil && t >= int64(m.types) {
-				return nil, malformed("offset %d: type %d does not exist", at, t)
+				return nil, malformed("at byte %#x: type %d does not exist", r.base+at, t)
 			}
 			if op == 0x03 {
 				out = append(out, b[last:r.off]...)
@@ -805,7 +821,7 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		case 0x10, 0x12: // call, return_call
 			x := r.u32()
 			if r.err == nil && x >= m.funcs {
-				return nil, malformed("offset %d: function %d does not exist", at, x)
+				return nil, malformed("at byte %#x: function %d does not exist", r.base+at, x)
 			}
 			if x < m.funcImports {
 				out = append(out, b[last:at]...)
@@ -818,24 +834,24 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 		case 0xd2: // ref.func
 			x := r.u32()
 			if err := m.reference(x); r.err == nil && err != nil {
-				return nil, fmt.Errorf("offset %d: %w", at, err)
+				return nil, fmt.Errorf("at byte %#x: %w", r.base+at, err)
 			}
 			out = append(out, b[last:at+1]...)
 			out = appendU32(out, m.shift(x))
 			last = r.off
 		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
 			if x := r.u32(); r.err == nil && x >= m.types {
-				return nil, malformed("offset %d: type %d does not exist", at, x)
+				return nil, malformed("at byte %#x: type %d does not exist", r.base+at, x)
 			}
 			r.u32()
 		case 0x23, 0x24: // global.get, global.set
 			if x := r.u32(); r.err == nil && x >= m.globals {
-				return nil, malformed("offset %d: global %d does not exist", at, x)
+				return nil, malformed("at byte %#x: global %d does not exist", r.base+at, x)
 			}
 		case 0xfc:
 			sub := r.u32()
 			if err := miscImmediates(&r, sub); err != nil {
-				return nil, fmt.Errorf("offset %d: %w", at, err)
+				return nil, fmt.Errorf("at byte %#x: %w", r.base+at, err)
 			}
 			var charge []byte
 			switch sub {
@@ -851,11 +867,11 @@ func (m *module) rewriteBody(out, b []byte, code *added) ([]byte, error) {
 			}
 		default:
 			if err := skipImmediates(&r, op); err != nil {
-				return nil, fmt.Errorf("offset %d: %w", at, err)
+				return nil, fmt.Errorf("at byte %#x: %w", r.base+at, err)
 			}
 		}
 		if r.err != nil {
-			return nil, fmt.Errorf("offset %d: %w", at, r.err)
+			return nil, r.err
 		}
 	}
 	return append(out, b[last:]...), nil
@@ -1017,11 +1033,10 @@ func miscImmediates(r *reader, sub uint32) error {
 // to 0xff in two, the second 0x01 (which wazero then reads as a nop).
 // Other encodings are refused.
 func simdImmediates(r *reader) error {
-	at := r.off
 	op := uint32(r.byte())
 	if op >= 0x80 {
 		if c := r.byte(); r.err == nil && c != 0x01 {
-			return fmt.Errorf("SIMD instruction at offset %d: encoding %#x %#x is not supported", at, op, c)
+			return fmt.Errorf("SIMD instruction 0xfd %#x %#x: encoding not supported", op, c)
 		}
 	}
 	switch {
@@ -1048,28 +1063,26 @@ func isValType(t byte) bool {
 // reader decodes a byte slice; the first error sticks and later reads
 // return zeros.
 type reader struct {
-	b   []byte
-	off int
-	err error
+	b    []byte
+	off  int
+	base int // offset of b in the module, for errors
+	err  error
 }
 
 func (r *reader) done() bool { return r.err != nil || r.off >= len(r.b) }
 
 func (r *reader) fail(msg string) {
 	if r.err == nil {
-		r.err = &malformedError{fmt.Sprintf("%s at offset %d", msg, r.off)}
+		r.err = &malformedError{fmt.Sprintf("%s at byte %#x", msg, r.base+r.off)}
 	}
 }
 
 // end returns the reader's error, or a malformed error if bytes are left.
-func (r *reader) end(what string) error {
+func (r *reader) end() error {
 	if r.err == nil && !r.done() {
 		r.fail("trailing bytes")
 	}
-	if r.err != nil {
-		return fmt.Errorf("%s: %w", what, r.err)
-	}
-	return nil
+	return r.err
 }
 
 func (r *reader) byte() byte {

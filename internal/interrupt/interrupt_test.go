@@ -398,7 +398,7 @@ func refusals() (malformed, unsupported []refusal) {
 			// process dies of it (found by FuzzInstrument)
 			"count over the section's size",
 			[]byte("\x00asm\x01\x00\x00\x00\t\x06\x80\xff\xff\xff\x01\x00"),
-			"section 9 claims 536870784 entries in 6 bytes",
+			"element section at byte 0xa claims 536870784 entries in 6 bytes",
 		},
 		{
 			"overlong LEB128",
@@ -525,7 +525,7 @@ func refusals() (malformed, unsupported []refusal) {
 				}
 				return wasm(vec(1, typeVoid), vec(3, funcs...), vec(10, bodies...))
 			}(),
-			"over 2097152 locals in all functions",
+			"2100000 locals in all functions so far, over the limit of 2097152",
 		},
 		{
 			// calls through the table would not be charged as host calls
@@ -548,7 +548,7 @@ func refusals() (malformed, unsupported []refusal) {
 			// (v128.const, 16 bytes of immediates): the two would part ways
 			"SIMD opcode in an encoding wazero reads otherwise",
 			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(0xfd, 0x8c, 0x00, 0x0b))),
-			"encoding 0x8c 0x0 is not supported",
+			"SIMD instruction 0xfd 0x8c 0x0: encoding not supported",
 		},
 		{
 			"exceptions",
