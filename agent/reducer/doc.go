@@ -49,7 +49,9 @@
 // stop-the-world would wait for it, with every goroutine of the agent.
 // _initialize runs under the same check. Bulk memory and table
 // instructions, one uninterruptible copy each, are charged by their
-// length. Instrumenting also guards wazero, which allocates what a
+// length, and calls of host functions by a sixteenth of the interval; the
+// guest's stdout and stderr refuse writes once the call has ended, which
+// ends an fd_write of millions of I/O vectors. Instrumenting also guards wazero, which allocates what a
 // module's counts claim before reading them: a module Instrument refuses
 // (malformed, over its limits, or using features outside wazero's core
 // set) fails to load and never reaches wazero. [HostOptions].Interrupt can

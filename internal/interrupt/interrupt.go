@@ -36,7 +36,8 @@
 // memory.fill, table.grow, ...), which run as one uninterruptible copy,
 // are charged by their length: one step per [BytesPerStep] bytes or
 // [EntriesPerStep] table entries, and $tick runs before one that uses up
-// the countdown. Adding an import shifts the index of every function the
+// the countdown; so is a call of an imported (host) function, by
+// [HostCallSteps]. Adding an import shifts the index of every function the
 // module defines; Instrument renumbers them wherever they appear (calls,
 // ref.func, exports, the start function, element segments, the name
 // section).
@@ -44,13 +45,17 @@
 // Instrument is also the host's guard in front of wazero, whose decoder
 // allocates whatever a module's counts claim: it reads every section and
 // instruction, and a module it refuses, for whatever reason, must not be
-// given to wazero. It refuses modules that are not well-formed, or refer
-// to types, functions or globals they do not have ([ErrMalformed]), and
-// valid modules it cannot run safely: instructions outside wazero's core
-// features (threads, exceptions, GC), tables or functions over its limits
-// ([MaxTableEntries], [MaxLocals]), or a module that imports the host
-// function itself ([ErrUnsupported]). Instrument does no I/O and never
-// panics on malformed input.
+// given to wazero. It must read every byte as wazero does: where wazero
+// reads differently from the specification (typed references, SIMD
+// opcodes), Instrument accepts only what both read alike. It refuses
+// modules that are not well-formed, or refer to types, functions or
+// globals they do not have ([ErrMalformed]), and valid modules it cannot
+// run safely: instructions or types outside wazero's core features
+// (threads, exceptions, GC, typed references), tables or locals over its
+// limits ([MaxTableEntries], [MaxLocals], [MaxModuleLocals]), imported
+// functions in tables, or an import of the host function itself
+// ([ErrUnsupported]). Errors name the section, function and byte of the
+// module. Instrument does no I/O and never panics on malformed input.
 package interrupt
 
 import (
