@@ -566,8 +566,11 @@ func rewriteTables(s section) ([]byte, error) {
 		}
 		r.off = at
 		r.refType()
-		ref := r.b[at]
 		flags, min, max := r.limits()
+		if r.err != nil {
+			break
+		}
+		ref := r.b[at]
 		if r.err == nil && flags > 1 {
 			return nil, fmt.Errorf("table %d: limits flags %#x (shared tables are not supported)", i, flags)
 		}
