@@ -637,3 +637,68 @@ func FuzzInstrument(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkStop measures how long a call takes to stop after its context
+// is cancelled 2 ms into the call (the metric µs-to-stop; ns/op includes
+// instantiating the module for each call, as a trapped instance is not
+// reused): a loop, and loops of the bulk instructions of
+// TestBulkInstructionsStop.
+func BenchmarkStop(b *testing.B) {
+	const mib16 = 16 << 20
+	for _, bc := range []struct {
+		name string
+		bin  []byte
+	}{
+		{"loop", spinModule()},
+		{"memory.copy", bulkModule(cat(i32(0), i32(mib16), i32(mib16), []byte{0xfc, 10, 0, 0})...)},
+		{"memory.fill", bulkModule(cat(i32(0), i32(0), i32(mib16), []byte{0xfc, 11, 0})...)},
+		{"table.fill", bulkModule(cat(i32(0), []byte{0xd0, 0x70}, i32(MaxTableEntries), []byte{0xfc, 17, 0})...)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
+			defer rt.Close(ctx)
+			started := make(chan struct{}, 1)
+			_, err := rt.NewHostModuleBuilder(ImportModule).
+				NewFunctionBuilder().WithFunc(func() { started <- struct{}{} }).Export("started").
+				NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(Tick), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
+				Instantiate(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, err := Instrument(bc.bin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			compiled, err := rt.CompileModule(ctx, out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var stopping time.Duration
+			for b.Loop() {
+				mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(""))
+				if err != nil {
+					b.Fatal(err)
+				}
+				callCtx, cancel := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() {
+					_, err := mod.ExportedFunction("spin").Call(callCtx)
+					done <- err
+				}()
+				<-started
+				// The workload, not a synchronisation: cancel the call
+				// 2 ms into it, in the middle of its copies.
+				time.Sleep(2 * time.Millisecond)
+				t0 := time.Now()
+				cancel()
+				if err := <-done; err == nil {
+					b.Fatal("spin() returned without a trap")
+				}
+				stopping += time.Since(t0)
+				mod.Close(ctx)
+			}
+			b.ReportMetric(float64(stopping.Microseconds())/float64(b.N), "µs-to-stop")
+		})
+	}
+}
