@@ -122,6 +122,7 @@ func (zeroReader) Read(p []byte) (int, error) {
 
 // instantiate starts a new instance; ctx bounds its initialization.
 func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
+	ctx = context.WithValue(ctx, callKey{}, &callState{r: r}) // _initialize's logs are bounded too
 	out := newTail(ctx, 2048)
 	mod, err := r.rt.InstantiateModule(ctx, r.compiled, moduleConfig(out))
 	if err != nil {
@@ -229,14 +230,16 @@ const (
 // hostLog is the strata.log import: log(level i32, ptr i32, len i32).
 func (r *Reducer) hostLog(ctx context.Context, mod api.Module, stack []uint64) {
 	level, ptr, n := int32(stack[0]), uint32(stack[1]), uint32(stack[2])
-	if cs, ok := ctx.Value(callKey{}).(*callState); ok {
-		cs.logs++
-		if cs.logs > maxLogs {
-			if cs.logs == maxLogs+1 {
-				r.log.Warn("reducer logs too much; dropping its logs for this run", "limit", maxLogs)
-			}
-			return
+	cs, ok := ctx.Value(callKey{}).(*callState)
+	if !ok {
+		return // not called from a call of ours: nothing to bound it by
+	}
+	cs.logs++
+	if cs.logs > maxLogs {
+		if cs.logs == maxLogs+1 {
+			r.log.Warn("reducer logs too much; dropping its logs for this run", "limit", maxLogs)
 		}
+		return
 	}
 	truncated := n > maxLogBytes
 	n = min(n, maxLogBytes)
