@@ -49,7 +49,7 @@
 // stop-the-world would wait for it, with every goroutine of the agent.
 // _initialize runs under the same check. Bulk memory and table
 // instructions, one uninterruptible copy each, are charged by their
-// length, and calls of host functions by a sixteenth of the interval; the
+// length, and every call of a host function ticks first; the
 // guest's stdout and stderr refuse writes once the call has ended, which
 // ends an fd_write of millions of I/O vectors. Instrumenting also guards wazero, which allocates what a
 // module's counts claim before reading them: a module Instrument refuses

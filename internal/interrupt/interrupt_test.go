@@ -254,7 +254,7 @@ func hostCallsModule() []byte {
 }
 
 // TestHostCallsAreCharged: a call of a host function costs HostCallSteps,
-// so a guest that calls the host in a loop ticks at least every 16 calls,
+// so a guest that calls the host in a loop ticks before every call,
 // however much work each does (a fd_write may carry millions of I/O
 // vectors).
 func TestHostCallsAreCharged(t *testing.T) {
