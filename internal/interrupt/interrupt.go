@@ -51,8 +51,9 @@
 // modules that are not well-formed, or refer to types, functions or
 // globals they do not have ([ErrMalformed]), and valid modules it cannot
 // run safely: instructions or types outside wazero's core features
-// (threads, exceptions, GC, typed references), tables or locals over its
-// limits ([MaxTableEntries], [MaxLocals], [MaxModuleLocals]), imported
+// (threads, exceptions, GC, typed references), tables, locals or calls
+// over its limits ([MaxTableEntries], [MaxLocals], [MaxModuleLocals],
+// [MaxArity], [MaxCallValues]), imported
 // functions in tables, or an import of the host function itself
 // ([ErrUnsupported]). Errors name the section, function and byte of the
 // module. Instrument does no I/O and never panics on malformed input.
@@ -102,6 +103,14 @@ const (
 	// declares about 4 per function, 17 at most.
 	MaxLocals       = 50_000
 	MaxModuleLocals = 1 << 21
+	// MaxArity bounds the parameters, and the results, of a function
+	// type (as in web browsers). MaxCallValues bounds the parameters and
+	// results of all call instructions of a module together: wazero's
+	// compiler keeps about 700 bytes per value a call passes, so a 10 kB
+	// module of 2,000-value calls took 2.8 GB to compile. The example Go
+	// reducer passes at most 70,000 (13,902 calls of at most 5 values).
+	MaxArity      = 1000
+	MaxCallValues = 1 << 20
 	// MaxTableEntries bounds the tables of a module, 8 MiB of references
 	// in all: a table's memory is not counted in the memory limit, and
 	// without a maximum table.grow may ask wazero for 2^32 entries.
@@ -174,11 +183,22 @@ func sectionName(id byte) string {
 
 // module is what Instrument learns of a module before rewriting it.
 type module struct {
-	types       uint32 // entries of the type section
-	funcImports uint32 // imported functions: indices below keep their number
-	funcs       uint32 // functions in all: imported and defined
-	globals     uint32 // globals in all: imported and defined
-	locals      uint64 // declared by the function bodies read so far
+	types       uint32   // entries of the type section
+	funcImports uint32   // imported functions: indices below keep their number
+	funcs       uint32   // functions in all: imported and defined
+	globals     uint32   // globals in all: imported and defined
+	locals      uint64   // declared by the function bodies read so far
+	arity       []uint32 // parameters and results of each type
+	funcType    []uint32 // type of each function
+	callValues  uint64   // arities of the calls read so far
+}
+
+// call counts the values a call of a function of type t passes.
+func (m *module) call(t uint32) error {
+	if m.callValues += uint64(m.arity[t]); m.callValues > MaxCallValues {
+		return fmt.Errorf("calls pass %d values in all so far, over the limit of %d", m.callValues, MaxCallValues)
+	}
+	return nil
 }
 
 // reference checks a reference to function x from a table or ref.func:
@@ -278,7 +298,7 @@ func instrument(bin []byte) ([]byte, error) {
 		var err error
 		switch s.id {
 		case secType:
-			m.types, err = readTypes(s)
+			err = m.readTypes(s)
 		case secImport:
 			err = m.readImports(s)
 		case secFunction:
@@ -460,21 +480,29 @@ func malformed(format string, args ...any) error {
 
 // readTypes counts the types of a type section, checking their parameter
 // and result counts.
-func readTypes(s section) (uint32, error) {
+func (m *module) readTypes(s section) error {
 	r := s.reader()
 	n := r.count()
+	m.arity = make([]uint32, 0, n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); r.err == nil && form != 0x60 {
-			return 0, fmt.Errorf("type %d: form %#x: only function types are supported", i, form)
+			return fmt.Errorf("type %d: form %#x: only function types are supported", i, form)
 		}
-		for range 2 { // parameters, results
+		var arity uint32
+		for _, what := range []string{"parameters", "results"} {
 			k := r.count()
+			if r.err == nil && k > MaxArity {
+				return fmt.Errorf("type %d: %d %s, over the limit of %d", i, k, what, MaxArity)
+			}
 			for j := uint32(0); j < k && r.err == nil; j++ {
 				r.valType()
 			}
+			arity += k
 		}
+		m.arity = append(m.arity, arity)
 	}
-	return n, r.end()
+	m.types = n
+	return r.end()
 }
 
 // readImports counts the function and global imports, checks their
@@ -490,9 +518,11 @@ func (m *module) readImports(s section) error {
 		}
 		switch kind := r.byte(); kind {
 		case 0: // function: type index
-			if x := r.u32(); r.err == nil && x >= m.types {
+			x := r.u32()
+			if r.err == nil && x >= m.types {
 				return malformed("import %d: type %d does not exist", i, x)
 			}
+			m.funcType = append(m.funcType, x)
 			m.funcImports++
 		case 1: // table: reftype, limits
 			r.refType()
@@ -519,9 +549,11 @@ func (m *module) readFunctions(s section) error {
 	r := s.reader()
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		if x := r.u32(); r.err == nil && x >= m.types {
+		x := r.u32()
+		if r.err == nil && x >= m.types {
 			return malformed("function %d: type %d does not exist", m.funcImports+i, x)
 		}
+		m.funcType = append(m.funcType, x)
 	}
 	m.funcs = m.funcImports + n
 	return r.end()
@@ -836,6 +868,12 @@ func (m *module) rewriteBody(out []byte, r reader, code *added) ([]byte, error) 
 			if r.err == nil && x >= m.funcs {
 				return nil, malformed("at byte %#x: function %d does not exist", r.base+at, x)
 			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			if err := m.call(m.funcType[x]); err != nil {
+				return nil, fmt.Errorf("at byte %#x: %w", r.base+at, err)
+			}
 			if x < m.funcImports {
 				out = append(out, b[last:at]...)
 				out = append(out, code.chargeCall...)
@@ -853,8 +891,15 @@ func (m *module) rewriteBody(out []byte, r reader, code *added) ([]byte, error) 
 			out = appendU32(out, m.shift(x))
 			last = r.off
 		case 0x11, 0x13: // call_indirect, return_call_indirect: type, table
-			if x := r.u32(); r.err == nil && x >= m.types {
+			x := r.u32()
+			if r.err == nil && x >= m.types {
 				return nil, malformed("at byte %#x: type %d does not exist", r.base+at, x)
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			if err := m.call(x); err != nil {
+				return nil, fmt.Errorf("at byte %#x: %w", r.base+at, err)
 			}
 			r.u32()
 		case 0x23, 0x24: // global.get, global.set

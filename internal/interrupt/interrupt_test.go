@@ -528,6 +528,21 @@ func refusals() (malformed, unsupported []refusal) {
 			"2100000 locals in all functions so far, over the limit of 2097152",
 		},
 		{
+			"type with too many parameters",
+			wasm(vec(1, cat([]byte{0x60}, appendU32(nil, MaxArity+1), bytes.Repeat([]byte{0x7f}, MaxArity+1), []byte{0}))),
+			"type 0: 1001 parameters, over the limit of 1000",
+		},
+		{
+			// wazero's compiler keeps ~700 bytes per value a call passes
+			"calls passing too many values",
+			wasm(
+				vec(1, cat([]byte{0x60}, appendU32(nil, MaxArity), bytes.Repeat([]byte{0x7f}, MaxArity), []byte{0}), typeVoid),
+				vec(3, []byte{0}, []byte{1}),
+				vec(10, body(0x00, 0x0b), body(append(bytes.Repeat([]byte{0x10, 0}, MaxCallValues/MaxArity+1), 0x0b)...)),
+			),
+			"calls pass 1049000 values in all so far, over the limit of 1048576",
+		},
+		{
 			// calls through the table would not be charged as host calls
 			"imported function in a table",
 			wasm(vec(1, typeVoid), vec(2, importFunc("strata", "started", 0)), vec(4, []byte{0x70, 0, 1}), vec(9, []byte{0x00, 0x41, 0x00, 0x0b, 1, 0})),
