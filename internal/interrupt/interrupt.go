@@ -53,7 +53,7 @@
 // run safely: instructions or types outside wazero's core features
 // (threads, exceptions, GC, typed references), tables, locals or calls
 // over its limits ([MaxTableEntries], [MaxLocals], [MaxModuleLocals],
-// [MaxArity], [MaxCallValues]), imported
+// [MaxArity], [MaxFunctionCalls], [MaxNesting]), imported
 // functions in tables, or an import of the host function itself
 // ([ErrUnsupported]). Errors name the section, function and byte of the
 // module. Instrument does no I/O and never panics on malformed input.
@@ -104,13 +104,23 @@ const (
 	MaxLocals       = 50_000
 	MaxModuleLocals = 1 << 21
 	// MaxArity bounds the parameters, and the results, of a function
-	// type (as in web browsers). MaxCallValues bounds the parameters and
-	// results of all call instructions of a module together: wazero's
-	// compiler keeps about 700 bytes per value a call passes, so a 10 kB
-	// module of 2,000-value calls took 2.8 GB to compile. The example Go
-	// reducer passes at most 70,000 (13,902 calls of at most 5 values).
-	MaxArity      = 1000
-	MaxCallValues = 1 << 20
+	// type (as in web browsers). A call instruction weighs one plus the
+	// parameters and results it passes; MaxFunctionCalls bounds the weight
+	// of one function's calls, MaxModuleCalls the module's. wazero's
+	// compiler keeps 600-700 bytes per unit of weight while it compiles a
+	// function: a 20 kB module of 4,000 calls of 8,000 values each ran the
+	// agent out of memory, and a million calls of () -> () in one function
+	// took 1.2 GB. The example Go reducer makes 13,902 calls of at most 5
+	// values.
+	MaxArity         = 1000
+	MaxFunctionCalls = 1 << 18
+	MaxModuleCalls   = 1 << 22
+	// MaxNesting bounds the nesting of blocks, loops and ifs in a
+	// function, MaxLoopNesting that of loops: wazero's compile time grows
+	// with the body's size times its nesting (10,000 nested loops in a 30
+	// kB module took 17 s). The example nests 549 deep, loops 1.
+	MaxNesting     = 4096
+	MaxLoopNesting = 64
 	// MaxTableEntries bounds the tables of a module, 8 MiB of references
 	// in all: a table's memory is not counted in the memory limit, and
 	// without a maximum table.grow may ask wazero for 2^32 entries.
@@ -183,20 +193,27 @@ func sectionName(id byte) string {
 
 // module is what Instrument learns of a module before rewriting it.
 type module struct {
-	types       uint32   // entries of the type section
-	funcImports uint32   // imported functions: indices below keep their number
-	funcs       uint32   // functions in all: imported and defined
-	globals     uint32   // globals in all: imported and defined
-	locals      uint64   // declared by the function bodies read so far
-	arity       []uint32 // parameters and results of each type
-	funcType    []uint32 // type of each function
-	callValues  uint64   // arities of the calls read so far
+	types        uint32   // entries of the type section
+	funcImports  uint32   // imported functions: indices below keep their number
+	funcs        uint32   // functions in all: imported and defined
+	globals      uint32   // globals in all: imported and defined
+	locals       uint64   // declared by the function bodies read so far
+	arity        []uint32 // parameters and results of each type
+	funcType     []uint32 // type of each function
+	callWeight   uint64   // of the calls read so far: see MaxModuleCalls
+	fnCallWeight uint64   // of the calls of the function being read
 }
 
-// call counts the values a call of a function of type t passes.
+// call weighs a call of a function of type t.
 func (m *module) call(t uint32) error {
-	if m.callValues += uint64(m.arity[t]); m.callValues > MaxCallValues {
-		return fmt.Errorf("calls pass %d values in all so far, over the limit of %d", m.callValues, MaxCallValues)
+	w := 1 + uint64(m.arity[t])
+	m.callWeight += w
+	m.fnCallWeight += w
+	switch {
+	case m.fnCallWeight > MaxFunctionCalls:
+		return fmt.Errorf("the function's calls weigh %d (one per call, plus the values passed), over the limit of %d", m.fnCallWeight, MaxFunctionCalls)
+	case m.callWeight > MaxModuleCalls:
+		return fmt.Errorf("the module's calls weigh %d so far (one per call, plus the values passed), over the limit of %d", m.callWeight, MaxModuleCalls)
 	}
 	return nil
 }
@@ -851,12 +868,33 @@ func (m *module) rewriteBody(out []byte, r reader, code *added) ([]byte, error) 
 	out = append(out, b[:r.off]...)
 	out = append(out, code.check...)
 	last := r.off // start of the bytes not yet copied
+	m.fnCallWeight = 0
+	var (
+		nesting []bool // the open blocks: true for a loop
+		loops   int
+	)
 	for !r.done() {
 		at := r.off
 		switch op := r.byte(); op {
+		case 0x0b: // end
+			if n := len(nesting); n > 0 {
+				if nesting[n-1] {
+					loops--
+				}
+				nesting = nesting[:n-1]
+			}
 		case 0x02, 0x03, 0x04: // block, loop, if: block type
 			if t := blockType(&r); r.err == nil && t >= int64(m.types) {
 				return nil, malformed("at byte %#x: type %d does not exist", r.base+at, t)
+			}
+			if nesting = append(nesting, op == 0x03); op == 0x03 {
+				loops++
+			}
+			switch {
+			case len(nesting) > MaxNesting:
+				return nil, fmt.Errorf("at byte %#x: blocks nest %d deep, over the limit of %d", r.base+at, len(nesting), MaxNesting)
+			case loops > MaxLoopNesting:
+				return nil, fmt.Errorf("at byte %#x: loops nest %d deep, over the limit of %d", r.base+at, loops, MaxLoopNesting)
 			}
 			if op == 0x03 {
 				out = append(out, b[last:r.off]...)

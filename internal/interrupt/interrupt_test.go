@@ -533,14 +533,25 @@ func refusals() (malformed, unsupported []refusal) {
 			"type 0: 1001 parameters, over the limit of 1000",
 		},
 		{
-			// wazero's compiler keeps ~700 bytes per value a call passes
+			// wazero's compiler keeps 600-700 bytes per value a call passes
 			"calls passing too many values",
 			wasm(
 				vec(1, cat([]byte{0x60}, appendU32(nil, MaxArity), bytes.Repeat([]byte{0x7f}, MaxArity), []byte{0}), typeVoid),
 				vec(3, []byte{0}, []byte{1}),
-				vec(10, body(0x00, 0x0b), body(append(bytes.Repeat([]byte{0x10, 0}, MaxCallValues/MaxArity+1), 0x0b)...)),
+				vec(10, body(0x00, 0x0b), body(append(bytes.Repeat([]byte{0x10, 0}, MaxFunctionCalls/(MaxArity+1)+1), 0x0b)...)),
 			),
-			"calls pass 1049000 values in all so far, over the limit of 1048576",
+			"function 1: at byte 0x615: the function's calls weigh 262262 (one per call, plus the values passed), over the limit of 262144",
+		},
+		{
+			// compile time grows with body size times nesting
+			"loops nested too deep",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(cat(bytes.Repeat([]byte{0x03, 0x40}, MaxLoopNesting+1), bytes.Repeat([]byte{0x0b}, MaxLoopNesting+2))...))),
+			"loops nest 65 deep, over the limit of 64",
+		},
+		{
+			"blocks nested too deep",
+			wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(cat(bytes.Repeat([]byte{0x02, 0x40}, MaxNesting+1), bytes.Repeat([]byte{0x0b}, MaxNesting+2))...))),
+			"blocks nest 4097 deep, over the limit of 4096",
 		},
 		{
 			// calls through the table would not be charged as host calls
