@@ -12,8 +12,8 @@ import (
 // is safe for concurrent use.
 //
 // Writes fail once the context of the call that writes has ended: one
-// fd_write may carry millions of I/O vectors, each a Write, and a guest
-// stops only when it runs again (interrupt.HostCallSteps).
+// fd_write may carry millions of I/O vectors, each a Write, and the guest
+// stops only when the call returns to it.
 type tail struct {
 	mu         sync.Mutex
 	max        int // of head and of last, each

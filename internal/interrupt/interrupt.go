@@ -36,8 +36,12 @@
 // memory.fill, table.grow, ...), which run as one uninterruptible copy,
 // are charged by their length: one step per [BytesPerStep] bytes or
 // [EntriesPerStep] table entries, and $tick runs before one that uses up
-// the countdown; so is a call of an imported (host) function, by
-// [HostCallSteps]. Adding an import shifts the index of every function the
+// the countdown. Every call of an imported (host) function calls $tick
+// first: a WASI call may do much work (poll_oneoff over a million
+// subscriptions, fd_read over millions of I/O vectors: tens of
+// milliseconds each), so a guest that calls the host in a loop stops
+// after the call in progress. Go guests call the host rarely in a run:
+// the example reducer's figures did not move. Adding an import shifts the index of every function the
 // module defines; Instrument renumbers them wherever they appear (calls,
 // ref.func, exports, the start function, element segments, the name
 // section).
@@ -65,6 +69,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"strings"
 
@@ -89,14 +94,6 @@ const (
 	// about as long as an iteration of a short loop. Powers of two.
 	BytesPerStep   = 64
 	EntriesPerStep = 8
-	// HostCallSteps is what a call of an imported (host) function costs:
-	// all of the countdown, so that every host call ticks first. A WASI
-	// call may do much work (poll_oneoff over a million subscriptions,
-	// fd_read over millions of I/O vectors: tens of milliseconds each), so
-	// a guest that calls the host in a loop stops after the call in
-	// progress. Go guests call the host rarely in a run: the example
-	// reducer's figures did not move.
-	HostCallSteps = Interval
 	// MaxLocals bounds the locals of one function (as in web browsers),
 	// MaxModuleLocals those of all functions: wazero keeps about 8 bytes
 	// per declared local as long as the module is compiled. A Go module
@@ -202,6 +199,7 @@ type module struct {
 	funcType     []uint32 // type of each function
 	callWeight   uint64   // of the calls read so far: see MaxModuleCalls
 	fnCallWeight uint64   // of the calls of the function being read
+	nesting      []bool   // rewriteBody's, reused from one body to the next
 }
 
 // call weighs a call of a function of type t.
@@ -245,7 +243,7 @@ type added struct {
 	check       []byte // at function entries and loop heads
 	chargeMem   []byte // before a bulk memory instruction
 	chargeTable []byte // before a bulk table instruction
-	chargeCall  []byte // before a call of an imported function
+	chargeCall  []byte // before a call of an imported function: call $tick
 }
 
 // Instrument returns a copy of the module bin that calls the host function
@@ -363,7 +361,7 @@ func instrument(bin []byte) ([]byte, error) {
 		check:       checkCode(countdown, funcSlow),
 		chargeMem:   chargeCode(countdown, scratch, funcSlow, BytesPerStep),
 		chargeTable: chargeCode(countdown, scratch, funcSlow, EntriesPerStep),
-		chargeCall:  callCharge(countdown, funcSlow),
+		chargeCall:  appendU32([]byte{0x10}, funcSlow),
 	}
 
 	out := make([]byte, 0, len(bin)+len(bin)/4)
@@ -456,34 +454,18 @@ func checkCode(countdown, tick uint32) []byte {
 // locals as they are; nothing runs between its set and get but $tick,
 // which does not enter the guest.
 func chargeCode(countdown, scratch, tick uint32, perStep int) []byte {
-	shift := int32(0)
-	for 1<<shift < perStep {
-		shift++
-	}
-	c := appendU32([]byte{0x24}, scratch)     // global.set $scratch
-	c = appendU32(append(c, 0x23), countdown) // global.get $countdown
-	c = appendU32(append(c, 0x23), scratch)   // global.get $scratch
-	c = appendS32(append(c, 0x41), shift)     // i32.const shift
-	c = append(c, 0x76, 0x6b, 0x24)           // i32.shr_u, i32.sub, global.set
+	shift := int32(bits.TrailingZeros(uint(perStep))) // a power of two
+	c := appendU32([]byte{0x24}, scratch)             // global.set $scratch
+	c = appendU32(append(c, 0x23), countdown)         // global.get $countdown
+	c = appendU32(append(c, 0x23), scratch)           // global.get $scratch
+	c = appendS32(append(c, 0x41), shift)             // i32.const shift
+	c = append(c, 0x76, 0x6b, 0x24)                   // i32.shr_u, i32.sub, global.set
 	c = appendU32(c, countdown)
 	c = appendU32(append(c, 0x23), countdown)         // global.get $countdown
 	c = append(c, 0x41, 0x01, 0x48, 0x04, 0x40, 0x10) // i32.const 1, i32.lt_s, if, call
 	c = appendU32(c, tick)
 	c = append(c, 0x0b)                        // end
 	return appendU32(append(c, 0x23), scratch) // global.get $scratch
-}
-
-// callCharge is the charge before a call of an imported function:
-// HostCallSteps steps.
-func callCharge(countdown, tick uint32) []byte {
-	c := appendU32([]byte{0x23}, countdown) // global.get
-	c = appendS32(append(c, 0x41), HostCallSteps)
-	c = append(c, 0x6b, 0x24) // i32.sub, global.set
-	c = appendU32(c, countdown)
-	c = appendU32(append(c, 0x23), countdown)         // global.get
-	c = append(c, 0x41, 0x01, 0x48, 0x04, 0x40, 0x10) // i32.const 1, i32.lt_s, if, call
-	c = appendU32(c, tick)
-	return append(c, 0x0b) // end
 }
 
 // malformedError is a structural error: the bytes are not WebAssembly.
@@ -642,20 +624,13 @@ func rewriteTables(s section) ([]byte, error) {
 	for _, t := range tables {
 		var grow uint32
 		if t.max >= t.min { // else invalid, and stays so
-			grow = min32(t.max-t.min, left)
+			grow = min(t.max-t.min, left)
 		}
 		left -= grow
 		out = append(out, t.ref, 1)
-		out = appendU32(appendU32(out, t.min), min32(t.max, t.min+grow))
+		out = appendU32(appendU32(out, t.min), min(t.max, t.min+grow))
 	}
 	return out, nil
-}
-
-func min32(a, b uint32) uint32 {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // countGlobals counts the entries of a global section, reading them all.
@@ -869,10 +844,9 @@ func (m *module) rewriteBody(out []byte, r reader, code *added) ([]byte, error) 
 	out = append(out, code.check...)
 	last := r.off // start of the bytes not yet copied
 	m.fnCallWeight = 0
-	var (
-		nesting []bool // the open blocks: true for a loop
-		loops   int
-	)
+	nesting := m.nesting[:0] // the open blocks: true for a loop
+	loops := 0
+	defer func() { m.nesting = nesting }()
 	for !r.done() {
 		at := r.off
 		switch op := r.byte(); op {

@@ -93,6 +93,20 @@ func bulkModule(op ...byte) []byte {
 // i32 is i32.const v.
 func i32(v int32) []byte { return appendS32([]byte{0x41}, v) }
 
+// hostModule instantiates the host module strata on rt: tick as
+// strata.tick, and the Go functions in funcs under their names.
+func hostModule(t testing.TB, rt wazero.Runtime, tick api.GoModuleFunc, funcs map[string]any) {
+	t.Helper()
+	b := rt.NewHostModuleBuilder(ImportModule)
+	for name, fn := range funcs {
+		b = b.NewFunctionBuilder().WithFunc(fn).Export(name)
+	}
+	b = b.NewFunctionBuilder().WithGoModuleFunction(tick, nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName)
+	if _, err := b.Instantiate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // instantiate instruments bin and instantiates it on a runtime without
 // wazero's own cancellation check, with the host functions strata.tick
 // (Tick) and strata.started, which signals started.
@@ -101,18 +115,18 @@ func instantiate(t *testing.T, bin []byte, started chan<- struct{}) api.Module {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
 	t.Cleanup(func() { rt.Close(ctx) })
-	_, err := rt.NewHostModuleBuilder(ImportModule).
-		NewFunctionBuilder().WithFunc(func() { started <- struct{}{} }).Export("started").
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(Tick), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
-		Instantiate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hostModule(t, rt, Tick, map[string]any{"started": func() { started <- struct{}{} }})
+	return instrumented(t, rt, bin)
+}
+
+// instrumented instruments bin and instantiates it on rt.
+func instrumented(t *testing.T, rt wazero.Runtime, bin []byte) api.Module {
+	t.Helper()
 	out, err := Instrument(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod, err := rt.Instantiate(ctx, out)
+	mod, err := rt.Instantiate(context.Background(), out)
 	if err != nil {
 		t.Fatalf("instrumented module does not instantiate: %v", err)
 	}
@@ -253,38 +267,23 @@ func hostCallsModule() []byte {
 	)
 }
 
-// TestHostCallsAreCharged: a call of a host function costs HostCallSteps,
-// so a guest that calls the host in a loop ticks before every call,
-// however much work each does (a fd_write may carry millions of I/O
-// vectors).
+// TestHostCallsAreCharged: a guest ticks before every call of a host
+// function, however much work each does (a fd_write may carry millions of
+// I/O vectors).
 func TestHostCallsAreCharged(t *testing.T) {
-	bin := hostCallsModule()
 	ctx := context.Background()
 	rt := wazero.NewRuntime(ctx)
 	defer rt.Close(ctx)
 	ticks := 0
-	_, err := rt.NewHostModuleBuilder(ImportModule).
-		NewFunctionBuilder().WithFunc(func() {}).Export("noop").
-		NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
+	hostModule(t, rt, func(ctx context.Context, mod api.Module, stack []uint64) {
 		ticks++
 		Tick(ctx, mod, stack)
-	}), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
-		Instantiate(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := Instrument(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mod, err := rt.Instantiate(ctx, out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, map[string]any{"noop": func() {}})
+	mod := instrumented(t, rt, hostCallsModule())
 	if _, err := mod.ExportedFunction("run").Call(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if want := hostCalls * HostCallSteps / Interval; ticks < want {
+	if want := hostCalls; ticks < want {
 		t.Fatalf("%d host calls ticked %d times, want at least %d", hostCalls, ticks, want)
 	}
 }
@@ -648,12 +647,7 @@ func FuzzInstrument(f *testing.F) {
 		if outErr != nil {
 			return
 		}
-		_, err = rt.NewHostModuleBuilder(ImportModule).
-			NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(Tick), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
-			Instantiate(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		hostModule(t, rt, Tick, nil)
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		start := time.Now()
@@ -685,13 +679,7 @@ func BenchmarkStop(b *testing.B) {
 			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
 			defer rt.Close(ctx)
 			started := make(chan struct{}, 1)
-			_, err := rt.NewHostModuleBuilder(ImportModule).
-				NewFunctionBuilder().WithFunc(func() { started <- struct{}{} }).Export("started").
-				NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(Tick), nil, []api.ValueType{api.ValueTypeI32}).Export(ImportName).
-				Instantiate(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
+			hostModule(b, rt, Tick, map[string]any{"started": func() { started <- struct{}{} }})
 			out, err := Instrument(bc.bin)
 			if err != nil {
 				b.Fatal(err)
