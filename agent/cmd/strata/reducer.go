@@ -20,6 +20,7 @@ import (
 	"github.com/strata-state/strata/internal/litegen"
 	"github.com/strata-state/strata/internal/protogen"
 	"github.com/strata-state/strata/internal/recordcheck"
+	"github.com/strata-state/strata/internal/rustgen"
 )
 
 // newReducerCmd returns `strata reducer`: the commands reducer authors use.
@@ -307,19 +308,22 @@ func protoFiles(dir string) ([]string, error) {
 }
 
 func newReducerGenCmd() *cobra.Command {
-	var contractDir, out, pkg string
+	var contractDir, out, pkg, lang string
 	var files []string
 	var protocGenGo bool
 	cmd := &cobra.Command{
 		Use:   "gen --contract DIR -o DIR [--package NAME] [FILE.proto...]",
-		Short: "Generate the Go types of a contract for reducers",
+		Short: "Generate the Go (or Rust) types of a contract for reducers",
 		Long: `Gen writes the Go types of the contract's messages that reducers use
 (reflection-free, see sdk/README.md) into one package directory, one
 .strata.go file per .proto file. FILE.proto are import paths relative to
 --contract (default: every .proto under it).
 
 With --protoc-gen-go it writes protoc-gen-go's types instead (.pb.go files
-laid out by import path under -o), for Go programs outside reducers.`,
+laid out by import path under -o), for Go programs outside reducers.
+
+With --lang rust it writes the Rust types for the crate strata-reducer
+(sdk/rust/README.md) into one Rust module file, -o FILE.rs.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				files = args
@@ -334,6 +338,29 @@ laid out by import path under -o), for Go programs outside reducers.`,
 				return usageError{errors.New("-o DIR is required")}
 			}
 			ctx := cmd.Context()
+			switch lang {
+			case "go":
+			case "rust":
+				if protocGenGo || pkg != "" {
+					return usageError{errors.New("--lang rust takes neither --protoc-gen-go nor --package")}
+				}
+				src, err := rustgen.Generate(ctx, os.DirFS(contractDir), files)
+				if err != nil {
+					return err
+				}
+				if dir := filepath.Dir(out); dir != "." {
+					if err := os.MkdirAll(dir, 0o755); err != nil {
+						return err
+					}
+				}
+				if err := os.WriteFile(out, src, 0o644); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "wrote", out)
+				return nil
+			default:
+				return usageError{fmt.Errorf("--lang %q: want go or rust", lang)}
+			}
 			if protocGenGo {
 				gen, err := protogen.Generate(ctx, os.DirFS(contractDir), files, protogen.Options{})
 				if err != nil {
@@ -361,7 +388,8 @@ laid out by import path under -o), for Go programs outside reducers.`,
 		},
 	}
 	cmd.Flags().StringVar(&contractDir, "contract", ".", "contract import root")
-	cmd.Flags().StringVarP(&out, "output", "o", "", "output package directory")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "output package directory (Go), or module file (Rust)")
+	cmd.Flags().StringVar(&lang, "lang", "go", "language of the types: go or rust")
 	cmd.Flags().StringVar(&pkg, "package", "", "Go package name (default: the output directory's name)")
 	cmd.Flags().BoolVar(&protocGenGo, "protoc-gen-go", false, "generate protoc-gen-go's types instead")
 	return cmd
