@@ -28,6 +28,13 @@ type BuildOptions struct {
 	// Progress, when set, receives what the build does: the command, the
 	// packages as they compile, and errors.
 	Progress io.Writer
+	// Lang is the language of the source: LangGo, LangRust, or "" to
+	// detect it (DetectLang: a Cargo.toml makes it Rust).
+	Lang string
+	// Cargo and Rustc are the Rust toolchain's commands (see findRust).
+	// Default: $RUSTC, else the first of the cargo and rustc on PATH and
+	// Debian's in /usr/bin that has a WASI target.
+	Cargo, Rustc string
 }
 
 // ErrNoGo is wrapped by the error of Build when the go command cannot be
@@ -40,19 +47,28 @@ var goFlags = []string{"build", "-buildmode=c-shared", "-trimpath"}
 // Build compiles the Go main package in dir to a WASI reactor module at
 // out, with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared`. dir may
 // be a package of a larger module (as plugins/app-regions is) or a module
-// of its own. The go command's errors are returned and, with
-// opts.Progress, shown as they come.
+// of its own. A Rust crate (a Cargo.toml in dir, or opts.Lang LangRust) is
+// built with `cargo build --release --lib --target wasm32-wasip1` (or
+// wasm32-wasi, whichever the toolchain has) instead. The compiler's errors
+// are returned and, with opts.Progress, shown as they come.
 func Build(ctx context.Context, dir, out string, opts BuildOptions) error {
-	gotool, err := lookGo(opts.GoTool)
-	if err != nil {
-		return err
-	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return err
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("%s is not a directory (give the Go package directory of the reducer)", dir)
+		return fmt.Errorf("%s is not a directory (give the Go package or Rust crate directory of the reducer)", dir)
+	}
+	lang, err := sourceLang(dir, opts.Lang)
+	if err != nil {
+		return err
+	}
+	if lang == LangRust {
+		return buildRust(ctx, dir, out, opts)
+	}
+	gotool, err := lookGo(opts.GoTool)
+	if err != nil {
+		return err
 	}
 	absOut, err := filepath.Abs(out)
 	if err != nil {
@@ -131,6 +147,17 @@ func prefixWriter(w io.Writer, prefix string) (io.Writer, func()) {
 // the build cache when its source hash is there, else built now and
 // cached. Concurrent builds of the same source are done once.
 func (h *Host) buildSource(ctx context.Context, dir string) (string, error) {
+	if DetectLang(dir) == LangRust {
+		sum, err := rustSourceHash(dir)
+		if err != nil {
+			return "", err
+		}
+		cacheDir, err := h.buildCacheDir()
+		if err != nil {
+			return "", err
+		}
+		return BuildCached(ctx, dir, cacheDir, sum, BuildOptions{Lang: LangRust, Progress: h.opts.BuildOutput}, h.lock)
+	}
 	gotool, err := lookGo(h.opts.GoTool)
 	if err != nil {
 		return "", err
@@ -139,14 +166,24 @@ func (h *Host) buildSource(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	cacheDir, err := h.buildCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return BuildCached(ctx, dir, cacheDir, sum, BuildOptions{GoTool: gotool, Lang: LangGo, Progress: h.opts.BuildOutput}, h.lock)
+}
+
+// buildCacheDir is where buildSource keeps the modules it built.
+func (h *Host) buildCacheDir() (string, error) {
 	cacheDir := h.opts.CacheDir
 	if cacheDir == "" {
+		var err error
 		if cacheDir, err = os.UserCacheDir(); err != nil {
 			return "", fmt.Errorf("no cache directory for builds: %w", err)
 		}
 		cacheDir = filepath.Join(cacheDir, "strata")
 	}
-	return BuildCached(ctx, dir, filepath.Join(cacheDir, "builds"), sum, BuildOptions{GoTool: gotool, Progress: h.opts.BuildOutput}, h.lock)
+	return filepath.Join(cacheDir, "builds"), nil
 }
 
 // BuildCached returns dir's module from cacheDir/HASH.wasm, building it
@@ -184,8 +221,13 @@ func BuildCached(ctx context.Context, dir, cacheDir, hash string, opts BuildOpti
 // its module, and, recursively, the files of the packages it imports from
 // its own module or from local replace directories, plus the identity of
 // the go command (path, size and modification time). Dependencies from the
-// module cache are identified by go.sum.
+// module cache are identified by go.sum. For a Rust crate (a Cargo.toml in
+// dir) it hashes the crate, its path dependencies and the Rust toolchain
+// instead (see rustSourceHash), and gotool is not used.
 func SourceHash(dir, gotool string) (string, error) {
+	if DetectLang(dir) == LangRust {
+		return rustSourceHash(dir)
+	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err

@@ -29,9 +29,11 @@ func newReducerCmd() *cobra.Command {
 		Use:   "reducer",
 		Short: "Generate types for, build and test reducers (WebAssembly plugins)",
 		Long: `A reducer turns a region's rows into the region's global records. It is a Go
-package built to a WASI reactor module; see sdk/README.md.
+package (or a Rust crate) built to a WASI reactor module; see sdk/README.md
+(sdk/rust/README.md).
 
   strata reducer gen   --contract DIR -o DIR     generate Go types for a contract
+  strata reducer gen   --lang rust --contract DIR -o FILE.rs   ... or Rust types
   strata reducer build DIR -o FILE.wasm          build a reducer module
   strata reducer test  FILE.wasm --contract DIR --rows FILE.jsonl [--golden FILE.json]`,
 	}
@@ -40,14 +42,20 @@ package built to a WASI reactor module; see sdk/README.md.
 }
 
 func newReducerBuildCmd() *cobra.Command {
-	var out, gotool string
+	var out, gotool, lang, cargo, rustc string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "build DIR -o FILE.wasm",
-		Short: "Build the reducer in Go package DIR to a WebAssembly module",
+		Short: "Build the reducer in DIR (a Go package or a Rust crate) to a WebAssembly module",
 		Long: `Build runs GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared in DIR, which
 may be a package of a larger module or a module of its own, and shows the
-packages as they compile.`,
+packages as they compile.
+
+A DIR holding a Cargo.toml (or --lang rust) is a Rust crate, built with
+cargo build --release --lib --target wasm32-wasip1 (or wasm32-wasi, the
+target's name before Rust 1.78); see sdk/rust/README.md. The toolchain is
+--cargo and --rustc, else $RUSTC, else the first of the cargo and rustc on
+PATH and Debian's in /usr/bin whose rustc has a WASI standard library.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -56,7 +64,7 @@ packages as they compile.`,
 					out = filepath.Base(abs) + ".wasm"
 				}
 			}
-			opts := reducer.BuildOptions{GoTool: gotool}
+			opts := reducer.BuildOptions{GoTool: gotool, Lang: lang, Cargo: cargo, Rustc: rustc}
 			if !quiet {
 				opts.Progress = cmd.ErrOrStderr()
 			}
@@ -65,6 +73,9 @@ packages as they compile.`,
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "module file to write (default: DIR's name + .wasm)")
 	cmd.Flags().StringVar(&gotool, "go", "", `go command to build with (default "go" on PATH)`)
+	cmd.Flags().StringVar(&lang, "lang", "", "language of DIR: go or rust (default: rust when DIR has a Cargo.toml, else go)")
+	cmd.Flags().StringVar(&cargo, "cargo", "", "cargo command to build Rust with (default: see above)")
+	cmd.Flags().StringVar(&rustc, "rustc", "", "rustc command to build Rust with (default: see above)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "do not show progress")
 	return cmd
 }
