@@ -241,7 +241,9 @@ var pathDep = regexp.MustCompile(`(?m)\bpath\s*=\s*"([^"]+)"`)
 // but its target directory, the Cargo.toml and Cargo.lock files of the
 // directories above it (a workspace's), the crates it depends on by path,
 // recursively, and the identity of the toolchain (cargo, rustc, sysroot,
-// target). Registry dependencies are identified by Cargo.lock.
+// target). Registry dependencies are identified by Cargo.lock; cargo
+// writes one on the first build, so a crate without one gets a new hash
+// (and one more build) after it.
 func rustSourceHash(dir string) (string, error) {
 	tc, err := findRust("", "")
 	if err != nil {

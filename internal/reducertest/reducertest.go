@@ -37,10 +37,15 @@ func Root() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// Dir returns the directory of a reducer: "app-regions" is under plugins/,
-// the Fixtures under testdata/reducers/.
+// RustExample is the example reducer written in Rust
+// (plugins/app-regions-rust), built with cargo; tests that use it skip
+// when no Rust toolchain with a WASI target is installed.
+const RustExample = "app-regions-rust"
+
+// Dir returns the directory of a reducer: "app-regions" and RustExample
+// are under plugins/, the Fixtures under testdata/reducers/.
 func Dir(name string) string {
-	if name == "app-regions" {
+	if name == "app-regions" || name == RustExample {
 		return filepath.Join(Root(), "plugins", name)
 	}
 	return filepath.Join(Root(), "testdata", "reducers", name)
@@ -82,7 +87,7 @@ func lock(key string) func() {
 
 // Module returns the path of the built module of the reducer called name
 // (see Dir), building it if its source changed. It skips the test when the
-// Go toolchain is missing.
+// Go toolchain (or for RustExample, a Rust toolchain) is missing.
 func Module(t testing.TB, name string) string {
 	t.Helper()
 	paths := Modules(t, name)
@@ -202,7 +207,7 @@ func precompile(mods map[string]string, mode string) error {
 
 func isNoGo(err error) bool {
 	for e := err; e != nil; {
-		if e == reducer.ErrNoGo {
+		if e == reducer.ErrNoGo || e == reducer.ErrNoRust {
 			return true
 		}
 		u, ok := e.(interface{ Unwrap() error })

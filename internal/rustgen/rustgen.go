@@ -423,7 +423,7 @@ func (g *generator) message(file protoreflect.FileDescriptor, m protoreflect.Mes
 func (g *generator) merge(fields []field) {
 	g.p("    fn merge(&mut self, b: &[u8]) -> Result<(), DecodeError> {")
 	g.p("        let mut r = wire::Reader::new(b);")
-	g.p("        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, 0))? {")
+	g.p("        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, r.field()))? {")
 	g.p("            match field {")
 	for _, f := range fields {
 		n := f.fd.Number()

@@ -85,7 +85,7 @@ impl Message for Machine {
 
     fn merge(&mut self, b: &[u8]) -> Result<(), DecodeError> {
         let mut r = wire::Reader::new(b);
-        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, 0))? {
+        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, r.field()))? {
             match field {
                 1 => {
                     wire::merge_string(&mut self.id, v).map_err(|e| e.at(Self::NAME, 1))?;
@@ -198,7 +198,7 @@ impl Message for AppPlacement {
 
     fn merge(&mut self, b: &[u8]) -> Result<(), DecodeError> {
         let mut r = wire::Reader::new(b);
-        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, 0))? {
+        while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, r.field()))? {
             match field {
                 1 => {
                     wire::merge_string(&mut self.app, v).map_err(|e| e.at(Self::NAME, 1))?;

@@ -31,7 +31,7 @@ pub fn decode_request(b: &[u8]) -> Result<Request<'_>, wire::DecodeError> {
         let (field, v) = match r.next_field() {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(e.at(REQUEST, 0)),
+            Err(e) => return Err(e.at(REQUEST, r.field())),
         };
         let at = |e: WireError| e.at(REQUEST, field);
         match (field, v) {
@@ -49,7 +49,7 @@ pub fn decode_request(b: &[u8]) -> Result<Request<'_>, wire::DecodeError> {
 fn table_name(b: &[u8]) -> Result<&str, wire::DecodeError> {
     let mut name = "";
     let mut r = Reader::new(b);
-    while let Some((field, v)) = r.next_field().map_err(|e| e.at(TABLE, 0))? {
+    while let Some((field, v)) = r.next_field().map_err(|e| e.at(TABLE, r.field()))? {
         if field == 1 {
             if let Some(s) = wire::get_str(v).map_err(|e| e.at(TABLE, 1))? {
                 name = s;
@@ -80,7 +80,7 @@ impl<'a> Iterator for Rows<'a> {
                 Ok(None) => return None,
                 Ok(Some((2, Value::Bytes(row)))) => return Some(Ok(row)),
                 Ok(Some(_)) => {}
-                Err(e) => return Some(Err(e.at(TABLE, 2))),
+                Err(e) => return Some(Err(e.at(TABLE, self.r.field()))),
             }
         }
     }
@@ -138,12 +138,12 @@ pub fn decode_response(b: &[u8]) -> Result<Response, wire::DecodeError> {
     const RECORD: &str = "strata.abi.v1.Record";
     let mut resp = Response::default();
     let mut r = Reader::new(b);
-    while let Some((field, v)) = r.next_field().map_err(|e| e.at(RESPONSE, 0))? {
+    while let Some((field, v)) = r.next_field().map_err(|e| e.at(RESPONSE, r.field()))? {
         match (field, v) {
             (1, Value::Bytes(rb)) => {
                 let mut rec = Record { name: String::new(), key: String::new(), value: Vec::new() };
                 let mut rr = Reader::new(rb);
-                while let Some((f, v)) = rr.next_field().map_err(|e| e.at(RECORD, 0))? {
+                while let Some((f, v)) = rr.next_field().map_err(|e| e.at(RECORD, rr.field()))? {
                     match f {
                         1 => wire::merge_string(&mut rec.name, v).map_err(|e| e.at(RECORD, 1))?,
                         2 => wire::merge_string(&mut rec.key, v).map_err(|e| e.at(RECORD, 2))?,
@@ -200,7 +200,7 @@ mod tests {
         let cases: &[(&str, &[u8], &str)] = &[
             ("bad tag", &[0x00], "strata.abi.v1.Request: invalid field number"),
             ("region not UTF-8", &[0x1a, 0x01, 0xff], "strata.abi.v1.Request field 3: string is not valid UTF-8"),
-            ("table truncated", &[0x22, 0x02, 0x0a, 0x05], "strata.abi.v1.Table: unexpected end of input"),
+            ("table truncated", &[0x22, 0x02, 0x0a, 0x05], "strata.abi.v1.Table field 1: unexpected end of input"),
         ];
         for (name, b, want) in cases {
             assert_eq!(decode_request(b).unwrap_err().to_string(), *want, "{}", name);

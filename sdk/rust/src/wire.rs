@@ -178,12 +178,20 @@ pub enum Value<'a> {
 #[derive(Clone, Debug)]
 pub struct Reader<'a> {
     b: &'a [u8],
+    field: u32,
 }
 
 impl<'a> Reader<'a> {
     /// Returns a reader of the message encoded in b.
     pub fn new(b: &'a [u8]) -> Self {
-        Reader { b }
+        Reader { b, field: 0 }
+    }
+
+    /// Returns the number of the field whose tag was read last, 0 before
+    /// the first or when a tag could not be read: where an error of
+    /// next_field is.
+    pub fn field(&self) -> u32 {
+        self.field
     }
 
     /// Returns the next field's number and value, or None at the end.
@@ -193,17 +201,20 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let (field, wt) = self.tag()?;
-        let v = self.value(field, wt, 0)?;
-        Ok(Some((field, v)))
+        let v = self.value(field, wt, 0);
+        self.field = field;
+        Ok(Some((field, v?)))
     }
 
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
+        self.field = 0;
         let (t, n) = get_varint(self.b)?;
         self.b = &self.b[n..];
         let field = t >> 3;
         if field == 0 || field > u64::from(MAX_FIELD) {
             return Err(WireError::BadFieldNumber);
         }
+        self.field = field as u32;
         Ok((field as u32, (t & 7) as u8))
     }
 
@@ -651,6 +662,10 @@ mod tests {
             let mut r = Reader::new(b);
             assert_eq!(r.next_field(), Err(*want), "{}", name);
         }
+        // The error is located at the field whose value is bad.
+        let mut r = Reader::new(&[0x08, 0x01, 0x12, 0x05]);
+        assert_eq!(r.next_field(), Ok(Some((1, Value::Varint(1)))));
+        assert_eq!((r.next_field(), r.field()), (Err(WireError::Truncated), 2));
         // Deeply nested groups are refused, not a stack overflow.
         let mut b = vec![0x0b; 10_000];
         b.extend(vec![0x0c; 10_000]);

@@ -22,7 +22,7 @@ macro_rules! seconds_nanos {
 
             fn merge(&mut self, b: &[u8]) -> Result<(), DecodeError> {
                 let mut r = wire::Reader::new(b);
-                while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, 0))? {
+                while let Some((field, v)) = r.next_field().map_err(|e| e.at(Self::NAME, r.field()))? {
                     match field {
                         1 => self.seconds = wire::get::<wire::Int64>(v).unwrap_or(self.seconds),
                         2 => self.nanos = wire::get::<wire::Int32>(v).unwrap_or(self.nanos),
