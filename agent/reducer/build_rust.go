@@ -60,11 +60,15 @@ func sourceLang(dir, lang string) (string, error) {
 	return "", fmt.Errorf("unknown reducer language %q: want %s or %s", lang, LangGo, LangRust)
 }
 
-// rustToolchain is a cargo and the rustc it builds with, and the WASI
+// RustToolchain is a cargo and the rustc it builds with, and the WASI
 // target that rustc has a standard library for.
-type rustToolchain struct {
-	cargo, rustc, target string
-	sysroot              string
+type RustToolchain struct {
+	// Cargo and Rustc are the paths of the commands.
+	Cargo, Rustc string
+	// Target is the WASI target: wasm32-wasip1 or wasm32-wasi.
+	Target string
+	// Sysroot is rustc's sysroot, where the target's library is.
+	Sysroot string
 }
 
 // wasiTargets are the WASI preview 1 targets, newest name first: Rust
@@ -73,8 +77,14 @@ var wasiTargets = []string{"wasm32-wasip1", "wasm32-wasi"}
 
 var (
 	rustMu    sync.Mutex
-	rustFound = map[string]rustToolchain{} // by findRust's arguments and $RUSTC
+	rustFound = map[string]RustToolchain{} // by findRust's arguments and $RUSTC
 )
+
+// FindRust returns the Rust toolchain that Build uses for Rust crates, for
+// cargo and rustc as in BuildOptions; the error wraps ErrNoRust when there
+// is none. Run `cargo test` with the same one: a newer cargo may write a
+// Cargo.lock that an older one cannot read.
+func FindRust(cargo, rustc string) (RustToolchain, error) { return findRust(cargo, rustc) }
 
 // findRust returns the Rust toolchain to build with. cargo and rustc, when
 // set, name the commands (else $RUSTC names rustc); a command not named is
@@ -84,7 +94,7 @@ var (
 // Debian's libstd-rust-dev-wasm32 provides one); the first whose rustc has
 // a standard library for a WASI target wins. The answer is remembered for
 // the process.
-func findRust(cargo, rustc string) (rustToolchain, error) {
+func findRust(cargo, rustc string) (RustToolchain, error) {
 	if rustc == "" {
 		rustc = os.Getenv("RUSTC")
 	}
@@ -134,14 +144,14 @@ func findRust(cargo, rustc string) (rustToolchain, error) {
 		sysroot := strings.TrimSpace(string(out))
 		for _, t := range wasiTargets {
 			if st, err := os.Stat(filepath.Join(sysroot, "lib", "rustlib", t)); err == nil && st.IsDir() {
-				tc := rustToolchain{cargo: c, rustc: r, target: t, sysroot: sysroot}
+				tc := RustToolchain{Cargo: c, Rustc: r, Target: t, Sysroot: sysroot}
 				rustFound[memo] = tc
 				return tc, nil
 			}
 		}
 		tried = append(tried, fmt.Sprintf("%s (sysroot %s) has no standard library for %s", r, sysroot, strings.Join(wasiTargets, " or ")))
 	}
-	return rustToolchain{}, fmt.Errorf("%w: %s; install one (rustup target add wasm32-wasip1, or Debian's apt-get install cargo rustc libstd-rust-dev-wasm32) or name it with --cargo and --rustc", ErrNoRust, strings.Join(tried, "; "))
+	return RustToolchain{}, fmt.Errorf("%w: %s; install one (rustup target add wasm32-wasip1, or Debian's apt-get install cargo rustc libstd-rust-dev-wasm32) or name it with --cargo and --rustc", ErrNoRust, strings.Join(tried, "; "))
 }
 
 func isExecutable(path string) bool {
@@ -160,16 +170,16 @@ func buildRust(ctx context.Context, dir, out string, opts BuildOptions) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"build", "--release", "--lib", "--target", tc.target, "--message-format=json-render-diagnostics"}
-	cmd := exec.CommandContext(ctx, tc.cargo, args...)
+	args := []string{"build", "--release", "--lib", "--target", tc.Target, "--message-format=json-render-diagnostics"}
+	cmd := exec.CommandContext(ctx, tc.Cargo, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "RUSTC="+tc.rustc, "CARGO_TERM_COLOR=never")
+	cmd.Env = append(os.Environ(), "RUSTC="+tc.Rustc, "CARGO_TERM_COLOR=never")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	flush := func() {}
 	if opts.Progress != nil {
-		fmt.Fprintf(opts.Progress, "building %s: RUSTC=%s %s %s\n", dir, tc.rustc, tc.cargo, strings.Join(args, " "))
+		fmt.Fprintf(opts.Progress, "building %s: RUSTC=%s %s %s\n", dir, tc.Rustc, tc.Cargo, strings.Join(args, " "))
 		var pw io.Writer
 		pw, flush = prefixWriter(opts.Progress, "  ")
 		cmd.Stderr = io.MultiWriter(&stderr, pw)
@@ -254,8 +264,8 @@ func rustSourceHash(dir string) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "strata reducer build rust v1\n%q %q %q\n", tc.target, tc.sysroot, []string{"--release", "--lib"})
-	for _, tool := range []string{tc.cargo, tc.rustc} {
+	fmt.Fprintf(h, "strata reducer build rust v1\n%q %q %q\n", tc.Target, tc.Sysroot, []string{"--release", "--lib"})
+	for _, tool := range []string{tc.Cargo, tc.Rustc} {
 		if st, err := os.Stat(tool); err == nil {
 			fmt.Fprintf(h, "tool %s %d %d\n", tool, st.Size(), st.ModTime().UnixNano())
 		}
