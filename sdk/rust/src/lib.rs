@@ -400,17 +400,17 @@ pub mod __private {
     /// Buffers larger than this are freed after a run, not kept for the next.
     const KEEP: usize = 1 << 20;
 
-    /// strata_alloc: returns a zeroed buffer of size bytes for the next
-    /// request, or 0 when there is no memory for it.
+    /// strata_alloc: returns a buffer of size bytes for the next request,
+    /// or 0 when there is no memory for it. The buffer is the spare
+    /// capacity of REQUEST: the host writes it, and reduce then sets the
+    /// length, as with any buffer a foreign function fills.
     pub fn alloc(size: u32) -> u32 {
         REQUEST.with(|r| {
             let mut r = r.borrow_mut();
             r.clear();
-            let size = size as usize;
-            if r.try_reserve_exact(size.max(1)).is_err() {
+            if r.try_reserve_exact((size as usize).max(1)).is_err() {
                 return 0;
             }
-            r.resize(size, 0);
             r.as_ptr() as usize as u32
         })
     }
@@ -421,12 +421,15 @@ pub mod __private {
     pub fn reduce(reducer: crate::Reducer, ptr: u32, len: u32) -> u64 {
         let resp = REQUEST.with(|r| {
             let mut r = r.borrow_mut();
-            let resp = if r.as_ptr() as usize as u32 != ptr || len as usize > r.len() {
+            let resp = if r.as_ptr() as usize as u32 != ptr || len as usize > r.capacity() {
                 let mut b = Vec::new();
                 crate::abi::put_error(&mut b, "strata-reducer: strata_reduce called with a buffer strata_alloc did not return", false);
                 b
             } else {
-                crate::handle(reducer, &r[..len as usize])
+                // Safety: the host wrote len bytes at ptr, the start of r's
+                // capacity (checked above), before this call (ABI.md, "A call").
+                unsafe { r.set_len(len as usize) };
+                crate::handle(reducer, &r)
             };
             if r.capacity() > KEEP {
                 *r = Vec::new();

@@ -112,7 +112,15 @@ pub fn varint_len(v: u64) -> usize {
 }
 
 /// Reads a varint at the start of b and returns it with its length.
+#[inline]
 pub fn get_varint(b: &[u8]) -> Result<(u64, usize), WireError> {
+    match b.first() {
+        Some(&c) if c < 0x80 => Ok((u64::from(c), 1)),
+        _ => get_varint_slow(b),
+    }
+}
+
+fn get_varint_slow(b: &[u8]) -> Result<(u64, usize), WireError> {
     let mut v: u64 = 0;
     for (i, &c) in b.iter().enumerate().take(10) {
         if i == 9 && c > 1 {
@@ -196,6 +204,7 @@ impl<'a> Reader<'a> {
 
     /// Returns the next field's number and value, or None at the end.
     /// Groups are skipped and returned as [`Value::Group`].
+    #[inline]
     pub fn next_field(&mut self) -> Result<Option<(u32, Value<'a>)>, WireError> {
         if self.b.is_empty() {
             return Ok(None);
@@ -206,6 +215,7 @@ impl<'a> Reader<'a> {
         Ok(Some((field, v?)))
     }
 
+    #[inline]
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
         self.field = 0;
         let (t, n) = get_varint(self.b)?;
@@ -218,6 +228,7 @@ impl<'a> Reader<'a> {
         Ok((field as u32, (t & 7) as u8))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.b.len() < n {
             return Err(WireError::Truncated);
@@ -227,6 +238,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
+    #[inline]
     fn value(&mut self, field: u32, wt: u8, depth: usize) -> Result<Value<'a>, WireError> {
         match wt {
             0 => {
@@ -248,24 +260,7 @@ impl<'a> Reader<'a> {
                 }
                 Ok(Value::Bytes(self.take(n as usize)?))
             }
-            3 => {
-                if depth >= MAX_GROUP_DEPTH {
-                    return Err(WireError::BadGroup);
-                }
-                loop {
-                    if self.b.is_empty() {
-                        return Err(WireError::BadGroup);
-                    }
-                    let (f, t) = self.tag()?;
-                    if t == 4 {
-                        if f != field {
-                            return Err(WireError::BadGroup);
-                        }
-                        return Ok(Value::Group);
-                    }
-                    self.value(f, t, depth + 1)?;
-                }
-            }
+            3 => self.group(field, depth),
             4 => Err(WireError::BadGroup),
             5 => {
                 let v = self.take(4)?;
@@ -274,6 +269,26 @@ impl<'a> Reader<'a> {
                 Ok(Value::Fixed32(u32::from_le_bytes(a)))
             }
             t => Err(WireError::BadWireType(t)),
+        }
+    }
+
+    /// Skips a group up to its end tag, which must be field's.
+    fn group(&mut self, field: u32, depth: usize) -> Result<Value<'a>, WireError> {
+        if depth >= MAX_GROUP_DEPTH {
+            return Err(WireError::BadGroup);
+        }
+        loop {
+            if self.b.is_empty() {
+                return Err(WireError::BadGroup);
+            }
+            let (f, t) = self.tag()?;
+            if t == 4 {
+                if f != field {
+                    return Err(WireError::BadGroup);
+                }
+                return Ok(Value::Group);
+            }
+            self.value(f, t, depth + 1)?;
         }
     }
 }
