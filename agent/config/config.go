@@ -206,7 +206,8 @@ type Reducer struct {
 	// 63 characters.
 	Name string `toml:"name"`
 
-	// Source is a Go main package directory, built to wasip1 and cached.
+	// Source is a Go main package directory, built to wasip1 and cached,
+	// or a Rust crate directory (a Cargo.toml), built with cargo.
 	// Exactly one of Source and Wasm is set. A relative path is relative to
 	// the config file's directory when loaded with Load. Default: "".
 	Source string `toml:"source,omitempty"`

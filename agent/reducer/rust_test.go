@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,7 +150,10 @@ func write(t *testing.T, path, content string) {
 
 // BenchmarkRunLang is BenchmarkRun for the example reducer in each
 // language, in the agent's interrupt mode: plugins/app-regions (Go) and
-// plugins/app-regions-rust (Rust) on the same rows.
+// plugins/app-regions-rust (Rust) on the same rows. Besides the time per
+// run it reports the process's CPU time per run (user and system, GC
+// included), steadier than wall time on a shared machine, and the module's
+// size.
 func BenchmarkRunLang(b *testing.B) {
 	mods := reducertest.Modules(b, "app-regions", reducertest.RustExample)
 	for _, bc := range []struct {
@@ -175,8 +179,12 @@ func BenchmarkRunLang(b *testing.B) {
 					size += len(row)
 				}
 				b.SetBytes(int64(size))
+				var ru0, ru1 syscall.Rusage
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+				runs := 0
 				b.ResetTimer()
 				for b.Loop() {
+					runs++
 					res, err := r.Run(context.Background(), "ord", tables)
 					if err != nil {
 						b.Fatal(err)
@@ -185,10 +193,46 @@ func BenchmarkRunLang(b *testing.B) {
 						b.Fatalf("%d records", len(res.Records))
 					}
 				}
+				_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+				cpu := ru1.Utime.Nano() - ru0.Utime.Nano() + ru1.Stime.Nano() - ru0.Stime.Nano()
+				b.ReportMetric(float64(cpu)/float64(runs), "cpu-ns/op")
 				if st, err := os.Stat(mod); err == nil {
 					b.ReportMetric(float64(st.Size()), "module-bytes")
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkReadyLang is BenchmarkReady for the example reducer in each
+// language: a new Host on a warm compilation cache loads the module and
+// starts its first instance.
+func BenchmarkReadyLang(b *testing.B) {
+	mods := reducertest.Modules(b, "app-regions", reducertest.RustExample)
+	for _, lang := range []string{"go", "rust"} {
+		b.Run("lang="+lang, func(b *testing.B) {
+			mod := mods["app-regions"]
+			if lang == "rust" {
+				mod = mods[reducertest.RustExample]
+			}
+			cache := b.TempDir()
+			ready := func() {
+				h, err := reducer.NewHost(reducer.HostOptions{CacheDir: cache})
+				if err != nil {
+					b.Fatal(err)
+				}
+				r, err := h.Load(context.Background(), appRegions(mod))
+				if err != nil {
+					b.Fatal(err)
+				}
+				r.Close(context.Background())
+				h.Close(context.Background())
+			}
+			ready() // fill the cache
+			b.ResetTimer()
+			for b.Loop() {
+				ready()
+			}
+		})
 	}
 }
