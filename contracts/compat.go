@@ -24,12 +24,14 @@ const (
 	compatFieldType       = "FIELD_SAME_TYPE"
 	compatFieldCard       = "FIELD_SAME_CARDINALITY"
 	compatFieldJSONName   = "FIELD_SAME_JSON_NAME"
+	compatFieldName       = "FIELD_SAME_NAME"
 	compatFieldOneof      = "FIELD_SAME_ONEOF"
 	compatEnumValueDelete = "ENUM_VALUE_NO_DELETE"
 	compatEnumValueName   = "ENUM_VALUE_SAME_NAME"
 	compatReservedRange   = "RESERVED_RANGE_NO_DELETE"
 	compatReservedName    = "RESERVED_NAME_NO_DELETE"
 	compatValidate        = "VALIDATE_TIGHTENED"
+	compatRegionalOnly    = "REGIONAL_ONLY_ADDED"
 )
 
 // Compare reports what changed from old to new, two versions of a contract
@@ -45,9 +47,10 @@ const (
 //   - FIELD_NO_DELETE, ENUM_VALUE_NO_DELETE: a field or enum value deleted
 //     without reserving both its number and its name;
 //   - FIELD_SAME_NUMBER: a field that kept its name but changed number;
-//   - FIELD_SAME_TYPE: a field whose type changed, except widening int32 to
-//     int64, uint32 to uint64 and sint32 to sint64 (the same wire encoding,
-//     and JSON readers accept both forms);
+//   - FIELD_SAME_TYPE: a field whose type changed; the message says
+//     whether the change breaks the wire encoding, JSON, or both;
+//   - FIELD_SAME_NAME: a field renamed (protojson accepts the proto name
+//     on input);
 //   - FIELD_SAME_CARDINALITY: singular, repeated and map changed;
 //   - FIELD_SAME_JSON_NAME: a field whose JSON name changed (a rename,
 //     unless json_name keeps the old one);
@@ -61,7 +64,9 @@ const (
 //   - VALIDATE_TIGHTENED: protovalidate rules of an existing field or
 //     message added or tightened: old writers may now be rejected;
 //   - RECORD_LIMIT_TIGHTENED: a record's max_per_region or max_bytes
-//     lowered or newly set.
+//     lowered or newly set;
+//   - REGIONAL_ONLY_ADDED: a field newly marked regional_only: records
+//     carrying its values are now rejected as leaks.
 //
 // Each finding points into new, or into old (Finding.Old) for something
 // deleted, and carries a one-line fix hint. Findings are sorted.
@@ -81,6 +86,9 @@ type version struct {
 	enums   map[protoreflect.FullName]protoreflect.EnumDescriptor
 	order   []protoreflect.FullName // messages then enums, in file order
 	schemas map[string]schemaDecl
+	// regionalOnly is the regional_only option as this version declares
+	// it; nil when it imports no strata options.
+	regionalOnly protoreflect.ExtensionDescriptor
 }
 
 // schemaDecl is a table or record as declared by a message's options.
@@ -106,6 +114,7 @@ func newVersion(files []protoreflect.FileDescriptor) *version {
 		_ = reg.RegisterFile(fd) // a conflict leaves the first: enough to find the options
 	}
 	opts := findOptions(reg)
+	v.regionalOnly = opts.regionalOnly
 	for _, fd := range all {
 		if providedFile(fd.Path()) {
 			continue
@@ -321,24 +330,27 @@ func (c *comparer) message(o, n protoreflect.MessageDescriptor) {
 func (c *comparer) field(o, n protoreflect.FieldDescriptor) {
 	where := fmt.Sprintf("field %d %q of %s", o.Number(), n.Name(), n.ContainingMessage().FullName())
 	if oc, nc := cardinalityName(o), cardinalityName(n); oc != nc {
-		c.add(compatFieldCard, SeverityError, position(n, []int32{fieldLabelField}), false,
-			fmt.Sprintf("make it %s again, or add a new field with a new number and reserve this one", oc),
+		c.add(compatFieldCard, SeverityError, position(n, []int32{fieldLabelField}), false, replaceHint(o, n),
 			"%s changed from %s to %s: old and new readers decode it differently", where, oc, nc)
-	} else if ot, nt := fieldType(o), fieldType(n); ot != nt && !widening(o, n) {
+	} else if ot, nt := fieldType(o), fieldType(n); ot != nt {
 		at := position(n, []int32{fieldTypeNameField})
 		if n.Message() == nil && n.Enum() == nil {
 			at = position(n, []int32{fieldTypeField})
 		}
-		c.add(compatFieldType, SeverityError, at, false,
-			fmt.Sprintf("restore type %s, or add a new field with a new number and reserve this one", ot),
-			"%s changed type from %s to %s: not wire and JSON compatible", where, ot, nt)
+		c.add(compatFieldType, SeverityError, at, false, replaceHint(o, n),
+			"%s changed type from %s to %s: %s", where, ot, nt, typeChange(o, n))
+	}
+	if o.Name() != n.Name() {
+		c.add(compatFieldName, SeverityError, position(n, []int32{fieldNameField}), false,
+			fmt.Sprintf("restore the name %q; to rename a field, add one with the new name and a new number, and reserve %d and %q", o.Name(), o.Number(), o.Name()),
+			"%s was renamed from %q: JSON readers accept a field by its proto name as well as its JSON name, so clients that send %q break", where, o.Name(), o.Name())
 	}
 	if o.JSONName() != n.JSONName() {
 		what := "changed its JSON name"
 		hint := fmt.Sprintf("restore the JSON name with [json_name = %q]", o.JSONName())
 		if o.Name() != n.Name() {
 			what = fmt.Sprintf("was renamed from %q, which changes its JSON name", o.Name())
-			hint = fmt.Sprintf("restore the name %q, or keep its JSON name with [json_name = %q]", o.Name(), o.JSONName())
+			hint = fmt.Sprintf("restore the name %q", o.Name())
 		}
 		c.add(compatFieldJSONName, SeverityError, position(n, nil), false, hint,
 			"%s %s from %q to %q: JSON clients of the old contract break", where, what, o.JSONName(), n.JSONName())
@@ -356,11 +368,25 @@ func (c *comparer) field(o, n protoreflect.FieldDescriptor) {
 		c.add(compatFieldOneof, SeverityError, position(n, nil), false, hint,
 			"%s %s: setting it now clears other fields, or no longer does", where, what)
 	}
+	if !c.old.isRegionalOnly(o) && c.new.isRegionalOnly(n) {
+		c.add(compatRegionalOnly, SeverityWarning, optionPosition(n, []int32{fieldOptionsField, int32(c.new.regionalOnly.Number())}), false,
+			"check that no reducer copies this field's values into a record, then roll out the contract before the reducers that depend on it",
+			"%s is now regional_only: records that carry one of its values will be rejected as leaks", where)
+	}
 	if changes := validateChanges(fieldRules(o), fieldRules(n)); len(changes) > 0 {
 		c.add(compatValidate, SeverityWarning, optionPosition(n, []int32{fieldOptionsField, validateExtNumber}), false,
 			"records from writers of the old contract may now be rejected: upgrade every writer first, then tighten",
 			"protovalidate rules of %s tightened: %s", where, strings.Join(changes, "; "))
 	}
+}
+
+// isRegionalOnly reports whether f is marked regional_only in v.
+func (v *version) isRegionalOnly(f protoreflect.FieldDescriptor) bool {
+	if v.regionalOnly == nil {
+		return false
+	}
+	on, err := boolOption(f.Options(), v.regionalOnly)
+	return err == nil && on
 }
 
 // cardinalityName returns "singular", "repeated" or "map".
@@ -380,21 +406,6 @@ func fieldType(f protoreflect.FieldDescriptor) string {
 		return fmt.Sprintf("map<%s, %s>", typeName(f.MapKey()), typeName(f.MapValue()))
 	}
 	return typeName(f)
-}
-
-// widening reports whether o to n widens an integer: the only type changes
-// that keep both the wire encoding and what JSON readers accept.
-func widening(o, n protoreflect.FieldDescriptor) bool {
-	if o.IsMap() {
-		return typeName(o.MapKey()) == typeName(n.MapKey()) && widening(o.MapValue(), n.MapValue())
-	}
-	switch [2]protoreflect.Kind{o.Kind(), n.Kind()} {
-	case [2]protoreflect.Kind{protoreflect.Int32Kind, protoreflect.Int64Kind},
-		[2]protoreflect.Kind{protoreflect.Uint32Kind, protoreflect.Uint64Kind},
-		[2]protoreflect.Kind{protoreflect.Sint32Kind, protoreflect.Sint64Kind}:
-		return true
-	}
-	return false
 }
 
 // oneofName returns the name of f's real (not synthetic) oneof, or "".
