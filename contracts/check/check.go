@@ -34,8 +34,12 @@ type Options struct {
 	// agent's validation pipeline. Empty: no conformance check.
 	Reducers []Reducer
 	// Host runs reducers; nil skips the conformance check (reported as a
-	// warning when there are reducers to check).
+	// warning when there are reducers to check). The reducers' inputs and
+	// outputs are checked against the contract either way.
 	Host Host
+	// ConfigFile is the agent.toml the reducers come from, for the
+	// positions of findings about their configuration; "" when none.
+	ConfigFile string
 }
 
 // Finding is a contracts.Finding placed on disk for display.
@@ -153,6 +157,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
+	if len(opts.Reducers) > 0 && v.contract != nil {
+		bad := r.reducerConfig(v.contract, opts.Reducers, opts.ConfigFile)
+		opts.Reducers = slices.DeleteFunc(slices.Clone(opts.Reducers), func(red Reducer) bool { return bad[red.Name] })
+	}
 	if len(opts.Reducers) > 0 {
 		switch {
 		case v.contract == nil:
@@ -172,6 +180,25 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	r.sort()
 	return r, nil
+}
+
+// reducerConfig adds the findings of ReducerConfig, placed in the config
+// file, and returns the names of the reducers they are about: their
+// fixtures cannot run.
+func (r *Report) reducerConfig(c *contracts.Contract, reducers []Reducer, configFile string) map[string]bool {
+	var data []byte
+	if configFile != "" {
+		data, _ = os.ReadFile(configFile)
+	}
+	bad := map[string]bool{}
+	for _, p := range reducerConfig(c, reducers) {
+		bad[p.reducer] = true
+		if data != nil {
+			p.Line = configLine(data, p.reducer, p.key)
+		}
+		r.addAt(p.Finding, configFile)
+	}
+	return bad
 }
 
 func orNotDir(err error) error {

@@ -206,7 +206,10 @@ func (r *Report) WriteGitHub(w io.Writer, strict bool) error {
 			msg += " (old version)"
 		}
 		if f.Hint != "" {
-			msg += ". Fix: " + f.Hint
+			if !strings.HasSuffix(msg, "?") && !strings.HasSuffix(msg, ".") {
+				msg += "."
+			}
+			msg += " Fix: " + f.Hint
 		}
 		fmt.Fprintf(&b, "::%s %s::%s\n", level, strings.Join(props, ","), ghData(msg))
 	}

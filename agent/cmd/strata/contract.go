@@ -111,13 +111,8 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 				return err
 			}
 			if cfg != nil {
-				for _, r := range cfg.Reducers {
-					opts.Reducers = append(opts.Reducers, check.Reducer{
-						Name: r.Name, Source: r.Source, Wasm: r.Wasm,
-						Inputs: r.Inputs, Outputs: r.Outputs,
-						Fixtures: cmp.Or(dirs[r.Name], check.FixturesDir(r.Source, r.Wasm)),
-					})
-				}
+				opts.Reducers = checkReducers(cfg, dirs)
+				opts.ConfigFile = src.configPath
 				if len(opts.Reducers) > 0 {
 					host, closeHost, err := newCheckHost(cmd, cfg)
 					if err != nil {
@@ -146,6 +141,38 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
 	cmd.Flags().StringArrayVar(&fixtures, "fixtures", nil, "NAME=DIR: take reducer NAME's fixtures from DIR instead of its testdata directory (repeatable)")
 	return cmd
+}
+
+// checkReducers returns the reducers of cfg as the contract check takes
+// them; dirs overrides their fixture directories by name.
+func checkReducers(cfg *config.Config, dirs map[string]string) []check.Reducer {
+	var out []check.Reducer
+	for _, r := range cfg.Reducers {
+		out = append(out, check.Reducer{
+			Name: r.Name, Source: r.Source, Wasm: r.Wasm,
+			Inputs: r.Inputs, Outputs: r.Outputs,
+			Fixtures: cmp.Or(dirs[r.Name], check.FixturesDir(r.Source, r.Wasm)),
+		})
+	}
+	return out
+}
+
+// reducerConfigError reports, for `strata agent --check`, every reducer
+// input that is not a table of c and every output that is not a record,
+// each with its fix; nil when there is none.
+func reducerConfigError(path string, c *contracts.Contract, cfg *config.Config) error {
+	findings := check.ReducerConfig(c, checkReducers(cfg, nil))
+	if len(findings) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, f := range findings {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s: %s\n  fix: %s", cmp.Or(path, "agent.toml"), f.Message, f.Hint)
+	}
+	return errors.New(b.String())
 }
 
 // fixtureDirs parses --fixtures NAME=DIR flags against the configured

@@ -188,3 +188,61 @@ outputs = ["app_placements"]
 		})
 	}
 }
+
+// TestReducerConfigTypo: a typo in a reducer's inputs or outputs fails
+// `strata agent --check` and `strata contract check --config`, with a "did
+// you mean" and a fix, before the agent ever runs the reducer.
+func TestReducerConfigTypo(t *testing.T) {
+	contractsDir, err := filepath.Abs("../../../contracts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.toml")
+	toml := `node = "n-1"
+data_dir = "data"
+
+[contracts]
+dir = "` + filepath.ToSlash(contractsDir) + `"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+
+[regional]
+region = "ord"
+
+[[reducers]]
+name = "app-regions"
+source = "plugins/app-regions"
+inputs = ["machine"]
+outputs = ["app_placement"]
+`
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runStrata(t, "agent", "--check", "--config", cfg)
+	for _, want := range []string{
+		cfg + `: reducer app-regions: inputs: "machine" is not a table of the contract; did you mean "machines"?` + "\n" +
+			`  fix: in the [[reducers]] entry named "app-regions", replace "machine" with "machines" in inputs`,
+		cfg + `: reducer app-regions: outputs: "app_placement" is not a record of the contract; did you mean "app_placements"?`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("agent --check: error = %v\nwant it to contain %q\noutput:\n%s", err, want, out)
+		}
+	}
+
+	out, err = runStrata(t, "contract", "check", "--config", cfg, "--format", "github")
+	if !errors.Is(err, errCheckFailed) {
+		t.Fatalf("contract check: error = %v, want errCheckFailed\n%s", err, out)
+	}
+	want := "::error file=" + ghEscape(filepath.ToSlash(cfg)) + `,line=14,title=REDUCER_CONFIG::reducer app-regions: inputs: "machine" is not a table of the contract; did you mean "machines"? Fix: in the [[reducers]] entry named "app-regions", replace "machine" with "machines" in inputs`
+	if !strings.Contains(out, want) {
+		t.Errorf("contract check output lacks\n%s\ngot:\n%s", want, out)
+	}
+	if strings.Contains(out, "REDUCER_NO_FIXTURES") {
+		t.Errorf("a reducer with a bad configuration is reported for its fixtures too:\n%s", out)
+	}
+}
+
+// ghEscape escapes a workflow command property as the github format does.
+func ghEscape(s string) string {
+	return strings.NewReplacer("%", "%25", ":", "%3A", ",", "%2C").Replace(s)
+}
