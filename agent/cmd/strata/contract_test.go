@@ -246,3 +246,22 @@ outputs = ["app_placement"]
 func ghEscape(s string) string {
 	return strings.NewReplacer("%", "%25", ":", "%3A", ",", "%2C").Replace(s)
 }
+
+// TestContractCheckBuildNamesNoTempFile: the build progress of a source
+// reducer names the cached module, not the temporary file it is written to
+// first.
+func TestContractCheckBuildNamesNoTempFile(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache) // a cold cache: the reducer is built
+	out, err := runStrata(t, "contract", "check", "--config", "../../../testdata/contracts/check/agent.toml",
+		"--fixtures", "app-regions=../../../testdata/app-regions")
+	if err != nil {
+		t.Fatalf("contract check: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "built "+filepath.Join(cache, "strata", "contract-check", "builds")) || !strings.Contains(out, ".wasm (") {
+		t.Errorf("no build progress naming the cached module:\n%s", out)
+	}
+	if strings.Contains(out, ".tmp") {
+		t.Errorf("the output names a temporary file:\n%s", out)
+	}
+}
