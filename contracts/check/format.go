@@ -227,3 +227,12 @@ func ghData(s string) string {
 func ghProperty(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
 }
+
+// WriteGitHubError writes err, a problem that stopped the check (a bad
+// flag, a directory that does not exist, an old version that does not
+// compile), as one GitHub Actions error annotation, so that --format github
+// shows it on the run's summary like the findings.
+func WriteGitHubError(w io.Writer, err error) error {
+	_, werr := fmt.Fprintf(w, "::error title=strata contract check::%s\n", ghData(err.Error()))
+	return werr
+}

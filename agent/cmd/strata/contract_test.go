@@ -265,3 +265,59 @@ func TestContractCheckBuildNamesNoTempFile(t *testing.T) {
 		t.Errorf("the output names a temporary file:\n%s", out)
 	}
 }
+
+// TestContractBuildCountsFilesAsCheck: build and check name the same
+// number of contract files, build adding the imports it saved besides.
+func TestContractBuildCountsFilesAsCheck(t *testing.T) {
+	set := filepath.Join(t.TempDir(), "contract.binpb")
+	for _, args := range [][]string{
+		{"--contracts", "../../../contracts"},
+		{"--config", "../../../agent.toml"},
+	} {
+		out, err := runStrata(t, append([]string{"contract", "check"}, args...)...)
+		if err != nil {
+			t.Fatalf("check %v: %v\n%s", args, err, out)
+		}
+		i := strings.LastIndex(out, "contracts: ")
+		j := strings.Index(out[i:], " file")
+		checked := out[i+len("contracts: ") : i+j]
+		out, err = runStrata(t, append([]string{"contract", "build", "-o", set}, args...)...)
+		if err != nil {
+			t.Fatalf("build %v: %v\n%s", args, err, out)
+		}
+		if want := "wrote " + set + ": " + checked + " file"; !strings.HasPrefix(out, want) || !strings.Contains(out, " imports\n") {
+			t.Errorf("build %v says %q; check counted %s files", args, out, checked)
+		}
+	}
+}
+
+// TestContractCheckGitHubUsageErrors: with --format github, a problem that
+// stops the check (exit status 2) is an error annotation too.
+func TestContractCheckGitHubUsageErrors(t *testing.T) {
+	for name, args := range map[string][]string{
+		"missing directory": {"--format", "github", "--contracts", "no-such-dir"},
+		"bad flag":          {"--format", "github", "--no-such-flag"},
+		"bad revision":      {"--format", "github", "--contracts", "../../../contracts", "--against", "git:no-such-revision"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runStrata(t, append([]string{"contract", "check"}, args...)...)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error = %v, want a usage error (exit status 2)", err)
+			}
+			if !strings.HasPrefix(out, "::error title=strata contract check::") || !strings.Contains(out, ghEscapeData(err.Error())) {
+				t.Errorf("no annotation of %q in:\n%s", err, out)
+			}
+		})
+	}
+	out, _ := runStrata(t, "contract", "check", "--contracts", "no-such-dir")
+	if strings.Contains(out, "::error") {
+		t.Errorf("text format annotates usage errors:\n%s", out)
+	}
+}
+
+// ghEscapeData escapes a workflow command's message as the github format
+// does.
+func ghEscapeData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
