@@ -55,6 +55,9 @@ type Finding struct {
 type Report struct {
 	// Dir and Against are the options checked.
 	Dir, Against string
+	// AgainstCommit is the commit a GitMergeBasePrefix Against resolved
+	// to; "" for other forms.
+	AgainstCommit string
 	// Files are the import paths compiled, sorted.
 	Files []string
 	// Reducers are the names of the reducers whose fixtures ran.
@@ -141,6 +144,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 			return nil, &UsageError{Err: err}
 		}
+		r.AgainstCommit = old.base
 		if old.missing {
 			r.add(contracts.Finding{
 				Rule: ruleAgainstMissing, Severity: contracts.SeverityWarning,

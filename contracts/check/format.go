@@ -104,6 +104,9 @@ func (r *Report) summary(strict bool) string {
 	}
 	if r.Against != "" {
 		fmt.Fprintf(&b, "; against %s", r.Against)
+		if r.AgainstCommit != "" {
+			fmt.Fprintf(&b, " = %.12s", r.AgainstCommit)
+		}
 	}
 	b.WriteByte(')')
 	return b.String()
@@ -128,6 +131,7 @@ type jsonReport struct {
 	Strict   bool          `json:"strict"`
 	Dir      string        `json:"contracts"`
 	Against  string        `json:"against"`
+	Commit   string        `json:"against_commit,omitempty"`
 	Files    []string      `json:"files"`
 	Reducers []string      `json:"reducers"`
 	Summary  jsonSummary   `json:"summary"`
@@ -155,7 +159,7 @@ func (r *Report) WriteJSON(w io.Writer, strict bool) error {
 	errs, warnings := r.Count()
 	out := jsonReport{
 		Version: JSONVersion, OK: !r.Failed(strict), Strict: strict,
-		Dir: r.Dir, Against: r.Against,
+		Dir: r.Dir, Against: r.Against, Commit: r.AgainstCommit,
 		Files: nonNil(r.Files), Reducers: nonNil(r.Reducers),
 		Summary:  jsonSummary{Errors: errs, Warnings: warnings},
 		Findings: make([]jsonFinding, len(r.Findings)),

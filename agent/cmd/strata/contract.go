@@ -82,8 +82,9 @@ func newContractCheckCmd() *cobra.Command {
     in records) and lint basics (versioned packages, enum zero values, as
     warnings);
  3. with --against, compare it with its previous version, given as a
-    directory, a descriptor set file (strata contract build) or a git
-    revision (git:main), and report breaking changes by field number;
+    directory, a descriptor set file (strata contract build), a git
+    revision (git:v1.4.0) or, for a pull request, the commit its branch
+    was cut from (git-merge-base:origin/main), and report breaking changes;
  4. with --config, run each reducer's fixtures in the reducer host and
     validate every output record through the agent's own pipeline, leak
     guard included, and diff it against the fixture's want.jsonl
@@ -93,7 +94,7 @@ Every finding has a rule id, a severity, a position and a fix hint; the
 rules and the JSON schema are in docs/CONTRACT_CHECK.md. Exit status: 0
 clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		Example: `  strata contract check
-  strata contract check --contracts contracts --against git:origin/main --format github
+  strata contract check --contracts contracts --against git-merge-base:origin/main --format github
   strata contract check --config agent.toml --against contract.binpb --strict
   strata contract check --config ci.toml --fixtures app-regions=testdata/app-regions`,
 		Args: noArgs,
@@ -144,7 +145,7 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		return annotate(cmd, format, usageError{err})
 	})
 	src.flags(cmd)
-	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, or git:REF")
+	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, git:REF (that revision) or git-merge-base:REF (where HEAD branched from REF: for pull requests)")
 	cmd.Flags().StringVar(&format, "format", check.FormatText, "output format: text, json or github (workflow annotations)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
 	cmd.Flags().StringArrayVar(&fixtures, "fixtures", nil, "NAME=DIR: take reducer NAME's fixtures from DIR instead of its testdata directory (repeatable)")
