@@ -117,6 +117,9 @@ func comparePair(t *testing.T, p *corpusPair) (errs, warns []string) {
 		if f.Hint == "" {
 			t.Errorf("%s finding without a hint: %s", f.Rule, f.Message)
 		}
+		if f.Element == "" {
+			t.Errorf("%s finding without an element (strata-accept.toml could not accept it): %s", f.Rule, f.Message)
+		}
 	}
 	slices.Sort(errs)
 	slices.Sort(warns)

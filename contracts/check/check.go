@@ -40,6 +40,10 @@ type Options struct {
 	// ConfigFile is the agent.toml the reducers come from, for the
 	// positions of findings about their configuration; "" when none.
 	ConfigFile string
+	// Accept is the file of breaking changes accepted on purpose (see
+	// Acceptance). Empty: AcceptFile in the working directory, if it
+	// exists.
+	Accept string
 }
 
 // Finding is a contracts.Finding placed on disk for display.
@@ -64,6 +68,11 @@ type Report struct {
 	Reducers []string
 	// Findings are sorted by path, position and rule.
 	Findings []Finding
+	// Accepted are the findings the accept file accepted, in the same
+	// order: reported, but they fail nothing.
+	Accepted []Accepted
+	// AcceptFile is the accept file read, or "".
+	AcceptFile string
 }
 
 // Count returns the number of errors and of warnings in r.
@@ -117,6 +126,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if st, err := os.Stat(opts.Dir); err != nil || !st.IsDir() {
 		return nil, usage("contract directory %s: %v", opts.Dir, orNotDir(err))
+	}
+	acceptFile, acceptList, err := loadAccept(opts.Accept)
+	if err != nil {
+		return nil, &UsageError{Err: err}
 	}
 	r := &Report{Dir: opts.Dir, Against: opts.Against}
 	v, err := compile(ctx, os.DirFS(opts.Dir), opts.Files)
@@ -182,6 +195,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		}
 	}
+	r.accept(acceptFile, acceptList, opts.Against != "" && v.files != nil)
 	r.sort()
 	return r, nil
 }
@@ -221,15 +235,19 @@ func (r *Report) add(f contracts.Finding, dir string) {
 	r.Findings = append(r.Findings, out)
 }
 
-// sort orders the findings by path, position, rule and message.
+// sort orders the findings, and the accepted ones, by path, position,
+// rule and message.
 func (r *Report) sort() {
-	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
-		return cmp.Or(
-			strings.Compare(a.Path, b.Path),
-			cmp.Compare(a.Line, b.Line),
-			cmp.Compare(a.Col, b.Col),
-			strings.Compare(a.Rule, b.Rule),
-			strings.Compare(a.Message, b.Message),
-		)
-	})
+	slices.SortStableFunc(r.Findings, compareFindings)
+	slices.SortStableFunc(r.Accepted, func(a, b Accepted) int { return compareFindings(a.Finding, b.Finding) })
+}
+
+func compareFindings(a, b Finding) int {
+	return cmp.Or(
+		strings.Compare(a.Path, b.Path),
+		cmp.Compare(a.Line, b.Line),
+		cmp.Compare(a.Col, b.Col),
+		strings.Compare(a.Rule, b.Rule),
+		strings.Compare(a.Message, b.Message),
+	)
 }

@@ -70,10 +70,11 @@ func newContractCheckCmd() *cobra.Command {
 		format   string
 		strict   bool
 		fixtures []string
+		accept   string
 		runCheck func(*cobra.Command) error
 	)
 	cmd := &cobra.Command{
-		Use:   "check [--contracts DIR] [--config agent.toml] [--against REF] [--fixtures NAME=DIR]... [--format text|json|github] [--strict]",
+		Use:   "check [--contracts DIR] [--config agent.toml] [--against REF] [--fixtures NAME=DIR]... [--accept FILE] [--format text|json|github] [--strict]",
 		Short: "Check a contract: compile, strata's rules, compatibility, reducer conformance",
 		Long: `Check a contract the way CI should before it is deployed:
 
@@ -112,7 +113,7 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		if err != nil {
 			return err
 		}
-		opts := check.Options{Dir: dir, Files: files, Against: against}
+		opts := check.Options{Dir: dir, Files: files, Against: against, Accept: accept}
 		dirs, err := fixtureDirs(fixtures, cfg)
 		if err != nil {
 			return err
@@ -148,6 +149,7 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, git:REF (that revision) or git-merge-base:REF (where HEAD branched from REF: for pull requests)")
 	cmd.Flags().StringVar(&format, "format", check.FormatText, "output format: text, json or github (workflow annotations)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	cmd.Flags().StringVar(&accept, "accept", "", "file of breaking changes accepted on purpose, by rule and element (default: "+check.AcceptFile+" if it exists)")
 	cmd.Flags().StringArrayVar(&fixtures, "fixtures", nil, "NAME=DIR: take reducer NAME's fixtures from DIR instead of its testdata directory (repeatable)")
 	return cmd
 }

@@ -321,3 +321,21 @@ func TestContractCheckGitHubUsageErrors(t *testing.T) {
 func ghEscapeData(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
 }
+
+// TestContractCheckAccept: --accept turns an intended breaking change
+// into a reported, accepted one, and the check passes.
+func TestContractCheckAccept(t *testing.T) {
+	accept := filepath.Join(t.TempDir(), "accept.toml")
+	if err := os.WriteFile(accept, []byte("[[accept]]\nrule = \"FIELD_NO_DELETE\"\nelement = \"acme.v1.Placement.count\"\nreason = \"retired\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"contract", "check", "--contracts", compat + "field_delete/new", "--against", compat + "field_delete/old", "--format", "github"}
+	if out, err := runStrata(t, args...); !errors.Is(err, errCheckFailed) {
+		t.Fatalf("without --accept: error = %v\n%s", err, out)
+	}
+	out, err := runStrata(t, append(args, "--accept", accept, "--strict")...)
+	if err != nil || !strings.Contains(out, "::notice file="+compat+"field_delete/old/acme/v1/acme.proto,line=21,title=FIELD_NO_DELETE (accepted)::") ||
+		!strings.Contains(out, "Accepted in "+accept+": retired") {
+		t.Errorf("with --accept: error = %v\n%s", err, out)
+	}
+}
