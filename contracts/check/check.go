@@ -196,6 +196,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	r.accept(acceptFile, acceptList, opts.Against != "" && v.files != nil)
+	r.fillHints()
 	r.sort()
 	return r, nil
 }

@@ -273,6 +273,24 @@ func rejectHint(err error) string {
 	return ""
 }
 
+// defaultHints are the fix hints of findings whose own hint is empty: the
+// check promises a hint on every finding.
+var defaultHints = map[string]string{
+	ruleFixtureInvalid: "fix the fixture: a <table>.jsonl line is a row of the table in protojson, a want.jsonl line {\"record\": ..., \"key\": ..., \"value\": {...}}",
+	ruleReducerFailed:  "run the case natively with `go test` through sdk/sdktest to debug it",
+	ruleOutputRejected: "make the reducer write each record once, as the contract accepts it; the message names the pipeline rule and field",
+}
+
+// fillHints gives every finding of r without a hint its rule's default
+// hint.
+func (r *Report) fillHints() {
+	for i := range r.Findings {
+		if r.Findings[i].Hint == "" {
+			r.Findings[i].Hint = defaultHints[r.Findings[i].Rule]
+		}
+	}
+}
+
 // readRows reads a JSON-lines file of rows of table s, validating each and
 // collecting its regional_only values. Problems with single rows are added
 // to r; the error is for a file that cannot be read. A missing file is no

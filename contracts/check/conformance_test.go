@@ -155,8 +155,18 @@ func TestConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fixtures := t.TempDir()
 			writeFixture(t, filepath.Join(fixtures, "case"), tc.files)
-			got := text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(),
-				Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: tc.run}})
+			opts := Options{Dir: contractDir, Files: contracts.ExampleFiles(),
+				Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: tc.run}}
+			got := text(t, opts)
+			r, err := Run(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range r.Findings {
+				if f.Hint == "" {
+					t.Errorf("%s finding without a hint: %s", f.Rule, f.Message)
+				}
+			}
 			rest := got
 			for _, w := range tc.want {
 				i := strings.Index(rest, w)
