@@ -24,12 +24,14 @@ const (
 	compatFieldType       = "FIELD_SAME_TYPE"
 	compatFieldCard       = "FIELD_SAME_CARDINALITY"
 	compatFieldJSONName   = "FIELD_SAME_JSON_NAME"
+	compatFieldName       = "FIELD_SAME_NAME"
 	compatFieldOneof      = "FIELD_SAME_ONEOF"
 	compatEnumValueDelete = "ENUM_VALUE_NO_DELETE"
 	compatEnumValueName   = "ENUM_VALUE_SAME_NAME"
 	compatReservedRange   = "RESERVED_RANGE_NO_DELETE"
 	compatReservedName    = "RESERVED_NAME_NO_DELETE"
 	compatValidate        = "VALIDATE_TIGHTENED"
+	compatRegionalOnly    = "REGIONAL_ONLY_ADDED"
 )
 
 // Compare reports what changed from old to new, two versions of a contract
@@ -45,9 +47,10 @@ const (
 //   - FIELD_NO_DELETE, ENUM_VALUE_NO_DELETE: a field or enum value deleted
 //     without reserving both its number and its name;
 //   - FIELD_SAME_NUMBER: a field that kept its name but changed number;
-//   - FIELD_SAME_TYPE: a field whose type changed, except widening int32 to
-//     int64, uint32 to uint64 and sint32 to sint64 (the same wire encoding,
-//     and JSON readers accept both forms);
+//   - FIELD_SAME_TYPE: a field whose type changed; the message says
+//     whether the change breaks the wire encoding, JSON, or both;
+//   - FIELD_SAME_NAME: a field renamed (protojson accepts the proto name
+//     on input);
 //   - FIELD_SAME_CARDINALITY: singular, repeated and map changed;
 //   - FIELD_SAME_JSON_NAME: a field whose JSON name changed (a rename,
 //     unless json_name keeps the old one);
@@ -61,7 +64,9 @@ const (
 //   - VALIDATE_TIGHTENED: protovalidate rules of an existing field or
 //     message added or tightened: old writers may now be rejected;
 //   - RECORD_LIMIT_TIGHTENED: a record's max_per_region or max_bytes
-//     lowered or newly set.
+//     lowered or newly set;
+//   - REGIONAL_ONLY_ADDED: a field newly marked regional_only: records
+//     carrying its values are now rejected as leaks.
 //
 // Each finding points into new, or into old (Finding.Old) for something
 // deleted, and carries a one-line fix hint. Findings are sorted.
@@ -81,6 +86,9 @@ type version struct {
 	enums   map[protoreflect.FullName]protoreflect.EnumDescriptor
 	order   []protoreflect.FullName // messages then enums, in file order
 	schemas map[string]schemaDecl
+	// regionalOnly is the regional_only option as this version declares
+	// it; nil when it imports no strata options.
+	regionalOnly protoreflect.ExtensionDescriptor
 }
 
 // schemaDecl is a table or record as declared by a message's options.
@@ -106,6 +114,7 @@ func newVersion(files []protoreflect.FileDescriptor) *version {
 		_ = reg.RegisterFile(fd) // a conflict leaves the first: enough to find the options
 	}
 	opts := findOptions(reg)
+	v.regionalOnly = opts.regionalOnly
 	for _, fd := range all {
 		if providedFile(fd.Path()) {
 			continue
@@ -149,8 +158,9 @@ type comparer struct {
 	pairs [][2]protoreflect.MessageDescriptor
 }
 
-func (c *comparer) add(rule string, sev Severity, at Diagnostic, old bool, hint, format string, args ...any) {
+func (c *comparer) add(rule string, sev Severity, element string, at Diagnostic, old bool, hint, format string, args ...any) {
 	f := finding(rule, sev, at, old)
+	f.Element = element
 	f.Message = fmt.Sprintf(format, args...)
 	f.Hint = hint
 	c.out = append(c.out, f)
@@ -181,7 +191,7 @@ func (c *comparer) schemas() {
 			default:
 				c.removed[od.md.FullName()] = true
 			}
-			c.add(rule, SeverityError, od.optionAt(optNameField), true,
+			c.add(rule, SeverityError, name, od.optionAt(optNameField), true,
 				fmt.Sprintf("restore %s %q; to retire one, first remove every writer and reader of it (reducers, API clients) in a release of its own", od.kind, name),
 				"%s %q (%s) %s: its writers and readers break", od.kind, name, od.md.FullName(), what)
 			continue
@@ -192,7 +202,7 @@ func (c *comparer) schemas() {
 		}
 		okeys, nkeys := keyNumbers(od), keyNumbers(nd)
 		if !slices.Equal(okeys, nkeys) {
-			c.add(compatKey, SeverityError, nd.optionAt(optKeyField), false,
+			c.add(compatKey, SeverityError, name, nd.optionAt(optKeyField), false,
 				fmt.Sprintf("restore key [%s]; a different key needs a new %s with a new name", strings.Join(od.key, ", "), od.kind),
 				"%s %q changed its key from [%s] to [%s]: every existing key changes meaning",
 				od.kind, name, strings.Join(od.key, ", "), strings.Join(nd.key, ", "))
@@ -220,7 +230,7 @@ func (c *comparer) limit(od, nd schemaDecl, option string, o, n uint64, field in
 	if o != 0 {
 		was = fmt.Sprint(o)
 	}
-	c.add(compatLimit, SeverityWarning, nd.optionAt(field), false,
+	c.add(compatLimit, SeverityWarning, od.name, nd.optionAt(field), false,
 		fmt.Sprintf("check that no region is above %d %s before rolling out, or keep %s", n, unit, was),
 		"record %q lowered %s from %s to %d: writes above it will be rejected", od.name, option, was, n)
 }
@@ -252,7 +262,7 @@ func (c *comparer) messages() {
 		if paired {
 			continue // the message of a table or record, which moved
 		}
-		c.add(compatMessageDelete, SeverityError, position(om, nil), true,
+		c.add(compatMessageDelete, SeverityError, string(name), position(om, nil), true,
 			fmt.Sprintf("restore message %s; mark it `option deprecated = true;` rather than deleting it", om.Name()),
 			"message %s was deleted: readers of the old contract still use it", name)
 	}
@@ -283,7 +293,7 @@ func (c *comparer) message(o, n protoreflect.MessageDescriptor) {
 			continue
 		}
 		if moved := n.Fields().ByName(of.Name()); moved != nil {
-			c.add(compatFieldNumber, SeverityError, position(moved, []int32{fieldNumberField}), false,
+			c.add(compatFieldNumber, SeverityError, string(of.FullName()), position(moved, []int32{fieldNumberField}), false,
 				fmt.Sprintf("give %s back number %d; to replace the field, reserve %d and %q and add a field with a new name", of.Name(), of.Number(), of.Number(), of.Name()),
 				"field %q of %s moved from number %d to %d: values written as %d are lost, and old readers ignore %d",
 				of.Name(), o.FullName(), of.Number(), moved.Number(), of.Number(), moved.Number())
@@ -304,14 +314,14 @@ func (c *comparer) message(o, n protoreflect.MessageDescriptor) {
 			missing = append(missing, "name")
 			fix = append(fix, fmt.Sprintf("reserved %q;", of.Name()))
 		}
-		c.add(compatFieldDelete, SeverityError, position(of, nil), true,
+		c.add(compatFieldDelete, SeverityError, string(of.FullName()), position(of, nil), true,
 			fmt.Sprintf("add `%s` to message %s so that no new field reuses %s", strings.Join(fix, " "), n.Name(), itsWhat(missing)),
 			"field %d %q of %s was deleted without reserving its %s",
 			of.Number(), of.Name(), o.FullName(), strings.Join(missing, " and "))
 	}
 	c.reservedFields(o, n)
 	if changes := validateChanges(messageRules(o), messageRules(n)); len(changes) > 0 {
-		c.add(compatValidate, SeverityWarning, optionPosition(n, []int32{messageOptionsField, validateExtNumber}), false,
+		c.add(compatValidate, SeverityWarning, string(n.FullName()), optionPosition(n, []int32{messageOptionsField, validateExtNumber}), false,
 			"records from writers of the old contract may now be rejected: upgrade every writer first, then tighten",
 			"protovalidate rules of message %s tightened: %s", n.FullName(), strings.Join(changes, "; "))
 	}
@@ -321,26 +331,29 @@ func (c *comparer) message(o, n protoreflect.MessageDescriptor) {
 func (c *comparer) field(o, n protoreflect.FieldDescriptor) {
 	where := fmt.Sprintf("field %d %q of %s", o.Number(), n.Name(), n.ContainingMessage().FullName())
 	if oc, nc := cardinalityName(o), cardinalityName(n); oc != nc {
-		c.add(compatFieldCard, SeverityError, position(n, []int32{fieldLabelField}), false,
-			fmt.Sprintf("make it %s again, or add a new field with a new number and reserve this one", oc),
+		c.add(compatFieldCard, SeverityError, string(n.FullName()), position(n, []int32{fieldLabelField}), false, replaceHint(o, n),
 			"%s changed from %s to %s: old and new readers decode it differently", where, oc, nc)
-	} else if ot, nt := fieldType(o), fieldType(n); ot != nt && !widening(o, n) {
+	} else if ot, nt := fieldType(o), fieldType(n); ot != nt {
 		at := position(n, []int32{fieldTypeNameField})
 		if n.Message() == nil && n.Enum() == nil {
 			at = position(n, []int32{fieldTypeField})
 		}
-		c.add(compatFieldType, SeverityError, at, false,
-			fmt.Sprintf("restore type %s, or add a new field with a new number and reserve this one", ot),
-			"%s changed type from %s to %s: not wire and JSON compatible", where, ot, nt)
+		c.add(compatFieldType, SeverityError, string(n.FullName()), at, false, replaceHint(o, n),
+			"%s changed type from %s to %s: %s", where, ot, nt, typeChange(o, n))
+	}
+	if o.Name() != n.Name() {
+		c.add(compatFieldName, SeverityError, string(n.FullName()), position(n, []int32{fieldNameField}), false,
+			fmt.Sprintf("restore the name %q; to rename a field, add one with the new name and a new number, and reserve %d and %q", o.Name(), o.Number(), o.Name()),
+			"%s was renamed from %q: JSON readers accept a field by its proto name as well as its JSON name, so clients that send %q break", where, o.Name(), o.Name())
 	}
 	if o.JSONName() != n.JSONName() {
 		what := "changed its JSON name"
 		hint := fmt.Sprintf("restore the JSON name with [json_name = %q]", o.JSONName())
 		if o.Name() != n.Name() {
 			what = fmt.Sprintf("was renamed from %q, which changes its JSON name", o.Name())
-			hint = fmt.Sprintf("restore the name %q, or keep its JSON name with [json_name = %q]", o.Name(), o.JSONName())
+			hint = fmt.Sprintf("restore the name %q", o.Name())
 		}
-		c.add(compatFieldJSONName, SeverityError, position(n, nil), false, hint,
+		c.add(compatFieldJSONName, SeverityError, string(n.FullName()), position(n, nil), false, hint,
 			"%s %s from %q to %q: JSON clients of the old contract break", where, what, o.JSONName(), n.JSONName())
 	}
 	if oo, no := oneofName(o), oneofName(n); oo != no {
@@ -353,14 +366,28 @@ func (c *comparer) field(o, n protoreflect.FieldDescriptor) {
 		default:
 			what, hint = fmt.Sprintf("moved from oneof %s to oneof %s", oo, no), fmt.Sprintf("move it back into oneof %s", oo)
 		}
-		c.add(compatFieldOneof, SeverityError, position(n, nil), false, hint,
+		c.add(compatFieldOneof, SeverityError, string(n.FullName()), position(n, nil), false, hint,
 			"%s %s: setting it now clears other fields, or no longer does", where, what)
 	}
+	if !c.old.isRegionalOnly(o) && c.new.isRegionalOnly(n) {
+		c.add(compatRegionalOnly, SeverityWarning, string(n.FullName()), optionPosition(n, []int32{fieldOptionsField, int32(c.new.regionalOnly.Number())}), false,
+			"check that no reducer copies this field's values into a record, then roll out the contract before the reducers that depend on it",
+			"%s is now regional_only: records that carry one of its values will be rejected as leaks", where)
+	}
 	if changes := validateChanges(fieldRules(o), fieldRules(n)); len(changes) > 0 {
-		c.add(compatValidate, SeverityWarning, optionPosition(n, []int32{fieldOptionsField, validateExtNumber}), false,
+		c.add(compatValidate, SeverityWarning, string(n.FullName()), optionPosition(n, []int32{fieldOptionsField, validateExtNumber}), false,
 			"records from writers of the old contract may now be rejected: upgrade every writer first, then tighten",
 			"protovalidate rules of %s tightened: %s", where, strings.Join(changes, "; "))
 	}
+}
+
+// isRegionalOnly reports whether f is marked regional_only in v.
+func (v *version) isRegionalOnly(f protoreflect.FieldDescriptor) bool {
+	if v.regionalOnly == nil {
+		return false
+	}
+	on, err := boolOption(f.Options(), v.regionalOnly)
+	return err == nil && on
 }
 
 // cardinalityName returns "singular", "repeated" or "map".
@@ -382,21 +409,6 @@ func fieldType(f protoreflect.FieldDescriptor) string {
 	return typeName(f)
 }
 
-// widening reports whether o to n widens an integer: the only type changes
-// that keep both the wire encoding and what JSON readers accept.
-func widening(o, n protoreflect.FieldDescriptor) bool {
-	if o.IsMap() {
-		return typeName(o.MapKey()) == typeName(n.MapKey()) && widening(o.MapValue(), n.MapValue())
-	}
-	switch [2]protoreflect.Kind{o.Kind(), n.Kind()} {
-	case [2]protoreflect.Kind{protoreflect.Int32Kind, protoreflect.Int64Kind},
-		[2]protoreflect.Kind{protoreflect.Uint32Kind, protoreflect.Uint64Kind},
-		[2]protoreflect.Kind{protoreflect.Sint32Kind, protoreflect.Sint64Kind}:
-		return true
-	}
-	return false
-}
-
 // oneofName returns the name of f's real (not synthetic) oneof, or "".
 func oneofName(f protoreflect.FieldDescriptor) string {
 	if od := f.ContainingOneof(); od != nil && !od.IsSynthetic() {
@@ -412,7 +424,7 @@ func (c *comparer) reservedFields(o, n protoreflect.MessageDescriptor) {
 	for i := range ranges.Len() {
 		r := ranges.Get(i) // [start, end)
 		if gaps := uncovered(int64(r[0]), int64(r[1])-1, fieldRanges(n.ReservedRanges())); len(gaps) > 0 {
-			c.add(compatReservedRange, SeverityError, position(o, []int32{messageReservedRanges, int32(i)}), true,
+			c.add(compatReservedRange, SeverityError, string(o.FullName()), position(o, []int32{messageReservedRanges, int32(i)}), true,
 				fmt.Sprintf("keep `reserved %s;` in message %s: numbers of deleted fields must never be reused", rangeText(int64(r[0]), int64(r[1])-1, maxFieldNumber), n.Name()),
 				"message %s no longer reserves %s", o.FullName(), gapsText(gaps, maxFieldNumber))
 		}
@@ -420,7 +432,7 @@ func (c *comparer) reservedFields(o, n protoreflect.MessageDescriptor) {
 	names := o.ReservedNames()
 	for i := range names.Len() {
 		if name := names.Get(i); !n.ReservedNames().Has(name) {
-			c.add(compatReservedName, SeverityError, position(o, []int32{messageReservedNames, int32(i)}), true,
+			c.add(compatReservedName, SeverityError, string(o.FullName()), position(o, []int32{messageReservedNames, int32(i)}), true,
 				fmt.Sprintf("keep `reserved %q;` in message %s: names of deleted fields must never be reused", name, n.Name()),
 				"message %s no longer reserves the name %q", o.FullName(), name)
 		}
@@ -516,7 +528,7 @@ func (c *comparer) enums() {
 		ne, ok := c.new.enums[name]
 		if !ok {
 			if !c.parentRemoved(oe) {
-				c.add(compatEnumDelete, SeverityError, position(oe, nil), true,
+				c.add(compatEnumDelete, SeverityError, string(name), position(oe, nil), true,
 					fmt.Sprintf("restore enum %s; mark it `option deprecated = true;` rather than deleting it", oe.Name()),
 					"enum %s was deleted: readers of the old contract still use it", name)
 			}
@@ -537,7 +549,7 @@ func (c *comparer) enum(o, n protoreflect.EnumDescriptor) {
 		nv := n.Values().ByNumber(ov.Number())
 		if nv != nil {
 			if nv.Name() != ov.Name() {
-				c.add(compatEnumValueName, SeverityError, position(nv, nil), false,
+				c.add(compatEnumValueName, SeverityError, valueName(n, nv), position(nv, nil), false,
 					fmt.Sprintf("restore the name %s; add the new name as an alias with option allow_alias if needed", ov.Name()),
 					"value %d of enum %s was renamed from %s to %s: JSON carries enum values by name", ov.Number(), o.FullName(), ov.Name(), nv.Name())
 			}
@@ -557,7 +569,7 @@ func (c *comparer) enum(o, n protoreflect.EnumDescriptor) {
 			missing = append(missing, "name")
 			fix = append(fix, fmt.Sprintf("reserved %q;", ov.Name()))
 		}
-		c.add(compatEnumValueDelete, SeverityError, position(ov, nil), true,
+		c.add(compatEnumValueDelete, SeverityError, valueName(o, ov), position(ov, nil), true,
 			fmt.Sprintf("add `%s` to enum %s so that no new value reuses %s", strings.Join(fix, " "), n.Name(), itsWhat(missing)),
 			"value %s = %d of enum %s was deleted without reserving its %s", ov.Name(), ov.Number(), o.FullName(), strings.Join(missing, " and "))
 	}
@@ -565,7 +577,7 @@ func (c *comparer) enum(o, n protoreflect.EnumDescriptor) {
 	for i := range ranges.Len() {
 		r := ranges.Get(i) // inclusive
 		if gaps := uncovered(int64(r[0]), int64(r[1]), enumRanges(n.ReservedRanges())); len(gaps) > 0 {
-			c.add(compatReservedRange, SeverityError, position(o, []int32{enumReservedRanges, int32(i)}), true,
+			c.add(compatReservedRange, SeverityError, string(o.FullName()), position(o, []int32{enumReservedRanges, int32(i)}), true,
 				fmt.Sprintf("keep `reserved %s;` in enum %s: numbers of deleted values must never be reused", rangeText(int64(r[0]), int64(r[1]), maxEnumNumber), n.Name()),
 				"enum %s no longer reserves %s", o.FullName(), gapsText(gaps, maxEnumNumber))
 		}
@@ -573,11 +585,18 @@ func (c *comparer) enum(o, n protoreflect.EnumDescriptor) {
 	names := o.ReservedNames()
 	for i := range names.Len() {
 		if name := names.Get(i); !n.ReservedNames().Has(name) {
-			c.add(compatReservedName, SeverityError, position(o, []int32{enumReservedNames, int32(i)}), true,
+			c.add(compatReservedName, SeverityError, string(o.FullName()), position(o, []int32{enumReservedNames, int32(i)}), true,
 				fmt.Sprintf("keep `reserved %q;` in enum %s: names of deleted values must never be reused", name, n.Name()),
 				"enum %s no longer reserves the name %q", o.FullName(), name)
 		}
 	}
+}
+
+// valueName is the name by which a finding names value v of enum e:
+// "fleet.v1.MachineState.MACHINE_STATE_STOPPED" (protobuf scopes enum
+// values beside their enum, which would not say which enum).
+func valueName(e protoreflect.EnumDescriptor, v protoreflect.EnumValueDescriptor) string {
+	return string(e.FullName()) + "." + string(v.Name())
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -49,6 +49,13 @@ type Finding struct {
 	Message string
 	// Hint says how to fix it, in one line.
 	Hint string
+	// Element names what a compatibility finding is about, for accepting
+	// it on purpose: the full name of a message, enum or field
+	// ("fleet.v1.AppPlacement.healthy_machines"), of an enum value as
+	// enum and value ("fleet.v1.MachineState.MACHINE_STATE_STOPPED"), or
+	// the name of a table or record ("app_placements"); in the version
+	// the finding points into. Empty for other findings.
+	Element string
 }
 
 // FindingOf turns a Diagnostic from Compile into an error Finding, with the

@@ -3,6 +3,7 @@ package reducer
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,6 +36,10 @@ type BuildOptions struct {
 	// Default: $RUSTC, else the first of the cargo and rustc on PATH and
 	// Debian's in /usr/bin that has a WASI target.
 	Cargo, Rustc string
+	// Name is what Progress calls the module written. Default: the out
+	// argument of Build (BuildCached gives the cached file, not its
+	// temporary one).
+	Name string
 }
 
 // ErrNoGo is wrapped by the error of Build when the go command cannot be
@@ -87,7 +92,9 @@ func Build(ctx context.Context, dir, out string, opts BuildOptions) error {
 	cmd.Stderr = &stderr
 	flush := func() {}
 	if opts.Progress != nil {
-		fmt.Fprintf(opts.Progress, "building %s: GOOS=wasip1 GOARCH=wasm %s %s\n", dir, filepath.Base(gotool), strings.Join(args, " "))
+		shown := slices.Clone(args)
+		shown[slices.Index(shown, absOut)] = cmp.Or(opts.Name, out)
+		fmt.Fprintf(opts.Progress, "building %s: GOOS=wasip1 GOARCH=wasm %s %s\n", dir, filepath.Base(gotool), strings.Join(shown, " "))
 		var pw io.Writer
 		pw, flush = prefixWriter(opts.Progress, "  ")
 		cmd.Stderr = io.MultiWriter(&stderr, pw)
@@ -107,7 +114,7 @@ func Build(ctx context.Context, dir, out string, opts BuildOptions) error {
 		if st, err := os.Stat(absOut); err == nil {
 			size = st.Size()
 		}
-		fmt.Fprintf(opts.Progress, "built %s (%.1f MB) in %s\n", out, float64(size)/1e6, time.Since(start).Round(10*time.Millisecond))
+		fmt.Fprintf(opts.Progress, "built %s (%.1f MB) in %s\n", cmp.Or(opts.Name, out), float64(size)/1e6, time.Since(start).Round(10*time.Millisecond))
 	}
 	return nil
 }
@@ -207,6 +214,7 @@ func BuildCached(ctx context.Context, dir, cacheDir, hash string, opts BuildOpti
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
+	opts.Name = cmp.Or(opts.Name, path)
 	if err := Build(ctx, dir, tmp.Name(), opts); err != nil {
 		return "", err
 	}

@@ -34,8 +34,16 @@ type Options struct {
 	// agent's validation pipeline. Empty: no conformance check.
 	Reducers []Reducer
 	// Host runs reducers; nil skips the conformance check (reported as a
-	// warning when there are reducers to check).
+	// warning when there are reducers to check). The reducers' inputs and
+	// outputs are checked against the contract either way.
 	Host Host
+	// ConfigFile is the agent.toml the reducers come from, for the
+	// positions of findings about their configuration; "" when none.
+	ConfigFile string
+	// Accept is the file of breaking changes accepted on purpose (see
+	// Acceptance). Empty: AcceptFile in the working directory, if it
+	// exists.
+	Accept string
 }
 
 // Finding is a contracts.Finding placed on disk for display.
@@ -51,12 +59,20 @@ type Finding struct {
 type Report struct {
 	// Dir and Against are the options checked.
 	Dir, Against string
+	// AgainstCommit is the commit a GitMergeBasePrefix Against resolved
+	// to; "" for other forms.
+	AgainstCommit string
 	// Files are the import paths compiled, sorted.
 	Files []string
 	// Reducers are the names of the reducers whose fixtures ran.
 	Reducers []string
 	// Findings are sorted by path, position and rule.
 	Findings []Finding
+	// Accepted are the findings the accept file accepted, in the same
+	// order: reported, but they fail nothing.
+	Accepted []Accepted
+	// AcceptFile is the accept file read, or "".
+	AcceptFile string
 }
 
 // Count returns the number of errors and of warnings in r.
@@ -111,6 +127,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if st, err := os.Stat(opts.Dir); err != nil || !st.IsDir() {
 		return nil, usage("contract directory %s: %v", opts.Dir, orNotDir(err))
 	}
+	acceptFile, acceptList, err := loadAccept(opts.Accept)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
 	r := &Report{Dir: opts.Dir, Against: opts.Against}
 	v, err := compile(ctx, os.DirFS(opts.Dir), opts.Files)
 	if err != nil {
@@ -137,6 +157,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 			return nil, &UsageError{Err: err}
 		}
+		r.AgainstCommit = old.base
 		if old.missing {
 			r.add(contracts.Finding{
 				Rule: ruleAgainstMissing, Severity: contracts.SeverityWarning,
@@ -153,6 +174,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
+	if len(opts.Reducers) > 0 && v.contract != nil {
+		bad := r.reducerConfig(v.contract, opts.Reducers, opts.ConfigFile)
+		opts.Reducers = slices.DeleteFunc(slices.Clone(opts.Reducers), func(red Reducer) bool { return bad[red.Name] })
+	}
 	if len(opts.Reducers) > 0 {
 		switch {
 		case v.contract == nil:
@@ -170,8 +195,29 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			}
 		}
 	}
+	r.accept(acceptFile, acceptList, opts.Against != "" && v.files != nil)
+	r.fillHints()
 	r.sort()
 	return r, nil
+}
+
+// reducerConfig adds the findings of ReducerConfig, placed in the config
+// file, and returns the names of the reducers they are about: their
+// fixtures cannot run.
+func (r *Report) reducerConfig(c *contracts.Contract, reducers []Reducer, configFile string) map[string]bool {
+	var data []byte
+	if configFile != "" {
+		data, _ = os.ReadFile(configFile)
+	}
+	bad := map[string]bool{}
+	for _, p := range reducerConfig(c, reducers) {
+		bad[p.reducer] = true
+		if data != nil {
+			p.Line = configLine(data, p.reducer, p.key)
+		}
+		r.addAt(p.Finding, configFile)
+	}
+	return bad
 }
 
 func orNotDir(err error) error {
@@ -190,15 +236,19 @@ func (r *Report) add(f contracts.Finding, dir string) {
 	r.Findings = append(r.Findings, out)
 }
 
-// sort orders the findings by path, position, rule and message.
+// sort orders the findings, and the accepted ones, by path, position,
+// rule and message.
 func (r *Report) sort() {
-	slices.SortStableFunc(r.Findings, func(a, b Finding) int {
-		return cmp.Or(
-			strings.Compare(a.Path, b.Path),
-			cmp.Compare(a.Line, b.Line),
-			cmp.Compare(a.Col, b.Col),
-			strings.Compare(a.Rule, b.Rule),
-			strings.Compare(a.Message, b.Message),
-		)
-	})
+	slices.SortStableFunc(r.Findings, compareFindings)
+	slices.SortStableFunc(r.Accepted, func(a, b Accepted) int { return compareFindings(a.Finding, b.Finding) })
+}
+
+func compareFindings(a, b Finding) int {
+	return cmp.Or(
+		strings.Compare(a.Path, b.Path),
+		cmp.Compare(a.Line, b.Line),
+		cmp.Compare(a.Col, b.Col),
+		strings.Compare(a.Rule, b.Rule),
+		strings.Compare(a.Message, b.Message),
+	)
 }

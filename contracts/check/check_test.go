@@ -173,12 +173,80 @@ func TestAgainstGit(t *testing.T) {
 		t.Errorf("new directory:\n%s", got)
 	}
 
-	for _, bad := range []string{"git:nope", "git:"} {
+	for _, bad := range []string{"git:nope", "git:", "git-merge-base:nope", "git-merge-base:"} {
 		_, err := Run(context.Background(), Options{Dir: "contracts", Against: bad})
 		var ue *UsageError
 		if !errors.As(err, &ue) {
 			t.Errorf("--against %s: error = %v, want a usage error", bad, err)
 		}
+	}
+}
+
+// TestAgainstGitMergeBase: on a branch cut before main moved on,
+// git:main reports main's later changes reversed, as if the branch had
+// made them; git-merge-base:main compares with the commit the branch was
+// cut from, and reports only the branch's own changes.
+func TestAgainstGitMergeBase(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	repo := t.TempDir()
+	gitRun := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t",
+			"GIT_COMMITTER_EMAIL=t@t", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	// main: the old contract; then main adds a field (clean_add) after
+	// the branch is cut from the old contract.
+	src := caseDir(t, "clean_add")
+	contractDir := filepath.Join(repo, "contracts")
+	replace := func(from string) {
+		t.Helper()
+		if err := os.RemoveAll(contractDir); err != nil {
+			t.Fatal(err)
+		}
+		copyDir(t, from, contractDir)
+	}
+	gitRun("init", "-q", "-b", "main")
+	replace(filepath.Join(src, "old"))
+	gitRun("add", ".")
+	gitRun("commit", "-q", "-m", "old")
+	base := gitRun("rev-parse", "HEAD")
+	gitRun("checkout", "-q", "-b", "feature")
+	gitRun("checkout", "-q", "main")
+	replace(filepath.Join(src, "new"))
+	gitRun("add", "-A")
+	gitRun("commit", "-q", "-m", "main adds a field")
+	gitRun("checkout", "-q", "feature") // the branch: still the old contract
+
+	t.Chdir(repo)
+	tip, err := Run(context.Background(), Options{Dir: "contracts", Against: "git:main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := tip.Count(); errs == 0 {
+		t.Fatalf("git:main: want main's added field reported as deleted (the premise of this test), got %v", tip.Findings)
+	}
+	mb, err := Run(context.Background(), Options{Dir: "contracts", Against: "git-merge-base:main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mb.Findings) != 0 || mb.AgainstCommit != base {
+		t.Errorf("git-merge-base:main: commit %s (want %s), findings %v", mb.AgainstCommit, base, mb.Findings)
+	}
+	var b bytes.Buffer
+	if err := mb.WriteText(&b, false); err != nil {
+		t.Fatal(err)
+	}
+	if want := "; against git-merge-base:main = " + base[:12] + ")"; !strings.Contains(b.String(), want) {
+		t.Errorf("summary %q lacks %q", b.String(), want)
 	}
 }
 

@@ -155,8 +155,18 @@ func TestConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fixtures := t.TempDir()
 			writeFixture(t, filepath.Join(fixtures, "case"), tc.files)
-			got := text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(),
-				Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: tc.run}})
+			opts := Options{Dir: contractDir, Files: contracts.ExampleFiles(),
+				Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: tc.run}}
+			got := text(t, opts)
+			r, err := Run(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range r.Findings {
+				if f.Hint == "" {
+					t.Errorf("%s finding without a hint: %s", f.Rule, f.Message)
+				}
+			}
 			rest := got
 			for _, w := range tc.want {
 				i := strings.Index(rest, w)
@@ -200,10 +210,76 @@ func TestConformance(t *testing.T) {
 		red := reducer(fixtures)
 		red.Inputs, red.Outputs = []string{"machines", "hosts"}, []string{"placements"}
 		got = text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(), Host: host, Reducers: []Reducer{red}})
-		for _, w := range []string{`input "hosts" is not a table of the contract`, `output "placements" is not a record of the contract`} {
+		for _, w := range []string{`reducer app-regions: inputs: "hosts" is not a table of the contract`, `reducer app-regions: outputs: "placements" is not a record of the contract`} {
 			if !strings.Contains(got, w) {
 				t.Errorf("bad config: no %q in\n%s", w, got)
 			}
 		}
 	})
+}
+
+// TestReducerConfig: a typo in a reducer's inputs or outputs is an error
+// with a "did you mean" and a hint, placed on its line of agent.toml,
+// whether or not the reducer has fixtures or the check has a host.
+func TestReducerConfig(t *testing.T) {
+	contractDir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "agent.toml")
+	toml := `node = "n"
+
+[[reducers]]
+name = "other"
+source = "x"
+inputs = ["machines"]
+outputs = ["app_placements"]
+
+[[reducers]]
+name = "app-regions"
+source = "plugins/app-regions"
+inputs = ["machine", "app_placements"]
+outputs = ["App_Placements", "nothing_like_it"]
+`
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reducers := []Reducer{
+		{Name: "other", Source: "x", Inputs: []string{"machines"}, Outputs: []string{"app_placements"}},
+		{Name: "app-regions", Source: "plugins/app-regions", Inputs: []string{"machine", "app_placements"}, Outputs: []string{"App_Placements", "nothing_like_it"}},
+	}
+	r, err := Run(context.Background(), Options{Dir: contractDir, Files: contracts.ExampleFiles(), Reducers: reducers, ConfigFile: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		line          int
+		message, hint string
+	}
+	var got []want
+	for _, f := range r.Findings {
+		if f.Rule != ruleReducerConfig {
+			continue
+		}
+		if f.Path != filepath.ToSlash(cfg) || f.Severity != contracts.SeverityError {
+			t.Errorf("finding at %q, severity %s: want %s, error", f.Path, f.Severity, cfg)
+		}
+		got = append(got, want{f.Line, f.Message, f.Hint})
+	}
+	wants := []want{
+		{12, `reducer app-regions: inputs: "app_placements" is not a table of the contract (it is a record)`,
+			`a reducer reads tables and writes records: move "app_placements" to the reducer's outputs`},
+		{12, `reducer app-regions: inputs: "machine" is not a table of the contract; did you mean "machines"?`,
+			`in the [[reducers]] entry named "app-regions", replace "machine" with "machines" in inputs`},
+		{13, `reducer app-regions: outputs: "App_Placements" is not a record of the contract; did you mean "app_placements"?`,
+			`in the [[reducers]] entry named "app-regions", replace "App_Placements" with "app_placements" in outputs`},
+		{13, `reducer app-regions: outputs: "nothing_like_it" is not a record of the contract`,
+			`in the [[reducers]] entry named "app-regions", list in outputs only records of the contract: app_placements`},
+	}
+	if !slices.Equal(got, wants) {
+		t.Errorf("REDUCER_CONFIG findings:\n got %+v\nwant %+v", got, wants)
+	}
+	if errs, _ := r.Count(); errs != len(wants) {
+		t.Errorf("%d errors, want %d: %v", errs, len(wants), r.Findings)
+	}
 }

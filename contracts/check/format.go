@@ -68,6 +68,21 @@ func (r *Report) WriteText(w io.Writer, strict bool) error {
 	if len(r.Findings) > 0 {
 		b.WriteByte('\n')
 	}
+	if len(r.Accepted) > 0 {
+		fmt.Fprintf(&b, "accepted in %s (not failing the check):\n", r.AcceptFile)
+		for _, a := range r.Accepted {
+			b.WriteString("  ")
+			if a.Path != "" {
+				b.WriteString(a.Path + ":")
+				if pos := position(a.Finding); pos != "" {
+					b.WriteString(pos + ":")
+				}
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%s %s: %s\n    reason: %s\n", a.Rule, a.Element, a.Message, a.Reason)
+		}
+		b.WriteByte('\n')
+	}
 	b.WriteString(r.summary(strict) + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -92,8 +107,14 @@ func (r *Report) summary(strict bool) string {
 	switch {
 	case errs == 0 && warnings == 0:
 		b.WriteString("ok")
+		if len(r.Accepted) > 0 {
+			fmt.Fprintf(&b, ", %d accepted", len(r.Accepted))
+		}
 	default:
 		fmt.Fprintf(&b, "%s, %s", plural(errs, "error"), plural(warnings, "warning"))
+		if len(r.Accepted) > 0 {
+			fmt.Fprintf(&b, ", %d accepted", len(r.Accepted))
+		}
 		if errs == 0 && strict {
 			b.WriteString(" (--strict: warnings fail)")
 		}
@@ -104,6 +125,9 @@ func (r *Report) summary(strict bool) string {
 	}
 	if r.Against != "" {
 		fmt.Fprintf(&b, "; against %s", r.Against)
+		if r.AgainstCommit != "" {
+			fmt.Fprintf(&b, " = %.12s", r.AgainstCommit)
+		}
 	}
 	b.WriteByte(')')
 	return b.String()
@@ -128,15 +152,21 @@ type jsonReport struct {
 	Strict   bool          `json:"strict"`
 	Dir      string        `json:"contracts"`
 	Against  string        `json:"against"`
+	Commit   string        `json:"against_commit,omitempty"`
 	Files    []string      `json:"files"`
 	Reducers []string      `json:"reducers"`
 	Summary  jsonSummary   `json:"summary"`
 	Findings []jsonFinding `json:"findings"`
+	// AcceptFile and Accepted are the accept file read and the findings
+	// it accepted, each with the reason.
+	AcceptFile string        `json:"accept_file"`
+	Accepted   []jsonFinding `json:"accepted"`
 }
 
 type jsonSummary struct {
 	Errors   int `json:"errors"`
 	Warnings int `json:"warnings"`
+	Accepted int `json:"accepted"`
 }
 
 type jsonFinding struct {
@@ -148,6 +178,8 @@ type jsonFinding struct {
 	Old      bool   `json:"old"`
 	Message  string `json:"message"`
 	Hint     string `json:"hint"`
+	Element  string `json:"element,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // WriteJSON writes r as one indented JSON object (docs/CONTRACT_CHECK.md).
@@ -155,21 +187,32 @@ func (r *Report) WriteJSON(w io.Writer, strict bool) error {
 	errs, warnings := r.Count()
 	out := jsonReport{
 		Version: JSONVersion, OK: !r.Failed(strict), Strict: strict,
-		Dir: r.Dir, Against: r.Against,
+		Dir: r.Dir, Against: r.Against, Commit: r.AgainstCommit,
 		Files: nonNil(r.Files), Reducers: nonNil(r.Reducers),
-		Summary:  jsonSummary{Errors: errs, Warnings: warnings},
-		Findings: make([]jsonFinding, len(r.Findings)),
+		Summary:    jsonSummary{Errors: errs, Warnings: warnings, Accepted: len(r.Accepted)},
+		Findings:   make([]jsonFinding, len(r.Findings)),
+		AcceptFile: r.AcceptFile,
+		Accepted:   make([]jsonFinding, len(r.Accepted)),
 	}
 	for i, f := range r.Findings {
-		out.Findings[i] = jsonFinding{
-			Rule: f.Rule, Severity: f.Severity.String(), File: f.Path,
-			Line: f.Line, Column: f.Col, Old: f.Old, Message: f.Message, Hint: f.Hint,
-		}
+		out.Findings[i] = toJSON(f)
+	}
+	for i, a := range r.Accepted {
+		out.Accepted[i] = toJSON(a.Finding)
+		out.Accepted[i].Reason = a.Reason
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	return enc.Encode(out)
+}
+
+func toJSON(f Finding) jsonFinding {
+	return jsonFinding{
+		Rule: f.Rule, Severity: f.Severity.String(), File: f.Path,
+		Line: f.Line, Column: f.Col, Old: f.Old, Message: f.Message, Hint: f.Hint,
+		Element: f.Element,
+	}
 }
 
 func nonNil(s []string) []string {
@@ -206,9 +249,23 @@ func (r *Report) WriteGitHub(w io.Writer, strict bool) error {
 			msg += " (old version)"
 		}
 		if f.Hint != "" {
-			msg += ". Fix: " + f.Hint
+			if !strings.HasSuffix(msg, "?") && !strings.HasSuffix(msg, ".") {
+				msg += "."
+			}
+			msg += " Fix: " + f.Hint
 		}
 		fmt.Fprintf(&b, "::%s %s::%s\n", level, strings.Join(props, ","), ghData(msg))
+	}
+	for _, a := range r.Accepted {
+		var props []string
+		if a.Path != "" {
+			props = append(props, "file="+ghProperty(a.Path))
+			if a.Line > 0 {
+				props = append(props, "line="+strconv.Itoa(a.Line))
+			}
+		}
+		props = append(props, "title="+ghProperty(a.Rule+" (accepted)"))
+		fmt.Fprintf(&b, "::notice %s::%s. Accepted in %s: %s\n", strings.Join(props, ","), ghData(a.Message), ghData(r.AcceptFile), ghData(a.Reason))
 	}
 	b.WriteString(r.summary(strict) + "\n")
 	_, err := io.WriteString(w, b.String())
@@ -223,4 +280,13 @@ func ghData(s string) string {
 // ghProperty escapes a workflow command's property value.
 func ghProperty(s string) string {
 	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+// WriteGitHubError writes err, a problem that stopped the check (a bad
+// flag, a directory that does not exist, an old version that does not
+// compile), as one GitHub Actions error annotation, so that --format github
+// shows it on the run's summary like the findings.
+func WriteGitHubError(w io.Writer, err error) error {
+	_, werr := fmt.Fprintf(w, "::error title=strata contract check::%s\n", ghData(err.Error()))
+	return werr
 }

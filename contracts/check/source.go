@@ -25,8 +25,15 @@ import (
 	"github.com/strata-state/strata/contracts"
 )
 
-// GitPrefix marks an Options.Against that names a git revision.
+// GitPrefix marks an Options.Against that names a git revision: the
+// contract is compared with that revision as it is, e.g. the tip of main.
 const GitPrefix = "git:"
+
+// GitMergeBasePrefix marks an Options.Against that names a git revision
+// whose merge base with HEAD is the previous version: what a pull request
+// changes, whatever the revision gained since the branch was cut
+// ("git-merge-base:origin/main" is `git merge-base HEAD origin/main`).
+const GitMergeBasePrefix = "git-merge-base:"
 
 // protoFiles returns the import paths of every .proto file under fsys,
 // sorted. Directories whose name starts with "." are skipped.
@@ -99,14 +106,19 @@ type against struct {
 	// missing is set when a git revision has no contract directory: there
 	// is nothing to compare with.
 	missing bool
+	// base is the commit a git-merge-base: spec resolved to.
+	base string
 }
 
 // loadAgainst loads the version named by spec: a directory, a descriptor
 // set file, or "git:REF" read from the repository holding dir. Errors are
 // usage errors: the version cannot be read or does not compile.
 func loadAgainst(ctx context.Context, spec, dir string) (*against, error) {
+	if ref, ok := strings.CutPrefix(spec, GitMergeBasePrefix); ok {
+		return loadMergeBase(ctx, ref, dir)
+	}
 	if ref, ok := strings.CutPrefix(spec, GitPrefix); ok {
-		return loadGit(ctx, ref, dir)
+		return loadGit(ctx, spec, ref, dir)
 	}
 	st, err := os.Stat(spec)
 	if err != nil {
@@ -209,10 +221,33 @@ func (rc resolverChain) FindDescriptorByName(n protoreflect.FullName) (protorefl
 	return nil, fmt.Errorf("%s: %w", n, protoregistry.NotFound)
 }
 
+// loadMergeBase loads dir as it is at the merge base of HEAD and ref.
+func loadMergeBase(ctx context.Context, ref, dir string) (*against, error) {
+	spec := GitMergeBasePrefix + ref
+	if ref == "" {
+		return nil, fmt.Errorf("--against %s: name a revision, e.g. %sorigin/main", spec, GitMergeBasePrefix)
+	}
+	if _, err := git(ctx, dir, "rev-parse", "--show-toplevel"); err != nil {
+		return nil, fmt.Errorf("--against %s: %s is not in a git repository: %w", spec, dir, err)
+	}
+	if _, err := git(ctx, dir, "rev-parse", "--verify", "--quiet", ref+"^{commit}"); err != nil {
+		return nil, fmt.Errorf("--against %s: no such revision %q (in CI, fetch it first: actions/checkout with fetch-depth: 0)", spec, ref)
+	}
+	base, err := git(ctx, dir, "merge-base", "HEAD", ref)
+	if err != nil {
+		return nil, fmt.Errorf("--against %s: HEAD and %s have no common ancestor (a shallow clone? fetch with fetch-depth: 0): %w", spec, ref, err)
+	}
+	a, err := loadGit(ctx, spec, strings.TrimSpace(base), dir)
+	if a != nil {
+		a.base = strings.TrimSpace(base)
+	}
+	return a, err
+}
+
 // loadGit compiles every .proto file under dir as it is at revision ref of
-// the git repository holding dir, read with `git archive`.
-func loadGit(ctx context.Context, ref, dir string) (*against, error) {
-	spec := GitPrefix + ref
+// the git repository holding dir, read with `git archive`. spec is the
+// --against value, for errors.
+func loadGit(ctx context.Context, spec, ref, dir string) (*against, error) {
 	if ref == "" {
 		return nil, fmt.Errorf("--against %s: name a revision, e.g. git:main", spec)
 	}

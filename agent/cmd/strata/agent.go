@@ -38,8 +38,12 @@ effective configuration with every default filled in, and exit.`,
 				if fsys == nil {
 					fsys = os.DirFS(cfg.Contracts.Dir)
 				}
-				if _, err := contracts.Compile(cmd.Context(), fsys, cfg.Contracts.Files); err != nil {
+				c, err := contracts.Compile(cmd.Context(), fsys, cfg.Contracts.Files)
+				if err != nil {
 					return fmt.Errorf("contracts (dir %s): %w", cfg.Contracts.Dir, err)
+				}
+				if err := reducerConfigError(configPath, c, cfg); err != nil {
+					return err
 				}
 				out, err := cfg.TOML()
 				if err != nil {

@@ -70,9 +70,11 @@ func newContractCheckCmd() *cobra.Command {
 		format   string
 		strict   bool
 		fixtures []string
+		accept   string
+		runCheck func(*cobra.Command) error
 	)
 	cmd := &cobra.Command{
-		Use:   "check",
+		Use:   "check [--contracts DIR] [--config agent.toml] [--against REF] [--fixtures NAME=DIR]... [--accept FILE] [--format text|json|github] [--strict]",
 		Short: "Check a contract: compile, strata's rules, compatibility, reducer conformance",
 		Long: `Check a contract the way CI should before it is deployed:
 
@@ -81,71 +83,118 @@ func newContractCheckCmd() *cobra.Command {
     in records) and lint basics (versioned packages, enum zero values, as
     warnings);
  3. with --against, compare it with its previous version, given as a
-    directory, a descriptor set file (strata contract build) or a git
-    revision (git:main), and report breaking changes by field number;
+    directory, a descriptor set file (strata contract build), a git
+    revision (git:v1.4.0) or, for a pull request, the commit its branch
+    was cut from (git-merge-base:origin/main), and report breaking changes;
  4. with --config, run each reducer's fixtures in the reducer host and
     validate every output record through the agent's own pipeline, leak
-    guard included, and diff it against the fixture's want.jsonl.
+    guard included, and diff it against the fixture's want.jsonl
+    (--fixtures NAME=DIR takes reducer NAME's fixtures from DIR).
 
 Every finding has a rule id, a severity, a position and a fix hint; the
 rules and the JSON schema are in docs/CONTRACT_CHECK.md. Exit status: 0
 clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		Example: `  strata contract check
-  strata contract check --contracts contracts --against git:origin/main --format github
+  strata contract check --contracts contracts --against git-merge-base:origin/main --format github
   strata contract check --config agent.toml --against contract.binpb --strict
   strata contract check --config ci.toml --fixtures app-regions=testdata/app-regions`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch format {
-			case check.FormatText, check.FormatJSON, check.FormatGitHub:
-			default:
-				return usageError{fmt.Errorf("--format %q: use text, json or github", format)}
-			}
-			dir, files, cfg, err := src.load(cmd)
-			if err != nil {
-				return err
-			}
-			opts := check.Options{Dir: dir, Files: files, Against: against}
-			dirs, err := fixtureDirs(fixtures, cfg)
-			if err != nil {
-				return err
-			}
-			if cfg != nil {
-				for _, r := range cfg.Reducers {
-					opts.Reducers = append(opts.Reducers, check.Reducer{
-						Name: r.Name, Source: r.Source, Wasm: r.Wasm,
-						Inputs: r.Inputs, Outputs: r.Outputs,
-						Fixtures: cmp.Or(dirs[r.Name], check.FixturesDir(r.Source, r.Wasm)),
-					})
-				}
-				if len(opts.Reducers) > 0 {
-					host, closeHost, err := newCheckHost(cmd, cfg)
-					if err != nil {
-						return err
-					}
-					defer closeHost()
-					opts.Host = host
-				}
-			}
-			report, err := check.Run(cmd.Context(), opts)
-			if err != nil {
-				return asUsage(err)
-			}
-			if err := report.Write(cmd.OutOrStdout(), format, strict); err != nil {
-				return err
-			}
-			if report.Failed(strict) {
-				return errCheckFailed
-			}
-			return nil
+			return annotate(cmd, format, runCheck(cmd))
 		},
 	}
+	runCheck = func(cmd *cobra.Command) error {
+		switch format {
+		case check.FormatText, check.FormatJSON, check.FormatGitHub:
+		default:
+			return usageError{fmt.Errorf("--format %q: use text, json or github", format)}
+		}
+		dir, files, cfg, err := src.load(cmd)
+		if err != nil {
+			return err
+		}
+		opts := check.Options{Dir: dir, Files: files, Against: against, Accept: accept}
+		dirs, err := fixtureDirs(fixtures, cfg)
+		if err != nil {
+			return err
+		}
+		if cfg != nil {
+			opts.Reducers = checkReducers(cfg, dirs)
+			opts.ConfigFile = src.configPath
+			if len(opts.Reducers) > 0 {
+				host, closeHost, err := newCheckHost(cmd, cfg)
+				if err != nil {
+					return err
+				}
+				defer closeHost()
+				opts.Host = host
+			}
+		}
+		report, err := check.Run(cmd.Context(), opts)
+		if err != nil {
+			return asUsage(err)
+		}
+		if err := report.Write(cmd.OutOrStdout(), format, strict); err != nil {
+			return err
+		}
+		if report.Failed(strict) {
+			return errCheckFailed
+		}
+		return nil
+	}
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return annotate(cmd, format, usageError{err})
+	})
 	src.flags(cmd)
-	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, or git:REF")
+	cmd.Flags().StringVar(&against, "against", "", "previous version to check compatibility with: a directory, a descriptor set file, git:REF (that revision) or git-merge-base:REF (where HEAD branched from REF: for pull requests)")
 	cmd.Flags().StringVar(&format, "format", check.FormatText, "output format: text, json or github (workflow annotations)")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail on warnings too")
+	cmd.Flags().StringVar(&accept, "accept", "", "file of breaking changes accepted on purpose, by rule and element (default: "+check.AcceptFile+" if it exists)")
 	cmd.Flags().StringArrayVar(&fixtures, "fixtures", nil, "NAME=DIR: take reducer NAME's fixtures from DIR instead of its testdata directory (repeatable)")
 	return cmd
+}
+
+// checkReducers returns the reducers of cfg as the contract check takes
+// them; dirs overrides their fixture directories by name.
+func checkReducers(cfg *config.Config, dirs map[string]string) []check.Reducer {
+	var out []check.Reducer
+	for _, r := range cfg.Reducers {
+		out = append(out, check.Reducer{
+			Name: r.Name, Source: r.Source, Wasm: r.Wasm,
+			Inputs: r.Inputs, Outputs: r.Outputs,
+			Fixtures: cmp.Or(dirs[r.Name], check.FixturesDir(r.Source, r.Wasm)),
+		})
+	}
+	return out
+}
+
+// reducerConfigError reports, for `strata agent --check`, every reducer
+// input that is not a table of c and every output that is not a record,
+// each with its fix; nil when there is none.
+func reducerConfigError(path string, c *contracts.Contract, cfg *config.Config) error {
+	findings := check.ReducerConfig(c, checkReducers(cfg, nil))
+	if len(findings) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, f := range findings {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s: %s\n  fix: %s", cmp.Or(path, "agent.toml"), f.Message, f.Hint)
+	}
+	return errors.New(b.String())
+}
+
+// annotate returns err, after writing it as a GitHub Actions error
+// annotation when the format is github: a usage problem must show in the
+// workflow's summary as findings do. A failed check (errCheckFailed) has
+// its findings annotated already.
+func annotate(cmd *cobra.Command, format string, err error) error {
+	if err != nil && format == check.FormatGitHub && !errors.Is(err, errCheckFailed) {
+		_ = check.WriteGitHubError(cmd.OutOrStdout(), err)
+	}
+	return err
 }
 
 // fixtureDirs parses --fixtures NAME=DIR flags against the configured
@@ -210,7 +259,11 @@ example with the contract of the release running in production.`,
 			if err := os.WriteFile(out, b, 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %d files from %s\n", out, len(c.FileDescriptorSet().GetFile()), filepath.Clean(dir))
+			// Count files as the check does (the contract's own), and the
+			// imports the set carries besides.
+			set := c.FileDescriptorSet()
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s from %s, with %s\n", out,
+				plural(len(files), "file"), filepath.Clean(dir), plural(len(set.GetFile())-len(files), "import"))
 			return nil
 		},
 	}
@@ -261,4 +314,12 @@ func newCheckHost(cmd *cobra.Command, _ *config.Config) (check.Host, func(), err
 		_ = ch.Close(ctx)
 		_ = h.Close(ctx)
 	}, nil
+}
+
+// plural writes n and word, with an "s" unless n is 1: "1 file", "3 files".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

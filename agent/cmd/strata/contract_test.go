@@ -188,3 +188,154 @@ outputs = ["app_placements"]
 		})
 	}
 }
+
+// TestReducerConfigTypo: a typo in a reducer's inputs or outputs fails
+// `strata agent --check` and `strata contract check --config`, with a "did
+// you mean" and a fix, before the agent ever runs the reducer.
+func TestReducerConfigTypo(t *testing.T) {
+	contractsDir, err := filepath.Abs("../../../contracts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.toml")
+	toml := `node = "n-1"
+data_dir = "data"
+
+[contracts]
+dir = "` + filepath.ToSlash(contractsDir) + `"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+
+[regional]
+region = "ord"
+
+[[reducers]]
+name = "app-regions"
+source = "plugins/app-regions"
+inputs = ["machine"]
+outputs = ["app_placement"]
+`
+	if err := os.WriteFile(cfg, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runStrata(t, "agent", "--check", "--config", cfg)
+	for _, want := range []string{
+		cfg + `: reducer app-regions: inputs: "machine" is not a table of the contract; did you mean "machines"?` + "\n" +
+			`  fix: in the [[reducers]] entry named "app-regions", replace "machine" with "machines" in inputs`,
+		cfg + `: reducer app-regions: outputs: "app_placement" is not a record of the contract; did you mean "app_placements"?`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("agent --check: error = %v\nwant it to contain %q\noutput:\n%s", err, want, out)
+		}
+	}
+
+	out, err = runStrata(t, "contract", "check", "--config", cfg, "--format", "github")
+	if !errors.Is(err, errCheckFailed) {
+		t.Fatalf("contract check: error = %v, want errCheckFailed\n%s", err, out)
+	}
+	want := "::error file=" + ghEscape(filepath.ToSlash(cfg)) + `,line=14,title=REDUCER_CONFIG::reducer app-regions: inputs: "machine" is not a table of the contract; did you mean "machines"? Fix: in the [[reducers]] entry named "app-regions", replace "machine" with "machines" in inputs`
+	if !strings.Contains(out, want) {
+		t.Errorf("contract check output lacks\n%s\ngot:\n%s", want, out)
+	}
+	if strings.Contains(out, "REDUCER_NO_FIXTURES") {
+		t.Errorf("a reducer with a bad configuration is reported for its fixtures too:\n%s", out)
+	}
+}
+
+// ghEscape escapes a workflow command property as the github format does.
+func ghEscape(s string) string {
+	return strings.NewReplacer("%", "%25", ":", "%3A", ",", "%2C").Replace(s)
+}
+
+// TestContractCheckBuildNamesNoTempFile: the build progress of a source
+// reducer names the cached module, not the temporary file it is written to
+// first.
+func TestContractCheckBuildNamesNoTempFile(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache) // a cold cache: the reducer is built
+	out, err := runStrata(t, "contract", "check", "--config", "../../../testdata/contracts/check/agent.toml",
+		"--fixtures", "app-regions=../../../testdata/app-regions")
+	if err != nil {
+		t.Fatalf("contract check: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "built "+filepath.Join(cache, "strata", "contract-check", "builds")) || !strings.Contains(out, ".wasm (") {
+		t.Errorf("no build progress naming the cached module:\n%s", out)
+	}
+	if strings.Contains(out, ".tmp") {
+		t.Errorf("the output names a temporary file:\n%s", out)
+	}
+}
+
+// TestContractBuildCountsFilesAsCheck: build and check name the same
+// number of contract files, build adding the imports it saved besides.
+func TestContractBuildCountsFilesAsCheck(t *testing.T) {
+	set := filepath.Join(t.TempDir(), "contract.binpb")
+	for _, args := range [][]string{
+		{"--contracts", "../../../contracts"},
+		{"--config", "../../../agent.toml"},
+	} {
+		out, err := runStrata(t, append([]string{"contract", "check"}, args...)...)
+		if err != nil {
+			t.Fatalf("check %v: %v\n%s", args, err, out)
+		}
+		i := strings.LastIndex(out, "contracts: ")
+		j := strings.Index(out[i:], " file")
+		checked := out[i+len("contracts: ") : i+j]
+		out, err = runStrata(t, append([]string{"contract", "build", "-o", set}, args...)...)
+		if err != nil {
+			t.Fatalf("build %v: %v\n%s", args, err, out)
+		}
+		if want := "wrote " + set + ": " + checked + " file"; !strings.HasPrefix(out, want) || !strings.Contains(out, " imports\n") {
+			t.Errorf("build %v says %q; check counted %s files", args, out, checked)
+		}
+	}
+}
+
+// TestContractCheckGitHubUsageErrors: with --format github, a problem that
+// stops the check (exit status 2) is an error annotation too.
+func TestContractCheckGitHubUsageErrors(t *testing.T) {
+	for name, args := range map[string][]string{
+		"missing directory": {"--format", "github", "--contracts", "no-such-dir"},
+		"bad flag":          {"--format", "github", "--no-such-flag"},
+		"bad revision":      {"--format", "github", "--contracts", "../../../contracts", "--against", "git:no-such-revision"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := runStrata(t, append([]string{"contract", "check"}, args...)...)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("error = %v, want a usage error (exit status 2)", err)
+			}
+			if !strings.HasPrefix(out, "::error title=strata contract check::") || !strings.Contains(out, ghEscapeData(err.Error())) {
+				t.Errorf("no annotation of %q in:\n%s", err, out)
+			}
+		})
+	}
+	out, _ := runStrata(t, "contract", "check", "--contracts", "no-such-dir")
+	if strings.Contains(out, "::error") {
+		t.Errorf("text format annotates usage errors:\n%s", out)
+	}
+}
+
+// ghEscapeData escapes a workflow command's message as the github format
+// does.
+func ghEscapeData(s string) string {
+	return strings.NewReplacer("%", "%25", "\r", "%0D", "\n", "%0A").Replace(s)
+}
+
+// TestContractCheckAccept: --accept turns an intended breaking change
+// into a reported, accepted one, and the check passes.
+func TestContractCheckAccept(t *testing.T) {
+	accept := filepath.Join(t.TempDir(), "accept.toml")
+	if err := os.WriteFile(accept, []byte("[[accept]]\nrule = \"FIELD_NO_DELETE\"\nelement = \"acme.v1.Placement.count\"\nreason = \"retired\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"contract", "check", "--contracts", compat + "field_delete/new", "--against", compat + "field_delete/old", "--format", "github"}
+	if out, err := runStrata(t, args...); !errors.Is(err, errCheckFailed) {
+		t.Fatalf("without --accept: error = %v\n%s", err, out)
+	}
+	out, err := runStrata(t, append(args, "--accept", accept, "--strict")...)
+	if err != nil || !strings.Contains(out, "::notice file="+compat+"field_delete/old/acme/v1/acme.proto,line=21,title=FIELD_NO_DELETE (accepted)::") ||
+		!strings.Contains(out, "Accepted in "+accept+": retired") {
+		t.Errorf("with --accept: error = %v\n%s", err, out)
+	}
+}
