@@ -512,6 +512,38 @@ mod tests {
         std::panic::set_hook(hook);
     }
 
+    // Bytes from the host are decoded defensively: random and mutated
+    // requests give an error response or records, never a panic (a trap
+    // in the module).
+    #[test]
+    fn random_requests_never_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = Vec::new();
+        abi::put_request(&mut valid, "r", "ord", &[("t", rows(&[1, -5, 1 << 40])), ("u", vec![vec![0x08, 0x96, 0x01]])]);
+        for i in 0..20_000 {
+            let mut b = valid.clone();
+            match i % 3 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let at = (next() % b.len() as u64) as usize;
+                        b[at] ^= 1 << (next() % 8);
+                    }
+                }
+                1 => b.truncate((next() % b.len() as u64) as usize),
+                _ => b = (0..next() % 64).map(|_| next() as u8).collect(),
+            }
+            let resp = abi::decode_response(&handle(echo, &b)).expect("the response decodes");
+            assert!(resp.error.is_empty() || resp.records.is_empty(), "input {:x?}", b);
+            assert!(!resp.panic, "input {:x?}: {}", b, resp.error);
+        }
+    }
+
     #[test]
     fn bad_requests() {
         let resp = |req: &[u8]| abi::decode_response(&handle(echo, req)).unwrap().error;
