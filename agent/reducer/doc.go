@@ -65,6 +65,8 @@
 //   - reducer.go: Reducer, Run, the call protocol, error classification;
 //   - pool.go: the instance pool; tail.go: the guest's captured output;
 //   - build.go: building Go sources (Build, BuildCached, SourceHash);
+//     build_rust.go: building Rust crates with cargo (FindRust, the
+//     crate's source hash);
 //   - status.go: Status and StatusHandler; checkhost.go: the host of
 //     `strata contract check`'s conformance step;
 //   - config.go: Config and ConfigFrom (agent.toml's [[reducers]]);

@@ -236,3 +236,21 @@ func BenchmarkReadyLang(b *testing.B) {
 		})
 	}
 }
+
+// TestRustPanic: a Rust reducer that panics (panic = "abort") traps; the
+// run fails with kind trap and shows the panic message from stderr, and
+// the next run gets a new instance.
+func TestRustPanic(t *testing.T) {
+	h := newHost(t)
+	cfg := appRegions(reducertest.Module(t, "rustpanic"))
+	cfg.Name = "rustpanic"
+	r := load(t, h, cfg)
+	for range 2 {
+		_, err := r.Run(context.Background(), "ord", []reducer.Table{{Name: "machines", Rows: machines(1, 1)}})
+		var re *reducer.Error
+		if !errors.As(err, &re) || re.Kind != reducer.KindTrap ||
+			!strings.Contains(err.Error(), "panicked at") || !strings.Contains(err.Error(), "index out of bounds: the len is 0 but the index is 3") {
+			t.Fatalf("run: %v", err)
+		}
+	}
+}

@@ -443,3 +443,115 @@ pub mod __private {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wkt::Timestamp;
+
+    // A record type written by hand, as generated code would be.
+    impl Record for Timestamp {
+        const RECORD: &'static str = "times";
+        fn key(&self) -> String {
+            self.seconds.to_string()
+        }
+    }
+
+    fn rows(ts: &[i64]) -> Vec<Vec<u8>> {
+        testing::rows(&ts.iter().map(|&s| Timestamp { seconds: s, nanos: 0 }).collect::<Vec<_>>())
+    }
+
+    fn echo(input: &Input, out: &mut Output) -> Result<(), Error> {
+        input.each("t", |t: &Timestamp| {
+            out.add(t);
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn records_are_sorted_by_name_and_key() {
+        fn two_names(input: &Input, out: &mut Output) -> Result<(), Error> {
+            for t in input.rows::<Timestamp>("t")? {
+                out.add(&t);
+                out.add_as("alpha", &t.key(), &t);
+            }
+            assert_eq!(out.len(), 4);
+            Ok(())
+        }
+        let recs = testing::run(two_names, "ord", &[("t", rows(&[3, 10]))]).unwrap();
+        let got: Vec<(&str, &str)> = recs.iter().map(|r| (r.name.as_str(), r.key.as_str())).collect();
+        assert_eq!(got, vec![("alpha", "10"), ("alpha", "3"), ("times", "10"), ("times", "3")]);
+        assert_eq!(Timestamp::decode(&recs[0].value).unwrap().seconds, 10);
+    }
+
+    #[test]
+    fn failures() {
+        fn fails(_: &Input, _: &mut Output) -> Result<(), Error> {
+            Err("no luck".into())
+        }
+        fn panics(_: &Input, _: &mut Output) -> Result<(), Error> {
+            panic!("boom")
+        }
+        fn region(input: &Input, _: &mut Output) -> Result<(), Error> {
+            Err(Error::new(format!("{} {} {:?} {}", input.region(), input.reducer(), input.tables(), input.len("t"))))
+        }
+        let cases: Vec<(&str, Reducer, Vec<(&str, Vec<Vec<u8>>)>, &str)> = vec![
+            ("error", fails, vec![], "no luck"),
+            ("panic", panics, vec![], "panic: boom"),
+            ("twice", echo, vec![("t", rows(&[1, 1]))], "strata-reducer: record times/1 added twice"),
+            ("missing table", echo, vec![("u", vec![])], "strata-reducer: table \"t\" is not an input of reducer \"test\" (inputs: u); add it to the reducer's inputs in agent.toml"),
+            ("bad row", echo, vec![("t", vec![vec![0x08]])], "strata-reducer: table t, row 0: google.protobuf.Timestamp field 1: unexpected end of input"),
+            ("input", region, vec![("t", rows(&[1, 2])), ("u", vec![])], "ord test [\"t\", \"u\"] 2"),
+        ];
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {})); // the panic case is expected
+        for (name, r, tables, want) in cases {
+            let err = testing::run(r, "ord", &tables).unwrap_err();
+            assert_eq!(err.message(), want, "{}", name);
+        }
+        std::panic::set_hook(hook);
+    }
+
+    // Bytes from the host are decoded defensively: random and mutated
+    // requests give an error response or records, never a panic (a trap
+    // in the module).
+    #[test]
+    fn random_requests_never_panic() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = Vec::new();
+        abi::put_request(&mut valid, "r", "ord", &[("t", rows(&[1, -5, 1 << 40])), ("u", vec![vec![0x08, 0x96, 0x01]])]);
+        for i in 0..20_000 {
+            let mut b = valid.clone();
+            match i % 3 {
+                0 => {
+                    for _ in 0..1 + next() % 4 {
+                        let at = (next() % b.len() as u64) as usize;
+                        b[at] ^= 1 << (next() % 8);
+                    }
+                }
+                1 => b.truncate((next() % b.len() as u64) as usize),
+                _ => b = (0..next() % 64).map(|_| next() as u8).collect(),
+            }
+            let resp = abi::decode_response(&handle(echo, &b)).expect("the response decodes");
+            assert!(resp.error.is_empty() || resp.records.is_empty(), "input {:x?}", b);
+            assert!(!resp.panic, "input {:x?}: {}", b, resp.error);
+        }
+    }
+
+    #[test]
+    fn bad_requests() {
+        let resp = |req: &[u8]| abi::decode_response(&handle(echo, req)).unwrap().error;
+        assert_eq!(resp(&[0x08, 0x02]), "strata-reducer: request has ABI version 2, this SDK speaks version 1");
+        assert_eq!(resp(&[0x08]), "strata-reducer: strata.abi.v1.Request field 1: unexpected end of input");
+        let mut ok = Vec::new();
+        abi::put_request(&mut ok, "r", "ord", &[("t", rows(&[5]))]);
+        let r = abi::decode_response(&handle(echo, &ok)).unwrap();
+        assert_eq!((r.error.as_str(), r.records.len()), ("", 1));
+    }
+}
