@@ -26,8 +26,9 @@ func newAgentCmd() *cobra.Command {
 embedded default (a one-node deployment on loopback, region "local", data in
 ./data, the example contract) when --config is not given.
 
-With --check, validate the configuration and the contract, print the
-effective configuration with every default filled in, and exit.`,
+With --check, validate the configuration, the contract and the reducers'
+inputs and outputs against it, print the effective configuration with
+every default filled in, and exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, fsys, err := loadConfig(configPath)
