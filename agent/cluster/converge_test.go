@@ -68,8 +68,8 @@ func envInt(t *testing.T, name string, def int64) int64 {
 // TestConvergence runs the checker: STRATA_CONVERGE_SEEDS runs of
 // STRATA_CONVERGE_OPS operations each.
 func TestConvergence(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a cluster for tens of seconds")
+	if testing.Short() || raceEnabled {
+		t.Skip("runs a cluster for tens of seconds; .ci/run runs it without -race")
 	}
 	first := envInt(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
 	seeds := envInt(t, "STRATA_CONVERGE_SEEDS", 1)
