@@ -1,6 +1,7 @@
 package interrupt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -15,17 +16,19 @@ import (
 )
 
 // The bounds a module the guard accepts compiles within, on wazero's
-// compiler (FuzzCompilerDifferential checks them; docs/RELIABILITY.md
-// states them): bytes allocated while compiling at most
-// compileAllocBase, plus compileAllocPerByte per byte of the instrumented
-// module, plus compileAllocPerCall per unit of call weight (see
-// MaxFunctionCalls); and at most compileTimeLimit of wall time for the
-// modules a fuzzer makes (a few kB).
+// compiler (FuzzCompilerDifferential and TestCompileBounds check them;
+// docs/RELIABILITY.md states them): bytes allocated while compiling at
+// most compileAllocBase, plus compileAllocPerByte per byte of the
+// instrumented module, plus compileAllocPerCall per unit of call weight
+// (see MaxFunctionCalls), plus compileAllocPerLocal per declared local
+// (see MaxModuleLocals: 40 functions of 50,000 locals take 16 MB in a
+// module of 1 kB); and at most compileTimeLimit of wall time.
 const (
-	compileAllocBase    = 32 << 20
-	compileAllocPerByte = 8 << 10
-	compileAllocPerCall = 1 << 10
-	compileTimeLimit    = 10 * time.Second
+	compileAllocBase     = 8 << 20
+	compileAllocPerByte  = 2 << 10
+	compileAllocPerCall  = 1 << 10
+	compileAllocPerLocal = 16
+	compileTimeLimit     = 10 * time.Second
 )
 
 // FuzzCompilerDifferential runs modules on wazero's compiler (the engine
@@ -177,7 +180,7 @@ func hostFunc(x uint64) uint64 { return x*0x9e3779b97f4a7c15 + 1 }
 // the test if it took more than the bounds; nil if wazero refuses it.
 func compileWithinBounds(t *testing.T, rt wazero.Runtime, bin, out []byte) wazero.CompiledModule {
 	t.Helper()
-	weight := callWeight(t, bin)
+	weight, locals := callWeight(t, bin)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
@@ -188,9 +191,12 @@ func compileWithinBounds(t *testing.T, rt wazero.Runtime, bin, out []byte) wazer
 		return nil
 	}
 	alloc := after.TotalAlloc - before.TotalAlloc
-	limit := uint64(compileAllocBase) + compileAllocPerByte*uint64(len(out)) + compileAllocPerCall*weight
+	limit := uint64(compileAllocBase) + compileAllocPerByte*uint64(len(out)) + compileAllocPerCall*weight + compileAllocPerLocal*locals
 	if alloc > limit {
-		t.Fatalf("compiling an accepted module of %d bytes, call weight %d, allocated %d bytes, over the bound of %d", len(out), weight, alloc, limit)
+		t.Fatalf("compiling an accepted module of %d bytes, call weight %d, %d locals, allocated %d bytes, over the bound of %d", len(out), weight, locals, alloc, limit)
+	}
+	if testing.Verbose() {
+		t.Logf("compiled %d bytes, call weight %d, %d locals: %d bytes allocated (bound %d), %v", len(out), weight, locals, alloc, limit, took)
 	}
 	if took > compileTimeLimit {
 		t.Fatalf("compiling an accepted module of %d bytes took %v, over the bound of %v", len(out), took, compileTimeLimit)
@@ -198,9 +204,43 @@ func compileWithinBounds(t *testing.T, rt wazero.Runtime, bin, out []byte) wazer
 	return compiled
 }
 
+// TestCompileBounds compiles modules the guard accepts that sit at its
+// limits, each costly to compile in its own way, and checks them against
+// the bounds.
+func TestCompileBounds(t *testing.T) {
+	deep := func(inner []byte, depth int) []byte { // depth nested blocks around inner
+		return cat(bytes.Repeat([]byte{0x02, 0x40}, depth), inner, bytes.Repeat([]byte{0x0b}, depth), []byte{0x0b})
+	}
+	var bodies, funcs [][]byte
+	for range MaxModuleLocals / MaxLocals {
+		b := cat([]byte{1}, appendU32(nil, MaxLocals), []byte{0x7e, 0x0b})
+		bodies = append(bodies, append(appendU32(nil, uint32(len(b))), b...))
+		funcs = append(funcs, []byte{0})
+	}
+	loops := cat(bytes.Repeat([]byte{0x03, 0x40}, MaxLoopNesting), bytes.Repeat([]byte{0x0b}, MaxLoopNesting))
+	brTable := bytes.Repeat(cat(i32(0), []byte{0x0e}, appendU32(nil, 4000), bytes.Repeat([]byte{0x00}, 4001)), 10)
+	for name, bin := range map[string][]byte{
+		"locals":   wasm(vec(1, typeVoid), vec(3, funcs...), vec(10, bodies...)),
+		"nesting":  wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(deep(loops, MaxNesting-MaxLoopNesting)...))),
+		"br_table": wasm(vec(1, typeVoid), vec(3, []byte{0}), vec(10, body(deep(brTable, MaxNesting)...))),
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := Instrument(bin)
+			if err != nil {
+				t.Fatalf("the guard refuses a module at its limits: %v", err)
+			}
+			rt := wazero.NewRuntimeWithConfig(context.Background(), wazero.NewRuntimeConfigCompiler())
+			defer rt.Close(context.Background())
+			if compileWithinBounds(t, rt, bin, out) == nil {
+				t.Fatal("wazero refuses it")
+			}
+		})
+	}
+}
+
 // callWeight is the weight of the calls of the module bin, which
-// Instrument accepts (see MaxModuleCalls).
-func callWeight(t *testing.T, bin []byte) uint64 {
+// Instrument accepts (see MaxModuleCalls), and its declared locals.
+func callWeight(t *testing.T, bin []byte) (weight, locals uint64) {
 	t.Helper()
 	secs, m, err := admit(bin)
 	if err != nil {
@@ -213,7 +253,7 @@ func callWeight(t *testing.T, bin []byte) uint64 {
 			}
 		}
 	}
-	return m.callWeight
+	return m.callWeight, m.locals
 }
 
 // outcome is what running a module's exports did.
