@@ -1,0 +1,566 @@
+package cluster_test
+
+// The convergence checker: a seeded, randomized run of writes, deletes,
+// re-inserts and patches on random nodes of one region while the network
+// partitions, loses and delays packets, nodes crash and restart and
+// clocks are skewed; after healing, every replica must equal a model of
+// the CRDT semantics. It uses only exported surfaces (cluster.New,
+// cluster.Faults, store.Open, hlc.NewClock), so it keeps testing the
+// same promise as the code beneath it changes.
+//
+// Environment (docs/RELIABILITY.md):
+//
+//	STRATA_CONVERGE_SEED   the first seed (default: random; a failure prints it)
+//	STRATA_CONVERGE_SEEDS  how many seeds, one run each (default 1)
+//	STRATA_CONVERGE_OPS    operations per seed (default 1000)
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/internal/waitfor"
+)
+
+const (
+	convTable    = "machines"
+	convKeys     = 40          // keys written: few, so that writes conflict
+	convFields   = 3           // field numbers 1..3
+	convDrift    = time.Minute // max_clock_drift of every node
+	convNodes    = 4
+	convConverge = 90 * time.Second // after healing, to converge
+)
+
+// fault kinds, one per phase of the run.
+var faultKinds = []string{"none", "halves", "isolate", "asymmetric", "loss", "delay", "crash", "skew-within", "skew-beyond"}
+
+func envInt(t *testing.T, name string, def int64) int64 {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: not a number", name, v)
+	}
+	return n
+}
+
+// TestConvergence runs the checker: STRATA_CONVERGE_SEEDS runs of
+// STRATA_CONVERGE_OPS operations each.
+func TestConvergence(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("runs a cluster for tens of seconds; .ci/run runs it without -race")
+	}
+	first := envInt(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
+	seeds := envInt(t, "STRATA_CONVERGE_SEEDS", 1)
+	ops := int(envInt(t, "STRATA_CONVERGE_OPS", 1000))
+	total := map[string]int{}
+	for s := first; s < first+seeds; s++ {
+		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) {
+			w := newWorld(t, s, ops)
+			w.run()
+			for k, n := range w.faultCount {
+				total[k] += n
+			}
+			t.Logf("seed %d: %d operations (%d acknowledged, %d with an outcome the model cannot pin and leaves out), faults %v, converged in %v, %d keys checked on %d nodes",
+				s, ops, w.acked, w.unpinned, w.faultCount, w.convergedIn.Round(time.Millisecond), len(w.model), len(w.nodes))
+		})
+	}
+	t.Logf("%d seeds from %d, %d operations each; phases by fault kind: %v", seeds, first, ops, total)
+}
+
+// world is one run: the nodes, the network, the model.
+type world struct {
+	t      *testing.T
+	seed   int64
+	ops    int
+	rng    *rand.Rand
+	faults *cluster.Faults
+	cuts   *oneWayCuts
+	nodes  []*convNode
+	// advance moves every node's clock: healing skew moves it past
+	// every skewed stamp, as time passing would.
+	advance atomic.Int64
+
+	model       map[string][]delta
+	acked       int
+	unpinned    int
+	faultCount  map[string]int
+	history     []string // the last operations and faults, for a failure
+	convergedIn time.Duration
+}
+
+// delta is the effect of one acknowledged write on its row: its causal
+// length, and for a put or patch the fields it set, all with its stamp.
+type delta struct {
+	cl     uint64
+	stamp  store.Stamp
+	fields map[uint32][]byte
+}
+
+type convNode struct {
+	w    *world
+	name string
+	dir  string
+	skew atomic.Int64 // ns added to this node's clock
+	st   *store.Store
+	tier *cluster.Tier
+	addr string // of the transport: for partitions
+}
+
+func newWorld(t *testing.T, seed int64, ops int) *world {
+	w := &world{t: t, seed: seed, ops: ops, rng: rand.New(rand.NewPCG(uint64(seed), 0x5747)),
+		faults: cluster.NewFaults(), cuts: &oneWayCuts{blocked: map[[2]string]bool{}},
+		model: map[string][]delta{}, faultCount: map[string]int{}}
+	for i := range convNodes {
+		n := &convNode{w: w, name: fmt.Sprintf("n%d", i), dir: t.TempDir()}
+		w.nodes = append(w.nodes, n)
+		n.start()
+	}
+	t.Cleanup(func() {
+		for _, n := range w.nodes {
+			n.stop()
+		}
+	})
+	w.waitMembers()
+	return w
+}
+
+// fail reports a failure with the seed and how to replay it.
+func (w *world) fail(format string, args ...any) {
+	w.t.Helper()
+	hist := w.history[max(0, len(w.history)-40):]
+	w.t.Fatalf("seed %d: %s\nlast events:\n  %s\nreplay: STRATA_CONVERGE_SEED=%d STRATA_CONVERGE_OPS=%d go test -count=1 -run TestConvergence ./agent/cluster\n(the seed fixes the operations and faults; message timing still varies from run to run)",
+		w.seed, fmt.Sprintf(format, args...), strings.Join(hist, "\n  "), w.seed, w.ops)
+}
+
+func (w *world) note(format string, args ...any) {
+	w.history = append(w.history, fmt.Sprintf(format, args...))
+}
+
+func (n *convNode) now() time.Time {
+	return time.Now().Add(time.Duration(n.w.advance.Load() + n.skew.Load()))
+}
+
+func (n *convNode) start() {
+	w := n.w
+	st, err := store.Open(filepath.Join(n.dir, "regional.db"), store.Options{Node: n.name, Clock: hlc.NewClock(n.now, convDrift), NoSync: true})
+	if err != nil {
+		w.t.Fatalf("seed %d: reopening %s: %v", w.seed, n.name, err)
+	}
+	ft, err := cluster.NewFaultTransport(w.faults)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	tr := &cutTransport{FaultTransport: ft, cuts: w.cuts}
+	n.addr = ft.Addr()
+	cfg := cluster.Config{
+		Node: n.name, Tier: cluster.Regional, Cluster: "converge", Region: "r1",
+		Bind: ft.Addr(), Transport: tr, PeersFile: filepath.Join(n.dir, "peers.json"),
+		GossipInterval: 50 * time.Millisecond, GossipNodes: 3,
+		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		SyncInterval: 300 * time.Millisecond,
+		Meta:         cluster.Meta{Region: "r1"},
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, o := range w.nodes {
+		if o != n && o.tier != nil {
+			cfg.Join = append(cfg.Join, o.tier.Addr())
+		}
+	}
+	tier, err := cluster.New(cfg, st)
+	if err != nil {
+		st.Close()
+		w.t.Fatalf("seed %d: starting %s: %v", w.seed, n.name, err)
+	}
+	tier.Start()
+	n.st, n.tier = st, tier
+}
+
+// stop closes the node's tier and store, as a crash that loses nothing
+// acknowledged would (durability itself is the crash rounds' subject).
+func (n *convNode) stop() {
+	if n.tier != nil {
+		n.tier.Close()
+		n.tier = nil
+	}
+	if n.st != nil {
+		n.st.Close()
+		n.st = nil
+	}
+}
+
+func (w *world) up() []*convNode {
+	var up []*convNode
+	for _, n := range w.nodes {
+		if n.st != nil {
+			up = append(up, n)
+		}
+	}
+	return up
+}
+
+func (w *world) addrs(nodes []*convNode) []string {
+	var a []string
+	for _, n := range nodes {
+		a = append(a, n.addr)
+	}
+	return a
+}
+
+func (w *world) run() {
+	phaseLeft := 0
+	var (
+		crashed *convNode
+		gap     time.Duration
+	)
+	for i := 0; i < w.ops; i++ {
+		if phaseLeft == 0 {
+			if crashed != nil {
+				crashed.start()
+				w.note("restart %s", crashed.name)
+				crashed = nil
+			}
+			w.heal()
+			kind := faultKinds[w.rng.IntN(len(faultKinds))]
+			w.faultCount[kind]++
+			crashed = w.inject(kind)
+			phaseLeft = 50 + w.rng.IntN(150)
+			// A phase lasts 0.3 to 2.5 s, long enough for failure
+			// detection (probes every 200 ms) to declare nodes dead.
+			gap = (300*time.Millisecond + time.Duration(w.rng.Int64N(int64(2200*time.Millisecond)))) / time.Duration(phaseLeft)
+		}
+		phaseLeft--
+		w.operate()
+		// The workload's pace, not a synchronisation: operations are
+		// spread over the phase.
+		time.Sleep(gap)
+	}
+	if crashed != nil {
+		crashed.start()
+		w.note("restart %s", crashed.name)
+	}
+	w.heal()
+	w.advance.Add(int64(3*convDrift + 10*time.Minute)) // past every skewed stamp
+	w.note("healed; clocks moved 13 min ahead")
+	start := time.Now()
+	w.waitConverged()
+	w.convergedIn = time.Since(start)
+	w.check()
+}
+
+// inject starts a fault of the kind; it returns a node it crashed.
+func (w *world) inject(kind string) (crashed *convNode) {
+	nodes := slices.Clone(w.nodes)
+	w.rng.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
+	switch kind {
+	case "halves":
+		w.faults.Partition(w.addrs(nodes[:len(nodes)/2]), w.addrs(nodes[len(nodes)/2:]))
+		w.note("partition %v | %v", names(nodes[:len(nodes)/2]), names(nodes[len(nodes)/2:]))
+	case "isolate":
+		w.faults.Partition(w.addrs(nodes[:1]), w.addrs(nodes[1:]))
+		w.note("isolate %s", nodes[0].name)
+	case "asymmetric":
+		w.cuts.cut(nodes[0].addr, w.addrs(nodes[1:]))
+		w.note("cut %s -> others (one way)", nodes[0].name)
+	case "loss":
+		rate := 0.1 + 0.4*w.rng.Float64()
+		w.faults.SetDrop(rate)
+		w.note("drop %.0f%%", rate*100)
+	case "delay":
+		d := time.Duration(5+w.rng.IntN(60)) * time.Millisecond
+		w.faults.SetDelay(d)
+		w.note("delay %v", d)
+	case "crash":
+		nodes[0].stop()
+		w.note("crash %s", nodes[0].name)
+		return nodes[0]
+	case "skew-within":
+		d := time.Duration(w.rng.Int64N(int64(convDrift))) - convDrift/2
+		nodes[0].skew.Store(int64(d))
+		w.note("skew %s by %v (within drift)", nodes[0].name, d)
+	case "skew-beyond":
+		d := convDrift + time.Duration(w.rng.Int64N(int64(2*convDrift)))
+		nodes[0].skew.Store(int64(d))
+		w.note("skew %s by +%v (beyond drift)", nodes[0].name, d)
+	}
+	return nil
+}
+
+// heal ends every network fault and clock skew. A skewed clock set back
+// does not move the node's HLC back: its later writes stay after those it
+// made while ahead, as on a real host.
+func (w *world) heal() {
+	w.faults.Heal()
+	w.faults.SetDrop(0)
+	w.faults.SetDelay(0)
+	w.cuts.heal()
+	for _, n := range w.nodes {
+		n.skew.Store(0)
+	}
+}
+
+func names(nodes []*convNode) []string {
+	var s []string
+	for _, n := range nodes {
+		s = append(s, n.name)
+	}
+	return s
+}
+
+// operate makes one write on a random running node and records what it
+// did in the model.
+func (w *world) operate() {
+	up := w.up()
+	n := up[w.rng.IntN(len(up))]
+	key := fmt.Sprintf("k%02d", w.rng.IntN(convKeys))
+	m := store.Mutation{Table: convTable, Key: key}
+	switch r := w.rng.IntN(100); {
+	case r < 45:
+		m.Op = store.OpPut // a re-insert when the row is deleted
+		for f := uint32(1); f <= convFields; f++ {
+			m.Fields = append(m.Fields, store.FieldValue{Num: f, Value: []byte(fmt.Sprintf("%s/%d/%x", n.name, f, w.rng.Uint32()))})
+		}
+	case r < 75:
+		m.Op = store.OpPatch
+		for f := uint32(1); f <= convFields; f++ {
+			if w.rng.IntN(2) == 0 || (f == convFields && len(m.Fields) == 0) {
+				m.Fields = append(m.Fields, store.FieldValue{Num: f, Value: []byte(fmt.Sprintf("%s/%d/%x", n.name, f, w.rng.Uint32()))})
+			}
+		}
+	default:
+		m.Op = store.OpDelete
+	}
+	before, _ := n.st.GetAny(convTable, key)
+	stamps, err := n.st.Apply(context.Background(), m)
+	var nf *store.NotFoundError
+	switch {
+	case errors.As(err, &nf) && m.Op != store.OpPut:
+		w.note("%s %s %s: not found", n.name, opName(m.Op), key)
+		return // refused: changes nothing
+	case err != nil:
+		w.fail("%s %s %s: %v", n.name, opName(m.Op), key, err)
+	}
+	w.acked++
+	after, err := n.st.GetAny(convTable, key)
+	if err != nil {
+		w.fail("%s: %s just written is not there: %v", n.name, key, err)
+	}
+	d := delta{stamp: stamps[0]}
+	pinned := false
+	if m.Op == store.OpDelete {
+		// The delete bumped the causal length the node had to the next
+		// even one; a remote change merged between the two reads leaves
+		// it unknown (and then, being no newer than that change's, it
+		// cannot decide the row: leaving it out is safe).
+		d.cl = before.CL + 1
+		pinned = after.CL == d.cl && before.Alive()
+	} else {
+		// A field still carrying the write's stamp pins its causal length:
+		// fields belong to the row's current one. If every field was
+		// overwritten already, by newer writes, it decides nothing.
+		d.fields = map[uint32][]byte{}
+		for _, f := range m.Fields {
+			d.fields[f.Num] = f.Value
+			if g, ok := after.Field(f.Num); ok && g.Stamp == d.stamp {
+				pinned = true
+			}
+		}
+		d.cl = after.CL
+	}
+	if !pinned {
+		w.unpinned++
+		w.note("%s %s %s at %v: outcome not pinned (before cl %d, after cl %d)", n.name, opName(m.Op), key, d.stamp, before.CL, after.CL)
+		return
+	}
+	w.model[key] = append(w.model[key], d)
+	w.note("%s %s %s at %v: cl %d", n.name, opName(m.Op), key, d.stamp, d.cl)
+}
+
+func opName(op store.Op) string {
+	return map[store.Op]string{store.OpPut: "put", store.OpPatch: "patch", store.OpDelete: "delete"}[op]
+}
+
+func (w *world) waitMembers() {
+	w.t.Helper()
+	waitfor.Until(w.t, 20*time.Second, fmt.Sprintf("seed %d: %d nodes see each other", w.seed, convNodes), func() error {
+		for _, n := range w.nodes {
+			if a := n.tier.NumAlive(); a != convNodes {
+				return fmt.Errorf("%s sees %d alive", n.name, a)
+			}
+		}
+		return nil
+	})
+}
+
+// waitConverged waits until every node holds the same digest.
+func (w *world) waitConverged() {
+	w.t.Helper()
+	deadline := time.Now().Add(convConverge)
+	for {
+		var roots []string
+		same := true
+		for _, n := range w.nodes {
+			st := n.st.Stats()
+			roots = append(roots, fmt.Sprintf("%s:%x rows=%d alive=%d", n.name, st.Root[:6], st.Rows[convTable], n.tier.NumAlive()))
+			if st.Root != w.nodes[0].st.Stats().Root {
+				same = false
+			}
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.fail("replicas did not converge %v after healing: %s\n%s", convConverge, strings.Join(roots, "; "), w.diff())
+		}
+		time.Sleep(waitfor.Interval)
+	}
+}
+
+// expected folds the deltas of a key as the CRDT semantics say: the
+// highest causal length wins; at it, each field is last-writer-wins by
+// stamp.
+func expected(ds []delta) (cl uint64, fields map[uint32]delta) {
+	for _, d := range ds {
+		cl = max(cl, d.cl)
+	}
+	fields = map[uint32]delta{}
+	for _, d := range ds {
+		if d.cl != cl {
+			continue
+		}
+		for num := range d.fields {
+			if cur, ok := fields[num]; !ok || d.stamp.Compare(cur.stamp) > 0 {
+				fields[num] = d
+			}
+		}
+	}
+	return cl, fields
+}
+
+// check compares every replica's every modelled row with the model.
+func (w *world) check() {
+	w.t.Helper()
+	if msg := w.diff(); msg != "" {
+		w.fail("replicas converged to a state the model does not allow:\n%s", msg)
+	}
+}
+
+// diff lists where replicas differ from the model, "" if nowhere.
+func (w *world) diff() string {
+	var out []string
+	keys := make([]string, 0, len(w.model))
+	for k := range w.model {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		cl, fields := expected(w.model[key])
+		for _, n := range w.nodes {
+			row, err := n.st.GetAny(convTable, key)
+			if err != nil {
+				out = append(out, fmt.Sprintf("%s %s: %v, model has cl %d", n.name, key, err, cl))
+				continue
+			}
+			if row.CL != cl {
+				what := ""
+				if cl%2 == 0 && row.Alive() {
+					what = " (a deleted row resurrected)"
+				}
+				out = append(out, fmt.Sprintf("%s %s: cl %d, model %d%s", n.name, key, row.CL, cl, what))
+				continue
+			}
+			for num, d := range fields {
+				g, ok := row.Field(num)
+				if !ok || g.Stamp != d.stamp || string(g.Value) != string(d.fields[num]) {
+					out = append(out, fmt.Sprintf("%s %s field %d: %q at %v, model %q at %v (an acknowledged write lost)", n.name, key, num, g.Value, g.Stamp, d.fields[num], d.stamp))
+				}
+			}
+			for _, g := range row.Fields {
+				if _, ok := fields[g.Num]; !ok {
+					out = append(out, fmt.Sprintf("%s %s field %d: %q at %v, not in the model", n.name, key, g.Num, g.Value, g.Stamp))
+				}
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// oneWayCuts are links cut in one direction only: an asymmetric
+// partition, which Faults (cutting both ways) does not make.
+type oneWayCuts struct {
+	mu      sync.RWMutex
+	blocked map[[2]string]bool
+}
+
+func (c *oneWayCuts) cut(from string, to []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, x := range to {
+		c.blocked[[2]string{from, x}] = true
+	}
+}
+
+func (c *oneWayCuts) heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocked = map[[2]string]bool{}
+}
+
+func (c *oneWayCuts) isCut(from, to string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.blocked[[2]string{from, to}]
+}
+
+// cutTransport is a FaultTransport that also loses what a node sends
+// over a one-way cut (packets, and streams it dials; a stream the other
+// side dials still carries answers back).
+type cutTransport struct {
+	*cluster.FaultTransport
+	cuts *oneWayCuts
+}
+
+var _ memberlist.NodeAwareTransport = (*cutTransport)(nil)
+
+func (c *cutTransport) WriteTo(b []byte, addr string) (time.Time, error) {
+	return c.WriteToAddress(b, memberlist.Address{Addr: addr})
+}
+
+func (c *cutTransport) WriteToAddress(b []byte, addr memberlist.Address) (time.Time, error) {
+	if c.cuts.isCut(c.Addr(), addr.Addr) {
+		return time.Now(), nil
+	}
+	return c.FaultTransport.WriteToAddress(b, addr)
+}
+
+func (c *cutTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return c.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (c *cutTransport) DialAddressTimeout(addr memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	if c.cuts.isCut(c.Addr(), addr.Addr) {
+		return nil, errors.New("one-way cut (fault injection)")
+	}
+	return c.FaultTransport.DialAddressTimeout(addr, timeout)
+}
