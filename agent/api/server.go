@@ -25,6 +25,11 @@ import (
 // DefaultMaxBody is the request body limit when Options.MaxBody is zero.
 const DefaultMaxBody = 4 << 20
 
+// DefaultCommitStall is Options.CommitStall's default: far above the
+// longest commit of a healthy store (a full batch of 50,000 rows commits
+// in about a second), far below what an operator would tolerate.
+const DefaultCommitStall = 10 * time.Second
+
 // Options configure a Server.
 type Options struct {
 	// Contract holds the tables (and records) the API serves. Required.
@@ -56,6 +61,17 @@ type Options struct {
 	StaleAfter time.Duration
 	// Reducers returns GET /v1/reducers' answer.
 	Reducers func() any
+	// WatchHeartbeat is the interval of keep-alive comments on an idle
+	// watch stream. Default DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
+	// WatchWriteTimeout bounds each write of a watch stream; a client that
+	// takes nothing for that long is cut off. Default
+	// DefaultWatchWriteTimeout.
+	WatchWriteTimeout time.Duration
+	// CommitStall is how long a write may wait for a store's commit loop
+	// before /v1/health reports the store stuck (503). Default
+	// DefaultCommitStall.
+	CommitStall time.Duration
 	// Gateway returns the API address of a gateway of this region, where a
 	// node without a global store forwards global reads; "" if none.
 	Gateway func() string
@@ -89,6 +105,15 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.WatchHeartbeat <= 0 {
+		opts.WatchHeartbeat = DefaultWatchHeartbeat
+	}
+	if opts.WatchWriteTimeout <= 0 {
+		opts.WatchWriteTimeout = DefaultWatchWriteTimeout
+	}
+	if opts.CommitStall <= 0 {
+		opts.CommitStall = DefaultCommitStall
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -273,6 +298,41 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// healthBody is the answer of GET /v1/health.
+type healthBody struct {
+	// Status is "ok", or "unhealthy" with the reasons in Problems.
+	Status   string   `json:"status"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// health answers 200 while the agent is alive and its stores commit, 503
+// with the reasons otherwise.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	var problems []string
+	for _, t := range s.stores() {
+		if d := t.store.CommitStall(); d > s.opts.CommitStall {
+			problems = append(problems, fmt.Sprintf("%s store: a write has waited %s for the commit loop (limit %s): the store is stuck",
+				t.name, d.Round(time.Millisecond), s.opts.CommitStall))
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "unhealthy", Problems: problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+// namedStore is one tier's store.
+type namedStore struct {
+	name  string
+	store *store.Store
+}
+
+// stores lists this node's stores, regional first.
+func (s *Server) stores() []namedStore {
+	out := []namedStore{{"regional", s.opts.Regional}}
+	if s.opts.Global != nil {
+		out = append(out, namedStore{"global", s.opts.Global})
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,14 @@ const storeFormat = 1
 const (
 	DefaultFeedRetention = 100_000
 	DefaultMaxBatch      = 50_000
+	// DefaultInitialMmapSize is the address space mapped at open (64-bit
+	// platforms; 32-bit ones keep bbolt's own growth). bbolt remaps its
+	// file when it outgrows the mapping, and a remap waits for every open
+	// read transaction; mapping 1 GiB up front means a store under 1 GiB
+	// never remaps, so a slow reader cannot stall commits that way. It
+	// reserves address space only: memory is used as pages are touched,
+	// and the file still grows with the data.
+	DefaultInitialMmapSize = 1 << 30
 )
 
 // Options configure a Store.
@@ -83,6 +92,10 @@ type Options struct {
 	// MaxBatch bounds the mutations and changes one transaction carries.
 	// Default DefaultMaxBatch.
 	MaxBatch int
+	// InitialMmapSize is how many bytes of address space to map at open
+	// (see DefaultInitialMmapSize, the default). Negative: bbolt's own
+	// growth from a small mapping (tests that need remaps use it).
+	InitialMmapSize int
 	// NoSync skips fsync on commit. Only for tests that do not exercise
 	// durability: with it, acknowledged writes can be lost on a crash.
 	NoSync bool
@@ -135,6 +148,8 @@ type Store struct {
 	checkpointed time.Time
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
+
+	waiting waiters // writers waiting for the commit loop
 }
 
 // Open opens or creates the store file at path.
@@ -148,10 +163,14 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.InitialMmapSize == 0 && strconv.IntSize == 64 {
+		opts.InitialMmapSize = DefaultInitialMmapSize
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      time.Second,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:         time.Second,
+		NoSync:          opts.NoSync,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: max(opts.InitialMmapSize, 0),
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
@@ -171,6 +190,7 @@ func Open(path string, opts Options) (*Store, error) {
 		counts:   map[string]int64{},
 		changed:  make(chan struct{}),
 		unsaved:  map[int]bool{},
+		waiting:  waiters{since: map[uint64]time.Time{}},
 	}
 	if opts.OnCommit != nil {
 		s.SetOnCommit(opts.OnCommit)
@@ -427,8 +447,13 @@ func (s *Store) ListPrefix(table, prefix string) ([]KeyRow, error) {
 // Scan calls fn for every live row of table in key order, inside one read
 // transaction, and returns the feed sequence number the scan reflects:
 // every change up to it is in the rows, none after. fn's error stops the
-// scan and is returned. A slow fn holds the read transaction open; bbolt
-// then cannot reuse freed pages, so the file may grow meanwhile.
+// scan and is returned.
+//
+// fn runs inside the read transaction, so it must be quick and must never
+// wait for the network or for another caller: while the transaction is
+// open bbolt cannot reuse freed pages, and when the file outgrows its
+// mapping every commit (and then every new read) waits for it. Code that
+// sends rows to a client reads them in pages with List instead.
 func (s *Store) Scan(table string, fn func(KeyRow) error) (uint64, error) {
 	var seq uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -577,9 +602,59 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// waiters records when each writer waiting for the commit loop started to
+// wait, so that a stuck loop shows in CommitStall.
+type waiters struct {
+	mu    sync.Mutex
+	next  uint64
+	since map[uint64]time.Time
+}
+
+func (w *waiters) add(t time.Time) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next++
+	w.since[w.next] = t
+	return w.next
+}
+
+func (w *waiters) remove(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.since, id)
+}
+
+func (w *waiters) oldest() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var first time.Time
+	for _, t := range w.since {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first, !first.IsZero()
+}
+
+// CommitStall is how long the oldest write still waiting for the commit
+// loop has waited: 0 when no write is waiting. A healthy store commits a
+// queued write within milliseconds (a large batch within a second or
+// two); a stall that keeps growing means the loop is stuck, for example
+// behind a read transaction that blocks a remap. It never blocks on the
+// store, so a health check can call it while the store is stuck.
+func (s *Store) CommitStall() time.Duration {
+	first, ok := s.waiting.oldest()
+	if !ok {
+		return 0
+	}
+	return time.Since(first)
+}
+
 // submit hands a request to the commit loop and waits for its outcome. A
 // request that reached the loop is always completed, even if ctx ends.
 func (s *Store) submit(ctx context.Context, r *request) error {
+	id := s.waiting.add(time.Now())
+	defer s.waiting.remove(id)
 	r.done = make(chan struct{})
 	select {
 	case s.reqs <- r:
