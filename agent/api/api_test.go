@@ -37,9 +37,12 @@ func newTestAgent(t testing.TB, opts Options) *testAgent {
 // may wrap the server's listener (to shrink socket buffers).
 func newTestAgentWith(t testing.TB, opts Options, sopts store.Options, wrap func(net.Listener) net.Listener) *testAgent {
 	t.Helper()
-	c, err := contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles())
-	if err != nil {
-		t.Fatal(err)
+	c := opts.Contract
+	if c == nil {
+		var err error
+		if c, err = contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	sopts.Node, sopts.Clock = "t1", hlc.NewClock(nil, time.Minute)
 	st, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), sopts)

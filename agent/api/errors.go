@@ -100,7 +100,10 @@ func rowError(table string, index int, err error) *Error {
 	var ve *contracts.ValidationError
 	var ke *contracts.KeyError
 	var mbe *http.MaxBytesError
+	var ae *Error
 	switch {
+	case errors.As(err, &ae):
+		return ae
 	case errors.As(err, &mbe):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge,
 			Message: fmt.Sprintf("request body is over the %d-byte limit (api.max_body)", mbe.Limit)}

@@ -85,6 +85,10 @@ func (s *Server) regionalRow(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("no key in %s: use /v1/regional/%s/{key}, or POST to /v1/regional/%s for a batch", r.URL.Path, sch.Name, sch.Name)})
 		return
 	}
+	if e := keyTooLong(sch.Name, -1, key); e != nil {
+		writeError(w, e)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		s.get(w, r, sch, key)
@@ -391,6 +395,10 @@ func decodeRows(sch *contracts.Schema, raws []json.RawMessage) ([]store.Mutation
 					errs[i] = err
 					continue
 				}
+				if e := keyTooLong(sch.Name, i, key); e != nil {
+					errs[i] = e
+					continue
+				}
 				muts[i] = store.Mutation{Op: store.OpPut, Table: sch.Name, Key: key, Fields: fields}
 			}
 		}()
@@ -402,6 +410,23 @@ func decodeRows(sch *contracts.Schema, raws []json.RawMessage) ([]store.Mutation
 		}
 	}
 	return muts, -1, nil
+}
+
+// keyTooLong answers a key over the limit every peer accepts
+// (store.MaxKeyLen), or returns nil. index is the row's position in a
+// batch, or -1.
+func keyTooLong(table string, index int, key string) *Error {
+	if len(key) <= store.MaxKeyLen {
+		return nil
+	}
+	where := ""
+	var idx *int
+	if index >= 0 {
+		where, idx = fmt.Sprintf(" (row %d)", index), &index
+	}
+	return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+		Message: fmt.Sprintf("%s%s: key of %d bytes is over the %d-byte key limit", table, where, len(key), store.MaxKeyLen),
+		Details: []Detail{{Index: idx, Rule: "key_length", Message: fmt.Sprintf("keys are at most %d bytes", store.MaxKeyLen)}}}
 }
 
 // storeFailure answers a failed store write: 404 or 503 for the errors

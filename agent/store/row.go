@@ -188,6 +188,7 @@ const rowFormat = 1
 const (
 	maxFields     = 1 << 12
 	maxValueBytes = 16 << 20
+	maxFieldNum   = 1<<29 - 1 // protobuf's largest field number
 )
 
 // ErrCorrupt is returned when encoded row or feed bytes do not decode.
@@ -322,7 +323,7 @@ func (d *decoder) row() Row {
 	}
 	for i := range r.Fields {
 		num := d.uvarint("field number")
-		if num == 0 || num > 1<<29-1 || (i > 0 && uint32(num) <= r.Fields[i-1].Num) {
+		if num == 0 || num > maxFieldNum || (i > 0 && uint32(num) <= r.Fields[i-1].Num) {
 			d.fail("field numbers not ascending")
 			return Row{}
 		}
