@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Node:          cfg.Node,
 		Clock:         clock,
 		FeedRetention: cfg.Regional.FeedRetention,
+		RefuseEmpty:   hasWritten(cfg.DataDir, "regional.db"),
 	})
 	if err != nil {
 		return nil, err
@@ -177,6 +178,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	})
 	a.server = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
+}
+
+// hasWritten reports whether this node has run with dataDir before: one
+// of its files other than except exists and is not empty. An empty store
+// file is then a truncated one, not a new one (store.Options.RefuseEmpty).
+func hasWritten(dataDir, except string) bool {
+	for _, name := range []string{"regional.db", "global.db", "peers-regional.json", "peers-global.json"} {
+		if name == except {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dataDir, name)); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // readToken reads the bearer token file; an empty path disables auth.
@@ -290,7 +306,8 @@ func (a *Agent) close() {
 func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometheus.Registry, tm *cluster.Metrics, roles []string) error {
 	cfg := a.cfg
 	var err error
-	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock})
+	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock,
+		RefuseEmpty: hasWritten(cfg.DataDir, "global.db")})
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ const (
 	CodeNotFound     = "not_found"    // unknown table, or no such row
 	CodeTooLarge     = "too_large"    // body over api.max_body
 	CodeUnauthorized = "unauthorized" // missing or wrong bearer token
-	CodeUnavailable  = "unavailable"  // the agent is shutting down
+	CodeUnavailable  = "unavailable"  // the agent is shutting down, or its store takes no writes
 	CodeInternal     = "internal"     // a bug or an I/O failure; see the agent log
 	CodeMethod       = "method_not_allowed"
 )
@@ -139,6 +139,8 @@ func storeError(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, context.Canceled):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "request canceled"}
+	case errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrUnwritable), errors.Is(err, store.ErrCorrupt):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}
 	case errors.Is(err, store.ErrClosed):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the agent is shutting down"}
 	}

@@ -202,6 +202,9 @@ type statusBody struct {
 }
 
 type tierStatus struct {
+	// Writes is "ok", or why the store takes no writes (a damaged or
+	// read-only file, a full disk), naming the file and what to do.
+	Writes    string           `json:"writes"`
 	Rows      map[string]int64 `json:"rows"`
 	Seq       uint64           `json:"seq"`
 	Digest    string           `json:"digest"`
@@ -220,7 +223,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Node: s.opts.Node, Region: s.opts.Region, Cluster: s.opts.Cluster, Version: s.opts.Version,
 		StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(),
 		Tiers: map[string]tierStatus{"regional": {
-			Rows: st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
+			Writes: writesStatus(s.opts.Regional),
+			Rows:   st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
 		}},
 		Contract: contractStatus{Tables: []string{}, Records: []string{}},
 	}
@@ -230,11 +234,24 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			st.Rows[t.Name] = 0
 		}
 	}
+	if s.opts.Global != nil {
+		gs := s.opts.Global.Stats()
+		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: gs.Rows, Seq: gs.Seq,
+			Digest: hex.EncodeToString(gs.Root[:]), FileBytes: gs.FileBytes, Commits: gs.Commits}
+	}
 	for _, rec := range s.opts.Contract.Records() {
 		body.Contract.Records = append(body.Contract.Records, rec.Name)
 	}
 	slices.Sort(body.Contract.Tables)
 	writeJSON(w, http.StatusOK, body)
+}
+
+// writesStatus is a store's "writes" field in /v1/status.
+func writesStatus(st *store.Store) string {
+	if err := st.Unwritable(); err != nil {
+		return err.Error()
+	}
+	return "ok"
 }
 
 func (s *Server) members(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +327,9 @@ type healthBody struct {
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	var problems []string
 	for _, t := range s.stores() {
+		if err := t.store.Unwritable(); err != nil {
+			problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+		}
 		if d := t.store.CommitStall(); d > s.opts.CommitStall {
 			problems = append(problems, fmt.Sprintf("%s store: a write has waited %s for the commit loop (limit %s): the store is stuck",
 				t.name, d.Round(time.Millisecond), s.opts.CommitStall))

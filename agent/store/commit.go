@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -212,11 +213,11 @@ func (s *Store) commit(batch []*request) {
 		for _, r := range batch {
 			r.reset()
 			if err := s.commitGroup([]*request{r}, &local, &remote); err != nil {
-				r.err = fmt.Errorf("store: commit: %w", err)
+				r.err = s.commitError(err)
 			}
 		}
 	} else if err != nil {
-		batch[0].err = fmt.Errorf("store: commit: %w", err)
+		batch[0].err = s.commitError(err)
 	}
 	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
 		(*fn)(local, remote)
@@ -224,6 +225,19 @@ func (s *Store) commit(batch []*request) {
 	for _, r := range batch {
 		close(r.done)
 	}
+}
+
+// commitError is the error a writer gets for a failed commit: ErrCorrupt
+// for a damaged file, ErrUnwritable for a full or read-only disk, both
+// naming the file and what to do.
+func (s *Store) commitError(err error) error {
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return err
+	case isDiskFull(err):
+		return fmt.Errorf("%w: %s: %v (free space on its disk, or make it writable)", ErrUnwritable, s.path, err)
+	}
+	return fmt.Errorf("store: commit: %w", err)
 }
 
 // reset forgets the outcome of a failed attempt, before a retry.
@@ -242,7 +256,7 @@ func (s *Store) commitGroup(batch []*request, local, remote *[]Change) error {
 	s.mu.RUnlock()
 
 	start := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			var err error
 			switch {
