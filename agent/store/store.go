@@ -9,9 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
