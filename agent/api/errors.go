@@ -21,6 +21,7 @@ const (
 	CodeNotFound     = "not_found"    // unknown table, or no such row
 	CodeTooLarge     = "too_large"    // body over api.max_body
 	CodeUnauthorized = "unauthorized" // missing or wrong bearer token
+	CodeForbidden    = "forbidden"    // a cross-origin or DNS-rebinding request, without a token
 	CodeUnavailable  = "unavailable"  // the agent is shutting down, or its store takes no writes
 	CodeInternal     = "internal"     // a bug or an I/O failure; see the agent log
 	CodeMethod       = "method_not_allowed"

@@ -1,8 +1,7 @@
 package api
 
 import (
-	"crypto/subtle"
-	"encoding/base64"
+		"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -41,8 +40,15 @@ type Options struct {
 	// Version is the strata version reported in /v1/status.
 	Version string
 	// Token, when not empty, is the bearer token every request except
-	// /v1/health must carry.
+	// /v1/health must carry. When empty, browsers are kept out instead:
+	// requests from another Origin, or with a Host that is not this API's
+	// (DNS rebinding), are refused.
 	Token string
+	// Addr is the API's listen address; its host is accepted in Host
+	// headers (as are IP addresses and localhost).
+	Addr string
+	// Hosts are further host names accepted in Host headers.
+	Hosts []string
 	// MaxBody bounds request bodies, in bytes. Default DefaultMaxBody.
 	MaxBody int64
 	// Registry receives the API's and the store's metrics and is served
@@ -149,23 +155,6 @@ func New(opts Options) *Server {
 
 // Handler is the http.Handler serving the API.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// authenticate checks the bearer token when one is configured.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
-			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
-				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 // table resolves the {table} path value, answering 404 for an unknown one.
 func (s *Server) table(w http.ResponseWriter, r *http.Request) (*contracts.Schema, bool) {

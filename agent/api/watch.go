@@ -167,6 +167,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	out := &sse{w: w, rc: http.NewResponseController(w), timeout: s.opts.WatchWriteTimeout}
+	// A stream outlives the server's read and write timeouts: lift them.
+	// Writes get a deadline each (sse.deadline), and a gone client shows
+	// as a failed write at the latest at the next heartbeat.
+	out.rc.SetReadDeadline(time.Time{})
 	// snapshot sends the live rows page by page, each page read in its own
 	// short transaction and sent after it ended. The pages are read at
 	// different moments, so the snapshot is not one point in time; it is
