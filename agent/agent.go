@@ -168,12 +168,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 
 		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
 		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
-		Registry: reg,
-		Logger:   a.log,
-		Tiers:    a.tiers(),
-		Global:   a.global,
-		Reducers: a.reducerStatus,
-		Gateway:  a.gatewayAPI,
+		Registry:          reg,
+		Logger:            a.log,
+		Tiers:             a.tiers(),
+		Global:            a.global,
+		Reducers:          a.reducerStatus,
+		Gateway:           a.gatewayAPI,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration

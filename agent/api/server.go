@@ -1,7 +1,7 @@
 package api
 
 import (
-		"encoding/base64"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
