@@ -24,6 +24,7 @@ const (
 	CodeForbidden    = "forbidden"    // a cross-origin or DNS-rebinding request, without a token
 	CodeUnavailable  = "unavailable"  // the agent is shutting down, or its store takes no writes
 	CodeInternal     = "internal"     // a bug or an I/O failure; see the agent log
+	CodeConflict     = "conflict"     // the row cannot take this write (its causal length is at the limit)
 	CodeMethod       = "method_not_allowed"
 )
 
@@ -136,6 +137,8 @@ func storeError(err error) *Error {
 	switch {
 	case errors.As(err, &nf):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no row %q in table %q", nf.Key, nf.Table)}
+	case errors.Is(err, store.ErrCausalLength):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}
 	case errors.Is(err, store.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, context.Canceled):

@@ -119,6 +119,32 @@ func rowJSON(sch *contracts.Schema, row store.Row) (json.RawMessage, error) {
 	return sch.EncodeJSON(m)
 }
 
+// complete reports whether a live row holds its key fields. Every PUT and
+// batch write stores every field of the table (unset ones empty), key
+// fields included; a PATCH stores only the fields it names. A row without
+// its key fields is therefore a partial change: a PATCH that reached this
+// node (by gossip) before the PUT that created the row. Its whole-row rules
+// cannot be checked and it may lack required fields, so the API treats it
+// as not yet existing: GET answers 404 saying so, listings and watches
+// leave it out, and PATCH answers 404 like for a missing row. A PUT makes
+// it whole (its fields win over the older PATCH's only where newer), and
+// so does the creating PUT once it arrives, by gossip or anti-entropy.
+func complete(sch *contracts.Schema, row store.Row) bool {
+	for _, fd := range sch.Key {
+		if _, ok := row.Field(uint32(fd.Number())); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// incomplete answers a request for a partial row.
+func incomplete(sch *contracts.Schema, key string) *Error {
+	return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+		Message: fmt.Sprintf("no complete row %q in table %q: this node holds only a later partial change (a PATCH) of it, "+
+			"and waits for the write that created the row, which anti-entropy brings within sync_interval", key, sch.Name)}
+}
+
 func (s *Server) rowBody(sch *contracts.Schema, kr store.KeyRow) (RowBody, error) {
 	body := RowBody{Key: kr.Key, Stamp: kr.Row.Latest().String()}
 	if !kr.Row.Alive() {
@@ -137,6 +163,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, sch *contracts.Sche
 	row, err := s.opts.Regional.Get(sch.Name, key)
 	if err != nil {
 		writeError(w, storeError(err))
+		return
+	}
+	if !complete(sch, row) {
+		writeError(w, incomplete(sch, key))
 		return
 	}
 	body, err := s.rowBody(sch, store.KeyRow{Key: key, Row: row})
@@ -169,6 +199,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sch *contracts.Sch
 		if i == limit {
 			res.Next = rows[i-1].Key
 			break
+		}
+		if !complete(sch, kr.Row) {
+			continue
 		}
 		body, err := s.rowBody(sch, kr)
 		if err != nil {
@@ -270,6 +303,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, sch *contracts.Sc
 	cur, err := s.opts.Regional.Get(sch.Name, key)
 	if err != nil {
 		writeError(w, storeError(err))
+		return
+	}
+	if !complete(sch, cur) {
+		writeError(w, incomplete(sch, key))
 		return
 	}
 	curJSON, err := rowJSON(sch, cur)

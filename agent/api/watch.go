@@ -106,6 +106,9 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stream(w, r, s.opts.Regional, sch.Name, func(kr store.KeyRow) (any, bool, error) {
+		if kr.Row.Alive() && !complete(sch, kr.Row) {
+			return nil, false, nil // a partial row: not shown until whole
+		}
 		body, err := s.rowBody(sch, kr)
 		return body, body.Deleted, err
 	})
@@ -145,7 +148,8 @@ func (s *Server) watchGlobal(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream serves a watch: a snapshot of table (or a resume from
-// Last-Event-ID), then its changes, rendering each row with render.
+// Last-Event-ID), then its changes, rendering each row with render. A row
+// that render turns into nil data is left out.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store, table string, render func(store.KeyRow) (any, bool, error)) {
 	var pos uint64
 	resume := false
@@ -197,6 +201,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 					s.opts.Logger.Error("watch: snapshot", "table", table, "key", kr.Key, "err", err)
 					continue
 				}
+				if data == nil {
+					continue
+				}
 				out.event(0, EventSnapshot, data)
 			}
 			if out.err != nil || len(rows) < watchPage {
@@ -236,6 +243,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 			data, deleted, err := render(store.KeyRow{Key: ev.Key, Row: ev.Row})
 			if err != nil {
 				s.opts.Logger.Error("watch", "err", err)
+				continue
+			}
+			if data == nil {
 				continue
 			}
 			name := EventPut

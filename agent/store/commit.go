@@ -270,8 +270,8 @@ func (s *Store) commitGroup(batch []*request, local, remote *[]Change) error {
 				err = s.applyRemote(tx, &st, r)
 			}
 			if err != nil {
-				if _, ok := err.(*NotFoundError); ok {
-					r.err = err // this request only
+				if _, ok := err.(*NotFoundError); ok || errors.Is(err, ErrCausalLength) {
+					r.err = err // this request only, found before it wrote
 					continue
 				}
 				return err
@@ -351,7 +351,11 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 				if m.Op == OpPatch {
 					return &NotFoundError{Table: m.Table, Key: m.Key}
 				}
-				delta = Row{CL: cur.CL + 1, Stamp: now}
+				cl, err := nextCL(m.Table, m.Key, cur.CL)
+				if err != nil {
+					return err
+				}
+				delta = Row{CL: cl, Stamp: now}
 			} else {
 				delta = Row{CL: cur.CL, Stamp: cur.Stamp}
 			}
@@ -363,7 +367,11 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 			if !cur.Alive() {
 				return &NotFoundError{Table: m.Table, Key: m.Key}
 			}
-			delta = Row{CL: cur.CL + 1, Stamp: now}
+			cl, err := nextCL(m.Table, m.Key, cur.CL)
+			if err != nil {
+				return err
+			}
+			delta = Row{CL: cl, Stamp: now}
 		}
 		overlay[k] = Merge(cur, delta)
 		deltas = append(deltas, Change{Table: m.Table, Key: m.Key, Row: delta})
@@ -464,6 +472,9 @@ func (s *Store) applyReap(tx *bolt.Tx, st *txState, r *request) error {
 func validRow(r Row) error {
 	if r.CL == 0 {
 		return fmt.Errorf("%w: causal length 0", ErrInvalid)
+	}
+	if r.CL > MaxCausalLength {
+		return fmt.Errorf("%w: causal length %d over the limit %d", ErrInvalid, r.CL, uint64(MaxCausalLength))
 	}
 	if !r.Alive() && len(r.Fields) > 0 {
 		return fmt.Errorf("%w: deleted row with fields", ErrInvalid)
