@@ -23,40 +23,6 @@ const (
 	maxListLimit     = 10_000
 )
 
-// RowBody is one row as the API shows it.
-type RowBody struct {
-	// Key is the row key: the key fields' values, joined with "/" when
-	// there are several.
-	Key string `json:"key"`
-	// Row is the row as protojson.
-	Row json.RawMessage `json:"row,omitempty"`
-	// Stamp is the stamp of the row's last change.
-	Stamp string `json:"stamp"`
-	// Deleted is set in watch events for a deleted row.
-	Deleted bool `json:"deleted,omitempty"`
-}
-
-// WriteResult answers PUT, PATCH and DELETE of a row.
-type WriteResult struct {
-	Key   string `json:"key"`
-	Stamp string `json:"stamp"`
-}
-
-// BatchResult answers POST /v1/regional/{table}.
-type BatchResult struct {
-	// Written is the number of rows written, all in one transaction.
-	Written int `json:"written"`
-	// Stamp is the stamp of the last row written.
-	Stamp string `json:"stamp,omitempty"`
-}
-
-// ListResult answers GET /v1/regional/{table}.
-type ListResult struct {
-	Rows []RowBody `json:"rows"`
-	// Next, when set, is the `after` value for the next page.
-	Next string `json:"next,omitempty"`
-}
-
 // regionalTable serves GET (list) and POST (batch upsert) on a table.
 func (s *Server) regionalTable(w http.ResponseWriter, r *http.Request) {
 	sch, ok := s.table(w, r)

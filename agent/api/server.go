@@ -273,12 +273,6 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"tiers": res})
 }
 
-// KeyChange is the body of POST /v1/keys/{tier}/{add|use|remove}.
-type KeyChange struct {
-	// Key is the AES key, base64.
-	Key string `json:"key"`
-}
-
 // changeKey applies one key rotation step to one tier of this node.
 func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 	t, ok := s.opts.Tiers[r.PathValue("tier")]

@@ -114,16 +114,6 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// GlobalEvent is the data of a global watch event: one region's record
-// under one key.
-type GlobalEvent struct {
-	Key         string          `json:"key"`
-	Region      string          `json:"region"`
-	Record      json.RawMessage `json:"record,omitempty"`
-	PublishedAt time.Time       `json:"published_at"`
-	Deleted     bool            `json:"deleted,omitempty"`
-}
-
 // watchGlobal streams a record type's entries, every region, then changes.
 func (s *Server) watchGlobal(w http.ResponseWriter, r *http.Request) {
 	sch, ok := s.globalRecord(w, r)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/api/client"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -23,7 +23,7 @@ func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
-		var apiErr *api.Error
+		var apiErr *client.Error
 		if errors.As(err, &apiErr) && apiErr.Status == 404 {
 			os.Exit(3)
 		}
