@@ -78,9 +78,21 @@ type Options struct {
 	// before /v1/health reports the store stuck (503). Default
 	// DefaultCommitStall.
 	CommitStall time.Duration
+	// Ready, when set, decides GET /v1/health?ready=1: 503 with its error
+	// until it returns nil (for example until the node's first exchange
+	// with its peers finished). Nil: ready whenever healthy.
+	Ready ReadyChecker
 	// Gateway returns the API address of a gateway of this region, where a
 	// node without a global store forwards global reads; "" if none.
 	Gateway func() string
+}
+
+// ReadyChecker says whether the node is ready to serve: nil when it is,
+// otherwise an error whose text says what it still waits for. Ready is
+// called on every readiness request, concurrently: it must be safe for
+// concurrent use, and quick (it must not block on the network).
+type ReadyChecker interface {
+	Ready() error
 }
 
 // MemberLister is a tier as the API sees it: its members (/v1/members)
@@ -306,9 +318,15 @@ type healthBody struct {
 }
 
 // health answers 200 while the agent is alive and its stores commit, 503
-// with the reasons otherwise.
+// with the reasons otherwise. With ?ready=1 it also answers 503 until
+// Options.Ready reports the node ready.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	var problems []string
+	if r.URL.Query().Get("ready") != "" && s.opts.Ready != nil {
+		if err := s.opts.Ready.Ready(); err != nil {
+			problems = append(problems, "not ready: "+err.Error())
+		}
+	}
 	for _, t := range s.stores() {
 		if err := t.store.Unwritable(); err != nil {
 			problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
