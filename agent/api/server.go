@@ -150,6 +150,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/backup", s.backup)
 	mux.HandleFunc("GET /v1/reducers", s.reducers)
 	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("POST /v1/keys/{tier}/{op}", s.changeKey)

@@ -180,3 +180,33 @@ func TestHealthFailsWhileCommitsAreStuck(t *testing.T) {
 		return nil
 	})
 }
+
+// A backup client that stops reading does not stop the store either: the
+// backup holds a read transaction only while it copies the file locally.
+func TestStalledBackupDoesNotFreezeWrites(t *testing.T) {
+	a := newTestAgentWith(t, Options{WatchWriteTimeout: time.Minute},
+		store.Options{InitialMmapSize: -1}, func(l net.Listener) net.Listener { return smallBuffers{l} })
+	putRows(t, a, "m-", 2000)
+	addr := strings.TrimPrefix(a.url, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET /v1/backup HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	head := make([]byte, len("HTTP/1.1 200"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, head); err != nil || string(head) != "HTTP/1.1 200" {
+		t.Fatalf("backup answer: %q, %v", head, err)
+	}
+	start := a.store.Stats().FileBytes
+	value := bytes.Repeat([]byte("x"), 32<<10)
+	for i := 0; a.store.Stats().FileBytes < 4*start; i++ {
+		if i == 5000 {
+			t.Fatalf("the file did not grow from %d bytes after %d writes", start, i)
+		}
+		writeWithin(t, a.store, 10*time.Second, store.Mutation{Op: store.OpPut, Table: "blobs", Key: fmt.Sprintf("b-%d", i),
+			Fields: []store.FieldValue{{Num: 1, Value: value}}})
+	}
+}

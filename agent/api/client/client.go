@@ -260,3 +260,19 @@ func (c *Client) watch(ctx context.Context, path string, since uint64, fn func(W
 	}
 	return ctx.Err()
 }
+
+// Backup streams a backup of the agent's stores (GET /v1/backup, a tar
+// stream) to w and returns the bytes written. `strata restore` (or
+// store.RestoreBackup) turns it back into a data_dir.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/backup", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("strata: backup: %w", err)
+	}
+	return n, nil
+}

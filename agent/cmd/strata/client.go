@@ -33,7 +33,8 @@ func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
 	root.PersistentFlags().StringVar(&f.addr, "addr", envOr("STRATA_ADDR", "127.0.0.1:7070"), "agent API address (env STRATA_ADDR)")
 	root.PersistentFlags().StringVar(&f.token, "token", os.Getenv("STRATA_TOKEN"), "API bearer token (env STRATA_TOKEN)")
-	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f), keysCmd(f))
+	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f), keysCmd(f),
+		backupCmd(f), restoreCmd())
 }
 
 // printJSON writes v indented.
