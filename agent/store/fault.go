@@ -133,6 +133,3 @@ func (s *Store) update(fn func(*bolt.Tx) error) error {
 	s.noteCommit(err)
 	return err
 }
-
-// migrate is filled in with the format migrations.
-func (s *Store) migrate(from uint64) error { return nil }

@@ -64,8 +64,6 @@ var (
 	metaDigestSeq = []byte("digestseq") // the feed seq the persisted digest reflects
 )
 
-// storeFormat is the version of the on-disk layout.
-const storeFormat = 1
 
 // Defaults for Options.
 const (
@@ -287,13 +285,20 @@ func (s *Store) load() error {
 		return nil
 	}
 	if l.format < storeFormat && !l.fresh {
-		if err := s.migrate(l.format); err != nil {
+		if err := s.backupBeforeMigration(l.format); err != nil {
 			return err
 		}
 	}
 	err = s.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if !l.fresh {
+			// In the same transaction as the new format version: a
+			// crash leaves the file in its old format, whole.
+			if err := migrate(tx, l.format); err != nil {
 				return err
 			}
 		}
