@@ -64,7 +64,6 @@ var (
 	metaDigestSeq = []byte("digestseq") // the feed seq the persisted digest reflects
 )
 
-
 // Defaults for Options.
 const (
 	DefaultFeedRetention = 100_000
