@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Node:          cfg.Node,
 		Clock:         clock,
 		FeedRetention: cfg.Regional.FeedRetention,
+		RefuseEmpty:   hasWritten(cfg.DataDir, "regional.db"),
 	})
 	if err != nil {
 		return nil, err
@@ -161,13 +162,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Cluster:  cfg.Cluster,
 		Version:  opts.Version,
 		Token:    token,
+		Addr:     cfg.API.Addr,
+		Hosts:    []string{apiAddr},
 		MaxBody:  int64(cfg.API.MaxBody),
-		Registry: reg,
-		Logger:   a.log,
-		Tiers:    a.tiers(),
-		Global:   a.global,
-		Reducers: a.reducerStatus,
-		Gateway:  a.gatewayAPI,
+
+		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
+		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
+		Registry:          reg,
+		Logger:            a.log,
+		Tiers:             a.tiers(),
+		Global:            a.global,
+		Reducers:          a.reducerStatus,
+		Gateway:           a.gatewayAPI,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
@@ -175,14 +181,76 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			return 0
 		}(),
 	})
-	a.server = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	limits := api.Limits{
+		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration,
+		ReadTimeout:       cfg.API.ReadTimeout.Duration,
+		WriteTimeout:      cfg.API.WriteTimeout.Duration,
+		IdleTimeout:       cfg.API.IdleTimeout.Duration,
+		MaxHeaderBytes:    int(cfg.API.MaxHeaderBytes),
+		MaxConnections:    cfg.API.MaxConnections,
+	}
+	a.server = api.NewHTTPServer(srv.Handler(), limits)
+	a.listener = api.LimitListener(a.listener, limits)
+	warnOpen(a.log, cfg, token)
 	return a, nil
 }
 
-// readToken reads the bearer token file; an empty path disables auth.
+// warnOpen warns at start when the API has no token while the API or a
+// gossip tier listens on a non-loopback address: anyone who can reach the
+// port can then write rows (and, without a keyring, join the tier).
+func warnOpen(log *slog.Logger, cfg *config.Config, token string) {
+	if token != "" {
+		return
+	}
+	binds := map[string]string{"api.addr": cfg.API.Addr, "regional.bind": cfg.Regional.Bind}
+	if cfg.Global != nil {
+		binds["global.bind"] = cfg.Global.Bind
+	}
+	for _, key := range []string{"api.addr", "regional.bind", "global.bind"} {
+		addr, ok := binds[key]
+		if !ok {
+			continue
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			continue
+		}
+		log.Warn("the API has no token while the agent listens beyond this host: anyone who reaches it can write rows and rotate keys; "+
+			"set api.token_file to a file holding a secret (chmod 600)", "key", key, "addr", addr)
+	}
+}
+
+// hasWritten reports whether this node has run with dataDir before: one
+// of its files other than except exists and is not empty. An empty store
+// file is then a truncated one, not a new one (store.Options.RefuseEmpty).
+func hasWritten(dataDir, except string) bool {
+	for _, name := range []string{"regional.db", "global.db", "peers-regional.json", "peers-global.json"} {
+		if name == except {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dataDir, name)); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// readToken reads the bearer token file; an empty path disables auth. A
+// file that group or others can read is refused, as ssh refuses such a
+// private key: the token is as good as leaked.
 func readToken(path string) (string, error) {
 	if path == "" {
 		return "", nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("api.token_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("api.token_file: %s is accessible by group or others (mode %04o): run `chmod 600 %s`", path, fi.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -290,7 +358,8 @@ func (a *Agent) close() {
 func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometheus.Registry, tm *cluster.Metrics, roles []string) error {
 	cfg := a.cfg
 	var err error
-	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock})
+	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock,
+		RefuseEmpty: hasWritten(cfg.DataDir, "global.db")})
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -29,17 +30,32 @@ type testAgent struct {
 
 func newTestAgent(t testing.TB, opts Options) *testAgent {
 	t.Helper()
-	c, err := contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles())
-	if err != nil {
-		t.Fatal(err)
+	return newTestAgentWith(t, opts, store.Options{}, nil)
+}
+
+// newTestAgentWith is newTestAgent with store options, and a function that
+// may wrap the server's listener (to shrink socket buffers).
+func newTestAgentWith(t testing.TB, opts Options, sopts store.Options, wrap func(net.Listener) net.Listener) *testAgent {
+	t.Helper()
+	c := opts.Contract
+	if c == nil {
+		var err error
+		if c, err = contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), store.Options{Node: "t1", Clock: hlc.NewClock(nil, time.Minute)})
+	sopts.Node, sopts.Clock = "t1", hlc.NewClock(nil, time.Minute)
+	st, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Contract, opts.Regional, opts.Node, opts.Region = c, st, "t1", "local"
 	srv := New(opts)
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	if wrap != nil {
+		hs.Listener = wrap(hs.Listener)
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()

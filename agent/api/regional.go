@@ -23,40 +23,6 @@ const (
 	maxListLimit     = 10_000
 )
 
-// RowBody is one row as the API shows it.
-type RowBody struct {
-	// Key is the row key: the key fields' values, joined with "/" when
-	// there are several.
-	Key string `json:"key"`
-	// Row is the row as protojson.
-	Row json.RawMessage `json:"row,omitempty"`
-	// Stamp is the stamp of the row's last change.
-	Stamp string `json:"stamp"`
-	// Deleted is set in watch events for a deleted row.
-	Deleted bool `json:"deleted,omitempty"`
-}
-
-// WriteResult answers PUT, PATCH and DELETE of a row.
-type WriteResult struct {
-	Key   string `json:"key"`
-	Stamp string `json:"stamp"`
-}
-
-// BatchResult answers POST /v1/regional/{table}.
-type BatchResult struct {
-	// Written is the number of rows written, all in one transaction.
-	Written int `json:"written"`
-	// Stamp is the stamp of the last row written.
-	Stamp string `json:"stamp,omitempty"`
-}
-
-// ListResult answers GET /v1/regional/{table}.
-type ListResult struct {
-	Rows []RowBody `json:"rows"`
-	// Next, when set, is the `after` value for the next page.
-	Next string `json:"next,omitempty"`
-}
-
 // regionalTable serves GET (list) and POST (batch upsert) on a table.
 func (s *Server) regionalTable(w http.ResponseWriter, r *http.Request) {
 	sch, ok := s.table(w, r)
@@ -83,6 +49,10 @@ func (s *Server) regionalRow(w http.ResponseWriter, r *http.Request) {
 	if key == "" {
 		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
 			Message: fmt.Sprintf("no key in %s: use /v1/regional/%s/{key}, or POST to /v1/regional/%s for a batch", r.URL.Path, sch.Name, sch.Name)})
+		return
+	}
+	if e := keyTooLong(sch.Name, -1, key); e != nil {
+		writeError(w, e)
 		return
 	}
 	switch r.Method {
@@ -115,6 +85,32 @@ func rowJSON(sch *contracts.Schema, row store.Row) (json.RawMessage, error) {
 	return sch.EncodeJSON(m)
 }
 
+// complete reports whether a live row holds its key fields. Every PUT and
+// batch write stores every field of the table (unset ones empty), key
+// fields included; a PATCH stores only the fields it names. A row without
+// its key fields is therefore a partial change: a PATCH that reached this
+// node (by gossip) before the PUT that created the row. Its whole-row rules
+// cannot be checked and it may lack required fields, so the API treats it
+// as not yet existing: GET answers 404 saying so, listings and watches
+// leave it out, and PATCH answers 404 like for a missing row. A PUT makes
+// it whole (its fields win over the older PATCH's only where newer), and
+// so does the creating PUT once it arrives, by gossip or anti-entropy.
+func complete(sch *contracts.Schema, row store.Row) bool {
+	for _, fd := range sch.Key {
+		if _, ok := row.Field(uint32(fd.Number())); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// incomplete answers a request for a partial row.
+func incomplete(sch *contracts.Schema, key string) *Error {
+	return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+		Message: fmt.Sprintf("no complete row %q in table %q: this node holds only a later partial change (a PATCH) of it, "+
+			"and waits for the write that created the row, which anti-entropy brings within sync_interval", key, sch.Name)}
+}
+
 func (s *Server) rowBody(sch *contracts.Schema, kr store.KeyRow) (RowBody, error) {
 	body := RowBody{Key: kr.Key, Stamp: kr.Row.Latest().String()}
 	if !kr.Row.Alive() {
@@ -133,6 +129,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, sch *contracts.Sche
 	row, err := s.opts.Regional.Get(sch.Name, key)
 	if err != nil {
 		writeError(w, storeError(err))
+		return
+	}
+	if !complete(sch, row) {
+		writeError(w, incomplete(sch, key))
 		return
 	}
 	body, err := s.rowBody(sch, store.KeyRow{Key: key, Row: row})
@@ -165,6 +165,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sch *contracts.Sch
 		if i == limit {
 			res.Next = rows[i-1].Key
 			break
+		}
+		if !complete(sch, kr.Row) {
+			continue
 		}
 		body, err := s.rowBody(sch, kr)
 		if err != nil {
@@ -266,6 +269,10 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, sch *contracts.Sc
 	cur, err := s.opts.Regional.Get(sch.Name, key)
 	if err != nil {
 		writeError(w, storeError(err))
+		return
+	}
+	if !complete(sch, cur) {
+		writeError(w, incomplete(sch, key))
 		return
 	}
 	curJSON, err := rowJSON(sch, cur)
@@ -391,6 +398,10 @@ func decodeRows(sch *contracts.Schema, raws []json.RawMessage) ([]store.Mutation
 					errs[i] = err
 					continue
 				}
+				if e := keyTooLong(sch.Name, i, key); e != nil {
+					errs[i] = e
+					continue
+				}
 				muts[i] = store.Mutation{Op: store.OpPut, Table: sch.Name, Key: key, Fields: fields}
 			}
 		}()
@@ -402,6 +413,23 @@ func decodeRows(sch *contracts.Schema, raws []json.RawMessage) ([]store.Mutation
 		}
 	}
 	return muts, -1, nil
+}
+
+// keyTooLong answers a key over the limit every peer accepts
+// (store.MaxKeyLen), or returns nil. index is the row's position in a
+// batch, or -1.
+func keyTooLong(table string, index int, key string) *Error {
+	if len(key) <= store.MaxKeyLen {
+		return nil
+	}
+	where := ""
+	var idx *int
+	if index >= 0 {
+		where, idx = fmt.Sprintf(" (row %d)", index), &index
+	}
+	return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+		Message: fmt.Sprintf("%s%s: key of %d bytes is over the %d-byte key limit", table, where, len(key), store.MaxKeyLen),
+		Details: []Detail{{Index: idx, Rule: "key_length", Message: fmt.Sprintf("keys are at most %d bytes", store.MaxKeyLen)}}}
 }
 
 // storeFailure answers a failed store write: 404 or 503 for the errors

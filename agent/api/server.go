@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +24,11 @@ import (
 // DefaultMaxBody is the request body limit when Options.MaxBody is zero.
 const DefaultMaxBody = 4 << 20
 
+// DefaultCommitStall is Options.CommitStall's default: far above the
+// longest commit of a healthy store (a full batch of 50,000 rows commits
+// in about a second), far below what an operator would tolerate.
+const DefaultCommitStall = 10 * time.Second
+
 // Options configure a Server.
 type Options struct {
 	// Contract holds the tables (and records) the API serves. Required.
@@ -36,8 +40,15 @@ type Options struct {
 	// Version is the strata version reported in /v1/status.
 	Version string
 	// Token, when not empty, is the bearer token every request except
-	// /v1/health must carry.
+	// /v1/health must carry. When empty, browsers are kept out instead:
+	// requests from another Origin, or with a Host that is not this API's
+	// (DNS rebinding), are refused.
 	Token string
+	// Addr is the API's listen address; its host is accepted in Host
+	// headers (as are IP addresses and localhost).
+	Addr string
+	// Hosts are further host names accepted in Host headers.
+	Hosts []string
 	// MaxBody bounds request bodies, in bytes. Default DefaultMaxBody.
 	MaxBody int64
 	// Registry receives the API's and the store's metrics and is served
@@ -56,9 +67,32 @@ type Options struct {
 	StaleAfter time.Duration
 	// Reducers returns GET /v1/reducers' answer.
 	Reducers func() any
+	// WatchHeartbeat is the interval of keep-alive comments on an idle
+	// watch stream. Default DefaultWatchHeartbeat.
+	WatchHeartbeat time.Duration
+	// WatchWriteTimeout bounds each write of a watch stream; a client that
+	// takes nothing for that long is cut off. Default
+	// DefaultWatchWriteTimeout.
+	WatchWriteTimeout time.Duration
+	// CommitStall is how long a write may wait for a store's commit loop
+	// before /v1/health reports the store stuck (503). Default
+	// DefaultCommitStall.
+	CommitStall time.Duration
+	// Ready, when set, decides GET /v1/health?ready=1: 503 with its error
+	// until it returns nil (for example until the node's first exchange
+	// with its peers finished). Nil: ready whenever healthy.
+	Ready ReadyChecker
 	// Gateway returns the API address of a gateway of this region, where a
 	// node without a global store forwards global reads; "" if none.
 	Gateway func() string
+}
+
+// ReadyChecker says whether the node is ready to serve: nil when it is,
+// otherwise an error whose text says what it still waits for. Ready is
+// called on every readiness request, concurrently: it must be safe for
+// concurrent use, and quick (it must not block on the network).
+type ReadyChecker interface {
+	Ready() error
 }
 
 // MemberLister is a tier as the API sees it: its members (/v1/members)
@@ -90,6 +124,15 @@ func New(opts Options) *Server {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
 	}
+	if opts.WatchHeartbeat <= 0 {
+		opts.WatchHeartbeat = DefaultWatchHeartbeat
+	}
+	if opts.WatchWriteTimeout <= 0 {
+		opts.WatchWriteTimeout = DefaultWatchWriteTimeout
+	}
+	if opts.CommitStall <= 0 {
+		opts.CommitStall = DefaultCommitStall
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -107,6 +150,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/members", s.members)
+	mux.HandleFunc("GET /v1/backup", s.backup)
 	mux.HandleFunc("GET /v1/reducers", s.reducers)
 	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("POST /v1/keys/{tier}/{op}", s.changeKey)
@@ -124,23 +168,6 @@ func New(opts Options) *Server {
 
 // Handler is the http.Handler serving the API.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// authenticate checks the bearer token when one is configured.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.opts.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
-			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
-				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
 
 // table resolves the {table} path value, answering 404 for an unknown one.
 func (s *Server) table(w http.ResponseWriter, r *http.Request) (*contracts.Schema, bool) {
@@ -177,6 +204,9 @@ type statusBody struct {
 }
 
 type tierStatus struct {
+	// Writes is "ok", or why the store takes no writes (a damaged or
+	// read-only file, a full disk), naming the file and what to do.
+	Writes    string           `json:"writes"`
 	Rows      map[string]int64 `json:"rows"`
 	Seq       uint64           `json:"seq"`
 	Digest    string           `json:"digest"`
@@ -195,7 +225,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Node: s.opts.Node, Region: s.opts.Region, Cluster: s.opts.Cluster, Version: s.opts.Version,
 		StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(),
 		Tiers: map[string]tierStatus{"regional": {
-			Rows: st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
+			Writes: writesStatus(s.opts.Regional),
+			Rows:   st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
 		}},
 		Contract: contractStatus{Tables: []string{}, Records: []string{}},
 	}
@@ -205,11 +236,24 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			st.Rows[t.Name] = 0
 		}
 	}
+	if s.opts.Global != nil {
+		gs := s.opts.Global.Stats()
+		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: gs.Rows, Seq: gs.Seq,
+			Digest: hex.EncodeToString(gs.Root[:]), FileBytes: gs.FileBytes, Commits: gs.Commits}
+	}
 	for _, rec := range s.opts.Contract.Records() {
 		body.Contract.Records = append(body.Contract.Records, rec.Name)
 	}
 	slices.Sort(body.Contract.Tables)
 	writeJSON(w, http.StatusOK, body)
+}
+
+// writesStatus is a store's "writes" field in /v1/status.
+func writesStatus(st *store.Store) string {
+	if err := st.Unwritable(); err != nil {
+		return err.Error()
+	}
+	return "ok"
 }
 
 func (s *Server) members(w http.ResponseWriter, r *http.Request) {
@@ -242,12 +286,6 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"tiers": res})
 }
 
-// KeyChange is the body of POST /v1/keys/{tier}/{add|use|remove}.
-type KeyChange struct {
-	// Key is the AES key, base64.
-	Key string `json:"key"`
-}
-
 // changeKey applies one key rotation step to one tier of this node.
 func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 	t, ok := s.opts.Tiers[r.PathValue("tier")]
@@ -273,6 +311,50 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
+// healthBody is the answer of GET /v1/health.
+type healthBody struct {
+	// Status is "ok", or "unhealthy" with the reasons in Problems.
+	Status   string   `json:"status"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// health answers 200 while the agent is alive and its stores commit, 503
+// with the reasons otherwise. With ?ready=1 it also answers 503 until
+// Options.Ready reports the node ready.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	var problems []string
+	if r.URL.Query().Get("ready") != "" && s.opts.Ready != nil {
+		if err := s.opts.Ready.Ready(); err != nil {
+			problems = append(problems, "not ready: "+err.Error())
+		}
+	}
+	for _, t := range s.stores() {
+		if err := t.store.Unwritable(); err != nil {
+			problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+		}
+		if d := t.store.CommitStall(); d > s.opts.CommitStall {
+			problems = append(problems, fmt.Sprintf("%s store: a write has waited %s for the commit loop (limit %s): the store is stuck",
+				t.name, d.Round(time.Millisecond), s.opts.CommitStall))
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, healthBody{Status: "unhealthy", Problems: problems})
+		return
+	}
+	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+// namedStore is one tier's store.
+type namedStore struct {
+	name  string
+	store *store.Store
+}
+
+// stores lists this node's stores, regional first.
+func (s *Server) stores() []namedStore {
+	out := []namedStore{{"regional", s.opts.Regional}}
+	if s.opts.Global != nil {
+		out = append(out, namedStore{"global", s.opts.Global})
+	}
+	return out
 }

@@ -14,8 +14,25 @@ import (
 
 // Watch stream tuning.
 const (
-	watchPage      = 512              // feed events read per store call
-	watchHeartbeat = 15 * time.Second // comment line sent on an idle stream
+	// watchPage bounds the rows (snapshot) or feed events (changes) read
+	// per store call. Each page is read in its own short read transaction
+	// and copied out before anything is written to the client, so a
+	// client that stops reading never holds a transaction open: bbolt's
+	// remap waits for open read transactions, and every commit with it.
+	// It is also all a watcher buffers: a watcher holds one page at a time
+	// and reads the next from the persisted feed only once the client has
+	// taken the last, so a slow client costs the server one page and the
+	// socket's buffers, whatever the write rate.
+	watchPage = 512
+	// DefaultWatchHeartbeat is the interval of the comment line sent on an
+	// idle stream when Options.WatchHeartbeat is zero; it keeps proxies
+	// from closing the stream and lets a gone client be noticed.
+	DefaultWatchHeartbeat = 15 * time.Second
+	// DefaultWatchWriteTimeout bounds each write of a watch stream when
+	// Options.WatchWriteTimeout is zero: a client that takes no data for
+	// that long is cut off (it resumes with Last-Event-ID, and gets a
+	// "reset" and a new snapshot if its position has left the feed).
+	DefaultWatchWriteTimeout = 30 * time.Second
 )
 
 // Watch event names. A stream without a resume position starts with one
@@ -32,14 +49,27 @@ const (
 	EventReset    = "reset"
 )
 
-// sse writes server-sent events.
+// sse writes server-sent events. Each write has its own deadline, so a
+// client that stops reading is cut off after timeout instead of holding
+// the stream (and its goroutine) for ever.
 type sse struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	err error
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	err     error
+}
+
+// deadline arms the write deadline for the next write.
+func (e *sse) deadline() {
+	if e.err == nil {
+		if err := e.rc.SetWriteDeadline(time.Now().Add(e.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			e.err = err
+		}
+	}
 }
 
 func (e *sse) event(id uint64, name string, data any) {
+	e.deadline()
 	if e.err != nil {
 		return
 	}
@@ -56,12 +86,14 @@ func (e *sse) event(id uint64, name string, data any) {
 }
 
 func (e *sse) comment(text string) {
+	e.deadline()
 	if e.err == nil {
 		_, e.err = fmt.Fprintf(e.w, ": %s\n\n", text)
 	}
 }
 
 func (e *sse) flush() {
+	e.deadline()
 	if e.err == nil {
 		e.err = e.rc.Flush()
 	}
@@ -74,19 +106,12 @@ func (s *Server) watchRegional(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stream(w, r, s.opts.Regional, sch.Name, func(kr store.KeyRow) (any, bool, error) {
+		if kr.Row.Alive() && !complete(sch, kr.Row) {
+			return nil, false, nil // a partial row: not shown until whole
+		}
 		body, err := s.rowBody(sch, kr)
 		return body, body.Deleted, err
 	})
-}
-
-// GlobalEvent is the data of a global watch event: one region's record
-// under one key.
-type GlobalEvent struct {
-	Key         string          `json:"key"`
-	Region      string          `json:"region"`
-	Record      json.RawMessage `json:"record,omitempty"`
-	PublishedAt time.Time       `json:"published_at"`
-	Deleted     bool            `json:"deleted,omitempty"`
 }
 
 // watchGlobal streams a record type's entries, every region, then changes.
@@ -113,7 +138,8 @@ func (s *Server) watchGlobal(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream serves a watch: a snapshot of table (or a resume from
-// Last-Event-ID), then its changes, rendering each row with render.
+// Last-Event-ID), then its changes, rendering each row with render. A row
+// that render turns into nil data is left out.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store, table string, render func(store.KeyRow) (any, bool, error)) {
 	var pos uint64
 	resume := false
@@ -134,20 +160,46 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	out := &sse{w: w, rc: http.NewResponseController(w)}
+	out := &sse{w: w, rc: http.NewResponseController(w), timeout: s.opts.WatchWriteTimeout}
+	// A stream outlives the server's read and write timeouts: lift them.
+	// Writes get a deadline each (sse.deadline), and a gone client shows
+	// as a failed write at the latest at the next heartbeat.
+	out.rc.SetReadDeadline(time.Time{})
+	// snapshot sends the live rows page by page, each page read in its own
+	// short transaction and sent after it ended. The pages are read at
+	// different moments, so the snapshot is not one point in time; it is
+	// made consistent by the feed: the stream continues from the position
+	// of the first page's read, so every change made while the pages were
+	// read is sent again afterwards, in order, and the client ends with
+	// the state of that position plus every later change.
 	snapshot := func() uint64 {
-		seq, err := st.Scan(table, func(kr store.KeyRow) error {
-			data, _, err := render(kr)
+		var seq uint64
+		after := ""
+		for first := true; ; first = false {
+			rows, pageSeq, err := st.List(table, after, watchPage)
 			if err != nil {
-				return err
+				out.err = err
+				s.opts.Logger.Error("watch: snapshot", "table", table, "err", err)
+				return 0
 			}
-			out.event(0, EventSnapshot, data)
-			return out.err
-		})
-		if err != nil && out.err == nil {
-			out.err = err
-			s.opts.Logger.Error("watch: snapshot", "table", table, "err", err)
-			return 0
+			if first {
+				seq = pageSeq
+			}
+			for _, kr := range rows {
+				data, _, err := render(kr)
+				if err != nil {
+					s.opts.Logger.Error("watch: snapshot", "table", table, "key", kr.Key, "err", err)
+					continue
+				}
+				if data == nil {
+					continue
+				}
+				out.event(0, EventSnapshot, data)
+			}
+			if out.err != nil || len(rows) < watchPage {
+				break
+			}
+			after = rows[len(rows)-1].Key
 		}
 		out.event(seq, EventSynced, map[string]uint64{"seq": seq})
 		return seq
@@ -162,7 +214,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 		pos = snapshot()
 	}
 	out.flush()
-	heartbeat := time.NewTicker(watchHeartbeat)
+	heartbeat := time.NewTicker(s.opts.WatchHeartbeat)
 	defer heartbeat.Stop()
 	for out.err == nil {
 		changed := st.Changed()
@@ -181,6 +233,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 			data, deleted, err := render(store.KeyRow{Key: ev.Key, Row: ev.Row})
 			if err != nil {
 				s.opts.Logger.Error("watch", "err", err)
+				continue
+			}
+			if data == nil {
 				continue
 			}
 			name := EventPut

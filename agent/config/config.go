@@ -196,6 +196,42 @@ type API struct {
 	// MaxBody is the largest request body accepted, in bytes. Must be
 	// positive. Default: 4MiB.
 	MaxBody Size `toml:"max_body"`
+
+	// ReadHeaderTimeout bounds reading a request's headers. Must be
+	// positive. Default: 10s.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+
+	// ReadTimeout bounds reading a whole request, body included: a client
+	// that sends headers and then no body is cut off after it. Must be
+	// positive. Default: 30s.
+	ReadTimeout Duration `toml:"read_timeout"`
+
+	// WriteTimeout bounds writing an answer, from the end of reading the
+	// request. Watch streams are exempt; they use WatchWriteTimeout per
+	// event instead. Must be positive. Default: 30s.
+	WriteTimeout Duration `toml:"write_timeout"`
+
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request. Must be positive. Default: 2m.
+	IdleTimeout Duration `toml:"idle_timeout"`
+
+	// MaxHeaderBytes bounds a request's headers (and request line), in
+	// bytes. Must be positive. Default: 64KiB.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+
+	// MaxConnections bounds the open API connections; further clients
+	// wait in the listen backlog until one closes, so no client can
+	// exhaust the agent's file descriptors. At least 1. Default: 512.
+	MaxConnections int `toml:"max_connections"`
+
+	// WatchHeartbeat is the interval of keep-alive comments on an idle
+	// watch stream. Must be positive. Default: 15s.
+	WatchHeartbeat Duration `toml:"watch_heartbeat"`
+
+	// WatchWriteTimeout bounds each write of a watch stream: a client that
+	// takes nothing for that long is cut off and resumes with
+	// Last-Event-ID. Must be positive. Default: 30s.
+	WatchWriteTimeout Duration `toml:"watch_write_timeout"`
 }
 
 // Reducer is one [[reducers]] entry: a Wasm module that projects the region's
@@ -273,6 +309,15 @@ const (
 	defaultAPIAddr = "127.0.0.1:7070"
 	defaultMaxBody = 4 * MiB
 
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 30 * time.Second
+	defaultWriteTimeout      = 30 * time.Second
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultMaxHeaderBytes    = 64 * KiB
+	defaultMaxConnections    = 512
+	defaultWatchHeartbeat    = 15 * time.Second
+	defaultWatchWriteTimeout = 30 * time.Second
+
 	defaultDebounce    = 250 * time.Millisecond
 	defaultTimeout     = 2 * time.Second
 	defaultMemoryLimit = 64 * MiB
@@ -344,7 +389,11 @@ func (g *Global) setDefaults() {
 }
 
 func (a *API) setDefaults() {
-	*a = API{Addr: defaultAPIAddr, MaxBody: defaultMaxBody}
+	*a = API{Addr: defaultAPIAddr, MaxBody: defaultMaxBody,
+		ReadHeaderTimeout: Duration{defaultReadHeaderTimeout}, ReadTimeout: Duration{defaultReadTimeout},
+		WriteTimeout: Duration{defaultWriteTimeout}, IdleTimeout: Duration{defaultIdleTimeout},
+		MaxHeaderBytes: defaultMaxHeaderBytes, MaxConnections: defaultMaxConnections,
+		WatchHeartbeat: Duration{defaultWatchHeartbeat}, WatchWriteTimeout: Duration{defaultWatchWriteTimeout}}
 }
 
 func (r *Reducer) setDefaults() {

@@ -52,7 +52,7 @@ func TestDefault(t *testing.T) {
 			Files: []string{"fleet/v1/regional.proto", "fleet/v1/global.proto"},
 		},
 		Regional: defaultRegional("local"),
-		API:      API{Addr: "127.0.0.1:7070", MaxBody: 4 * MiB},
+		API:      defaultAPI(),
 	}
 	want.Regional.Bind = "127.0.0.1:7946"
 	if !reflect.DeepEqual(c, want) {
@@ -105,7 +105,7 @@ outputs = ["placements"]
 			ProbeTimeout:   Duration{3 * time.Second},
 			SyncInterval:   Duration{30 * time.Second},
 		},
-		API: API{Addr: "127.0.0.1:7070", MaxBody: 4 * MiB},
+		API: defaultAPI(),
 		Reducers: []Reducer{{
 			Name:        "r",
 			Wasm:        "r.wasm",
@@ -178,7 +178,11 @@ func TestFull(t *testing.T) {
 			ProbeTimeout:   Duration{4 * time.Second},
 			SyncInterval:   Duration{time.Minute},
 		},
-		API: API{Addr: "0.0.0.0:8080", TokenFile: "/etc/strata/token", MaxBody: 8 * MiB},
+		API: API{Addr: "0.0.0.0:8080", TokenFile: "/etc/strata/token", MaxBody: 8 * MiB,
+			ReadHeaderTimeout: Duration{5 * time.Second}, ReadTimeout: Duration{20 * time.Second},
+			WriteTimeout: Duration{40 * time.Second}, IdleTimeout: Duration{time.Minute},
+			MaxHeaderBytes: 32 * KiB, MaxConnections: 256,
+			WatchHeartbeat: Duration{10 * time.Second}, WatchWriteTimeout: Duration{20 * time.Second}},
 		Reducers: []Reducer{
 			{
 				Name:        "app-regions",
@@ -260,4 +264,11 @@ func TestLevel(t *testing.T) {
 			t.Errorf("Level() for %q = %s", level, got)
 		}
 	}
+}
+
+// defaultAPI is the [api] table with every default.
+func defaultAPI() API {
+	var a API
+	a.setDefaults()
+	return a
 }

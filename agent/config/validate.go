@@ -181,6 +181,16 @@ func (v *validator) api(c *Config) {
 	if c.API.MaxBody == 0 {
 		v.bad("api.max_body", "must be positive")
 	}
+	if c.API.MaxHeaderBytes == 0 {
+		v.bad("api.max_header_bytes", "must be positive")
+	}
+	v.positive("api.read_header_timeout", c.API.ReadHeaderTimeout)
+	v.positive("api.read_timeout", c.API.ReadTimeout)
+	v.positive("api.write_timeout", c.API.WriteTimeout)
+	v.positive("api.idle_timeout", c.API.IdleTimeout)
+	v.positive("api.watch_heartbeat", c.API.WatchHeartbeat)
+	v.positive("api.watch_write_timeout", c.API.WatchWriteTimeout)
+	v.atLeastOne("api.max_connections", c.API.MaxConnections)
 
 	// Every listener needs its own port where the addresses overlap. The
 	// tiers use TCP and UDP, the API TCP: all three collide on TCP.

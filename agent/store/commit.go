@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -85,17 +86,39 @@ func (s *Store) Apply(ctx context.Context, muts ...Mutation) ([]Stamp, error) {
 	return r.stamps, nil
 }
 
+// checkMutation checks everything about a mutation that could make its
+// transaction fail, before it joins a commit group: a group commit then
+// fails only for reasons outside any one mutation (the disk).
 func checkMutation(m Mutation) error {
-	if m.Table == "" || m.Key == "" {
-		return fmt.Errorf("empty table or key")
+	if err := checkName(m.Table, m.Key); err != nil {
+		return err
 	}
 	if m.Op < OpPut || m.Op > OpDelete {
 		return fmt.Errorf("unknown op %d", m.Op)
 	}
+	if len(m.Fields) > maxFields {
+		return fmt.Errorf("%d fields (at most %d)", len(m.Fields), maxFields)
+	}
 	for i, f := range m.Fields {
-		if f.Num == 0 || (i > 0 && f.Num <= m.Fields[i-1].Num) {
-			return fmt.Errorf("field numbers must be positive, ascending and unique")
+		if f.Num == 0 || f.Num > maxFieldNum || (i > 0 && f.Num <= m.Fields[i-1].Num) {
+			return fmt.Errorf("field numbers must be from 1 to %d, ascending and unique", maxFieldNum)
 		}
+		if len(f.Value) > maxValueBytes {
+			return fmt.Errorf("field %d: value of %d bytes (at most %d)", f.Num, len(f.Value), maxValueBytes)
+		}
+	}
+	return nil
+}
+
+// checkName checks a table name and key against the shared limits.
+func checkName(table, key string) error {
+	switch {
+	case table == "" || key == "":
+		return fmt.Errorf("empty table or key")
+	case len(table) > MaxTableLen:
+		return fmt.Errorf("table name of %d bytes (at most %d, store.MaxTableLen)", len(table), MaxTableLen)
+	case len(key) > MaxKeyLen:
+		return fmt.Errorf("key of %d bytes (at most %d, store.MaxKeyLen)", len(key), MaxKeyLen)
 	}
 	return nil
 }
@@ -179,14 +202,61 @@ type txState struct {
 	buf    []byte
 }
 
-// commit runs one transaction for a batch of requests and completes them.
+// commit commits a batch of requests and completes them. The batch is
+// tried as one transaction; if that fails, each request is retried in a
+// transaction of its own, so a request that cannot commit fails alone and
+// the others commit: only its writer gets the error.
 func (s *Store) commit(batch []*request) {
+	var local, remote []Change
+	err := s.commitGroup(batch, &local, &remote)
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			r.reset()
+			if err := s.commitGroup([]*request{r}, &local, &remote); err != nil {
+				r.err = s.commitError(err)
+			}
+		}
+	} else if err != nil {
+		batch[0].err = s.commitError(err)
+	}
+	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
+		(*fn)(local, remote)
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+// commitError is the error a writer gets for a failed commit: ErrCorrupt
+// for a damaged file, ErrUnwritable for a full or read-only disk, both
+// naming the file and what to do.
+func (s *Store) commitError(err error) error {
+	switch {
+	case errors.Is(err, ErrCorrupt):
+		return err
+	case isDiskFull(err):
+		return fmt.Errorf("%w: %s: %v (free space on its disk, or make it writable)", ErrUnwritable, s.path, err)
+	}
+	return fmt.Errorf("store: commit: %w", err)
+}
+
+// reset forgets the outcome of a failed attempt, before a retry.
+func (r *request) reset() {
+	r.stamps, r.applied, r.rejected, r.local, r.err, r.reaped = nil, nil, nil, nil, nil, 0
+}
+
+// commitGroup runs one transaction for a group of requests. On success it
+// applies the transaction's effects to the in-memory state and appends
+// the committed changes to local and remote; on failure nothing changed
+// and the error is returned (requests that failed on their own, such as a
+// patch of a missing row, carry their error in r.err either way).
+func (s *Store) commitGroup(batch []*request, local, remote *[]Change) error {
 	s.mu.RLock()
 	st := txState{leaves: new([Leaves]Hash), counts: map[string]int64{}, seq: s.seq, first: s.firstSeq, reaped: s.reaped}
 	s.mu.RUnlock()
 
 	start := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		for _, r := range batch {
 			var err error
 			switch {
@@ -200,8 +270,8 @@ func (s *Store) commit(batch []*request) {
 				err = s.applyRemote(tx, &st, r)
 			}
 			if err != nil {
-				if _, ok := err.(*NotFoundError); ok {
-					r.err = err // this request only
+				if _, ok := err.(*NotFoundError); ok || errors.Is(err, ErrCausalLength) {
+					r.err = err // this request only, found before it wrote
 					continue
 				}
 				return err
@@ -209,49 +279,40 @@ func (s *Store) commit(batch []*request) {
 		}
 		return s.finish(tx, &st)
 	})
-
-	var local, remote []Change
-	if err == nil {
-		s.mu.Lock()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, leaf := range st.dirty {
+		s.digest.Update(leaf, Hash{}, st.leaves[leaf])
+	}
+	if st.saved {
+		clear(s.unsaved)
+		s.checkpointed = time.Now()
+	} else {
 		for _, leaf := range st.dirty {
-			s.digest.Update(leaf, Hash{}, st.leaves[leaf])
+			s.unsaved[leaf] = true
 		}
-		if st.saved {
-			clear(s.unsaved)
-			s.checkpointed = time.Now()
-		} else {
-			for _, leaf := range st.dirty {
-				s.unsaved[leaf] = true
-			}
-		}
-		for t, d := range st.counts {
-			s.counts[t] += d
-		}
-		s.rowsWritten += st.seq - s.seq
-		s.seq, s.firstSeq, s.reaped = st.seq, st.first, st.reaped
-		s.commits++
-		s.commitTime += time.Since(start)
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.mu.Unlock()
 	}
+	for t, d := range st.counts {
+		s.counts[t] += d
+	}
+	s.rowsWritten += st.seq - s.seq
+	s.seq, s.firstSeq, s.reaped = st.seq, st.first, st.reaped
+	s.commits++
+	s.commitTime += time.Since(start)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
 	for _, r := range batch {
-		if err != nil && r.err == nil {
-			r.err = fmt.Errorf("store: commit: %w", err)
-		}
 		if r.err == nil {
-			local = append(local, r.local...)
+			*local = append(*local, r.local...)
 			if !r.quiet {
-				remote = append(remote, r.applied...)
+				*remote = append(*remote, r.applied...)
 			}
 		}
 	}
-	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
-		(*fn)(local, remote)
-	}
-	for _, r := range batch {
-		close(r.done)
-	}
+	return nil
 }
 
 // rowKey names a row within a transaction.
@@ -290,7 +351,11 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 				if m.Op == OpPatch {
 					return &NotFoundError{Table: m.Table, Key: m.Key}
 				}
-				delta = Row{CL: cur.CL + 1, Stamp: now}
+				cl, err := nextCL(m.Table, m.Key, cur.CL)
+				if err != nil {
+					return err
+				}
+				delta = Row{CL: cl, Stamp: now}
 			} else {
 				delta = Row{CL: cur.CL, Stamp: cur.Stamp}
 			}
@@ -302,7 +367,11 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 			if !cur.Alive() {
 				return &NotFoundError{Table: m.Table, Key: m.Key}
 			}
-			delta = Row{CL: cur.CL + 1, Stamp: now}
+			cl, err := nextCL(m.Table, m.Key, cur.CL)
+			if err != nil {
+				return err
+			}
+			delta = Row{CL: cl, Stamp: now}
 		}
 		overlay[k] = Merge(cur, delta)
 		deltas = append(deltas, Change{Table: m.Table, Key: m.Key, Row: delta})
@@ -320,8 +389,8 @@ func (s *Store) applyLocal(tx *bolt.Tx, st *txState, r *request) error {
 // applyRemote merges each change of r that passes the drift guard.
 func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 	for _, c := range r.changes {
-		if c.Table == "" || c.Key == "" {
-			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: empty table or key", ErrInvalid)})
+		if err := checkName(c.Table, c.Key); err != nil {
+			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: %v", ErrInvalid, err)})
 			continue
 		}
 		if err := validRow(c.Row); err != nil {
@@ -404,12 +473,21 @@ func validRow(r Row) error {
 	if r.CL == 0 {
 		return fmt.Errorf("%w: causal length 0", ErrInvalid)
 	}
+	if r.CL > MaxCausalLength {
+		return fmt.Errorf("%w: causal length %d over the limit %d", ErrInvalid, r.CL, uint64(MaxCausalLength))
+	}
 	if !r.Alive() && len(r.Fields) > 0 {
 		return fmt.Errorf("%w: deleted row with fields", ErrInvalid)
 	}
+	if len(r.Fields) > maxFields {
+		return fmt.Errorf("%w: %d fields (at most %d)", ErrInvalid, len(r.Fields), maxFields)
+	}
 	for i, f := range r.Fields {
-		if f.Num == 0 || (i > 0 && f.Num <= r.Fields[i-1].Num) {
+		if f.Num == 0 || f.Num > maxFieldNum || (i > 0 && f.Num <= r.Fields[i-1].Num) {
 			return fmt.Errorf("%w: field numbers not ascending", ErrInvalid)
+		}
+		if len(f.Value) > maxValueBytes {
+			return fmt.Errorf("%w: field %d: value of %d bytes (at most %d)", ErrInvalid, f.Num, len(f.Value), maxValueBytes)
 		}
 	}
 	return nil

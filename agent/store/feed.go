@@ -53,7 +53,7 @@ func (s *Store) FeedSince(after uint64, table string, limit int) ([]Event, uint6
 	var out []Event
 	pos := after
 	prefix := eventPrefix(table)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFeed).Cursor()
 		k, v := c.Seek(seqKey(after + 1))
 		if k == nil {

@@ -72,6 +72,27 @@ type Row struct {
 	Fields []Field
 }
 
+// MaxCausalLength is the highest causal length a row may have. A row
+// needs one step per delete or re-insert, so no real row comes near it;
+// the bound leaves room for every step a row at the limit could still
+// take, so the arithmetic on causal lengths never wraps. A peer's change
+// above it is refused (a causal length of 2^64-1 would otherwise make the
+// next delete wrap to 0 and silently do nothing), and a local write that
+// would pass it fails with ErrCausalLength.
+const MaxCausalLength = 1 << 62
+
+// ErrCausalLength is returned by a local write that would take a row's
+// causal length past MaxCausalLength.
+var ErrCausalLength = errors.New("store: causal length at its limit")
+
+// nextCL is the causal length one step after cl, checked.
+func nextCL(table, key string, cl uint64) (uint64, error) {
+	if cl >= MaxCausalLength {
+		return 0, fmt.Errorf("%w: %s/%s has causal length %d (at most %d): move the row to a new key", ErrCausalLength, table, key, cl, uint64(MaxCausalLength))
+	}
+	return cl + 1, nil
+}
+
 // Alive reports whether the row exists (odd causal length).
 func (r Row) Alive() bool { return r.CL%2 == 1 }
 
@@ -188,6 +209,7 @@ const rowFormat = 1
 const (
 	maxFields     = 1 << 12
 	maxValueBytes = 16 << 20
+	maxFieldNum   = 1<<29 - 1 // protobuf's largest field number
 )
 
 // ErrCorrupt is returned when encoded row or feed bytes do not decode.
@@ -322,7 +344,7 @@ func (d *decoder) row() Row {
 	}
 	for i := range r.Fields {
 		num := d.uvarint("field number")
-		if num == 0 || num > 1<<29-1 || (i > 0 && uint32(num) <= r.Fields[i-1].Num) {
+		if num == 0 || num > maxFieldNum || (i > 0 && uint32(num) <= r.Fields[i-1].Num) {
 			d.fail("field numbers not ascending")
 			return Row{}
 		}

@@ -6,9 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -61,13 +64,18 @@ var (
 	metaDigestSeq = []byte("digestseq") // the feed seq the persisted digest reflects
 )
 
-// storeFormat is the version of the on-disk layout.
-const storeFormat = 1
-
 // Defaults for Options.
 const (
 	DefaultFeedRetention = 100_000
 	DefaultMaxBatch      = 50_000
+	// DefaultInitialMmapSize is the address space mapped at open (64-bit
+	// platforms; 32-bit ones keep bbolt's own growth). bbolt remaps its
+	// file when it outgrows the mapping, and a remap waits for every open
+	// read transaction; mapping 1 GiB up front means a store under 1 GiB
+	// never remaps, so a slow reader cannot stall commits that way. It
+	// reserves address space only: memory is used as pages are touched,
+	// and the file still grows with the data.
+	DefaultInitialMmapSize = 1 << 30
 )
 
 // Options configure a Store.
@@ -83,6 +91,16 @@ type Options struct {
 	// MaxBatch bounds the mutations and changes one transaction carries.
 	// Default DefaultMaxBatch.
 	MaxBatch int
+	// InitialMmapSize is how many bytes of address space to map at open
+	// (see DefaultInitialMmapSize, the default). Negative: bbolt's own
+	// growth from a small mapping (tests that need remaps use it).
+	InitialMmapSize int
+	// RefuseEmpty makes Open fail on an existing, empty file instead of
+	// starting an empty store in it. The caller sets it when it knows the
+	// store has committed before (the node's other files exist): an empty
+	// file is then a truncated one, and starting empty would silently drop
+	// every row this node acknowledged.
+	RefuseEmpty bool
 	// NoSync skips fsync on commit. Only for tests that do not exercise
 	// durability: with it, acknowledged writes can be lost on a crash.
 	NoSync bool
@@ -135,6 +153,9 @@ type Store struct {
 	checkpointed time.Time
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
+
+	waiting waiters // writers waiting for the commit loop
+	health  health  // what keeps the store from taking writes
 }
 
 // Open opens or creates the store file at path.
@@ -148,16 +169,28 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      time.Second,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
-	})
+	if opts.InitialMmapSize == 0 && strconv.IntSize == 64 {
+		opts.InitialMmapSize = DefaultInitialMmapSize
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 && opts.RefuseEmpty {
+		return nil, fmt.Errorf("%w: data file %s is empty, but this node has written data before (its other files exist): "+
+			"the file was truncated; restore it with `strata restore`, or remove it to rejoin empty and catch up from peers", ErrCorrupt, path)
+	}
+	db, err := openBolt(path, opts, false)
+	var readOnly error
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		// The file cannot be opened for writing: serve it read-only.
+		readOnly = fmt.Errorf("%w: %s cannot be opened for writing (%v): reads are served, writes refused; "+
+			"make the file and its directory writable and restart", ErrReadOnly, path, err)
+		db, err = openBolt(path, opts, true)
+	}
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s (is another strata agent running with this data_dir?)", ErrLocked, path)
+	case errors.As(err, new(*DamageError)):
+		return nil, err
 	case err != nil:
-		return nil, fmt.Errorf("store: open %s: %w (if the file is corrupt, restore it from a backup or move it away to start empty)", path, err)
+		return nil, fmt.Errorf("store: open %s: %w (if the file is damaged, restore it with `strata restore` or move it aside to rejoin empty)", path, err)
 	}
 	s := &Store{
 		db:       db,
@@ -171,90 +204,199 @@ func Open(path string, opts Options) (*Store, error) {
 		counts:   map[string]int64{},
 		changed:  make(chan struct{}),
 		unsaved:  map[int]bool{},
+		waiting:  waiters{since: map[uint64]time.Time{}},
 	}
+	s.health.readOnly = readOnly
 	if opts.OnCommit != nil {
 		s.SetOnCommit(opts.OnCommit)
 	}
 	if err := s.load(); err != nil {
 		db.Close()
+		if errors.As(err, new(*DamageError)) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	go s.run()
 	return s, nil
 }
 
-// load creates the buckets and reads the digest, counters and feed
-// position. A panic from bbolt on a damaged page becomes an error.
-func (s *Store) load() (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: data file damaged: %v", ErrCorrupt, r)
+// openBolt opens the bbolt file through guard: a truncated or damaged file
+// makes bbolt panic or fault inside Open, and the file it opened is then
+// closed here, since bbolt cannot.
+func openBolt(path string, opts Options, readOnly bool) (*bolt.DB, error) {
+	var file *os.File
+	var db *bolt.DB
+	err := guard(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout:         time.Second,
+			NoSync:          opts.NoSync,
+			FreelistType:    bolt.FreelistMapType,
+			InitialMmapSize: max(opts.InitialMmapSize, 0),
+			ReadOnly:        readOnly,
+			OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+				f, err := os.OpenFile(name, flag, perm)
+				file = f
+				return f, err
+			},
+		})
+		return err
+	})
+	if errors.As(err, new(*DamageError)) && file != nil {
+		file.Close()
+	}
+	return db, err
+}
+
+// loaded is what load reads from the file before deciding whether it must
+// write.
+type loaded struct {
+	fresh         bool // no buckets yet
+	format        uint64
+	rebuiltDigest bool // the persisted digest was behind the rows
+}
+
+// load reads the feed position, counters and digest, then writes only if
+// the file needs it (a new file's buckets, a format migration, a digest
+// rebuilt after an unclean stop). A file that needs no write opens even on
+// a full disk or read-only; one whose digest could not be saved works with
+// the digest in memory and saves it at the next commit.
+func (s *Store) load() error {
+	var l loaded
+	err := s.view(func(tx *bolt.Tx) error { return s.read(tx, &l) })
+	if err != nil {
+		return err
+	}
+	if l.format > storeFormat {
+		return fmt.Errorf("data format %d is newer than this strata's (format %d): run a strata release that reads format %d, "+
+			"or restore a backup taken by this release", l.format, storeFormat, l.format)
+	}
+	needsWrite := l.fresh || l.format < storeFormat || l.rebuiltDigest
+	if !needsWrite {
+		return nil
+	}
+	if s.health.readOnly != nil {
+		if l.fresh || l.format < storeFormat {
+			return fmt.Errorf("%w (and a new or older-format file needs a write to open)", s.health.readOnly)
 		}
-	}()
-	return s.db.Update(func(tx *bolt.Tx) error {
+		s.markAllUnsaved()
+		return nil
+	}
+	if l.format < storeFormat && !l.fresh {
+		if err := s.backupBeforeMigration(l.format); err != nil {
+			return err
+		}
+	}
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(metaFormat); v == nil {
-			if err := meta.Put(metaFormat, binary.AppendUvarint(nil, storeFormat)); err != nil {
+		if !l.fresh {
+			// In the same transaction as the new format version: a
+			// crash leaves the file in its old format, whole.
+			if err := migrate(tx, l.format); err != nil {
 				return err
 			}
-		} else if f, n := binary.Uvarint(v); n <= 0 || f != storeFormat {
-			return fmt.Errorf("unsupported data format %d (this strata reads format %d)", f, storeFormat)
 		}
-		if v := meta.Get(metaSeq); len(v) == 8 {
-			s.seq = binary.BigEndian.Uint64(v)
+		if err := tx.Bucket(bucketMeta).Put(metaFormat, binary.AppendUvarint(nil, storeFormat)); err != nil {
+			return err
 		}
-		if v := meta.Get(metaReaped); len(v) == 8 {
-			s.reaped = hlc.Timestamp(binary.BigEndian.Uint64(v))
+		if l.rebuiltDigest {
+			return s.saveWholeDigest(tx)
 		}
-		s.firstSeq = s.seq + 1
-		if k, _ := tx.Bucket(bucketFeed).Cursor().First(); len(k) == 8 {
-			s.firstSeq = binary.BigEndian.Uint64(k)
+		return nil
+	})
+	if err != nil && isDiskFull(err) && !l.fresh && l.format == storeFormat {
+		// Opened on a full disk: serve reads; writes report the disk.
+		s.markAllUnsaved()
+		return nil
+	}
+	return err
+}
+
+// markAllUnsaved makes the next commit checkpoint every digest leaf.
+func (s *Store) markAllUnsaved() {
+	for leaf := range Leaves {
+		s.unsaved[leaf] = true
+	}
+}
+
+// read loads the in-memory state from the file without writing.
+func (s *Store) read(tx *bolt.Tx, l *loaded) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		l.fresh, l.format = true, storeFormat
+		return nil
+	}
+	for _, name := range [][]byte{bucketRows, bucketFeed, bucketDigest} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("%w: bucket %q missing", ErrCorrupt, name)
 		}
-		c := meta.Cursor()
-		for k, v := c.Seek(metaCount); k != nil && bytes.HasPrefix(k, metaCount); k, v = c.Next() {
-			if len(v) == 8 {
-				s.counts[string(k[len(metaCount):])] = int64(binary.BigEndian.Uint64(v))
-			}
+	}
+	if v := meta.Get(metaFormat); v != nil {
+		f, n := binary.Uvarint(v)
+		if n <= 0 {
+			return fmt.Errorf("%w: unreadable format version", ErrCorrupt)
 		}
-		var digestSeq uint64
-		if v := meta.Get(metaDigestSeq); len(v) == 8 {
-			digestSeq = binary.BigEndian.Uint64(v)
+		l.format = f
+	} // else format 0: a file from before the version was recorded
+	if l.format > storeFormat {
+		return nil
+	}
+	if v := meta.Get(metaSeq); len(v) == 8 {
+		s.seq = binary.BigEndian.Uint64(v)
+	}
+	if v := meta.Get(metaReaped); len(v) == 8 {
+		s.reaped = hlc.Timestamp(binary.BigEndian.Uint64(v))
+	}
+	s.firstSeq = s.seq + 1
+	if k, _ := tx.Bucket(bucketFeed).Cursor().First(); len(k) == 8 {
+		s.firstSeq = binary.BigEndian.Uint64(k)
+	}
+	c := meta.Cursor()
+	for k, v := c.Seek(metaCount); k != nil && bytes.HasPrefix(k, metaCount); k, v = c.Next() {
+		if len(v) == 8 {
+			s.counts[string(k[len(metaCount):])] = int64(binary.BigEndian.Uint64(v))
 		}
-		if digestSeq != s.seq {
-			return s.rebuildDigest(tx)
+	}
+	var digestSeq uint64
+	if v := meta.Get(metaDigestSeq); len(v) == 8 {
+		digestSeq = binary.BigEndian.Uint64(v)
+	}
+	if digestSeq != s.seq {
+		l.rebuiltDigest = true
+		return s.computeDigest(tx)
+	}
+	return tx.Bucket(bucketDigest).ForEach(func(k, v []byte) error {
+		if len(k) != 2 || len(v) != len(Hash{}) || int(binary.BigEndian.Uint16(k)) >= Leaves {
+			return fmt.Errorf("%w: digest entry", ErrCorrupt)
 		}
-		return tx.Bucket(bucketDigest).ForEach(func(k, v []byte) error {
-			if len(k) != 2 || len(v) != len(Hash{}) || int(binary.BigEndian.Uint16(k)) >= Leaves {
-				return fmt.Errorf("%w: digest entry", ErrCorrupt)
-			}
-			var h Hash
-			copy(h[:], v)
-			s.digest.SetLeaf(int(binary.BigEndian.Uint16(k)), h)
-			return nil
-		})
+		var h Hash
+		copy(h[:], v)
+		s.digest.SetLeaf(int(binary.BigEndian.Uint16(k)), h)
+		return nil
 	})
 }
 
-// rebuildDigest recomputes the digest from every row, after a stop that
-// left the persisted digest behind the rows, and persists it.
-func (s *Store) rebuildDigest(tx *bolt.Tx) error {
+// computeDigest recomputes the digest from every row, after a stop that
+// left the persisted digest behind the rows.
+func (s *Store) computeDigest(tx *bolt.Tx) error {
 	s.digest = Digest{}
 	rows := tx.Bucket(bucketRows)
-	err := rows.ForEachBucket(func(table []byte) error {
+	return rows.ForEachBucket(func(table []byte) error {
 		t := string(table)
 		return rows.Bucket(table).ForEach(func(k, v []byte) error {
 			s.digest.Update(LeafOf(t, string(k)), Hash{}, RowHash(t, string(k), v))
 			return nil
 		})
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// saveWholeDigest replaces the persisted digest with the in-memory one.
+func (s *Store) saveWholeDigest(tx *bolt.Tx) error {
 	if err := tx.DeleteBucket(bucketDigest); err != nil {
 		return err
 	}
@@ -283,7 +425,9 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.closeMu.Unlock()
 	// Checkpoint the digest, so the next open need not rebuild it.
-	s.submit(context.Background(), &request{flush: true})
+	if s.refusesWrites() == nil {
+		s.submit(context.Background(), &request{flush: true})
+	}
 	close(s.closing)
 	<-s.loopDone
 	return s.db.Close()
@@ -304,7 +448,7 @@ func (s *Store) SetOnCommit(fn func(local, remote []Change)) {
 // whose last exchange is older than the tombstone TTL must not rejoin with
 // its old rows (see LastSynced).
 func (s *Store) MarkSynced(t time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(metaSynced, binary.BigEndian.AppendUint64(nil, uint64(t.UnixMilli())))
 	})
 }
@@ -313,7 +457,7 @@ func (s *Store) MarkSynced(t time.Time) error {
 // never).
 func (s *Store) LastSynced() time.Time {
 	var t time.Time
-	s.db.View(func(tx *bolt.Tx) error {
+	s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(metaSynced); len(v) == 8 {
 			t = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
 		}
@@ -348,7 +492,7 @@ func (s *Store) Get(table, key string) (Row, error) {
 // key never seen returns a *NotFoundError.
 func (s *Store) GetAny(table, key string) (Row, error) {
 	var r Row
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tableBucket(tx, table)
 		var v []byte
 		if b != nil {
@@ -369,7 +513,7 @@ func (s *Store) GetAny(table, key string) (Row, error) {
 func (s *Store) List(table, after string, limit int) ([]KeyRow, uint64, error) {
 	var out []KeyRow
 	var seq uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
 		}
@@ -403,7 +547,7 @@ func (s *Store) List(table, after string, limit int) ([]KeyRow, uint64, error) {
 // in key order, reading no further than the prefix's range.
 func (s *Store) ListPrefix(table, prefix string) ([]KeyRow, error) {
 	var out []KeyRow
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tableBucket(tx, table)
 		if b == nil {
 			return nil
@@ -427,11 +571,16 @@ func (s *Store) ListPrefix(table, prefix string) ([]KeyRow, error) {
 // Scan calls fn for every live row of table in key order, inside one read
 // transaction, and returns the feed sequence number the scan reflects:
 // every change up to it is in the rows, none after. fn's error stops the
-// scan and is returned. A slow fn holds the read transaction open; bbolt
-// then cannot reuse freed pages, so the file may grow meanwhile.
+// scan and is returned.
+//
+// fn runs inside the read transaction, so it must be quick and must never
+// wait for the network or for another caller: while the transaction is
+// open bbolt cannot reuse freed pages, and when the file outgrows its
+// mapping every commit (and then every new read) waits for it. Code that
+// sends rows to a client reads them in pages with List instead.
 func (s *Store) Scan(table string, fn func(KeyRow) error) (uint64, error) {
 	var seq uint64
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
 			seq = binary.BigEndian.Uint64(v)
 		}
@@ -474,7 +623,7 @@ func (s *Store) LeafKeys(leaves []int) ([]KeyHash, error) {
 		want[l] = true
 	}
 	var out []KeyHash
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		rows := tx.Bucket(bucketRows)
 		return rows.ForEachBucket(func(table []byte) error {
 			t := string(table)
@@ -493,7 +642,7 @@ func (s *Store) LeafKeys(leaves []int) ([]KeyHash, error) {
 // changes to ship to a peer. Rows that do not exist are left out.
 func (s *Store) Rows(keys []KeyHash) ([]Change, error) {
 	out := make([]Change, 0, len(keys))
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		for _, k := range keys {
 			b := tableBucket(tx, k.Table)
 			if b == nil {
@@ -577,9 +726,62 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// waiters records when each writer waiting for the commit loop started to
+// wait, so that a stuck loop shows in CommitStall.
+type waiters struct {
+	mu    sync.Mutex
+	next  uint64
+	since map[uint64]time.Time
+}
+
+func (w *waiters) add(t time.Time) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next++
+	w.since[w.next] = t
+	return w.next
+}
+
+func (w *waiters) remove(id uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.since, id)
+}
+
+func (w *waiters) oldest() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var first time.Time
+	for _, t := range w.since {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first, !first.IsZero()
+}
+
+// CommitStall is how long the oldest write still waiting for the commit
+// loop has waited: 0 when no write is waiting. A healthy store commits a
+// queued write within milliseconds (a large batch within a second or
+// two); a stall that keeps growing means the loop is stuck, for example
+// behind a read transaction that blocks a remap. It never blocks on the
+// store, so a health check can call it while the store is stuck.
+func (s *Store) CommitStall() time.Duration {
+	first, ok := s.waiting.oldest()
+	if !ok {
+		return 0
+	}
+	return time.Since(first)
+}
+
 // submit hands a request to the commit loop and waits for its outcome. A
 // request that reached the loop is always completed, even if ctx ends.
 func (s *Store) submit(ctx context.Context, r *request) error {
+	if err := s.refusesWrites(); err != nil {
+		return err
+	}
+	id := s.waiting.add(time.Now())
+	defer s.waiting.remove(id)
 	r.done = make(chan struct{})
 	select {
 	case s.reqs <- r:

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/api/client"
 )
 
 // clientFlags are the flags every client command shares.
@@ -21,7 +20,7 @@ type clientFlags struct {
 	token string
 }
 
-func (f *clientFlags) client() *api.Client { return api.NewClient(f.addr, f.token) }
+func (f *clientFlags) client() *client.Client { return client.New(f.addr, f.token) }
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -34,7 +33,8 @@ func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
 	root.PersistentFlags().StringVar(&f.addr, "addr", envOr("STRATA_ADDR", "127.0.0.1:7070"), "agent API address (env STRATA_ADDR)")
 	root.PersistentFlags().StringVar(&f.token, "token", os.Getenv("STRATA_TOKEN"), "API bearer token (env STRATA_TOKEN)")
-	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f), keysCmd(f))
+	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f), keysCmd(f),
+		backupCmd(f), restoreCmd())
 }
 
 // printJSON writes v indented.
@@ -120,9 +120,9 @@ func getCmd(f *clientFlags) *cobra.Command {
 				var path string
 				switch len(args) {
 				case 1:
-					path = "/v1/global/" + url.PathEscape(args[0])
+					path = "/v1/global/" + client.Segment(args[0])
 				case 2:
-					path = "/v1/global/" + url.PathEscape(args[0]) + "/" + url.PathEscape(args[1])
+					path = "/v1/global/" + client.Segment(args[0]) + "/" + client.Segment(args[1])
 				default:
 					return usageError{fmt.Errorf("get --global takes RECORD and an optional KEY")}
 				}
@@ -226,7 +226,7 @@ func watchCmd(f *clientFlags) *cobra.Command {
 			if global {
 				watch = f.client().WatchGlobal
 			}
-			return watch(cmd.Context(), args[0], since, func(ev api.WatchEvent) error {
+			return watch(cmd.Context(), args[0], since, func(ev client.WatchEvent) error {
 				line := struct {
 					ID    uint64          `json:"id,omitempty"`
 					Event string          `json:"event"`

@@ -10,20 +10,60 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
-	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/api/client"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=...";
+// otherwise buildVersion derives it from the build information.
+var version = buildVersion()
+
+// buildVersion is the module version and VCS revision recorded by the Go
+// toolchain: "v1.2.3 (rev 0123abcd, modified)" for a build from a module
+// or a checkout, "devel (rev …)" for a local build, "dev" when the binary
+// carries no build information.
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	return formatVersion(info)
+}
+
+// formatVersion renders a binary's build information as a version.
+func formatVersion(info *debug.BuildInfo) string {
+	v := info.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, modified string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	return fmt.Sprintf("%s (rev %s%s)", v, rev, modified)
+}
 
 func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "strata:", err)
-		var apiErr *api.Error
+		var apiErr *client.Error
 		if errors.As(err, &apiErr) && apiErr.Status == 404 {
 			os.Exit(3)
 		}

@@ -1,4 +1,7 @@
-package api
+// Package client is the Go client of a strata agent's HTTP API. It needs
+// only the standard library, so programs that talk to an agent do not pull
+// in the agent's dependencies (bbolt, memberlist, wazero, protocompile).
+package client
 
 import (
 	"bufio"
@@ -12,8 +15,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-
-	"github.com/strata-state/strata/agent/cluster"
 )
 
 // Client talks to one agent's HTTP API. It is safe for concurrent use.
@@ -23,10 +24,9 @@ type Client struct {
 	http  *http.Client
 }
 
-// NewClient returns a client for the agent at addr ("host:port" or a URL
-// such as "http://host:port"), sending token as a bearer token when not
-// empty.
-func NewClient(addr, token string) *Client {
+// New returns a client for the agent at addr ("host:port" or a URL such
+// as "http://host:port"), sending token as a bearer token when not empty.
+func New(addr, token string) *Client {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
@@ -78,7 +78,7 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, hea
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var eb errorBody
+	var eb ErrorBody
 	if json.Unmarshal(raw, &eb) != nil || eb.Error == nil {
 		return nil, &Error{Status: resp.StatusCode, Code: CodeInternal,
 			Message: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))}
@@ -87,12 +87,24 @@ func (c *Client) send(ctx context.Context, method, path string, body []byte, hea
 	return nil, eb.Error
 }
 
-func rowPath(table, key string) string {
-	parts := strings.Split(key, "/")
-	for i, p := range parts {
-		parts[i] = url.PathEscape(p)
+// Segment escapes one path segment of an API URL: a table, record or
+// key. Everything that could change the path's meaning is escaped: "/"
+// (a key "a/b" stays one key), "." and ".." (never dot segments, which
+// HTTP clients and servers collapse: `del items a/../b` must not delete
+// b), "%", "?" and "#". The server unescapes each segment.
+func Segment(s string) string {
+	e := url.PathEscape(s)
+	if strings.Trim(s, ".") == "" {
+		// "", "." and "..": escape the dots, which PathEscape keeps.
+		e = strings.ReplaceAll(e, ".", "%2E")
 	}
-	return "/v1/regional/" + url.PathEscape(table) + "/" + strings.Join(parts, "/")
+	return e
+}
+
+// rowPath is the path of one row; the key is one segment whatever it
+// holds.
+func rowPath(table, key string) string {
+	return "/v1/regional/" + Segment(table) + "/" + Segment(key)
 }
 
 // Put replaces the row under key with row (a protojson object).
@@ -134,7 +146,7 @@ func (c *Client) List(ctx context.Context, table, after string, limit int) (List
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	path := "/v1/regional/" + url.PathEscape(table)
+	path := "/v1/regional/" + Segment(table)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
@@ -147,7 +159,7 @@ func (c *Client) List(ctx context.Context, table, after string, limit int) (List
 // transaction.
 func (c *Client) Batch(ctx context.Context, table string, rows json.RawMessage) (BatchResult, error) {
 	var res BatchResult
-	err := c.do(ctx, http.MethodPost, "/v1/regional/"+url.PathEscape(table), rows, &res)
+	err := c.do(ctx, http.MethodPost, "/v1/regional/"+Segment(table), rows, &res)
 	return res, err
 }
 
@@ -179,10 +191,10 @@ func (c *Client) PutJSON(ctx context.Context, path string, body []byte, out any)
 
 // ChangeKey applies one key rotation step (add, use, remove) to a tier of
 // the agent, and returns the tier's key fingerprints after it.
-func (c *Client) ChangeKey(ctx context.Context, tier, op string, key []byte) (cluster.KeyInfo, error) {
+func (c *Client) ChangeKey(ctx context.Context, tier, op string, key []byte) (KeyInfo, error) {
 	body, _ := json.Marshal(KeyChange{Key: base64.StdEncoding.EncodeToString(key)})
-	var res cluster.KeyInfo
-	err := c.do(ctx, http.MethodPost, "/v1/keys/"+url.PathEscape(tier)+"/"+url.PathEscape(op), body, &res)
+	var res KeyInfo
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+Segment(tier)+"/"+Segment(op), body, &res)
 	return res, err
 }
 
@@ -201,13 +213,13 @@ type WatchEvent struct {
 // stream breaks, or fn returns an error. since, when not zero, resumes
 // after that event id.
 func (c *Client) Watch(ctx context.Context, table string, since uint64, fn func(WatchEvent) error) error {
-	return c.watch(ctx, "/v1/watch/regional/"+url.PathEscape(table), since, fn)
+	return c.watch(ctx, "/v1/watch/regional/"+Segment(table), since, fn)
 }
 
 // WatchGlobal streams a global record type's entries (every region), then
 // its changes, like Watch. It needs a gateway (or a node that forwards).
 func (c *Client) WatchGlobal(ctx context.Context, record string, since uint64, fn func(WatchEvent) error) error {
-	return c.watch(ctx, "/v1/watch/global/"+url.PathEscape(record), since, fn)
+	return c.watch(ctx, "/v1/watch/global/"+Segment(record), since, fn)
 }
 
 func (c *Client) watch(ctx context.Context, path string, since uint64, fn func(WatchEvent) error) error {
@@ -247,4 +259,20 @@ func (c *Client) watch(ctx context.Context, path string, since uint64, fn func(W
 		return fmt.Errorf("strata: watch %s: %w", table, err)
 	}
 	return ctx.Err()
+}
+
+// Backup streams a backup of the agent's stores (GET /v1/backup, a tar
+// stream) to w and returns the bytes written. `strata restore` (or
+// store.RestoreBackup) turns it back into a data_dir.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/backup", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("strata: backup: %w", err)
+	}
+	return n, nil
 }

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/net/netutil"
+)
+
+// Limits bound what one client can hold of the API server: time to send a
+// request, time to take an answer, idle connections, header size and the
+// number of connections. The zero value of a field takes its default.
+type Limits struct {
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included. Default
+	// 30s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing an answer. Watch streams lift it and
+	// set a deadline per event instead (Options.WatchWriteTimeout).
+	// Default 30s.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a kept-alive
+	// connection. Default 2m.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers. Default 64 KiB.
+	MaxHeaderBytes int
+	// MaxConnections bounds the open connections; more clients wait in the
+	// listen backlog. Default 512.
+	MaxConnections int
+}
+
+func (l *Limits) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&l.ReadHeaderTimeout, 10*time.Second)
+	def(&l.ReadTimeout, 30*time.Second)
+	def(&l.WriteTimeout, 30*time.Second)
+	def(&l.IdleTimeout, 2*time.Minute)
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = 64 << 10
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = 512
+	}
+}
+
+// NewHTTPServer returns an http.Server for handler with the limits set.
+func NewHTTPServer(handler http.Handler, lim Limits) *http.Server {
+	lim.setDefaults()
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+	}
+}
+
+// LimitListener caps the connections accepted from l at the limit's
+// MaxConnections: Accept waits while that many are open.
+func LimitListener(l net.Listener, lim Limits) net.Listener {
+	lim.setDefaults()
+	return netutil.LimitListener(l, lim.MaxConnections)
+}
+
+// refuse answers a request that will not be served, without reading its
+// body, and closes the connection: a client that sent headers and holds
+// back its body gets its answer at once and cannot keep the connection.
+func refuse(w http.ResponseWriter, e *Error) {
+	// "Connection: close" keeps the server from reading the body before
+	// it answers; the past read deadline from reading it afterwards (to
+	// reuse the connection), so the connection closes at once.
+	w.Header().Set("Connection", "close")
+	writeError(w, e)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	rc.SetReadDeadline(time.Now())
+}
+
+// authenticate checks the bearer token when one is configured, and
+// without one keeps browsers out (see sameOrigin).
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.opts.Token == "" {
+		return s.sameOrigin(next)
+	}
+	want := []byte("Bearer " + s.opts.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
+			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sameOrigin guards an API without a token against browsers: a request
+// with an Origin other than the API's own is a web page writing across
+// sites (CSRF), and a Host that is not an address of this API is DNS
+// rebinding (a page whose name now resolves to this agent). curl and the
+// Go client send no Origin and address the API by IP or its own name.
+func (s *Server) sameOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ownHost(r.Host) {
+			refuse(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+				Message: fmt.Sprintf("Host %q is not this API's address (use an IP address, localhost or %q; or set api.token_file)", r.Host, s.opts.Addr)})
+			return
+		}
+		if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host {
+			refuse(w, &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+				Message: fmt.Sprintf("cross-origin request from %q refused (without api.token_file, only the API's own origin may send requests from a browser)", o)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ownHost reports whether a Host header names this API: an IP address
+// (DNS rebinding needs a name), localhost, or the host of Options.Addr
+// or of one of Options.Hosts.
+func (s *Server) ownHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if net.ParseIP(host) != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	for _, a := range append([]string{s.opts.Addr}, s.opts.Hosts...) {
+		h := a
+		if hh, _, err := net.SplitHostPort(a); err == nil {
+			h = hh
+		}
+		if h != "" && strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/strata-state/strata/agent/hlc"
+)
+
+// fillAndClose writes n rows to a new store file and closes it.
+func fillAndClose(t *testing.T, path string, n int) {
+	t.Helper()
+	s, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var muts []Mutation
+	for i := range n {
+		muts = append(muts, put(fmt.Sprintf("m-%05d", i), strings.Repeat("v", 100)))
+	}
+	if _, err := s.Apply(context.Background(), muts...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dataPages is the number of pages in use at the start of a closed store
+// file (bbolt allocates the file ahead, so its size says little).
+func dataPages(t *testing.T, path string) int64 {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	db.View(func(tx *bolt.Tx) error {
+		for id := 0; ; id++ {
+			if p, err := tx.Page(id); err != nil || p == nil {
+				return nil
+			}
+			n++
+		}
+	})
+	return n
+}
+
+const pageSize = 4096
+
+// leafPages lists the leaf pages of a closed store file.
+func leafPages(t *testing.T, path string) []int {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var out []int
+	db.View(func(tx *bolt.Tx) error {
+		for id := 0; ; id++ {
+			p, err := tx.Page(id)
+			if err != nil || p == nil {
+				return nil
+			}
+			if p.Type == "leaf" {
+				out = append(out, id)
+			}
+		}
+	})
+	return out
+}
+
+// A page damaged under a running store (as a disk fault does) makes the
+// write that meets it fail with an error naming the file and the remedy,
+// never a panic of the commit goroutine; the store then refuses writes
+// and says why, and reads of undamaged rows go on.
+func TestDamagedPageFailsWritesWithoutPanic(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	fillAndClose(t, path, 3000)
+	leaves := leafPages(t, path)
+	s, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Zero a tenth of the leaf pages: no valid page type or id.
+	for _, id := range leaves[len(leaves)/3 : len(leaves)/3+len(leaves)/10] {
+		if _, err := f.WriteAt(make([]byte, pageSize), int64(id)*pageSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	var writeErr error
+	for i := 0; i < 3000 && writeErr == nil; i += 10 {
+		_, writeErr = s.Apply(context.Background(), put(fmt.Sprintf("m-%05d", i), "new"))
+	}
+	if !errors.Is(writeErr, ErrCorrupt) || !strings.Contains(writeErr.Error(), path) || !strings.Contains(writeErr.Error(), "strata restore") {
+		t.Fatalf("write over a damaged page: %v, want ErrCorrupt naming the file and the remedy", writeErr)
+	}
+	if err := s.Unwritable(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Unwritable: %v, want ErrCorrupt", err)
+	}
+	if _, err := s.Apply(context.Background(), put("m-00000", "x")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a later write: %v, want it refused with ErrCorrupt", err)
+	}
+	// Rows on damaged pages fail to read (without a panic); the others
+	// are still served.
+	readable := 0
+	for i := range 3000 {
+		if _, err := s.Get("machines", fmt.Sprintf("m-%05d", i)); err == nil {
+			readable++
+		}
+	}
+	if readable == 0 || readable == 3000 {
+		t.Errorf("%d of 3000 rows readable, want the undamaged ones only", readable)
+	}
+}
+
+// A truncated file gives a clear error at open, never a panic.
+func TestTruncatedFileFailsOpenClearly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	fillAndClose(t, path, 3000)
+	if err := os.Truncate(path, dataPages(t, path)*pageSize/3); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err == nil {
+		defer s.Close()
+		// bbolt may not look past the end at open: the first reads and
+		// writes must then fail cleanly.
+		_, werr := s.Apply(context.Background(), put("m-02999", "x"))
+		rows, _, lerr := s.List("machines", "", 0)
+		t.Logf("write: %v; list: %d rows, %v", werr, len(rows), lerr)
+		if werr == nil && lerr == nil {
+			t.Fatal("a store over a truncated file reads and writes as if whole")
+		}
+		return
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Fatalf("open of a truncated file: %v, want an error naming the file", err)
+	}
+}
+
+// An empty file where the node has written before is an error, not a new
+// empty store; without RefuseEmpty (a new node) it is a new store.
+func TestEmptyFileRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute), RefuseEmpty: true})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "empty") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("open of an empty file with RefuseEmpty: %v", err)
+	}
+	openTest(t, path, Options{})
+}
+
+// makeUnwritable makes path impossible to open for writing, even for
+// root (immutable attribute), or skips the test.
+func makeUnwritable(t *testing.T, path string) {
+	t.Helper()
+	if os.Getuid() != 0 {
+		if err := os.Chmod(path, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(path, 0o600) })
+		return
+	}
+	if err := runQuiet("chattr", "+i", path); err != nil {
+		t.Skipf("cannot make %s unwritable as root (chattr +i: %v)", path, err)
+	}
+	t.Cleanup(func() { runQuiet("chattr", "-i", path) })
+}
+
+// A file that cannot be opened for writing opens read-only: reads are
+// served, writes refused with ErrReadOnly naming the file.
+func TestUnwritableFileOpensReadOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	fillAndClose(t, path, 10)
+	makeUnwritable(t, path)
+	s, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err != nil {
+		t.Fatalf("open of a read-only file: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Get("machines", "m-00003"); err != nil {
+		t.Errorf("read: %v", err)
+	}
+	if _, err := s.Apply(context.Background(), put("m-1", "x")); !errors.Is(err, ErrReadOnly) || !strings.Contains(err.Error(), path) {
+		t.Errorf("write: %v, want ErrReadOnly naming the file", err)
+	}
+	if err := s.Unwritable(); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Unwritable: %v", err)
+	}
+}
+
+// A full disk (here: the process's file size limit, which makes writes
+// that grow the file fail as a full disk does) fails writes with
+// ErrUnwritable, keeps reads, and clears once space is back.
+func TestFullDiskFailsWritesAndRecovers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "regional.db")
+	fillAndClose(t, path, 10)
+	used := dataPages(t, path) * pageSize
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Skip(err)
+	}
+	lim := old
+	lim.Cur = uint64(used) // no write past the pages in use
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Skip(err)
+	}
+	restore := func() { syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old) }
+	defer restore()
+	s, err := Open(path, Options{Node: "test-1", Clock: hlc.NewClock(nil, time.Minute)})
+	if err != nil {
+		restore()
+		t.Fatalf("open on a full disk: %v", err)
+	}
+	defer s.Close()
+	var werr error
+	for i := 0; i < 100 && werr == nil; i++ {
+		_, werr = s.Apply(context.Background(), put(fmt.Sprintf("big-%d", i), strings.Repeat("x", 64<<10)))
+	}
+	restore()
+	if !errors.Is(werr, ErrUnwritable) || !strings.Contains(werr.Error(), path) {
+		t.Fatalf("write past the file size limit: %v, want ErrUnwritable naming the file", werr)
+	}
+	if err := s.Unwritable(); !errors.Is(err, ErrUnwritable) || !strings.Contains(err.Error(), path) {
+		t.Errorf("Unwritable on a full disk: %v", err)
+	}
+	if _, err := s.Get("machines", "m-00003"); err != nil {
+		t.Errorf("read on a full disk: %v", err)
+	}
+	if _, err := s.Apply(context.Background(), put("after", "x")); err != nil {
+		t.Fatalf("write once space is back: %v", err)
+	}
+	if err := s.Unwritable(); err != nil {
+		t.Errorf("Unwritable after a successful commit: %v", err)
+	}
+}
+
+func runQuiet(name string, args ...string) error {
+	return exec.Command(name, args...).Run()
+}
