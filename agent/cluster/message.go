@@ -41,14 +41,25 @@ func (t msgType) String() string {
 	return fmt.Sprintf("type-%d", byte(t))
 }
 
-// Bounds on decoded messages: bytes from the network are not trusted.
+// Bounds on decoded messages: bytes from the network are not trusted. The
+// table and key limits are store.MaxTableLen and store.MaxKeyLen, shared
+// with the API and the store, so a key one node accepted is a key every
+// peer accepts.
 const (
 	maxNameLen     = 256
-	maxTableLen    = 256
-	maxKeyLen      = 4096
 	maxChanges     = 1 << 20
 	maxMessageSize = 16 << 20
+	// maxCausalLength refuses absurd causal lengths: one is added per
+	// delete or re-insert of a row, so no honest row comes near it, and
+	// a row at 2^64-1 could never be deleted again.
+	maxCausalLength = 1 << 48
 )
+
+// minChangeSize is the fewest bytes a change that can be accepted takes on
+// the wire: one-byte table and key with their lengths, the row length,
+// and the smallest row (format, causal length, one stamp, its index, no
+// fields). Lists are never allocated beyond what the bytes left can hold.
+const minChangeSize = 2 + 2 + 1 + 1 + 1 + 1 + 16 + 1 + 1
 
 // errMalformed is wrapped by every decoding error.
 var errMalformed = errors.New("cluster: malformed message")
@@ -59,10 +70,26 @@ type header struct {
 	Sender string
 }
 
+// refusedItem is one item of a message that was refused on decoding: the
+// rest of the message stands. It is not encoded.
+type refusedItem struct {
+	Index  int    // position in its list
+	What   string // the list: "change", "key", "want"
+	Table  string // as received, cut to a loggable length
+	Key    string // as received, cut to a loggable length
+	Reason string // strata_gossip_rejected_total reason
+	Err    error
+}
+
+func (r refusedItem) Error() string {
+	return fmt.Sprintf("%s %d (%s/%s): %v", r.What, r.Index, r.Table, r.Key, r.Err)
+}
+
 // changesMsg is a batch of changes.
 type changesMsg struct {
 	header
 	Changes []store.Change
+	Refused []refusedItem
 }
 
 // syncDigestMsg opens an exchange with the initiator's branch hashes.
@@ -87,6 +114,7 @@ type syncKeysMsg struct {
 	Session uint64
 	Leaves  []uint16
 	Keys    []store.KeyHash
+	Refused []refusedItem
 }
 
 // syncRowsMsg carries rows to merge and keys wanted back.
@@ -96,6 +124,7 @@ type syncRowsMsg struct {
 	Rows    []store.Change
 	Want    []store.KeyHash // only Table and Key are meaningful
 	Final   bool            // the last message of the exchange
+	Refused []refusedItem   // rows and wanted keys refused on decoding
 }
 
 // encoder appends message fields.
@@ -177,6 +206,18 @@ func (d *decoder) str(limit int, what string) string {
 	return string(d.raw(n, what))
 }
 
+// item reads a length-prefixed byte string of an item. Longer than limit
+// refuses the item (the bytes are skipped, the message goes on); running
+// past the end of the message fails the message.
+func (d *decoder) item(limit int, what string) (b []byte, refused error) {
+	n := d.uvarint(what + " length")
+	b = d.raw(n, what)
+	if d.err == nil && n > uint64(limit) {
+		return b, fmt.Errorf("%s is %d bytes, longer than the limit of %d", what, n, limit)
+	}
+	return b, nil
+}
+
 func (d *decoder) hash(what string) store.Hash {
 	var h store.Hash
 	copy(h[:], d.raw(uint64(len(h)), what))
@@ -194,43 +235,107 @@ func (d *decoder) count(limit, minSize int, what string) int {
 	return int(n)
 }
 
-func (d *decoder) changes() []store.Change {
-	n := d.count(maxChanges, 3, "changes")
-	out := make([]store.Change, 0, n)
+// capFor is the capacity to allocate for n elements of at least minSize
+// bytes each: never more than the bytes left could hold, so a count that
+// lies costs nothing.
+func (d *decoder) capFor(n, minSize int) int { return min(n, len(d.b)/minSize) }
+
+// loggable cuts a peer-chosen string to a length fit for logs.
+func loggable(b []byte) string {
+	const max = 64
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
+
+// interned returns table names as strings without allocating one per
+// item: a message names few tables.
+type interned map[string]string
+
+func (in interned) get(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation: the compiler reads the map in place
+		return s
+	}
+	if len(in) >= 64 {
+		return string(b)
+	}
+	s := string(b)
+	in[s] = s
+	return s
+}
+
+// changes reads a list of changes. An item whose table or key is out of
+// bounds or whose row does not decode is refused alone: every item is
+// length-prefixed, so the next one is still found.
+func (d *decoder) changes(what string, refused *[]refusedItem) []store.Change {
+	n := d.count(maxChanges, 3, what+"s")
+	out := make([]store.Change, 0, d.capFor(n, minChangeSize))
+	tables := interned{}
 	for i := 0; i < n && d.err == nil; i++ {
-		c := store.Change{Table: d.str(maxTableLen, "table"), Key: d.str(maxKeyLen, "key")}
+		table, terr := d.item(store.MaxTableLen, "table")
+		key, kerr := d.item(store.MaxKeyLen, "key")
 		raw := d.raw(d.uvarint("row length"), "row")
 		if d.err != nil {
 			break
 		}
+		refuse := func(reason string, err error) {
+			*refused = append(*refused, refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err})
+		}
+		switch {
+		case terr != nil:
+			refuse("too_long", terr)
+			continue
+		case kerr != nil:
+			refuse("too_long", kerr)
+			continue
+		case len(table) == 0 || len(key) == 0:
+			refuse("malformed", errors.New("empty table or key"))
+			continue
+		}
 		row, err := store.DecodeRow(raw)
 		if err != nil {
-			d.fail("change %d (%s/%s): %v", i, c.Table, c.Key, err)
-			break
+			refuse("malformed", err)
+			continue
 		}
-		if c.Table == "" || c.Key == "" {
-			d.fail("change %d: empty table or key", i)
-			break
+		if row.CL > maxCausalLength {
+			refuse("invalid_row", fmt.Errorf("causal length %d is beyond any honest history (limit %d)", row.CL, uint64(maxCausalLength)))
+			continue
 		}
-		c.Row = row
-		out = append(out, c)
+		out = append(out, store.Change{Table: tables.get(table), Key: string(key), Row: row})
 	}
 	return out
 }
 
-func (d *decoder) keys(withHash bool) []store.KeyHash {
+// keys reads a list of keys, with their row hashes or not. A key out of
+// bounds is refused alone.
+func (d *decoder) keys(what string, withHash bool, refused *[]refusedItem) []store.KeyHash {
 	minSize := 2
 	if withHash {
 		minSize += len(store.Hash{})
 	}
-	n := d.count(maxChanges, minSize, "keys")
-	out := make([]store.KeyHash, 0, n)
+	n := d.count(maxChanges, minSize, what+"s")
+	out := make([]store.KeyHash, 0, d.capFor(n, minSize+2))
+	tables := interned{}
 	for i := 0; i < n && d.err == nil; i++ {
-		k := store.KeyHash{Table: d.str(maxTableLen, "table"), Key: d.str(maxKeyLen, "key")}
+		table, terr := d.item(store.MaxTableLen, "table")
+		key, kerr := d.item(store.MaxKeyLen, "key")
+		var h store.Hash
 		if withHash {
-			k.Hash = d.hash("row hash")
+			h = d.hash("row hash")
 		}
-		out = append(out, k)
+		if d.err != nil {
+			break
+		}
+		err, reason := errors.Join(terr, kerr), "too_long"
+		if err == nil && (len(table) == 0 || len(key) == 0) {
+			err, reason = errors.New("empty table or key"), "malformed"
+		}
+		if err != nil {
+			*refused = append(*refused, refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err})
+			continue
+		}
+		out = append(out, store.KeyHash{Table: tables.get(table), Key: string(key), Hash: h})
 	}
 	return out
 }
@@ -298,7 +403,9 @@ func decodeMessage(b []byte) (any, error) {
 	var out any
 	switch h.Type {
 	case msgChanges:
-		out = &changesMsg{header: h, Changes: d.changes()}
+		m := &changesMsg{header: h}
+		m.Changes = d.changes("change", &m.Refused)
+		out = m
 	case msgSyncDigest:
 		m := &syncDigestMsg{header: h, Session: d.uvarint("session"), Root: d.hash("root")}
 		if n := d.uvarint("branch count"); d.err == nil && n != store.Branches {
@@ -332,12 +439,12 @@ func decodeMessage(b []byte) (any, error) {
 			}
 			m.Leaves = append(m.Leaves, uint16(l))
 		}
-		m.Keys = d.keys(true)
+		m.Keys = d.keys("key", true, &m.Refused)
 		out = m
 	case msgSyncRows:
 		m := &syncRowsMsg{header: h, Session: d.uvarint("session")}
-		m.Rows = d.changes()
-		m.Want = d.keys(false)
+		m.Rows = d.changes("row", &m.Refused)
+		m.Want = d.keys("want", false, &m.Refused)
 		fin := d.raw(1, "final flag")
 		m.Final = len(fin) == 1 && fin[0] == 1
 		out = m

@@ -116,9 +116,11 @@ func (t *Tier) handleSync(msg any) {
 		t.onLeaves(m)
 	case *syncKeysMsg:
 		t.m.received.WithLabelValues(t.cfg.Tier, "sync-keys").Inc()
+		t.refuseItems(m.Sender, m.Refused)
 		t.onKeys(m)
 	case *syncRowsMsg:
 		t.m.received.WithLabelValues(t.cfg.Tier, "sync-rows").Inc()
+		t.refuseItems(m.Sender, m.Refused)
 		t.onRows(m)
 	}
 }

@@ -524,6 +524,14 @@ func (t *Tier) reject(peer, reason string, err error) {
 	}
 }
 
+// refuseItems counts and logs the items of a message refused on
+// decoding; the rest of the message was applied.
+func (t *Tier) refuseItems(peer string, items []refusedItem) {
+	for _, it := range items {
+		t.reject(peer, it.Reason, it)
+	}
+}
+
 // rejectReason classifies an error for strata_gossip_rejected_total.
 func rejectReason(err error) string {
 	var re interface{ Reason() string }
@@ -572,6 +580,7 @@ func (t *Tier) gossipLoop() {
 			}
 			cm := msg.(*changesMsg)
 			t.m.received.WithLabelValues(t.cfg.Tier, "changes").Inc()
+			t.refuseItems(cm.Sender, cm.Refused)
 			changes = append(changes, t.accept(cm.Sender, cm.Changes)...)
 		}
 		if len(changes) == 0 {
