@@ -127,3 +127,25 @@ func TestOneOverlongKeyRefusesOnlyItsItem(t *testing.T) {
 		t.Fatalf("a holds %d machines rows, want the 4 good ones", got)
 	}
 }
+
+// TestAbsurdCausalLengthIsRefused: a peer sends a row at causal length
+// 2^64-1 (after which a delete would wrap the length to 0 and the row
+// could never be deleted) beside a good row. Only the good row is merged.
+func TestAbsurdCausalLengthIsRefused(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", func(cfg *Config) { cfg.SyncInterval = time.Hour })
+	evil := c.addHostile("evil", a)
+	huge := liveChange(evil.name, "machines", "forever", "v")
+	huge.Row.CL = 1<<64 - 1
+	evil.send(t, a, encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: evil.name}, Changes: []store.Change{
+		huge, liveChange(evil.name, "machines", "good", "v"),
+	}}))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		_, err := a.store.Get("machines", "good")
+		n := rejectedCount(a, "invalid_row")
+		return err == nil && n == 1, fmt.Sprintf("good row: %v; invalid_row rejections %v", err, n)
+	})
+	if row, err := a.store.GetAny("machines", "forever"); err == nil {
+		t.Fatalf("row at causal length 2^64-1 stored: %+v", row)
+	}
+}
