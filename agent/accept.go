@@ -171,10 +171,20 @@ func acceptGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bo
 			if errors.As(err, &r) {
 				reason = r.Reason()
 			}
-			rejected.WithLabelValues(ch.Table, reason).Inc()
+			rejected.WithLabelValues(recordLabel(c, ch.Table), reason).Inc()
 		}
 		return err
 	}
+}
+
+// recordLabel is the metric label of a global table name from a peer:
+// the name when the contract (or the global layout) knows it, else
+// "unknown", so that peers cannot grow the metric's label set.
+func recordLabel(c *contracts.Contract, table string) string {
+	if _, ok := c.Record(table); ok || table == publish.PublishersTable || table == publish.HeartbeatTable {
+		return table
+	}
+	return "unknown"
 }
 
 // newReceivedRejected counts global changes from peers that the pipeline

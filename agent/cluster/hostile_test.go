@@ -149,3 +149,53 @@ func TestAbsurdCausalLengthIsRefused(t *testing.T) {
 		t.Fatalf("row at causal length 2^64-1 stored: %+v", row)
 	}
 }
+
+// TestInboxIsBoundedInBytes: a node whose inbox holds 4 KiB receives, from
+// a peer that really joined, a message larger than that: it is dropped
+// and counted, never queued; a small message after it is merged.
+func TestInboxIsBoundedInBytes(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", func(cfg *Config) { cfg.SyncInterval = time.Hour; cfg.InboxBytes = 4 << 10 })
+	evil := c.addHostile("evil", a)
+	dropped0 := testutil.ToFloat64(a.tier.m.dropped.WithLabelValues(Regional))
+	evil.send(t, a, encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: evil.name}, Changes: []store.Change{
+		liveChange(evil.name, "machines", "big", strings.Repeat("v", 8<<10)),
+	}}))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		d := testutil.ToFloat64(a.tier.m.dropped.WithLabelValues(Regional)) - dropped0
+		return d == 1, fmt.Sprintf("%v messages dropped, want 1", d)
+	})
+	evil.send(t, a, encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: evil.name}, Changes: []store.Change{
+		liveChange(evil.name, "machines", "small", "v"),
+	}}))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		_, err := a.store.Get("machines", "small")
+		return err == nil, fmt.Sprintf("small row: %v", err)
+	})
+	if _, err := a.store.GetAny("machines", "big"); err == nil {
+		t.Fatal("a message over the inbox bound was merged")
+	}
+	if n := a.tier.inbox.bytes.Load(); n != 0 {
+		t.Fatalf("inbox holds %d bytes once idle, want 0", n)
+	}
+}
+
+// TestRejectionLogIsBounded: a peer that sends malformed messages under
+// ever new sender names does not grow the set of rejections already
+// logged beyond its bound, and every message is still counted.
+func TestRejectionLogIsBounded(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", nil)
+	d := (*delegate)(a.tier)
+	const n = 3 * maxLogged
+	for i := 0; i < n; i++ {
+		msg := encodeMessage(&syncDigestMsg{header: header{Type: msgSyncDigest, Sender: fmt.Sprintf("name-%d", i)}})
+		d.NotifyMsg(msg[:len(msg)-1]) // truncated: malformed
+	}
+	if got := rejectedCount(a, "malformed"); got != n {
+		t.Fatalf("%v malformed messages counted, want %d", got, n)
+	}
+	if got := a.tier.logged.size(); got > maxLogged {
+		t.Fatalf("log-once set holds %d entries, bound %d", got, maxLogged)
+	}
+}

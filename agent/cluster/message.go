@@ -55,12 +55,6 @@ const (
 	maxCausalLength = 1 << 48
 )
 
-// minChangeSize is the fewest bytes a change that can be accepted takes on
-// the wire: one-byte table and key with their lengths, the row length,
-// and the smallest row (format, causal length, one stamp, its index, no
-// fields). Lists are never allocated beyond what the bytes left can hold.
-const minChangeSize = 2 + 2 + 1 + 1 + 1 + 1 + 16 + 1 + 1
-
 // errMalformed is wrapped by every decoding error.
 var errMalformed = errors.New("cluster: malformed message")
 
@@ -71,10 +65,10 @@ type header struct {
 }
 
 // refusedItem is one item of a message that was refused on decoding: the
-// rest of the message stands. It is not encoded.
+// rest of the message stands.
 type refusedItem struct {
 	Index  int    // position in its list
-	What   string // the list: "change", "key", "want"
+	What   string // the list: "change", "row", "key", "want"
 	Table  string // as received, cut to a loggable length
 	Key    string // as received, cut to a loggable length
 	Reason string // strata_gossip_rejected_total reason
@@ -85,11 +79,59 @@ func (r refusedItem) Error() string {
 	return fmt.Sprintf("%s %d (%s/%s): %v", r.What, r.Index, r.Table, r.Key, r.Err)
 }
 
+// Bounds on refusals within one message. Only the first few refused items
+// are described (for the log); the others are only counted, so refusing
+// an item allocates nothing. A message with more rows that do not decode
+// than maxMalformedItems is refused whole: its sender is broken, not
+// carrying one bad item among good ones.
+const (
+	maxRefusalDetail  = 8
+	maxMalformedItems = 64
+)
+
+// refusals are the items of one message refused on decoding. They are
+// not encoded.
+type refusals struct {
+	Items    []refusedItem // the first maxRefusalDetail
+	TooLong  int           // table or key over the store's limits
+	Invalid  int           // rows that decode but cannot be right
+	Malforms int           // rows that do not decode, empty names
+}
+
+// Total is the number of items refused.
+func (r *refusals) Total() int { return r.TooLong + r.Invalid + r.Malforms }
+
+// add counts one refused item, and describes it if it is among the first.
+// describe is called only then.
+func (r *refusals) add(reason string, describe func() refusedItem) {
+	switch reason {
+	case reasonTooLong:
+		r.TooLong++
+	case reasonInvalidRow:
+		r.Invalid++
+	default:
+		r.Malforms++
+	}
+	if len(r.Items) < maxRefusalDetail {
+		r.Items = append(r.Items, describe())
+	}
+}
+
+// Refusal reasons, as labels of strata_gossip_rejected_total.
+const (
+	reasonTooLong    = "too_long"
+	reasonMalformed  = "malformed"
+	reasonInvalidRow = "invalid_row"
+)
+
+// errEmptyName refuses an item with an empty table or key.
+var errEmptyName = errors.New("empty table or key")
+
 // changesMsg is a batch of changes.
 type changesMsg struct {
 	header
 	Changes []store.Change
-	Refused []refusedItem
+	Refused refusals
 }
 
 // syncDigestMsg opens an exchange with the initiator's branch hashes.
@@ -114,7 +156,7 @@ type syncKeysMsg struct {
 	Session uint64
 	Leaves  []uint16
 	Keys    []store.KeyHash
-	Refused []refusedItem
+	Refused refusals
 }
 
 // syncRowsMsg carries rows to merge and keys wanted back.
@@ -124,7 +166,7 @@ type syncRowsMsg struct {
 	Rows    []store.Change
 	Want    []store.KeyHash // only Table and Key are meaningful
 	Final   bool            // the last message of the exchange
-	Refused []refusedItem   // rows and wanted keys refused on decoding
+	Refused refusals        // rows and wanted keys refused on decoding
 }
 
 // encoder appends message fields.
@@ -206,16 +248,22 @@ func (d *decoder) str(limit int, what string) string {
 	return string(d.raw(n, what))
 }
 
-// item reads a length-prefixed byte string of an item. Longer than limit
-// refuses the item (the bytes are skipped, the message goes on); running
-// past the end of the message fails the message.
-func (d *decoder) item(limit int, what string) (b []byte, refused error) {
-	n := d.uvarint(what + " length")
+// item reads a length-prefixed byte string of an item, and reports
+// whether it is longer than limit (which refuses the item: its bytes are
+// skipped and the message goes on). Running past the end of the message
+// fails the message.
+func (d *decoder) item(limit int, what string) (b []byte, tooLong bool) {
+	n := d.uvarint(what) // what is a constant: no allocation per item
 	b = d.raw(n, what)
-	if d.err == nil && n > uint64(limit) {
-		return b, fmt.Errorf("%s is %d bytes, longer than the limit of %d", what, n, limit)
+	return b, d.err == nil && n > uint64(limit)
+}
+
+// tooLong describes a table or key over its limit.
+func tooLong(table, key []byte) error {
+	if len(table) > store.MaxTableLen {
+		return fmt.Errorf("table name is %d bytes, longer than the limit of %d", len(table), store.MaxTableLen)
 	}
-	return b, nil
+	return fmt.Errorf("key is %d bytes, longer than the limit of %d", len(key), store.MaxKeyLen)
 }
 
 func (d *decoder) hash(what string) store.Hash {
@@ -235,10 +283,26 @@ func (d *decoder) count(limit, minSize int, what string) int {
 	return int(n)
 }
 
-// capFor is the capacity to allocate for n elements of at least minSize
-// bytes each: never more than the bytes left could hold, so a count that
-// lies costs nothing.
-func (d *decoder) capFor(n, minSize int) int { return min(n, len(d.b)/minSize) }
+// candidates walks the n items of a list that starts at d's position,
+// without decoding or allocating, and returns how many have names within
+// bounds: the capacity to allocate for the list. A list that runs past the
+// end of the message is refused here, before anything is allocated for
+// it. withRow: each item has a row; hashLen: the bytes of its hash.
+func (d decoder) candidates(n int, withRow bool, hashLen int) (int, error) {
+	c := 0
+	for i := 0; i < n && d.err == nil; i++ {
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
+		if withRow {
+			d.raw(d.uvarint("row length"), "row")
+		}
+		d.raw(uint64(hashLen), "row hash")
+		if !tlong && !klong && len(table) > 0 && len(key) > 0 {
+			c++
+		}
+	}
+	return c, d.err
+}
 
 // loggable cuts a peer-chosen string to a length fit for logs.
 func loggable(b []byte) string {
@@ -268,58 +332,71 @@ func (in interned) get(b []byte) string {
 // changes reads a list of changes. An item whose table or key is out of
 // bounds or whose row does not decode is refused alone: every item is
 // length-prefixed, so the next one is still found.
-func (d *decoder) changes(what string, refused *[]refusedItem) []store.Change {
-	n := d.count(maxChanges, 3, what+"s")
-	out := make([]store.Change, 0, d.capFor(n, minChangeSize))
+func (d *decoder) changes(what string, refused *refusals) []store.Change {
+	n := d.count(maxChanges, 3, what)
+	size, err := d.candidates(n, true, 0)
+	if err != nil {
+		d.err = err
+		return nil
+	}
+	out := make([]store.Change, 0, size)
 	tables := interned{}
 	for i := 0; i < n && d.err == nil; i++ {
-		table, terr := d.item(store.MaxTableLen, "table")
-		key, kerr := d.item(store.MaxKeyLen, "key")
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
 		raw := d.raw(d.uvarint("row length"), "row")
 		if d.err != nil {
 			break
 		}
-		refuse := func(reason string, err error) {
-			*refused = append(*refused, refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err})
+		refuse := func(reason string, err func() error) {
+			refused.add(reason, func() refusedItem {
+				return refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err()}
+			})
 		}
-		switch {
-		case terr != nil:
-			refuse("too_long", terr)
-			continue
-		case kerr != nil:
-			refuse("too_long", kerr)
-			continue
-		case len(table) == 0 || len(key) == 0:
-			refuse("malformed", errors.New("empty table or key"))
+		if tlong || klong {
+			refuse(reasonTooLong, func() error { return tooLong(table, key) })
 			continue
 		}
-		row, err := store.DecodeRow(raw)
-		if err != nil {
-			refuse("malformed", err)
-			continue
+		if len(table) == 0 || len(key) == 0 {
+			refuse(reasonMalformed, func() error { return errEmptyName })
+		} else if row, err := store.DecodeRow(raw); err != nil {
+			refuse(reasonMalformed, func() error { return err })
+		} else if row.CL > maxCausalLength {
+			refuse(reasonInvalidRow, func() error {
+				return fmt.Errorf("causal length %d is beyond any honest history (limit %d)", row.CL, uint64(maxCausalLength))
+			})
+		} else {
+			out = append(out, store.Change{Table: tables.get(table), Key: string(key), Row: row})
 		}
-		if row.CL > maxCausalLength {
-			refuse("invalid_row", fmt.Errorf("causal length %d is beyond any honest history (limit %d)", row.CL, uint64(maxCausalLength)))
-			continue
+		if refused.Malforms > maxMalformedItems {
+			d.fail("more than %d %ss do not decode", maxMalformedItems, what)
 		}
-		out = append(out, store.Change{Table: tables.get(table), Key: string(key), Row: row})
 	}
 	return out
 }
 
 // keys reads a list of keys, with their row hashes or not. A key out of
 // bounds is refused alone.
-func (d *decoder) keys(what string, withHash bool, refused *[]refusedItem) []store.KeyHash {
+func (d *decoder) keys(what string, withHash bool, refused *refusals) []store.KeyHash {
 	minSize := 2
 	if withHash {
 		minSize += len(store.Hash{})
 	}
-	n := d.count(maxChanges, minSize, what+"s")
-	out := make([]store.KeyHash, 0, d.capFor(n, minSize+2))
+	n := d.count(maxChanges, minSize, what)
+	hashLen := 0
+	if withHash {
+		hashLen = len(store.Hash{})
+	}
+	size, err := d.candidates(n, false, hashLen)
+	if err != nil {
+		d.err = err
+		return nil
+	}
+	out := make([]store.KeyHash, 0, size)
 	tables := interned{}
 	for i := 0; i < n && d.err == nil; i++ {
-		table, terr := d.item(store.MaxTableLen, "table")
-		key, kerr := d.item(store.MaxKeyLen, "key")
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
 		var h store.Hash
 		if withHash {
 			h = d.hash("row hash")
@@ -327,15 +404,22 @@ func (d *decoder) keys(what string, withHash bool, refused *[]refusedItem) []sto
 		if d.err != nil {
 			break
 		}
-		err, reason := errors.Join(terr, kerr), "too_long"
-		if err == nil && (len(table) == 0 || len(key) == 0) {
-			err, reason = errors.New("empty table or key"), "malformed"
+		describe := func(reason string, err error) func() refusedItem {
+			return func() refusedItem {
+				return refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err}
+			}
 		}
-		if err != nil {
-			*refused = append(*refused, refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err})
-			continue
+		switch {
+		case tlong || klong:
+			refused.add(reasonTooLong, func() refusedItem { return describe(reasonTooLong, tooLong(table, key))() })
+		case len(table) == 0 || len(key) == 0:
+			refused.add(reasonMalformed, describe(reasonMalformed, errEmptyName))
+			if refused.Malforms > maxMalformedItems {
+				d.fail("more than %d %ss are empty", maxMalformedItems, what)
+			}
+		default:
+			out = append(out, store.KeyHash{Table: tables.get(table), Key: string(key), Hash: h})
 		}
-		out = append(out, store.KeyHash{Table: tables.get(table), Key: string(key), Hash: h})
 	}
 	return out
 }

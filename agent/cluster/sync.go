@@ -100,8 +100,9 @@ func (t *Tier) syncLoop() {
 		select {
 		case <-t.stop:
 			return
-		case msg := <-t.syncIn:
-			t.handleSync(msg)
+		case in := <-t.syncIn:
+			t.handleSync(in.msg)
+			t.inbox.release(in.size)
 		}
 	}
 }

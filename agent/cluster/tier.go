@@ -78,7 +78,14 @@ type Config struct {
 	SyncInterval time.Duration
 	// QueueLimit bounds the broadcast queue; older broadcasts beyond it
 	// are dropped (anti-entropy repairs what they carried). Default 4096.
+	// A queued broadcast is at most maxGossipBytes (1,100 bytes; larger
+	// changes go by stream), so the queue is bounded in bytes too: about
+	// 4.5 MB at the default.
 	QueueLimit int
+	// InboxBytes bounds the bytes of received messages waiting to be
+	// merged; a message beyond it is dropped and counted (anti-entropy
+	// repairs it). Default 64 MiB, four of the largest messages.
+	InboxBytes int64
 	// Meta is published to the other members.
 	Meta Meta
 	// PeersFile, when set, persists known peers so that a restarted node
@@ -118,14 +125,15 @@ type Tier struct {
 	keyring *memberlist.Keyring // nil: no encryption
 	keysMu  sync.Mutex          // serialises key changes and keyring file writes
 
-	gossipIn chan []byte // change messages to merge
-	syncIn   chan any    // decoded sync messages
+	gossipIn chan []byte      // change messages to merge
+	syncIn   chan inboundSync // decoded sync messages
+	inbox    inbox            // bytes queued in gossipIn and syncIn
 
 	membersMu sync.RWMutex
 	members   map[string]*memberlist.Node // copies taken in event callbacks
 	regions   map[store.NodeID]string     // stamp identity → region, from meta
 
-	logged      sync.Map    // "peer/reason" → struct{}: reject logs, once each
+	logged      *logOnce    // "peer/reason": reject logs, once each
 	savePending atomic.Bool // a peers save is scheduled
 
 	stop          chan struct{} // closed by Close: loops end
@@ -151,13 +159,17 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	if cfg.InboxBytes <= 0 {
+		cfg.InboxBytes = defaultInboxBytes
+	}
 	t := &Tier{
 		cfg:           cfg,
 		store:         st,
 		log:           cfg.Logger.With("tier", cfg.Tier),
 		m:             cfg.Metrics,
 		gossipIn:      make(chan []byte, 4096),
-		syncIn:        make(chan any, 256),
+		syncIn:        make(chan inboundSync, 256),
+		logged:        newLogOnce(maxLogged, 10*time.Minute),
 		stop:          make(chan struct{}),
 		transportDone: make(chan struct{}),
 		syncDone:      make(chan syncResult, 64),
@@ -172,6 +184,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
 	}
 	t.meta = meta
+	t.inbox.limit = cfg.InboxBytes
 
 	mc, err := t.memberlistConfig()
 	if err != nil {
@@ -519,16 +532,30 @@ func (t *Tier) LowestAlive(role string) string {
 // reason.
 func (t *Tier) reject(peer, reason string, err error) {
 	t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Inc()
-	if _, seen := t.logged.LoadOrStore(peer+"/"+reason, struct{}{}); !seen {
+	t.logRejection(peer, reason, err)
+}
+
+// maxLogged bounds the (peer, reason) pairs whose first rejection is
+// logged: peers choose their names.
+const maxLogged = 1024
+
+// logRejection logs a rejection once per peer and reason.
+func (t *Tier) logRejection(peer, reason string, err error) {
+	if t.logged.first(peer+"/"+reason, time.Now()) {
 		t.log.Warn("rejected from peer (logged once per peer and reason)", "peer", peer, "reason", reason, "err", err)
 	}
 }
 
-// refuseItems counts and logs the items of a message refused on
-// decoding; the rest of the message was applied.
-func (t *Tier) refuseItems(peer string, items []refusedItem) {
-	for _, it := range items {
-		t.reject(peer, it.Reason, it)
+// refuseItems counts the items of a message refused on decoding, and logs
+// the first of each reason once; the rest of the message was applied.
+func (t *Tier) refuseItems(peer string, r refusals) {
+	for reason, n := range map[string]int{reasonTooLong: r.TooLong, reasonInvalidRow: r.Invalid, reasonMalformed: r.Malforms} {
+		if n > 0 {
+			t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Add(float64(n))
+		}
+	}
+	for _, it := range r.Items {
+		t.logRejection(peer, it.Reason, it)
 	}
 }
 
@@ -572,7 +599,9 @@ func (t *Tier) gossipLoop() {
 			}
 		}
 		var changes []store.Change
+		held := 0
 		for _, b := range batch {
+			held += len(b)
 			msg, err := decodeMessage(b)
 			if err != nil {
 				t.reject(senderOf(b), "malformed", err)
@@ -584,9 +613,11 @@ func (t *Tier) gossipLoop() {
 			changes = append(changes, t.accept(cm.Sender, cm.Changes)...)
 		}
 		if len(changes) == 0 {
+			t.inbox.release(held)
 			continue
 		}
 		_, rejected, err := t.store.Merge(context.Background(), changes)
+		t.inbox.release(held)
 		if err != nil {
 			t.log.Error("merging received changes", "err", err)
 			continue
@@ -641,24 +672,31 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		t.reject("?", "malformed", errMalformed)
 		return
 	}
+	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(buf)))
+	if !t.inbox.admit(len(buf)) {
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		return
+	}
 	b := bytes.Clone(buf)
-	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(b)))
 	if msgType(b[0]) == msgChanges {
 		select {
-		case t.gossipIn <- b:
+		case t.gossipIn <- b: // released by gossipLoop
 		default:
+			t.inbox.release(len(b))
 			t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
 		}
 		return
 	}
 	msg, err := decodeMessage(b)
 	if err != nil {
+		t.inbox.release(len(b))
 		t.reject(senderOf(b), "malformed", err)
 		return
 	}
 	select {
-	case t.syncIn <- msg:
+	case t.syncIn <- inboundSync{msg, len(b)}: // released by syncLoop
 	default:
+		t.inbox.release(len(b))
 		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
 	}
 }
