@@ -176,6 +176,10 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
 	}
+	if len(cfg.Keys) == 0 && !loopback(cfg.Bind) {
+		t.log.Warn("gossip is not encrypted and binds a non-loopback address: any host that reaches it can join the tier and write its rows; set "+
+			"["+cfg.Tier+"].keyring to a file of base64 AES keys", "bind", cfg.Bind)
+	}
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
 		return nil, err
@@ -274,6 +278,21 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 		}
 	}
 	return mc, nil
+}
+
+// loopback reports whether a bind address is reachable from this host
+// only: a loopback IP or "localhost". An empty host or 0.0.0.0 binds every
+// interface.
+func loopback(bind string) bool {
+	host, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitHostPort(hp string) (string, int, error) {
