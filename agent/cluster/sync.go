@@ -47,6 +47,9 @@ func (t *Tier) antiEntropyLoop() {
 		select {
 		case <-t.stop:
 			return
+		case peer := <-t.syncNow:
+			t.SyncWith(peer)
+			continue
 		case <-time.After(d):
 		}
 		t.SyncOnce()
@@ -276,6 +279,7 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 // finished records a completed exchange (for the away-too-long check at
 // start) and reports it to SyncResults readers, if any.
 func (t *Tier) finished(r syncResult) {
+	t.markReady()
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Debug("recording sync time", "err", err)
 	}

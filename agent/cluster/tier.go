@@ -142,6 +142,11 @@ type Tier struct {
 	closeMu       sync.Mutex
 	closed        bool
 	syncDone      chan syncResult // completed exchanges, for tests (buffered, lossy)
+
+	syncNow   chan string               // members that joined, to exchange with now
+	ready     chan struct{}             // closed once caught up (see Ready)
+	readyOnce sync.Once                 // closes ready
+	startedAt atomic.Pointer[time.Time] // set when Start has joined
 }
 
 // New starts the tier's memberlist (binding its port) and attaches it to
@@ -173,6 +178,8 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		stop:          make(chan struct{}),
 		transportDone: make(chan struct{}),
 		syncDone:      make(chan syncResult, 64),
+		syncNow:       make(chan string, 16),
+		ready:         make(chan struct{}),
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
 	}
@@ -307,8 +314,9 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// Start joins the configured and persisted peers. A node that reaches no
-// peer runs alone and keeps trying in the background.
+// Start joins the configured and persisted peers, then catches up with
+// one of them (see Ready). A node that reaches no peer runs alone, ready,
+// and keeps trying in the background.
 func (t *Tier) Start() {
 	targets := t.joinTargets()
 	if len(targets) > 0 {
@@ -318,6 +326,7 @@ func (t *Tier) Start() {
 			t.log.Info("joined", "contacted", n)
 		}
 	}
+	t.startCatchUp()
 	t.done.Add(1)
 	go t.rejoinLoop(targets)
 }
@@ -739,6 +748,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	t.track(n, memberlist.StateAlive)
 	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
 	t.savePeersSoon()
+	t.syncSoon(n.Name)
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
