@@ -14,7 +14,9 @@
 //     a bad item refuses that item, not its message);
 //   - tier.go: memberlist setup, the delegate, inbound processing, members;
 //   - inbox.go: the byte bound on received messages, the bounded log-once set;
-//   - sync.go: anti-entropy: digest, leaves, keys, rows;
+//   - antientropy.go: the decisions of an exchange, pure functions of a
+//     digest or keys and the peer's message (scenario-tested without sockets);
+//   - sync.go: anti-entropy I/O: reads the store, sends what antientropy.go decides;
 //   - ready.go: catch-up as a node joins, and Ready;
 //   - peers.go: known peers persisted for rejoin after restart;
 //   - keyring.go, keys.go: key files (private, replaced durably) and rotation;

@@ -135,16 +135,8 @@ func (t *Tier) onDigest(m *syncDigestMsg) {
 	if n == nil {
 		return
 	}
-	d := t.store.Digest()
 	reply := &syncLeavesMsg{header: t.hdr(msgSyncLeaves), Session: m.Session}
-	if d.Root() != m.Root {
-		for _, b := range d.DiffBranches(m.Branches) {
-			reply.Branch = append(reply.Branch, uint16(b))
-			for l := b * store.BranchFanout; l < (b+1)*store.BranchFanout; l++ {
-				reply.Leaves = append(reply.Leaves, d.Leaf(l))
-			}
-		}
-	}
+	reply.Branch, reply.Leaves = answerDigest(t.store.Digest(), m.Root, m.Branches)
 	t.send(n, reply)
 }
 
@@ -154,16 +146,7 @@ func (t *Tier) onLeaves(m *syncLeavesMsg) {
 	if n == nil {
 		return
 	}
-	d := t.store.Digest()
-	var leaves []int
-	for i, b := range m.Branch {
-		for j := 0; j < store.BranchFanout; j++ {
-			l := int(b)*store.BranchFanout + j
-			if d.Leaf(l) != m.Leaves[i*store.BranchFanout+j] {
-				leaves = append(leaves, l)
-			}
-		}
-	}
+	leaves := differingLeaves(t.store.Digest(), m.Branch, m.Leaves)
 	if len(leaves) == 0 {
 		t.m.syncs.WithLabelValues(t.cfg.Tier, "in_sync").Inc()
 		t.finished(syncResult{Peer: m.Sender, InSync: true})
@@ -197,25 +180,7 @@ func (t *Tier) onKeys(m *syncKeysMsg) {
 		t.log.Error("sync: reading leaf keys", "err", err)
 		return
 	}
-	type tk struct{ table, key string }
-	theirs := make(map[tk]store.Hash, len(m.Keys))
-	for _, k := range m.Keys {
-		theirs[tk{k.Table, k.Key}] = k.Hash
-	}
-	var send, want []store.KeyHash
-	for _, k := range mine {
-		id := tk{k.Table, k.Key}
-		if h, ok := theirs[id]; !ok || h != k.Hash {
-			send = append(send, k)
-		}
-		if h, ok := theirs[id]; ok && h != k.Hash {
-			want = append(want, k)
-		}
-		delete(theirs, id)
-	}
-	for id := range theirs {
-		want = append(want, store.KeyHash{Table: id.table, Key: id.key})
-	}
+	send, want := diffKeys(mine, m.Keys)
 	t.sendRows(n, m.Session, send, want)
 }
 
@@ -228,21 +193,13 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 		return
 	}
 	t.m.synced.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(rows)))
-	for {
-		msg := &syncRowsMsg{header: t.hdr(msgSyncRows), Session: session}
-		size := 0
-		for len(rows) > 0 && (size < maxRowsBytes || len(msg.Rows) == 0) {
-			size += len(rows[0].Key) + 64
-			for _, f := range rows[0].Row.Fields {
-				size += len(f.Value) + 8
-			}
-			msg.Rows = append(msg.Rows, rows[0])
-			rows = rows[1:]
-		}
-		if len(rows) == 0 {
+	batches := batchRows(rows, maxRowsBytes)
+	for i, batch := range batches {
+		msg := &syncRowsMsg{header: t.hdr(msgSyncRows), Session: session, Rows: batch}
+		if i == len(batches)-1 {
 			msg.Want, msg.Final = want, len(want) == 0
 		}
-		if !t.send(n, msg) || len(rows) == 0 {
+		if !t.send(n, msg) {
 			return
 		}
 	}
