@@ -101,9 +101,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	}
 
 	if last := a.regional.LastSynced(); !last.IsZero() && time.Since(last) > cfg.TombstoneTTL.Duration {
-		a.log.Warn("this node last synchronised with its region longer ago than tombstone_ttl: peers refuse its rows "+
-			"older than their tombstone horizon, so rows deleted meanwhile cannot come back, but this node may keep them; "+
-			"to rejoin with a full state transfer, stop it and move data_dir/regional.db aside",
+		a.log.Warn("this node last synchronised with its region longer ago than tombstone_ttl: it rejoins by a full "+
+			"state transfer from a peer, keeping the writes it acknowledged since, and reports ready once that is done",
 			"last_sync", last, "tombstone_ttl", cfg.TombstoneTTL.Duration)
 	}
 
@@ -137,7 +136,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys, KeyringFile: rc.Keyring,
 		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
 		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
-		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
+		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue, TombstoneTTL: cfg.TombstoneTTL.Duration,
 		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: apiAddr},
 		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
 		Accept:    acceptRegional(a.contract),
@@ -332,6 +331,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
 		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
 		SyncInterval: g.SyncInterval.Duration,
+		TombstoneTTL: cfg.TombstoneTTL.Duration,
 		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
 		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
 		Accept:       acceptGlobal(a.contract, regionOf, receivedRejected),

@@ -25,6 +25,15 @@ const (
 	msgSyncRows
 )
 
+// State transfer messages (statetransfer.go), numbered apart from the
+// others so that new message types of other features do not collide.
+const (
+	// msgTransferRequest asks a peer for a snapshot of its store.
+	msgTransferRequest msgType = 32 + iota
+	// msgTransferRows carries one batch of a snapshot; Final on the last.
+	msgTransferRows
+)
+
 func (t msgType) String() string {
 	switch t {
 	case msgChanges:
@@ -37,6 +46,10 @@ func (t msgType) String() string {
 		return "sync-keys"
 	case msgSyncRows:
 		return "sync-rows"
+	case msgTransferRequest:
+		return "transfer-request"
+	case msgTransferRows:
+		return "transfer-rows"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }
@@ -169,6 +182,21 @@ type syncRowsMsg struct {
 	Refused refusals        // rows and wanted keys refused on decoding
 }
 
+// transferRequestMsg asks for a snapshot.
+type transferRequestMsg struct {
+	header
+	Session uint64
+}
+
+// transferRowsMsg is one batch of a snapshot.
+type transferRowsMsg struct {
+	header
+	Session uint64
+	Rows    []store.Change
+	Final   bool
+	Refused refusals
+}
+
 // encoder appends message fields.
 type encoder struct{ b []byte }
 
@@ -177,6 +205,13 @@ func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.
 func (e *encoder) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
 func (e *encoder) hash(h store.Hash) {
 	e.b = append(e.b, h[:]...)
+}
+func (e *encoder) flag(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
 }
 func (e *encoder) header(h header) {
 	e.b = append(e.b, byte(h.Type))
@@ -462,11 +497,15 @@ func encodeMessage(m any) []byte {
 		e.uvarint(m.Session)
 		e.changes(m.Rows)
 		e.keys(m.Want, false)
-		if m.Final {
-			e.b = append(e.b, 1)
-		} else {
-			e.b = append(e.b, 0)
-		}
+		e.flag(m.Final)
+	case *transferRequestMsg:
+		e.header(m.header)
+		e.uvarint(m.Session)
+	case *transferRowsMsg:
+		e.header(m.header)
+		e.uvarint(m.Session)
+		e.changes(m.Rows)
+		e.flag(m.Final)
 	default:
 		panic(fmt.Sprintf("cluster: encodeMessage(%T)", m))
 	}
@@ -529,6 +568,14 @@ func decodeMessage(b []byte) (any, error) {
 		m := &syncRowsMsg{header: h, Session: d.uvarint("session")}
 		m.Rows = d.changes("row", &m.Refused)
 		m.Want = d.keys("want", false, &m.Refused)
+		fin := d.raw(1, "final flag")
+		m.Final = len(fin) == 1 && fin[0] == 1
+		out = m
+	case msgTransferRequest:
+		out = &transferRequestMsg{header: h, Session: d.uvarint("session")}
+	case msgTransferRows:
+		m := &transferRowsMsg{header: h, Session: d.uvarint("session")}
+		m.Rows = d.changes("row", &m.Refused)
 		fin := d.raw(1, "final flag")
 		m.Final = len(fin) == 1 && fin[0] == 1
 		out = m

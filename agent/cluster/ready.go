@@ -37,6 +37,10 @@ func (t *Tier) Ready() error {
 	if started == nil {
 		return fmt.Errorf("%w: %s tier not started: joining peers", ErrNotReady, t.cfg.Tier)
 	}
+	if t.awayTooLong() {
+		return fmt.Errorf("%w: %s tier waiting for a full state transfer from a peer: its last exchange (%s) is older than tombstone_ttl (%s)",
+			ErrNotReady, t.cfg.Tier, t.store.LastSynced().UTC().Format(time.RFC3339), t.cfg.TombstoneTTL)
+	}
 	return fmt.Errorf("%w: %s tier waiting for its first anti-entropy exchange with a peer (%d alive, waiting %s)",
 		ErrNotReady, t.cfg.Tier, len(t.peers()), time.Since(*started).Round(time.Millisecond))
 }

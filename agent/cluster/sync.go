@@ -69,8 +69,14 @@ func (t *Tier) SyncOnce() string {
 	return p.Name
 }
 
-// SyncWith starts an exchange with the named peer.
+// SyncWith starts an exchange with the named peer, or asks it for a full
+// state transfer when this node has been away longer than the tombstone
+// TTL.
 func (t *Tier) SyncWith(peer string) {
+	if t.awayTooLong() {
+		t.requestTransfer(peer)
+		return
+	}
 	n := t.node(peer)
 	if n == nil {
 		return
@@ -126,6 +132,13 @@ func (t *Tier) handleSync(msg any) {
 		t.m.received.WithLabelValues(t.cfg.Tier, "sync-rows").Inc()
 		t.refuseItems(m.Sender, m.Refused)
 		t.onRows(m)
+	case *transferRequestMsg:
+		t.m.received.WithLabelValues(t.cfg.Tier, "transfer-request").Inc()
+		t.onTransferRequest(m)
+	case *transferRowsMsg:
+		t.m.received.WithLabelValues(t.cfg.Tier, "transfer-rows").Inc()
+		t.refuseItems(m.Sender, m.Refused)
+		t.onTransferRows(m)
 	}
 }
 
@@ -236,6 +249,12 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 // finished records a completed exchange (for the away-too-long check at
 // start) and reports it to SyncResults readers, if any.
 func (t *Tier) finished(r syncResult) {
+	if t.awayTooLong() {
+		// The rows merged are fine, but this node's old state still needs
+		// the transfer: do not record it as synced.
+		t.requestTransfer(r.Peer)
+		return
+	}
 	t.markReady()
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Debug("recording sync time", "err", err)

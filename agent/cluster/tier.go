@@ -82,6 +82,10 @@ type Config struct {
 	// changes go by stream), so the queue is bounded in bytes too: about
 	// 4.5 MB at the default.
 	QueueLimit int
+	// TombstoneTTL is how long peers keep tombstones: a node whose last
+	// completed exchange is older takes a full state transfer from a peer
+	// instead of a digest exchange. Zero disables state transfer.
+	TombstoneTTL time.Duration
 	// InboxBytes bounds the bytes of received messages waiting to be
 	// merged; a message beyond it is dropped and counted (anti-entropy
 	// repairs it). Default 64 MiB, four of the largest messages.
@@ -147,6 +151,7 @@ type Tier struct {
 	ready     chan struct{}             // closed once caught up (see Ready)
 	readyOnce sync.Once                 // closes ready
 	startedAt atomic.Pointer[time.Time] // set when Start has joined
+	xfer      transferState             // full state transfer (statetransfer.go)
 }
 
 // New starts the tier's memberlist (binding its port) and attaches it to
