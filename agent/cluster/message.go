@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -194,6 +195,12 @@ type transferRowsMsg struct {
 	Session uint64
 	Rows    []store.Change
 	Final   bool
+	// Unavailable (with Final, no rows): the peer has no snapshot worth
+	// taking, as it has not completed an exchange within the tombstone
+	// TTL itself.
+	Unavailable bool
+	// Horizon is the sender's tombstone horizon (on the Final message).
+	Horizon hlc.Timestamp
 	Refused refusals
 }
 
@@ -504,8 +511,16 @@ func encodeMessage(m any) []byte {
 	case *transferRowsMsg:
 		e.header(m.header)
 		e.uvarint(m.Session)
+		e.uvarint(uint64(m.Horizon))
 		e.changes(m.Rows)
-		e.flag(m.Final)
+		flags := byte(0)
+		if m.Final {
+			flags |= 1
+		}
+		if m.Unavailable {
+			flags |= 2
+		}
+		e.b = append(e.b, flags)
 	default:
 		panic(fmt.Sprintf("cluster: encodeMessage(%T)", m))
 	}
@@ -574,10 +589,14 @@ func decodeMessage(b []byte) (any, error) {
 	case msgTransferRequest:
 		out = &transferRequestMsg{header: h, Session: d.uvarint("session")}
 	case msgTransferRows:
-		m := &transferRowsMsg{header: h, Session: d.uvarint("session")}
+		m := &transferRowsMsg{header: h, Session: d.uvarint("session"), Horizon: hlc.Timestamp(d.uvarint("horizon"))}
 		m.Rows = d.changes("row", &m.Refused)
-		fin := d.raw(1, "final flag")
-		m.Final = len(fin) == 1 && fin[0] == 1
+		if flags := d.raw(1, "flags"); len(flags) == 1 {
+			if flags[0]&^3 != 0 {
+				d.fail("unknown flags %#x", flags[0])
+			}
+			m.Final, m.Unavailable = flags[0]&1 != 0, flags[0]&2 != 0
+		}
 		out = m
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, b[0])

@@ -37,7 +37,7 @@ func (t *Tier) Ready() error {
 	if started == nil {
 		return fmt.Errorf("%w: %s tier not started: joining peers", ErrNotReady, t.cfg.Tier)
 	}
-	if t.awayTooLong() {
+	if t.needsTransfer() {
 		return fmt.Errorf("%w: %s tier waiting for a full state transfer from a peer: its last exchange (%s) is older than tombstone_ttl (%s)",
 			ErrNotReady, t.cfg.Tier, t.store.LastSynced().UTC().Format(time.RFC3339), t.cfg.TombstoneTTL)
 	}

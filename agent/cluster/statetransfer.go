@@ -49,9 +49,27 @@ type transferState struct {
 	ownAfter hlc.Timestamp // own writes after the last exchange
 	rows     []store.Change
 	lastMsg  time.Time
+	// unavailable holds the alive peers that answered they have no
+	// snapshot worth taking; once every alive peer has, the node falls
+	// back to anti-entropy (the whole tier was away: there is no fresher
+	// state to take).
+	unavailable map[string]bool
+	fallback    bool
 
 	serving atomic.Bool // this node streams a snapshot to a peer
 	done    atomic.Int64
+}
+
+// needsTransfer reports whether this node must take a state transfer
+// instead of a digest exchange: it was away too long, and some peer may
+// have fresher state.
+func (t *Tier) needsTransfer() bool {
+	if !t.awayTooLong() {
+		return false
+	}
+	t.xfer.mu.Lock()
+	defer t.xfer.mu.Unlock()
+	return !t.xfer.fallback
 }
 
 // awayTooLong reports whether this node's last completed exchange is older
@@ -97,12 +115,20 @@ func (t *Tier) logOnceTransfer(msg, peer string) {
 }
 
 // onTransferRequest (peer) streams this node's rows to the asker, in the
-// background, one snapshot at a time. A node that never completed an
-// exchange has nothing trustworthy to give and stays silent; so does one
-// already serving (the asker tries another peer).
+// background, one snapshot at a time (a node already serving stays
+// silent: the asker tries another peer). A node that has not completed an
+// exchange within the TTL itself answers that it is unavailable: a stale
+// snapshot would bring back the rows the transfer is meant to drop.
 func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 	n := t.node(m.Sender)
-	if n == nil || t.store.LastSynced().IsZero() || !t.xfer.serving.CompareAndSwap(false, true) {
+	if n == nil {
+		return
+	}
+	if t.store.LastSynced().IsZero() || t.awayTooLong() {
+		t.send(n, &transferRowsMsg{header: t.hdr(msgTransferRows), Session: m.Session, Final: true, Unavailable: true})
+		return
+	}
+	if !t.xfer.serving.CompareAndSwap(false, true) {
 		return
 	}
 	t.done.Add(1) // syncLoop holds the group open: not racing Close's Wait
@@ -131,7 +157,7 @@ func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 				default:
 				}
 				msg := &transferRowsMsg{header: t.hdr(msgTransferRows), Session: m.Session, Rows: batch,
-					Final: len(keys) == 0 && i == len(batches)-1}
+					Final: len(keys) == 0 && i == len(batches)-1, Horizon: t.store.Horizon()}
 				if !t.send(n, msg) {
 					return
 				}
@@ -154,13 +180,30 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		x.mu.Unlock()
 		return
 	}
+	if m.Unavailable {
+		x.session, x.rows = 0, nil
+		if x.unavailable == nil {
+			x.unavailable = map[string]bool{}
+		}
+		x.unavailable[m.Sender] = true
+		all := true
+		for _, p := range t.peers() {
+			all = all && x.unavailable[p.Name]
+		}
+		if all {
+			x.fallback = true
+			t.log.Warn("no peer has completed an exchange within tombstone_ttl either: reconciling by anti-entropy instead of a state transfer")
+		}
+		x.mu.Unlock()
+		return
+	}
 	x.rows = append(x.rows, t.accept(m.Sender, m.Rows)...)
 	x.lastMsg = time.Now()
 	if !m.Final {
 		x.mu.Unlock()
 		return
 	}
-	rep := store.Replacement{Rows: x.rows, OwnAfter: x.ownAfter, ChangedAfter: x.since}
+	rep := store.Replacement{Rows: x.rows, OwnAfter: x.ownAfter, ChangedAfter: x.since, Horizon: m.Horizon}
 	x.session, x.rows = 0, nil
 	x.mu.Unlock()
 
@@ -179,9 +222,18 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Warn("recording sync time", "err", err)
 	}
+	t.resetTransfer()
 	t.xfer.done.Add(1)
 	t.log.Info("state transfer: store replaced by a peer's snapshot", "peer", m.Sender, "rows", len(rep.Rows), "refused", len(rejected))
 	t.markReady()
+}
+
+// resetTransfer forgets the peers found unavailable and the fallback, once
+// this node is synced again.
+func (t *Tier) resetTransfer() {
+	t.xfer.mu.Lock()
+	t.xfer.unavailable, t.xfer.fallback = nil, false
+	t.xfer.mu.Unlock()
 }
 
 // Transfers is the number of full state transfers this node has taken.

@@ -28,6 +28,9 @@ func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
 		a.put(t, fmt.Sprintf("k%02d", i), "v")
 	}
 	waitFor(t, 10*time.Second, func() (bool, string) { return converged(a, b, x) })
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return !x.store.LastSynced().IsZero(), "x has completed no exchange"
+	})
 
 	c.faults.Partition([]string{x.ft.Addr()}, []string{a.ft.Addr(), b.ft.Addr()})
 	waitFor(t, 20*time.Second, membersSee(2, a, b))
@@ -38,9 +41,18 @@ func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, func() (bool, string) { return converged(a, b) })
-	for _, n := range []*testNode{a, b} {
-		if _, err := n.store.Reap(ctx, hlc.New(time.Now().UnixMilli(), 0)); err != nil {
+	// Reap every tombstone: the horizon is just past the newest delete.
+	var horizon hlc.Timestamp
+	for i := 0; i < 5; i++ {
+		row, err := a.store.GetAny("machines", fmt.Sprintf("k%02d", i))
+		if err != nil {
 			t.Fatal(err)
+		}
+		horizon = max(horizon, row.Stamp.HLC+1)
+	}
+	for _, n := range []*testNode{a, b} {
+		if reaped, err := n.store.Reap(ctx, horizon); err != nil || reaped != 5 {
+			t.Fatalf("%s reaped %d tombstones, want 5 (err %v)", n.name, reaped, err)
 		}
 	}
 	x.put(t, "x-own", "written while away")
@@ -52,8 +64,8 @@ func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		for _, n := range []*testNode{a, b, x} {
 			for i := 0; i < 5; i++ {
-				if _, err := n.store.GetAny("machines", fmt.Sprintf("k%02d", i)); !errors.Is(err, store.ErrNotFound) {
-					return false, fmt.Sprintf("deleted row k%02d is back on %s (err %v)", i, n.name, err)
+				if row, err := n.store.GetAny("machines", fmt.Sprintf("k%02d", i)); !errors.Is(err, store.ErrNotFound) {
+					return false, fmt.Sprintf("deleted row k%02d is back on %s: %+v", i, n.name, row)
 				}
 			}
 			if _, err := n.store.Get("machines", "x-own"); err != nil {
@@ -71,4 +83,36 @@ func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
 	if err := x.tier.Ready(); err != nil {
 		t.Fatalf("x not ready after its transfer: %v", err)
 	}
+}
+
+// TestWholeTierAwayFallsBackToAntiEntropy: both nodes of a two-node tier
+// are apart longer than the TTL, so neither has a snapshot worth taking.
+// Each answers the other's transfer request as unavailable, and they
+// reconcile by anti-entropy instead of waiting for each other forever.
+func TestWholeTierAwayFallsBackToAntiEntropy(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	c := newCluster(t)
+	short := func(cfg *Config) { cfg.TombstoneTTL = ttl }
+	a, b := c.add("a", short), c.add("b", short)
+	waitFor(t, 10*time.Second, membersSee(2, a, b))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return !a.store.LastSynced().IsZero() && !b.store.LastSynced().IsZero(), "a or b has completed no exchange"
+	})
+	c.faults.Partition([]string{a.ft.Addr()}, []string{b.ft.Addr()})
+	waitFor(t, 20*time.Second, membersSee(1, a, b))
+	a.put(t, "from-a", "v")
+	b.put(t, "from-b", "v")
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return a.tier.awayTooLong() && b.tier.awayTooLong(), "a and b not yet away longer than the TTL"
+	})
+	c.faults.Heal()
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		if a.tier.awayTooLong() || b.tier.awayTooLong() {
+			return false, fmt.Sprintf("still away: a %v, b %v", a.tier.awayTooLong(), b.tier.awayTooLong())
+		}
+		if n := a.store.Stats().Rows["machines"]; n != 2 {
+			return false, fmt.Sprintf("a has %d rows, want 2", n)
+		}
+		return converged(a, b)
+	})
 }

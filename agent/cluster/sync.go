@@ -73,7 +73,7 @@ func (t *Tier) SyncOnce() string {
 // state transfer when this node has been away longer than the tombstone
 // TTL.
 func (t *Tier) SyncWith(peer string) {
-	if t.awayTooLong() {
+	if t.needsTransfer() {
 		t.requestTransfer(peer)
 		return
 	}
@@ -249,12 +249,13 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 // finished records a completed exchange (for the away-too-long check at
 // start) and reports it to SyncResults readers, if any.
 func (t *Tier) finished(r syncResult) {
-	if t.awayTooLong() {
+	if t.needsTransfer() {
 		// The rows merged are fine, but this node's old state still needs
 		// the transfer: do not record it as synced.
 		t.requestTransfer(r.Peer)
 		return
 	}
+	t.resetTransfer()
 	t.markReady()
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Debug("recording sync time", "err", err)

@@ -28,15 +28,29 @@ type Replacement struct {
 	// ChangedAfter keeps, merged with the peer's, every row this store
 	// changed after this feed position (Seq before the snapshot was
 	// requested): changes gossiped to this node while the snapshot was in
-	// flight may be newer than the snapshot.
+	// flight may be newer than the snapshot. Such a row that the snapshot
+	// lacks and that is older than Horizon is dropped: the peer reaped it.
 	ChangedAfter uint64
+	// Horizon is the peer's tombstone horizon. The store's own moves up
+	// to it.
+	Horizon hlc.Timestamp
+}
+
+// Horizon returns the store's tombstone horizon: a remote change for a
+// row the store does not hold, stamped before it, is refused (ErrStale).
+func (s *Store) Horizon() hlc.Timestamp {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.reaped
 }
 
 // Replace replaces the store's rows by a peer's snapshot in one
 // transaction, keeping what Replacement says: every other row the store
 // holds and the snapshot lacks is removed (watchers see it deleted), and
 // every row of the snapshot is written as is (not merged with this
-// store's older state). The tombstone horizon does not apply to the
+// store's older state). An own row the snapshot lacks is stamped afresh
+// (as a write made now, its causal length kept), so that peers, whose
+// horizon has moved past its old stamps, accept it when it is broadcast. The tombstone horizon does not apply to the
 // snapshot, whose old rows this node may never have seen. Snapshot rows
 // that are malformed or stamped too far in the future are refused, each
 // alone. It returns the refused rows.
@@ -115,14 +129,16 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 		own := s.ownAfter(h.row, rep.OwnAfter)
 		var next Row
 		switch {
-		case own || changed[h.k]:
+		case own && !inSnap:
+			next = s.restamp(h.row)
+			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
+		case own:
+			next = Merge(snap, h.row)
+			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
+		case changed[h.k] && inSnap:
+			next = Merge(snap, h.row)
+		case changed[h.k] && h.row.Latest().HLC >= rep.Horizon:
 			next = h.row
-			if inSnap {
-				next = Merge(snap, h.row)
-			}
-			if own {
-				r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: h.row})
-			}
 		case inSnap:
 			next = snap
 		default:
@@ -151,7 +167,22 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 			return err
 		}
 	}
+	if rep.Horizon > st.reaped {
+		st.reaped = rep.Horizon
+		return tx.Bucket(bucketMeta).Put(metaReaped, seqKey(uint64(st.reaped)))
+	}
 	return nil
+}
+
+// restamp returns row as if written now by this node: one fresh stamp on
+// the row and every field, the causal length kept.
+func (s *Store) restamp(row Row) Row {
+	now := Stamp{HLC: s.clock.Now(), Node: s.node}
+	out := Row{CL: row.CL, Stamp: now, Fields: make([]Field, len(row.Fields))}
+	for i, f := range row.Fields {
+		out.Fields[i] = Field{Num: f.Num, Stamp: now, Value: f.Value}
+	}
+	return out
 }
 
 // ownAfter reports whether row holds a stamp of this node after t.

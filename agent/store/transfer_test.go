@@ -50,9 +50,17 @@ func TestReplaceTakesThePeersStateKeepingOwnLaterWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// And gossip that the peer has reaped since: dropped.
+	staleAt := hlc.New(time.Now().Add(-30*time.Minute).UnixMilli(), 0)
+	stale := Change{Table: "machines", Key: "reaped-by-peer", Row: Row{CL: 2, Stamp: Stamp{HLC: staleAt, Node: NodeIDOf("other")}}}
+	if _, rej, err := s.Merge(ctx, []Change{stale}); err != nil || len(rej) != 0 {
+		t.Fatalf("merging a tombstone: %v %v", err, rej)
+	}
+	peerHorizon := hlc.New(time.Now().Add(-10*time.Minute).UnixMilli(), 0)
+
 	var reported []Change
 	s.SetOnCommit(func(local, remote []Change) { reported = append(reported, remote...) })
-	rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: since})
+	rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: since, Horizon: peerHorizon})
 	if err != nil || len(rejected) != 0 {
 		t.Fatalf("Replace: %v, rejected %v", err, rejected)
 	}
@@ -66,11 +74,21 @@ func TestReplaceTakesThePeersStateKeepingOwnLaterWrites(t *testing.T) {
 			t.Errorf("%s = %q, want %q", key, got, want)
 		}
 	}
-	if _, err := s.GetAny("machines", "deleted-while-away"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("a row deleted and reaped elsewhere survived the transfer: %v", err)
+	for _, key := range []string{"deleted-while-away", "reaped-by-peer"} {
+		if _, err := s.GetAny("machines", key); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s, deleted and reaped by the peer, survived the transfer: %v", key, err)
+		}
 	}
 	if len(reported) != 1 || reported[0].Key != "mine-after-sync" {
-		t.Errorf("reported for broadcast: %+v, want only mine-after-sync", reported)
+		t.Fatalf("reported for broadcast: %+v, want only mine-after-sync", reported)
+	}
+	// The peer does not hold the own row: it is stamped afresh, so peers
+	// whose horizon passed its first stamp still take it.
+	if st := reported[0].Row.Latest().HLC; st <= peerHorizon || st <= lastSync {
+		t.Errorf("own row re-broadcast with stamp %s, not after the horizon %s", st, peerHorizon)
+	}
+	if s.Horizon() != peerHorizon {
+		t.Errorf("horizon after Replace %s, want the peer's %s", s.Horizon(), peerHorizon)
 	}
 	// The expected state, built by merging the same rows into a fresh
 	// store, has the same digest.
