@@ -18,6 +18,8 @@
 //     digest or keys and the peer's message (scenario-tested without sockets);
 //   - sync.go: anti-entropy I/O: reads the store, sends what antientropy.go decides;
 //   - ready.go: catch-up as a node joins, and Ready;
+//   - statetransfer.go: full state transfer for a node away longer than
+//     the tombstone TTL;
 //   - peers.go: known peers persisted for rejoin after restart;
 //   - keyring.go, keys.go: key files (private, replaced durably) and rotation;
 //   - atomicfile.go: durable file replacement (write, fsync, rename, fsync dir);
@@ -39,5 +41,9 @@
 // Ready only when one has finished (a node alone is ready at once);
 // members run an exchange with each member that joins. So a restarted node
 // holds what it missed when it reports ready, instead of after its next
-// sync interval.
+// sync interval. A node whose last exchange is older than the tombstone
+// TTL cannot be reconciled that way (peers have reaped the tombstones of
+// what was deleted meanwhile): it replaces its store with a fresh peer's
+// snapshot instead, keeping and re-broadcasting the writes it acknowledged
+// since (statetransfer.go).
 package cluster
