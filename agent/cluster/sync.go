@@ -255,11 +255,11 @@ func (t *Tier) finished(r syncResult) {
 		t.requestTransfer(r.Peer)
 		return
 	}
-	t.resetTransfer()
-	t.markReady()
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Debug("recording sync time", "err", err)
 	}
+	t.resetTransfer()
+	t.markReady()
 	select {
 	case t.syncDone <- r:
 	default:
