@@ -102,9 +102,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	}
 
 	if last := a.regional.LastSynced(); !last.IsZero() && time.Since(last) > cfg.TombstoneTTL.Duration {
-		a.log.Warn("this node last synchronised with its region longer ago than tombstone_ttl: peers refuse its rows "+
-			"older than their tombstone horizon, so rows deleted meanwhile cannot come back, but this node may keep them; "+
-			"to rejoin with a full state transfer, stop it and move data_dir/regional.db aside",
+		a.log.Warn("this node last synchronised with its region longer ago than tombstone_ttl: it rejoins by a full "+
+			"state transfer from a peer, keeping the writes it acknowledged since, and reports ready once that is done",
 			"last_sync", last, "tombstone_ttl", cfg.TombstoneTTL.Duration)
 	}
 
@@ -138,7 +137,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys, KeyringFile: rc.Keyring,
 		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
 		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
-		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
+		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue, TombstoneTTL: cfg.TombstoneTTL.Duration,
 		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: apiAddr},
 		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
 		Accept:    acceptRegional(a.contract),
@@ -174,6 +173,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Global:            a.global,
 		Reducers:          a.reducerStatus,
 		Gateway:           a.gatewayAPI,
+		Ready:             a,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
@@ -401,6 +401,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
 		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
 		SyncInterval: g.SyncInterval.Duration,
+		TombstoneTTL: cfg.TombstoneTTL.Duration,
 		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
 		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
 		Accept:       acceptGlobal(a.contract, regionOf, receivedRejected),
@@ -473,6 +474,22 @@ func (a *Agent) reducerStatus() any {
 	}
 	return a.publisher.Status()
 }
+
+// Ready reports whether the node has caught up with its peers: the
+// regional tier, and the global tier on a gateway, have each finished a
+// first exchange with a peer since start (or have no peer). It serves
+// GET /v1/health?ready=1.
+func (a *Agent) Ready() error {
+	if err := a.tier.Ready(); err != nil {
+		return err
+	}
+	if a.globalTier != nil {
+		return a.globalTier.Ready()
+	}
+	return nil
+}
+
+var _ api.ReadyChecker = (*Agent)(nil)
 
 // Global is the gateway's global store (nil on other nodes).
 func (a *Agent) Global() *store.Store { return a.global }

@@ -32,13 +32,13 @@ type testNode struct {
 
 // testCluster builds nodes that share one Faults network.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	faults *Faults
 	nodes  []*testNode
 	mu     sync.Mutex
 }
 
-func newCluster(t *testing.T) *testCluster {
+func newCluster(t testing.TB) *testCluster {
 	return &testCluster{t: t, faults: NewFaults()}
 }
 
@@ -121,7 +121,7 @@ func (n *testNode) put(t *testing.T, key string, fields ...string) {
 
 // waitFor polls cond until it holds, failing with cond's description of
 // what did not converge.
-func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+func waitFor(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
 	waitfor.Until(t, timeout, "cluster", func() error {
 		if ok, why := cond(); !ok {
@@ -402,6 +402,15 @@ func TestAntiEntropyRepairsOnlyWhatDiffers(t *testing.T) {
 	}
 	if ok, why := converged(a, b); !ok {
 		t.Fatal(why)
+	}
+	// Exchanges started by the join (catch-up, members greeting a
+	// newcomer) are over once both are ready; drop their results.
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		ea, eb := a.tier.Ready(), b.tier.Ready()
+		return ea == nil && eb == nil, fmt.Sprintf("a: %v, b: %v", ea, eb)
+	})
+	for len(a.tier.syncDone) > 0 {
+		<-a.tier.syncDone
 	}
 	sent0, _ := a.tier.m.WireBytes()
 	a.tier.SyncWith("b")

@@ -10,11 +10,19 @@
 //
 // Layout:
 //
-//   - message.go: the wire formats of gossip and sync messages (pure, fuzzed);
+//   - message.go: the wire formats of gossip and sync messages (pure, fuzzed;
+//     a bad item refuses that item, not its message);
 //   - tier.go: memberlist setup, the delegate, inbound processing, members;
-//   - broadcast.go: the bounded broadcast queue;
-//   - sync.go: anti-entropy: digest, leaves, keys, rows;
+//   - inbox.go: the byte bound on received messages, the bounded log-once set;
+//   - antientropy.go: the decisions of an exchange, pure functions of a
+//     digest or keys and the peer's message (scenario-tested without sockets);
+//   - sync.go: anti-entropy I/O: reads the store, sends what antientropy.go decides;
+//   - ready.go: catch-up as a node joins, and Ready;
+//   - statetransfer.go: full state transfer for a node away longer than
+//     the tombstone TTL;
 //   - peers.go: known peers persisted for rejoin after restart;
+//   - keyring.go, keys.go: key files (private, replaced durably) and rotation;
+//   - atomicfile.go: durable file replacement (write, fsync, rename, fsync dir);
 //   - faultnet.go: a fault-injecting memberlist transport for tests.
 //
 // # Replication
@@ -26,4 +34,16 @@
 // queue are repaired by anti-entropy: every sync interval a node compares
 // its digest with a random peer's, descends only into differing branches and
 // leaves, and ships only the rows whose hashes differ, both ways.
+//
+// # Catch-up
+//
+// A node that joins runs an exchange with a peer at once and reports
+// Ready only when one has finished (a node alone is ready at once);
+// members run an exchange with each member that joins. So a restarted node
+// holds what it missed when it reports ready, instead of after its next
+// sync interval. A node whose last exchange is older than the tombstone
+// TTL cannot be reconciled that way (peers have reaped the tombstones of
+// what was deleted meanwhile): it replaces its store with a fresh peer's
+// snapshot instead, keeping and re-broadcasting the writes it acknowledged
+// since (statetransfer.go).
 package cluster

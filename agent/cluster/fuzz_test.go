@@ -18,6 +18,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		&syncLeavesMsg{header: header{Type: msgSyncLeaves, Sender: "n2"}, Session: 9, Branch: []uint16{3}, Leaves: make([]store.Hash, store.BranchFanout)},
 		&syncKeysMsg{header: header{Type: msgSyncKeys, Sender: "n1"}, Session: 9, Leaves: []uint16{200}, Keys: []store.KeyHash{{Table: "machines", Key: "m1"}}},
 		&syncRowsMsg{header: header{Type: msgSyncRows, Sender: "n2"}, Session: 9, Rows: []store.Change{{Table: "machines", Key: "m1", Row: row}}, Want: []store.KeyHash{{Table: "machines", Key: "m2"}}, Final: true},
+		&transferRequestMsg{header: header{Type: msgTransferRequest, Sender: "n1"}, Session: 4},
+		&transferRowsMsg{header: header{Type: msgTransferRows, Sender: "n2"}, Session: 4, Rows: []store.Change{{Table: "machines", Key: "m1", Row: row}}, Final: true},
 	}
 	for _, s := range seeds {
 		f.Add(encodeMessage(s))

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -85,11 +84,7 @@ func (t *Tier) saveKeyring() error {
 			lines = append(lines, base64.StdEncoding.EncodeToString(k))
 		}
 	}
-	tmp := t.cfg.KeyringFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		return fmt.Errorf("cluster: saving keyring: %w", err)
-	}
-	if err := os.Rename(tmp, t.cfg.KeyringFile); err != nil {
+	if err := writeFileSynced(t.cfg.KeyringFile, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		return fmt.Errorf("cluster: saving keyring: %w", err)
 	}
 	return nil

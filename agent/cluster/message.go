@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -25,6 +26,15 @@ const (
 	msgSyncRows
 )
 
+// State transfer messages (statetransfer.go), numbered apart from the
+// others so that new message types of other features do not collide.
+const (
+	// msgTransferRequest asks a peer for a snapshot of its store.
+	msgTransferRequest msgType = 32 + iota
+	// msgTransferRows carries one batch of a snapshot; Final on the last.
+	msgTransferRows
+)
+
 func (t msgType) String() string {
 	switch t {
 	case msgChanges:
@@ -37,17 +47,26 @@ func (t msgType) String() string {
 		return "sync-keys"
 	case msgSyncRows:
 		return "sync-rows"
+	case msgTransferRequest:
+		return "transfer-request"
+	case msgTransferRows:
+		return "transfer-rows"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }
 
-// Bounds on decoded messages: bytes from the network are not trusted.
+// Bounds on decoded messages: bytes from the network are not trusted. The
+// table and key limits are store.MaxTableLen and store.MaxKeyLen, shared
+// with the API and the store, so a key one node accepted is a key every
+// peer accepts.
 const (
 	maxNameLen     = 256
-	maxTableLen    = 256
-	maxKeyLen      = 4096
 	maxChanges     = 1 << 20
 	maxMessageSize = 16 << 20
+	// maxCausalLength refuses absurd causal lengths: one is added per
+	// delete or re-insert of a row, so no honest row comes near it, and
+	// a row at 2^64-1 could never be deleted again.
+	maxCausalLength = 1 << 48
 )
 
 // errMalformed is wrapped by every decoding error.
@@ -59,10 +78,74 @@ type header struct {
 	Sender string
 }
 
+// refusedItem is one item of a message that was refused on decoding: the
+// rest of the message stands.
+type refusedItem struct {
+	Index  int    // position in its list
+	What   string // the list: "change", "row", "key", "want"
+	Table  string // as received, cut to a loggable length
+	Key    string // as received, cut to a loggable length
+	Reason string // strata_gossip_rejected_total reason
+	Err    error
+}
+
+func (r refusedItem) Error() string {
+	return fmt.Sprintf("%s %d (%s/%s): %v", r.What, r.Index, r.Table, r.Key, r.Err)
+}
+
+// Bounds on refusals within one message. Only the first few refused items
+// are described (for the log); the others are only counted, so refusing
+// an item allocates nothing. A message with more rows that do not decode
+// than maxMalformedItems is refused whole: its sender is broken, not
+// carrying one bad item among good ones.
+const (
+	maxRefusalDetail  = 8
+	maxMalformedItems = 64
+)
+
+// refusals are the items of one message refused on decoding. They are
+// not encoded.
+type refusals struct {
+	Items    []refusedItem // the first maxRefusalDetail
+	TooLong  int           // table or key over the store's limits
+	Invalid  int           // rows that decode but cannot be right
+	Malforms int           // rows that do not decode, empty names
+}
+
+// Total is the number of items refused.
+func (r *refusals) Total() int { return r.TooLong + r.Invalid + r.Malforms }
+
+// add counts one refused item, and describes it if it is among the first.
+// describe is called only then.
+func (r *refusals) add(reason string, describe func() refusedItem) {
+	switch reason {
+	case reasonTooLong:
+		r.TooLong++
+	case reasonInvalidRow:
+		r.Invalid++
+	default:
+		r.Malforms++
+	}
+	if len(r.Items) < maxRefusalDetail {
+		r.Items = append(r.Items, describe())
+	}
+}
+
+// Refusal reasons, as labels of strata_gossip_rejected_total.
+const (
+	reasonTooLong    = "too_long"
+	reasonMalformed  = "malformed"
+	reasonInvalidRow = "invalid_row"
+)
+
+// errEmptyName refuses an item with an empty table or key.
+var errEmptyName = errors.New("empty table or key")
+
 // changesMsg is a batch of changes.
 type changesMsg struct {
 	header
 	Changes []store.Change
+	Refused refusals
 }
 
 // syncDigestMsg opens an exchange with the initiator's branch hashes.
@@ -87,6 +170,7 @@ type syncKeysMsg struct {
 	Session uint64
 	Leaves  []uint16
 	Keys    []store.KeyHash
+	Refused refusals
 }
 
 // syncRowsMsg carries rows to merge and keys wanted back.
@@ -96,6 +180,28 @@ type syncRowsMsg struct {
 	Rows    []store.Change
 	Want    []store.KeyHash // only Table and Key are meaningful
 	Final   bool            // the last message of the exchange
+	Refused refusals        // rows and wanted keys refused on decoding
+}
+
+// transferRequestMsg asks for a snapshot.
+type transferRequestMsg struct {
+	header
+	Session uint64
+}
+
+// transferRowsMsg is one batch of a snapshot.
+type transferRowsMsg struct {
+	header
+	Session uint64
+	Rows    []store.Change
+	Final   bool
+	// Unavailable (with Final, no rows): the peer has no snapshot worth
+	// taking, as it has not completed an exchange within the tombstone
+	// TTL itself.
+	Unavailable bool
+	// Horizon is the sender's tombstone horizon (on the Final message).
+	Horizon hlc.Timestamp
+	Refused refusals
 }
 
 // encoder appends message fields.
@@ -106,6 +212,13 @@ func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.
 func (e *encoder) bytes(p []byte)   { e.uvarint(uint64(len(p))); e.b = append(e.b, p...) }
 func (e *encoder) hash(h store.Hash) {
 	e.b = append(e.b, h[:]...)
+}
+func (e *encoder) flag(v bool) {
+	if v {
+		e.b = append(e.b, 1)
+	} else {
+		e.b = append(e.b, 0)
+	}
 }
 func (e *encoder) header(h header) {
 	e.b = append(e.b, byte(h.Type))
@@ -177,6 +290,24 @@ func (d *decoder) str(limit int, what string) string {
 	return string(d.raw(n, what))
 }
 
+// item reads a length-prefixed byte string of an item, and reports
+// whether it is longer than limit (which refuses the item: its bytes are
+// skipped and the message goes on). Running past the end of the message
+// fails the message.
+func (d *decoder) item(limit int, what string) (b []byte, tooLong bool) {
+	n := d.uvarint(what) // what is a constant: no allocation per item
+	b = d.raw(n, what)
+	return b, d.err == nil && n > uint64(limit)
+}
+
+// tooLong describes a table or key over its limit.
+func tooLong(table, key []byte) error {
+	if len(table) > store.MaxTableLen {
+		return fmt.Errorf("table name is %d bytes, longer than the limit of %d", len(table), store.MaxTableLen)
+	}
+	return fmt.Errorf("key is %d bytes, longer than the limit of %d", len(key), store.MaxKeyLen)
+}
+
 func (d *decoder) hash(what string) store.Hash {
 	var h store.Hash
 	copy(h[:], d.raw(uint64(len(h)), what))
@@ -194,43 +325,143 @@ func (d *decoder) count(limit, minSize int, what string) int {
 	return int(n)
 }
 
-func (d *decoder) changes() []store.Change {
-	n := d.count(maxChanges, 3, "changes")
-	out := make([]store.Change, 0, n)
+// candidates walks the n items of a list that starts at d's position,
+// without decoding or allocating, and returns how many have names within
+// bounds: the capacity to allocate for the list. A list that runs past the
+// end of the message is refused here, before anything is allocated for
+// it. withRow: each item has a row; hashLen: the bytes of its hash.
+func (d decoder) candidates(n int, withRow bool, hashLen int) (int, error) {
+	c := 0
 	for i := 0; i < n && d.err == nil; i++ {
-		c := store.Change{Table: d.str(maxTableLen, "table"), Key: d.str(maxKeyLen, "key")}
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
+		if withRow {
+			d.raw(d.uvarint("row length"), "row")
+		}
+		d.raw(uint64(hashLen), "row hash")
+		if !tlong && !klong && len(table) > 0 && len(key) > 0 {
+			c++
+		}
+	}
+	return c, d.err
+}
+
+// loggable cuts a peer-chosen string to a length fit for logs.
+func loggable(b []byte) string {
+	const max = 64
+	if len(b) > max {
+		return string(b[:max]) + "…"
+	}
+	return string(b)
+}
+
+// interned returns table names as strings without allocating one per
+// item: a message names few tables.
+type interned map[string]string
+
+func (in interned) get(b []byte) string {
+	if s, ok := in[string(b)]; ok { // no allocation: the compiler reads the map in place
+		return s
+	}
+	if len(in) >= 64 {
+		return string(b)
+	}
+	s := string(b)
+	in[s] = s
+	return s
+}
+
+// changes reads a list of changes. An item whose table or key is out of
+// bounds or whose row does not decode is refused alone: every item is
+// length-prefixed, so the next one is still found.
+func (d *decoder) changes(what string, refused *refusals) []store.Change {
+	n := d.count(maxChanges, 3, what)
+	size, err := d.candidates(n, true, 0)
+	if err != nil {
+		d.err = err
+		return nil
+	}
+	out := make([]store.Change, 0, size)
+	tables := interned{}
+	for i := 0; i < n && d.err == nil; i++ {
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
 		raw := d.raw(d.uvarint("row length"), "row")
 		if d.err != nil {
 			break
 		}
-		row, err := store.DecodeRow(raw)
-		if err != nil {
-			d.fail("change %d (%s/%s): %v", i, c.Table, c.Key, err)
-			break
+		refuse := func(reason string, err func() error) {
+			refused.add(reason, func() refusedItem {
+				return refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err()}
+			})
 		}
-		if c.Table == "" || c.Key == "" {
-			d.fail("change %d: empty table or key", i)
-			break
+		if tlong || klong {
+			refuse(reasonTooLong, func() error { return tooLong(table, key) })
+			continue
 		}
-		c.Row = row
-		out = append(out, c)
+		if len(table) == 0 || len(key) == 0 {
+			refuse(reasonMalformed, func() error { return errEmptyName })
+		} else if row, err := store.DecodeRow(raw); err != nil {
+			refuse(reasonMalformed, func() error { return err })
+		} else if row.CL > maxCausalLength {
+			refuse(reasonInvalidRow, func() error {
+				return fmt.Errorf("causal length %d is beyond any honest history (limit %d)", row.CL, uint64(maxCausalLength))
+			})
+		} else {
+			out = append(out, store.Change{Table: tables.get(table), Key: string(key), Row: row})
+		}
+		if refused.Malforms > maxMalformedItems {
+			d.fail("more than %d %ss do not decode", maxMalformedItems, what)
+		}
 	}
 	return out
 }
 
-func (d *decoder) keys(withHash bool) []store.KeyHash {
+// keys reads a list of keys, with their row hashes or not. A key out of
+// bounds is refused alone.
+func (d *decoder) keys(what string, withHash bool, refused *refusals) []store.KeyHash {
 	minSize := 2
 	if withHash {
 		minSize += len(store.Hash{})
 	}
-	n := d.count(maxChanges, minSize, "keys")
-	out := make([]store.KeyHash, 0, n)
+	n := d.count(maxChanges, minSize, what)
+	hashLen := 0
+	if withHash {
+		hashLen = len(store.Hash{})
+	}
+	size, err := d.candidates(n, false, hashLen)
+	if err != nil {
+		d.err = err
+		return nil
+	}
+	out := make([]store.KeyHash, 0, size)
+	tables := interned{}
 	for i := 0; i < n && d.err == nil; i++ {
-		k := store.KeyHash{Table: d.str(maxTableLen, "table"), Key: d.str(maxKeyLen, "key")}
+		table, tlong := d.item(store.MaxTableLen, "table")
+		key, klong := d.item(store.MaxKeyLen, "key")
+		var h store.Hash
 		if withHash {
-			k.Hash = d.hash("row hash")
+			h = d.hash("row hash")
 		}
-		out = append(out, k)
+		if d.err != nil {
+			break
+		}
+		describe := func(reason string, err error) func() refusedItem {
+			return func() refusedItem {
+				return refusedItem{Index: i, What: what, Table: loggable(table), Key: loggable(key), Reason: reason, Err: err}
+			}
+		}
+		switch {
+		case tlong || klong:
+			refused.add(reasonTooLong, func() refusedItem { return describe(reasonTooLong, tooLong(table, key))() })
+		case len(table) == 0 || len(key) == 0:
+			refused.add(reasonMalformed, describe(reasonMalformed, errEmptyName))
+			if refused.Malforms > maxMalformedItems {
+				d.fail("more than %d %ss are empty", maxMalformedItems, what)
+			}
+		default:
+			out = append(out, store.KeyHash{Table: tables.get(table), Key: string(key), Hash: h})
+		}
 	}
 	return out
 }
@@ -273,11 +504,23 @@ func encodeMessage(m any) []byte {
 		e.uvarint(m.Session)
 		e.changes(m.Rows)
 		e.keys(m.Want, false)
+		e.flag(m.Final)
+	case *transferRequestMsg:
+		e.header(m.header)
+		e.uvarint(m.Session)
+	case *transferRowsMsg:
+		e.header(m.header)
+		e.uvarint(m.Session)
+		e.uvarint(uint64(m.Horizon))
+		e.changes(m.Rows)
+		flags := byte(0)
 		if m.Final {
-			e.b = append(e.b, 1)
-		} else {
-			e.b = append(e.b, 0)
+			flags |= 1
 		}
+		if m.Unavailable {
+			flags |= 2
+		}
+		e.b = append(e.b, flags)
 	default:
 		panic(fmt.Sprintf("cluster: encodeMessage(%T)", m))
 	}
@@ -298,7 +541,9 @@ func decodeMessage(b []byte) (any, error) {
 	var out any
 	switch h.Type {
 	case msgChanges:
-		out = &changesMsg{header: h, Changes: d.changes()}
+		m := &changesMsg{header: h}
+		m.Changes = d.changes("change", &m.Refused)
+		out = m
 	case msgSyncDigest:
 		m := &syncDigestMsg{header: h, Session: d.uvarint("session"), Root: d.hash("root")}
 		if n := d.uvarint("branch count"); d.err == nil && n != store.Branches {
@@ -332,14 +577,26 @@ func decodeMessage(b []byte) (any, error) {
 			}
 			m.Leaves = append(m.Leaves, uint16(l))
 		}
-		m.Keys = d.keys(true)
+		m.Keys = d.keys("key", true, &m.Refused)
 		out = m
 	case msgSyncRows:
 		m := &syncRowsMsg{header: h, Session: d.uvarint("session")}
-		m.Rows = d.changes()
-		m.Want = d.keys(false)
+		m.Rows = d.changes("row", &m.Refused)
+		m.Want = d.keys("want", false, &m.Refused)
 		fin := d.raw(1, "final flag")
 		m.Final = len(fin) == 1 && fin[0] == 1
+		out = m
+	case msgTransferRequest:
+		out = &transferRequestMsg{header: h, Session: d.uvarint("session")}
+	case msgTransferRows:
+		m := &transferRowsMsg{header: h, Session: d.uvarint("session"), Horizon: hlc.Timestamp(d.uvarint("horizon"))}
+		m.Rows = d.changes("row", &m.Refused)
+		if flags := d.raw(1, "flags"); len(flags) == 1 {
+			if flags[0]&^3 != 0 {
+				d.fail("unknown flags %#x", flags[0])
+			}
+			m.Final, m.Unavailable = flags[0]&1 != 0, flags[0]&2 != 0
+		}
 		out = m
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, b[0])

@@ -42,7 +42,8 @@ func (t *Tier) savePeersSoon() {
 	})
 }
 
-// savePeers writes the addresses of the other alive members, atomically.
+// savePeers writes the addresses of the other alive members, atomically
+// and durably.
 func (t *Tier) savePeers() {
 	if t.cfg.PeersFile == "" {
 		return
@@ -56,12 +57,7 @@ func (t *Tier) savePeers() {
 	}
 	pf.SavedAt = time.Now().UTC()
 	b, _ := json.MarshalIndent(pf, "", "  ")
-	tmp := t.cfg.PeersFile + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.log.Warn("saving peers", "err", err)
-		return
-	}
-	if err := os.Rename(tmp, t.cfg.PeersFile); err != nil {
+	if err := writeFileSynced(t.cfg.PeersFile, b, 0o600); err != nil {
 		t.log.Warn("saving peers", "err", err)
 	}
 }

@@ -47,6 +47,9 @@ func (t *Tier) antiEntropyLoop() {
 		select {
 		case <-t.stop:
 			return
+		case peer := <-t.syncNow:
+			t.SyncWith(peer)
+			continue
 		case <-time.After(d):
 		}
 		t.SyncOnce()
@@ -66,8 +69,14 @@ func (t *Tier) SyncOnce() string {
 	return p.Name
 }
 
-// SyncWith starts an exchange with the named peer.
+// SyncWith starts an exchange with the named peer, or asks it for a full
+// state transfer when this node has been away longer than the tombstone
+// TTL.
 func (t *Tier) SyncWith(peer string) {
+	if t.needsTransfer() {
+		t.requestTransfer(peer)
+		return
+	}
 	n := t.node(peer)
 	if n == nil {
 		return
@@ -100,8 +109,9 @@ func (t *Tier) syncLoop() {
 		select {
 		case <-t.stop:
 			return
-		case msg := <-t.syncIn:
-			t.handleSync(msg)
+		case in := <-t.syncIn:
+			t.handleSync(in.msg)
+			t.inbox.release(in.size)
 		}
 	}
 }
@@ -116,10 +126,19 @@ func (t *Tier) handleSync(msg any) {
 		t.onLeaves(m)
 	case *syncKeysMsg:
 		t.m.received.WithLabelValues(t.cfg.Tier, "sync-keys").Inc()
+		t.refuseItems(m.Sender, m.Refused)
 		t.onKeys(m)
 	case *syncRowsMsg:
 		t.m.received.WithLabelValues(t.cfg.Tier, "sync-rows").Inc()
+		t.refuseItems(m.Sender, m.Refused)
 		t.onRows(m)
+	case *transferRequestMsg:
+		t.m.received.WithLabelValues(t.cfg.Tier, "transfer-request").Inc()
+		t.onTransferRequest(m)
+	case *transferRowsMsg:
+		t.m.received.WithLabelValues(t.cfg.Tier, "transfer-rows").Inc()
+		t.refuseItems(m.Sender, m.Refused)
+		t.onTransferRows(m)
 	}
 }
 
@@ -129,16 +148,8 @@ func (t *Tier) onDigest(m *syncDigestMsg) {
 	if n == nil {
 		return
 	}
-	d := t.store.Digest()
 	reply := &syncLeavesMsg{header: t.hdr(msgSyncLeaves), Session: m.Session}
-	if d.Root() != m.Root {
-		for _, b := range d.DiffBranches(m.Branches) {
-			reply.Branch = append(reply.Branch, uint16(b))
-			for l := b * store.BranchFanout; l < (b+1)*store.BranchFanout; l++ {
-				reply.Leaves = append(reply.Leaves, d.Leaf(l))
-			}
-		}
-	}
+	reply.Branch, reply.Leaves = answerDigest(t.store.Digest(), m.Root, m.Branches)
 	t.send(n, reply)
 }
 
@@ -148,16 +159,7 @@ func (t *Tier) onLeaves(m *syncLeavesMsg) {
 	if n == nil {
 		return
 	}
-	d := t.store.Digest()
-	var leaves []int
-	for i, b := range m.Branch {
-		for j := 0; j < store.BranchFanout; j++ {
-			l := int(b)*store.BranchFanout + j
-			if d.Leaf(l) != m.Leaves[i*store.BranchFanout+j] {
-				leaves = append(leaves, l)
-			}
-		}
-	}
+	leaves := differingLeaves(t.store.Digest(), m.Branch, m.Leaves)
 	if len(leaves) == 0 {
 		t.m.syncs.WithLabelValues(t.cfg.Tier, "in_sync").Inc()
 		t.finished(syncResult{Peer: m.Sender, InSync: true})
@@ -191,25 +193,7 @@ func (t *Tier) onKeys(m *syncKeysMsg) {
 		t.log.Error("sync: reading leaf keys", "err", err)
 		return
 	}
-	type tk struct{ table, key string }
-	theirs := make(map[tk]store.Hash, len(m.Keys))
-	for _, k := range m.Keys {
-		theirs[tk{k.Table, k.Key}] = k.Hash
-	}
-	var send, want []store.KeyHash
-	for _, k := range mine {
-		id := tk{k.Table, k.Key}
-		if h, ok := theirs[id]; !ok || h != k.Hash {
-			send = append(send, k)
-		}
-		if h, ok := theirs[id]; ok && h != k.Hash {
-			want = append(want, k)
-		}
-		delete(theirs, id)
-	}
-	for id := range theirs {
-		want = append(want, store.KeyHash{Table: id.table, Key: id.key})
-	}
+	send, want := diffKeys(mine, m.Keys)
 	t.sendRows(n, m.Session, send, want)
 }
 
@@ -222,21 +206,13 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 		return
 	}
 	t.m.synced.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(rows)))
-	for {
-		msg := &syncRowsMsg{header: t.hdr(msgSyncRows), Session: session}
-		size := 0
-		for len(rows) > 0 && (size < maxRowsBytes || len(msg.Rows) == 0) {
-			size += len(rows[0].Key) + 64
-			for _, f := range rows[0].Row.Fields {
-				size += len(f.Value) + 8
-			}
-			msg.Rows = append(msg.Rows, rows[0])
-			rows = rows[1:]
-		}
-		if len(rows) == 0 {
+	batches := batchRows(rows, maxRowsBytes)
+	for i, batch := range batches {
+		msg := &syncRowsMsg{header: t.hdr(msgSyncRows), Session: session, Rows: batch}
+		if i == len(batches)-1 {
 			msg.Want, msg.Final = want, len(want) == 0
 		}
-		if !t.send(n, msg) || len(rows) == 0 {
+		if !t.send(n, msg) {
 			return
 		}
 	}
@@ -273,9 +249,17 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 // finished records a completed exchange (for the away-too-long check at
 // start) and reports it to SyncResults readers, if any.
 func (t *Tier) finished(r syncResult) {
+	if t.needsTransfer() {
+		// The rows merged are fine, but this node's old state still needs
+		// the transfer: do not record it as synced.
+		t.requestTransfer(r.Peer)
+		return
+	}
 	if err := t.store.MarkSynced(time.Now()); err != nil {
 		t.log.Debug("recording sync time", "err", err)
 	}
+	t.resetTransfer()
+	t.markReady()
 	select {
 	case t.syncDone <- r:
 	default:

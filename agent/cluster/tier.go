@@ -78,7 +78,18 @@ type Config struct {
 	SyncInterval time.Duration
 	// QueueLimit bounds the broadcast queue; older broadcasts beyond it
 	// are dropped (anti-entropy repairs what they carried). Default 4096.
+	// A queued broadcast is at most maxGossipBytes (1,100 bytes; larger
+	// changes go by stream), so the queue is bounded in bytes too: about
+	// 4.5 MB at the default.
 	QueueLimit int
+	// TombstoneTTL is how long peers keep tombstones: a node whose last
+	// completed exchange is older takes a full state transfer from a peer
+	// instead of a digest exchange. Zero disables state transfer.
+	TombstoneTTL time.Duration
+	// InboxBytes bounds the bytes of received messages waiting to be
+	// merged; a message beyond it is dropped and counted (anti-entropy
+	// repairs it). Default 64 MiB, four of the largest messages.
+	InboxBytes int64
 	// Meta is published to the other members.
 	Meta Meta
 	// PeersFile, when set, persists known peers so that a restarted node
@@ -118,14 +129,15 @@ type Tier struct {
 	keyring *memberlist.Keyring // nil: no encryption
 	keysMu  sync.Mutex          // serialises key changes and keyring file writes
 
-	gossipIn chan []byte // change messages to merge
-	syncIn   chan any    // decoded sync messages
+	gossipIn chan []byte      // change messages to merge
+	syncIn   chan inboundSync // decoded sync messages
+	inbox    inbox            // bytes queued in gossipIn and syncIn
 
 	membersMu sync.RWMutex
 	members   map[string]*memberlist.Node // copies taken in event callbacks
 	regions   map[store.NodeID]string     // stamp identity → region, from meta
 
-	logged      sync.Map    // "peer/reason" → struct{}: reject logs, once each
+	logged      *logOnce    // "peer/reason": reject logs, once each
 	savePending atomic.Bool // a peers save is scheduled
 
 	stop          chan struct{} // closed by Close: loops end
@@ -134,6 +146,12 @@ type Tier struct {
 	closeMu       sync.Mutex
 	closed        bool
 	syncDone      chan syncResult // completed exchanges, for tests (buffered, lossy)
+
+	syncNow   chan string               // members that joined, to exchange with now
+	ready     chan struct{}             // closed once caught up (see Ready)
+	readyOnce sync.Once                 // closes ready
+	startedAt atomic.Pointer[time.Time] // set when Start has joined
+	xfer      transferState             // full state transfer (statetransfer.go)
 }
 
 // New starts the tier's memberlist (binding its port) and attaches it to
@@ -151,18 +169,28 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	if cfg.InboxBytes <= 0 {
+		cfg.InboxBytes = defaultInboxBytes
+	}
 	t := &Tier{
 		cfg:           cfg,
 		store:         st,
 		log:           cfg.Logger.With("tier", cfg.Tier),
 		m:             cfg.Metrics,
 		gossipIn:      make(chan []byte, 4096),
-		syncIn:        make(chan any, 256),
+		syncIn:        make(chan inboundSync, 256),
+		logged:        newLogOnce(maxLogged, 10*time.Minute),
 		stop:          make(chan struct{}),
 		transportDone: make(chan struct{}),
 		syncDone:      make(chan syncResult, 64),
+		syncNow:       make(chan string, 16),
+		ready:         make(chan struct{}),
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
+	}
+	if len(cfg.Keys) == 0 && !loopback(cfg.Bind) {
+		t.log.Warn("gossip is not encrypted and binds a non-loopback address: any host that reaches it can join the tier and write its rows; set "+
+			"["+cfg.Tier+"].keyring to a file of base64 AES keys", "bind", cfg.Bind)
 	}
 	meta, err := json.Marshal(cfg.Meta)
 	if err != nil {
@@ -172,6 +200,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
 	}
 	t.meta = meta
+	t.inbox.limit = cfg.InboxBytes
 
 	mc, err := t.memberlistConfig()
 	if err != nil {
@@ -263,6 +292,21 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 	return mc, nil
 }
 
+// loopback reports whether a bind address is reachable from this host
+// only: a loopback IP or "localhost". An empty host or 0.0.0.0 binds every
+// interface.
+func loopback(bind string) bool {
+	host, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func splitHostPort(hp string) (string, int, error) {
 	host, p, err := net.SplitHostPort(hp)
 	if err != nil {
@@ -275,8 +319,9 @@ func splitHostPort(hp string) (string, int, error) {
 	return host, port, nil
 }
 
-// Start joins the configured and persisted peers. A node that reaches no
-// peer runs alone and keeps trying in the background.
+// Start joins the configured and persisted peers, then catches up with
+// one of them (see Ready). A node that reaches no peer runs alone, ready,
+// and keeps trying in the background.
 func (t *Tier) Start() {
 	targets := t.joinTargets()
 	if len(targets) > 0 {
@@ -286,6 +331,7 @@ func (t *Tier) Start() {
 			t.log.Info("joined", "contacted", n)
 		}
 	}
+	t.startCatchUp()
 	t.done.Add(1)
 	go t.rejoinLoop(targets)
 }
@@ -519,8 +565,30 @@ func (t *Tier) LowestAlive(role string) string {
 // reason.
 func (t *Tier) reject(peer, reason string, err error) {
 	t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Inc()
-	if _, seen := t.logged.LoadOrStore(peer+"/"+reason, struct{}{}); !seen {
+	t.logRejection(peer, reason, err)
+}
+
+// maxLogged bounds the (peer, reason) pairs whose first rejection is
+// logged: peers choose their names.
+const maxLogged = 1024
+
+// logRejection logs a rejection once per peer and reason.
+func (t *Tier) logRejection(peer, reason string, err error) {
+	if t.logged.first(peer+"/"+reason, time.Now()) {
 		t.log.Warn("rejected from peer (logged once per peer and reason)", "peer", peer, "reason", reason, "err", err)
+	}
+}
+
+// refuseItems counts the items of a message refused on decoding, and logs
+// the first of each reason once; the rest of the message was applied.
+func (t *Tier) refuseItems(peer string, r refusals) {
+	for reason, n := range map[string]int{reasonTooLong: r.TooLong, reasonInvalidRow: r.Invalid, reasonMalformed: r.Malforms} {
+		if n > 0 {
+			t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Add(float64(n))
+		}
+	}
+	for _, it := range r.Items {
+		t.logRejection(peer, it.Reason, it)
 	}
 }
 
@@ -564,7 +632,9 @@ func (t *Tier) gossipLoop() {
 			}
 		}
 		var changes []store.Change
+		held := 0
 		for _, b := range batch {
+			held += len(b)
 			msg, err := decodeMessage(b)
 			if err != nil {
 				t.reject(senderOf(b), "malformed", err)
@@ -572,12 +642,15 @@ func (t *Tier) gossipLoop() {
 			}
 			cm := msg.(*changesMsg)
 			t.m.received.WithLabelValues(t.cfg.Tier, "changes").Inc()
+			t.refuseItems(cm.Sender, cm.Refused)
 			changes = append(changes, t.accept(cm.Sender, cm.Changes)...)
 		}
 		if len(changes) == 0 {
+			t.inbox.release(held)
 			continue
 		}
 		_, rejected, err := t.store.Merge(context.Background(), changes)
+		t.inbox.release(held)
 		if err != nil {
 			t.log.Error("merging received changes", "err", err)
 			continue
@@ -632,24 +705,31 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		t.reject("?", "malformed", errMalformed)
 		return
 	}
+	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(buf)))
+	if !t.inbox.admit(len(buf)) {
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		return
+	}
 	b := bytes.Clone(buf)
-	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(b)))
 	if msgType(b[0]) == msgChanges {
 		select {
-		case t.gossipIn <- b:
+		case t.gossipIn <- b: // released by gossipLoop
 		default:
+			t.inbox.release(len(b))
 			t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
 		}
 		return
 	}
 	msg, err := decodeMessage(b)
 	if err != nil {
+		t.inbox.release(len(b))
 		t.reject(senderOf(b), "malformed", err)
 		return
 	}
 	select {
-	case t.syncIn <- msg:
+	case t.syncIn <- inboundSync{msg, len(b)}: // released by syncLoop
 	default:
+		t.inbox.release(len(b))
 		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
 	}
 }
@@ -673,6 +753,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 	t.track(n, memberlist.StateAlive)
 	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
 	t.savePeersSoon()
+	t.syncSoon(n.Name)
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {

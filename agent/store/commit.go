@@ -57,7 +57,8 @@ type request struct {
 	quiet   bool // remote changes not to report to OnCommit (anti-entropy)
 	reap    hlc.Timestamp
 	reaped  int
-	flush   bool // persist the digest now (Close)
+	flush   bool         // persist the digest now (Close)
+	replace *Replacement // a state transfer (transfer.go)
 
 	stamps   []Stamp    // per mutation, on success
 	applied  []Change   // remote changes that were new
@@ -264,6 +265,8 @@ func (s *Store) commitGroup(batch []*request, local, remote *[]Change) error {
 				st.flush = true
 			case r.reap != 0:
 				err = s.applyReap(tx, &st, r)
+			case r.replace != nil:
+				err = s.applyReplace(tx, &st, r)
 			case r.muts != nil:
 				err = s.applyLocal(tx, &st, r)
 			default:

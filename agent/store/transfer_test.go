@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent/hlc"
+)
+
+// TestReplaceTakesThePeersStateKeepingOwnLaterWrites: a store away too
+// long takes a peer's snapshot. Rows the peer lacks go (their deletes were
+// reaped), rows both hold take the peer's state, the peer's old rows come
+// in despite this store's tombstone horizon, and this node's writes after
+// its last sync, and rows changed while the snapshot was in flight, stay,
+// merged. Only this node's own later writes are reported to OnCommit, to
+// be broadcast again. The digest ends equal to the expected state's.
+func TestReplaceTakesThePeersStateKeepingOwnLaterWrites(t *testing.T) {
+	ctx := context.Background()
+	peer := openTest(t, "", Options{Node: "peer"})
+	s := openTest(t, "", Options{Node: "away"})
+	expect := openTest(t, "", Options{Node: "model"})
+
+	old := hlc.New(time.Now().Add(-48*time.Hour).UnixMilli(), 0)
+	oldRow := Row{CL: 1, Stamp: Stamp{HLC: old, Node: NodeIDOf("peer")},
+		Fields: []Field{{Num: 1, Stamp: Stamp{HLC: old, Node: NodeIDOf("peer")}, Value: []byte("ancient")}}}
+	// The away node's state before it left.
+	mustApply(t, s, put("deleted-while-away", "v"), put("changed-while-away", "before"))
+	if _, err := s.Reap(ctx, hlc.New(time.Now().Add(-time.Hour).UnixMilli(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	lastSync := s.clock.Now()
+	mustApply(t, s, put("mine-after-sync", "kept"))
+	// The peer's state: one row changed, one created long ago, the
+	// deleted row gone.
+	mustApply(t, peer, put("changed-while-away", "after"))
+	if _, _, err := peer.Merge(ctx, []Change{{Table: "machines", Key: "ancient", Row: oldRow}}); err != nil {
+		t.Fatal(err)
+	}
+	var snapshot []Change
+	keys, _ := peer.LeafKeys(allLeaves())
+	snapshot, _ = peer.Rows(keys)
+
+	since := s.Seq()
+	// Gossip reaches the away node while the snapshot is in flight.
+	fresh := Change{Table: "machines", Key: "gossiped", Row: Row{CL: 1, Stamp: Stamp{HLC: peer.clock.Now(), Node: NodeIDOf("other")}}}
+	fresh.Row.Fields = []Field{{Num: 1, Stamp: fresh.Row.Stamp, Value: []byte("new")}}
+	if _, _, err := s.Merge(ctx, []Change{fresh}); err != nil {
+		t.Fatal(err)
+	}
+
+	// And gossip that the peer has reaped since: dropped.
+	staleAt := hlc.New(time.Now().Add(-30*time.Minute).UnixMilli(), 0)
+	stale := Change{Table: "machines", Key: "reaped-by-peer", Row: Row{CL: 2, Stamp: Stamp{HLC: staleAt, Node: NodeIDOf("other")}}}
+	if _, rej, err := s.Merge(ctx, []Change{stale}); err != nil || len(rej) != 0 {
+		t.Fatalf("merging a tombstone: %v %v", err, rej)
+	}
+	peerHorizon := hlc.New(time.Now().Add(-10*time.Minute).UnixMilli(), 0)
+
+	var reported []Change
+	s.SetOnCommit(func(local, remote []Change) { reported = append(reported, remote...) })
+	rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: since, Horizon: peerHorizon})
+	if err != nil || len(rejected) != 0 {
+		t.Fatalf("Replace: %v, rejected %v", err, rejected)
+	}
+
+	for key, want := range map[string]string{"changed-while-away": "after", "ancient": "ancient", "mine-after-sync": "kept", "gossiped": "new"} {
+		row, err := s.Get("machines", key)
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		if got := fieldValue(t, row, 1); got != want {
+			t.Errorf("%s = %q, want %q", key, got, want)
+		}
+	}
+	for _, key := range []string{"deleted-while-away", "reaped-by-peer"} {
+		if _, err := s.GetAny("machines", key); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s, deleted and reaped by the peer, survived the transfer: %v", key, err)
+		}
+	}
+	if len(reported) != 1 || reported[0].Key != "mine-after-sync" {
+		t.Fatalf("reported for broadcast: %+v, want only mine-after-sync", reported)
+	}
+	// The peer does not hold the own row: it is stamped afresh, so peers
+	// whose horizon passed its first stamp still take it.
+	if st := reported[0].Row.Latest().HLC; st <= peerHorizon || st <= lastSync {
+		t.Errorf("own row re-broadcast with stamp %s, not after the horizon %s", st, peerHorizon)
+	}
+	if s.Horizon() != peerHorizon {
+		t.Errorf("horizon after Replace %s, want the peer's %s", s.Horizon(), peerHorizon)
+	}
+	// The expected state, built by merging the same rows into a fresh
+	// store, has the same digest.
+	var want []Change
+	for _, key := range []string{"changed-while-away", "ancient", "mine-after-sync", "gossiped"} {
+		row, _ := s.GetAny("machines", key)
+		want = append(want, Change{Table: "machines", Key: key, Row: row})
+	}
+	if _, _, err := expect.Merge(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if got, exp := s.Stats(), expect.Stats(); got.Root != exp.Root || got.Rows["machines"] != 4 {
+		t.Fatalf("after Replace: root %x, %v rows; want root %x, 4 rows", got.Root[:4], got.Rows, exp.Root[:4])
+	}
+}
+
+// TestReplaceFailsAloneWhenTheFeedWasTrimmed: a transfer that cannot know
+// what changed while it was in flight fails without changing anything.
+func TestReplaceFailsAloneWhenTheFeedWasTrimmed(t *testing.T) {
+	s := openTest(t, "", Options{FeedRetention: 2})
+	mustApply(t, s, put("a", "1"), put("b", "1"), put("c", "1"), put("d", "1"))
+	before := s.Stats().Root
+	_, err := s.Replace(context.Background(), Replacement{ChangedAfter: 0})
+	if !errors.Is(err, ErrFeedTrimmed) {
+		t.Fatalf("Replace after a trimmed feed: %v, want ErrFeedTrimmed", err)
+	}
+	if s.Stats().Root != before {
+		t.Fatal("a failed Replace changed the store")
+	}
+}
+
+func allLeaves() []int {
+	out := make([]int, Leaves)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
