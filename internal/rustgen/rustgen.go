@@ -130,9 +130,16 @@ func rustName(d protoreflect.Descriptor) string {
 	return strings.ReplaceAll(full, ".", "_")
 }
 
+// taken are the names the generated code uses unqualified, which a
+// message or enum must not shadow.
+var taken = strings.Fields("Option Some None String Vec Box Result Ok Err Default Message DecodeError Value wire std strata_reducer Self")
+
 // claim records that Rust name n is d's, or fails when another type has it.
 func (g *generator) claim(d protoreflect.Descriptor) (string, error) {
 	n := rustName(d)
+	if slices.Contains(taken, n) {
+		return "", fmt.Errorf("%w: %s is named %s in Rust, which the generated code uses for a type of its own; rename it", ErrUnsupported, d.FullName(), n)
+	}
 	if other, ok := g.names[n]; ok && other != d.FullName() {
 		return "", fmt.Errorf("%w: %s and %s are both named %s in Rust: generate them in separate modules (pass their .proto files separately)", ErrUnsupported, other, d.FullName(), n)
 	}

@@ -52,6 +52,7 @@ func TestUnsupported(t *testing.T) {
 		"map":    {map[string]string{"a.proto": head + "message M { map<string, int32> counts = 1; }"}, "a.v1.M.counts: map fields are not supported"},
 		"oneof":  {map[string]string{"a.proto": head + "message M { oneof o { int32 x = 1; string y = 2; } }"}, "a.v1.M.x: oneof fields are not supported"},
 		"any":    {map[string]string{"a.proto": head + "import \"google/protobuf/any.proto\";\nmessage M { google.protobuf.Any x = 1; }"}, "a.v1.M.x: well-known type google.protobuf.Any is not supported"},
+		"shadow": {map[string]string{"a.proto": head + "message Result {}"}, "a.v1.Result is named Result in Rust"},
 		"proto2": {map[string]string{"a.proto": "syntax = \"proto2\";\npackage a.v1;\nmessage M { optional int32 x = 1; }"}, "a.proto: only proto3 files are supported"},
 		"collision": {map[string]string{
 			"a.proto": head + "message M {}",
