@@ -339,3 +339,28 @@ func TestContractCheckAccept(t *testing.T) {
 		t.Errorf("with --accept: error = %v\n%s", err, out)
 	}
 }
+
+// TestContractCheckConfigMissing: --config naming a file that does not
+// exist (a shared workflow in a repository without agent.toml) checks the
+// contracts without it, with a warning that --strict turns into a failure.
+func TestContractCheckConfigMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "agent.toml")
+	args := []string{"contract", "check", "--config", missing, "--contracts", "../../../contracts"}
+	out, err := runStrata(t, args...)
+	if err != nil || !strings.Contains(out, "warning CONFIG_MISSING: --config "+missing+": no such file: checked every .proto file under ../../../contracts, and no reducers") ||
+		!strings.Contains(out, "strata contract check: 0 errors, 1 warning (../../../contracts: 3 files)") {
+		t.Fatalf("error = %v\n%s", err, out)
+	}
+	if out, err := runStrata(t, append(args, "--strict")...); !errors.Is(err, errCheckFailed) {
+		t.Errorf("--strict: error = %v, want errCheckFailed\n%s", err, out)
+	}
+	// A config file that exists but is broken is still a usage error.
+	bad := filepath.Join(t.TempDir(), "agent.toml")
+	if err := os.WriteFile(bad, []byte("gossip = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ue usageError
+	if _, err := runStrata(t, "contract", "check", "--config", bad); !errors.As(err, &ue) {
+		t.Errorf("broken config: error = %v, want a usage error", err)
+	}
+}
