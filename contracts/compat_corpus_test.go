@@ -342,3 +342,21 @@ func TestCompareTypeChangeSaysWhichEncodingBreaks(t *testing.T) {
 		})
 	}
 }
+
+// TestRulesDocumented: every rule id the contracts package reports is in
+// docs/CONTRACT_CHECK.md's rule tables.
+func TestRulesDocumented(t *testing.T) {
+	doc := string(readFile(t, "../docs/CONTRACT_CHECK.md"))
+	for _, rule := range []string{
+		compatMessageDelete, compatEnumDelete, compatTableDelete, compatRecordDelete, compatKey, compatLimit,
+		compatFieldDelete, compatFieldNumber, compatFieldType, compatFieldCard, compatFieldJSONName, compatFieldName,
+		compatFieldOneof, compatEnumValueDelete, compatEnumValueName, compatReservedRange, compatReservedName,
+		compatValidate, compatRegionalOnly,
+		ruleCompile, ruleOption, ruleName, ruleNameUnique, ruleKey, ruleTableOrRecord, ruleRecordRegionalOnly,
+		ruleRecordTable, ruleValidateCompile, lintPackageVersion, lintEnumZero,
+	} {
+		if !strings.Contains(doc, "| `"+rule+"` ") {
+			t.Errorf("rule %s has no row in docs/CONTRACT_CHECK.md", rule)
+		}
+	}
+}
