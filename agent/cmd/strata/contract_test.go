@@ -89,7 +89,7 @@ func TestContractCheckUsage(t *testing.T) {
 		"bad format":      {"--format", "xml"},
 		"missing dir":     {"--contracts", "nope"},
 		"missing against": {"--against", "nope.binpb"},
-		"bad config":      {"--config", "nope.toml"},
+		"bad config":      {"--config", "../../../go.mod"}, // a file that is no agent.toml; a missing one is CONFIG_MISSING
 		"unknown flag":    {"--colour"},
 		"argument":        {"extra"},
 		"fixtures format": {"--config", "../../../testdata/contracts/check/agent.toml", "--fixtures", "app-regions"},
