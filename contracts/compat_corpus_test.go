@@ -74,21 +74,8 @@ func TestCompatCorpus(t *testing.T) {
 			if !slices.Equal(warns, p.warnings) {
 				t.Errorf("strata reports warnings %v, the corpus says %v", orNone(warns), orNone(p.warnings))
 			}
-			// Never looser than buf: where buf breaks, strata has an error,
-			// or the pair is a listed exception whose warning --strict
-			// turns into an error.
-			if len(p.buf) > 0 && len(errs) == 0 {
-				switch {
-				case p.exception == "":
-					t.Errorf("buf says breaking (%v), strata reports no error and the pair is no listed exception", p.buf)
-				case !slices.ContainsFunc(warns, func(r string) bool { return slices.Contains(strictExceptions, r) }):
-					t.Errorf("exception %q: strata reports none of the exception rules %v as a warning (got %v)", p.exception, strictExceptions, warns)
-				case !strings.Contains(doc, "`"+p.name+"`"):
-					t.Errorf("exception pair %s is not listed in docs/CONTRACT_CHECK.md", p.name)
-				}
-			}
-			if p.exception != "" && (len(p.buf) == 0 || len(errs) > 0) {
-				t.Errorf("the pair has an exception line but is no exception (buf %v, strata errors %v)", orNone(p.buf), orNone(errs))
+			if problem := looserThanBuf(p, errs, warns, strictExceptions, doc); problem != "" {
+				t.Error(problem)
 			}
 		})
 	}
@@ -99,6 +86,59 @@ func TestCompatCorpus(t *testing.T) {
 	}
 	if *bufBinary != "" {
 		t.Run("buf", func(t *testing.T) { runBuf(t, pairs) })
+	}
+}
+
+// looserThanBuf returns what is wrong when strata's verdict on p (errs,
+// warns) is looser than buf's: where buf breaks, strata must report an
+// error, or p must be an exception whose warning is one of exceptions
+// (which --strict turns into an error) and which doc lists. It returns ""
+// when all is well.
+func looserThanBuf(p *corpusPair, errs, warns, exceptions []string, doc string) string {
+	if p.exception != "" && (len(p.buf) == 0 || len(errs) > 0) {
+		return fmt.Sprintf("the pair has an exception line but is no exception (buf %v, strata errors %v)", orNone(p.buf), orNone(errs))
+	}
+	if len(p.buf) == 0 || len(errs) > 0 {
+		return ""
+	}
+	switch {
+	case p.exception == "":
+		return fmt.Sprintf("buf says breaking (%v), strata reports no error and the pair is no listed exception", p.buf)
+	case !slices.ContainsFunc(warns, func(r string) bool { return slices.Contains(exceptions, r) }):
+		return fmt.Sprintf("exception %q: strata reports none of the exception rules %v as a warning (got %v)", p.exception, exceptions, warns)
+	case !strings.Contains(doc, "`"+p.name+"`"):
+		return fmt.Sprintf("exception pair %s is not listed in docs/CONTRACT_CHECK.md", p.name)
+	}
+	return ""
+}
+
+// TestLooserThanBuf checks the corpus's verdict rule on made-up pairs,
+// exceptions included (the corpus has none today).
+func TestLooserThanBuf(t *testing.T) {
+	doc := "| `widened` | FIELD_WIDENED | because |"
+	exceptions := []string{"FIELD_WIDENED"}
+	for _, tc := range []struct {
+		name        string
+		p           corpusPair
+		errs, warns []string
+		want        string // substring of the problem; "" for none
+	}{
+		{"both compatible", corpusPair{name: "a"}, nil, nil, ""},
+		{"both breaking", corpusPair{name: "a", buf: []string{"X"}}, []string{"Y"}, nil, ""},
+		{"strata stricter", corpusPair{name: "a"}, []string{"Y"}, nil, ""},
+		{"strata looser", corpusPair{name: "a", buf: []string{"X"}}, nil, nil, "no listed exception"},
+		{"strata only warns", corpusPair{name: "a", buf: []string{"X"}}, nil, []string{"FIELD_WIDENED"}, "no listed exception"},
+		{"listed exception", corpusPair{name: "widened", buf: []string{"X"}, exception: "why"}, nil, []string{"FIELD_WIDENED"}, ""},
+		{"exception without its warning", corpusPair{name: "widened", buf: []string{"X"}, exception: "why"}, nil, []string{"OTHER"}, "none of the exception rules"},
+		{"exception not in the docs", corpusPair{name: "other", buf: []string{"X"}, exception: "why"}, nil, []string{"FIELD_WIDENED"}, "not listed in docs"},
+		{"needless exception", corpusPair{name: "widened", buf: []string{"X"}, exception: "why"}, []string{"Y"}, nil, "is no exception"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := looserThanBuf(&tc.p, tc.errs, tc.warns, exceptions, doc)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -340,5 +380,23 @@ func TestCompareTypeChangeSaysWhichEncodingBreaks(t *testing.T) {
 				t.Errorf("hint %q\ndoes not say %q", fs[0].Hint, tc.hint)
 			}
 		})
+	}
+}
+
+// TestRulesDocumented: every rule id the contracts package reports is in
+// docs/CONTRACT_CHECK.md's rule tables.
+func TestRulesDocumented(t *testing.T) {
+	doc := string(readFile(t, "../docs/CONTRACT_CHECK.md"))
+	for _, rule := range []string{
+		compatMessageDelete, compatEnumDelete, compatTableDelete, compatRecordDelete, compatKey, compatLimit,
+		compatFieldDelete, compatFieldNumber, compatFieldType, compatFieldCard, compatFieldJSONName, compatFieldName,
+		compatFieldOneof, compatEnumValueDelete, compatEnumValueName, compatReservedRange, compatReservedName,
+		compatValidate, compatRegionalOnly,
+		ruleCompile, ruleOption, ruleName, ruleNameUnique, ruleKey, ruleTableOrRecord, ruleRecordRegionalOnly,
+		ruleRecordTable, ruleValidateCompile, lintPackageVersion, lintEnumZero,
+	} {
+		if !strings.Contains(doc, "| `"+rule+"` ") {
+			t.Errorf("rule %s has no row in docs/CONTRACT_CHECK.md", rule)
+		}
 	}
 }

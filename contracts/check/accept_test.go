@@ -123,3 +123,18 @@ reason = "count moved to placements_v2; no reader left"
 		}
 	})
 }
+
+// TestCheckRulesDocumented: every rule id the check adds is in
+// docs/CONTRACT_CHECK.md's rule tables.
+func TestCheckRulesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/CONTRACT_CHECK.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rule := range []string{ruleAgainstMissing, ruleNoHost, ruleReducerConfig, ruleNoFixtures, ruleFixtureInvalid,
+		ruleReducerFailed, ruleOutputRejected, ruleOutputUndeclared, ruleGolden, ruleAcceptUnused} {
+		if !strings.Contains(string(doc), "| `"+rule+"` ") {
+			t.Errorf("rule %s has no row in docs/CONTRACT_CHECK.md", rule)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,6 +20,10 @@ import (
 	"github.com/strata-state/strata/contracts"
 	"github.com/strata-state/strata/contracts/check"
 )
+
+// ruleConfigMissing is the warning of a check whose --config file does
+// not exist.
+const ruleConfigMissing = "CONFIG_MISSING"
 
 // errCheckFailed is returned when a contract check found errors (or, with
 // --strict, warnings): exit status 1, the report says why.
@@ -109,6 +114,12 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		default:
 			return usageError{fmt.Errorf("--format %q: use text, json or github", format)}
 		}
+		// A repository without the agent.toml a shared CI workflow names
+		// is checked without it, with a warning: its contracts still are.
+		configMissing := ""
+		if _, err := os.Stat(src.configPath); src.configPath != "" && errors.Is(err, fs.ErrNotExist) {
+			configMissing, src.configPath = src.configPath, ""
+		}
 		dir, files, cfg, err := src.load(cmd)
 		if err != nil {
 			return err
@@ -133,6 +144,13 @@ clean, 1 on errors (and, with --strict, on warnings), 2 on usage problems.`,
 		report, err := check.Run(cmd.Context(), opts)
 		if err != nil {
 			return asUsage(err)
+		}
+		if configMissing != "" {
+			report.Findings = append([]check.Finding{{Finding: contracts.Finding{
+				Rule: ruleConfigMissing, Severity: contracts.SeverityWarning,
+				Message: fmt.Sprintf("--config %s: no such file: checked every .proto file under %s, and no reducers", configMissing, dir),
+				Hint:    "give the agent.toml that lists the contract files and reducers, or drop --config",
+			}}}, report.Findings...)
 		}
 		if err := report.Write(cmd.OutOrStdout(), format, strict); err != nil {
 			return err

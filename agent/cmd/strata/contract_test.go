@@ -89,7 +89,7 @@ func TestContractCheckUsage(t *testing.T) {
 		"bad format":      {"--format", "xml"},
 		"missing dir":     {"--contracts", "nope"},
 		"missing against": {"--against", "nope.binpb"},
-		"bad config":      {"--config", "nope.toml"},
+		"bad config":      {"--config", "../../../go.mod"}, // a file that is no agent.toml; a missing one is CONFIG_MISSING
 		"unknown flag":    {"--colour"},
 		"argument":        {"extra"},
 		"fixtures format": {"--config", "../../../testdata/contracts/check/agent.toml", "--fixtures", "app-regions"},
@@ -337,5 +337,30 @@ func TestContractCheckAccept(t *testing.T) {
 	if err != nil || !strings.Contains(out, "::notice file="+compat+"field_delete/old/acme/v1/acme.proto,line=21,title=FIELD_NO_DELETE (accepted)::") ||
 		!strings.Contains(out, "Accepted in "+accept+": retired") {
 		t.Errorf("with --accept: error = %v\n%s", err, out)
+	}
+}
+
+// TestContractCheckConfigMissing: --config naming a file that does not
+// exist (a shared workflow in a repository without agent.toml) checks the
+// contracts without it, with a warning that --strict turns into a failure.
+func TestContractCheckConfigMissing(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "agent.toml")
+	args := []string{"contract", "check", "--config", missing, "--contracts", "../../../contracts"}
+	out, err := runStrata(t, args...)
+	if err != nil || !strings.Contains(out, "warning CONFIG_MISSING: --config "+missing+": no such file: checked every .proto file under ../../../contracts, and no reducers") ||
+		!strings.Contains(out, "strata contract check: 0 errors, 1 warning (../../../contracts: 3 files)") {
+		t.Fatalf("error = %v\n%s", err, out)
+	}
+	if out, err := runStrata(t, append(args, "--strict")...); !errors.Is(err, errCheckFailed) {
+		t.Errorf("--strict: error = %v, want errCheckFailed\n%s", err, out)
+	}
+	// A config file that exists but is broken is still a usage error.
+	bad := filepath.Join(t.TempDir(), "agent.toml")
+	if err := os.WriteFile(bad, []byte("gossip = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ue usageError
+	if _, err := runStrata(t, "contract", "check", "--config", bad); !errors.As(err, &ue) {
+		t.Errorf("broken config: error = %v, want a usage error", err)
 	}
 }
