@@ -371,7 +371,11 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	// start after this one has gone but still hold what it wrote.
 	if _, err := a.global.Apply(ctx, store.Mutation{Op: store.OpPut, Table: publish.PublishersTable, Key: cfg.Node,
 		Fields: []store.FieldValue{{Num: 1, Value: []byte(cfg.Regional.Region)}}}); err != nil {
-		return err
+		if !errors.Is(err, store.ErrReadOnly) && !errors.Is(err, store.ErrUnwritable) {
+			return err
+		}
+		// A full or read-only disk: serve reads; health reports it.
+		a.log.Warn("the global store takes no writes; serving reads only", "err", err)
 	}
 	var gt atomic.Pointer[cluster.Tier]
 	regionOf := func(id store.NodeID) (string, bool) {
