@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 
 		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
 		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
+		WatchMaxLag:       uint64(cfg.API.WatchMaxLag),
 		Registry:          reg,
 		Logger:            a.log,
 		Tiers:             a.tiers(),
