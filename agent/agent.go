@@ -164,22 +164,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Addr:     cfg.API.Addr,
 		Hosts:    []string{apiAddr},
 		MaxBody:  int64(cfg.API.MaxBody),
-
-		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
-		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
-		Registry:          reg,
-		Logger:            a.log,
-		Tiers:             a.tiers(),
-		Global:            a.global,
-		Reducers:          a.reducerStatus,
-		Gateway:           a.gatewayAPI,
-		Ready:             a,
+		Registry: reg,
+		Logger:   a.log,
+		Tiers:    a.tiers(),
+		Global:   a.global,
+		Reducers: a.reducerStatus,
+		Gateway:  a.gatewayAPI,
+		Ready:    a,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
 			}
 			return 0
 		}(),
+		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
+		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
+		WatchMaxLag:       uint64(cfg.API.WatchMaxLag),
 	})
 	limits := api.Limits{
 		ReadHeaderTimeout: cfg.API.ReadHeaderTimeout.Duration,
@@ -193,49 +193,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	a.listener = api.LimitListener(a.listener, limits)
 	warnOpen(a.log, cfg, token)
 	return a, nil
-}
-
-// warnOpen warns at start when the API has no token while the API or a
-// gossip tier listens on a non-loopback address: anyone who can reach the
-// port can then write rows (and, without a keyring, join the tier).
-func warnOpen(log *slog.Logger, cfg *config.Config, token string) {
-	if token != "" {
-		return
-	}
-	binds := map[string]string{"api.addr": cfg.API.Addr, "regional.bind": cfg.Regional.Bind}
-	if cfg.Global != nil {
-		binds["global.bind"] = cfg.Global.Bind
-	}
-	for _, key := range []string{"api.addr", "regional.bind", "global.bind"} {
-		addr, ok := binds[key]
-		if !ok {
-			continue
-		}
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			continue
-		}
-		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
-			continue
-		}
-		log.Warn("the API has no token while the agent listens beyond this host: anyone who reaches it can write rows and rotate keys; "+
-			"set api.token_file to a file holding a secret (chmod 600)", "key", key, "addr", addr)
-	}
-}
-
-// hasWritten reports whether this node has run with dataDir before: one
-// of its files other than except exists and is not empty. An empty store
-// file is then a truncated one, not a new one (store.Options.RefuseEmpty).
-func hasWritten(dataDir, except string) bool {
-	for _, name := range []string{"regional.db", "global.db", "peers-regional.json", "peers-global.json"} {
-		if name == except {
-			continue
-		}
-		if fi, err := os.Stat(filepath.Join(dataDir, name)); err == nil && fi.Size() > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // readToken reads the bearer token file; an empty path disables auth. A
@@ -371,7 +328,11 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	// start after this one has gone but still hold what it wrote.
 	if _, err := a.global.Apply(ctx, store.Mutation{Op: store.OpPut, Table: publish.PublishersTable, Key: cfg.Node,
 		Fields: []store.FieldValue{{Num: 1, Value: []byte(cfg.Regional.Region)}}}); err != nil {
-		return err
+		if !errors.Is(err, store.ErrReadOnly) && !errors.Is(err, store.ErrUnwritable) {
+			return err
+		}
+		// A full or read-only disk: serve reads; health reports it.
+		a.log.Warn("the global store takes no writes; serving reads only", "err", err)
 	}
 	var gt atomic.Pointer[cluster.Tier]
 	regionOf := func(id store.NodeID) (string, bool) {

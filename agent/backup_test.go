@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/internal/waitfor"
@@ -93,5 +96,41 @@ func TestRestoredNodeRejoinsAndConverges(t *testing.T) {
 	waitfor.Until(t, 30*time.Second, "the restored n2 converges with n1", same(n1.a.Store(), n2r.a.Store()))
 	if _, err := n2r.a.Store().Get("machines", "m-3"); err == nil {
 		t.Error("a row deleted after the backup is alive on the restored node")
+	}
+}
+
+// An agent whose store file cannot be written (a read-only or full disk)
+// starts anyway: it serves reads, refuses writes with 503, and its health
+// says why.
+func TestAgentStartsReadOnly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, stop := runAgent(t, testConfig(t, dir))
+	if _, err := c.Put(ctx, "machines", "m-1", []byte(`{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED"}`)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	path := filepath.Join(dir, "data", "regional.db")
+	if os.Getuid() == 0 {
+		if err := exec.Command("chattr", "+i", path).Run(); err != nil {
+			t.Skipf("cannot make the store unwritable as root: %v", err)
+		}
+		t.Cleanup(func() { exec.Command("chattr", "-i", path).Run() })
+	} else {
+		os.Chmod(path, 0o400)
+	}
+	c, stop = runAgent(t, testConfig(t, dir))
+	defer stop()
+	if _, err := c.Get(ctx, "machines", "m-1"); err != nil {
+		t.Errorf("read on a read-only store: %v", err)
+	}
+	_, err := c.Put(ctx, "machines", "m-2", []byte(`{"id":"m-2","app":"web","state":"MACHINE_STATE_STARTED"}`))
+	if e, ok := err.(*api.Error); !ok || e.Status != 503 || !strings.Contains(e.Message, "read-only") {
+		t.Errorf("write on a read-only store: %v, want 503 saying read-only", err)
+	}
+	var health map[string]any
+	err = c.GetJSON(ctx, "/v1/health", &health)
+	if e, ok := err.(*api.Error); !ok || e.Status != 503 {
+		t.Errorf("health of a read-only agent: %v %v, want 503", health, err)
 	}
 }

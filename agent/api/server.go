@@ -74,6 +74,11 @@ type Options struct {
 	// takes nothing for that long is cut off. Default
 	// DefaultWatchWriteTimeout.
 	WatchWriteTimeout time.Duration
+	// WatchMaxLag is how many changes a watcher may fall behind the
+	// change feed, while losing ground, before it is cut off; a watcher
+	// that resumes further behind gets "reset" and a new snapshot.
+	// Default DefaultWatchMaxLag.
+	WatchMaxLag uint64
 	// CommitStall is how long a write may wait for a store's commit loop
 	// before /v1/health reports the store stuck (503). Default
 	// DefaultCommitStall.
@@ -129,6 +134,9 @@ func New(opts Options) *Server {
 	}
 	if opts.WatchWriteTimeout <= 0 {
 		opts.WatchWriteTimeout = DefaultWatchWriteTimeout
+	}
+	if opts.WatchMaxLag == 0 {
+		opts.WatchMaxLag = DefaultWatchMaxLag
 	}
 	if opts.CommitStall <= 0 {
 		opts.CommitStall = DefaultCommitStall

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -208,5 +209,57 @@ func TestStalledBackupDoesNotFreezeWrites(t *testing.T) {
 		}
 		writeWithin(t, a.store, 10*time.Second, store.Mutation{Op: store.OpPut, Table: "blobs", Key: fmt.Sprintf("b-%d", i),
 			Fields: []store.FieldValue{{Num: 1, Value: value}}})
+	}
+}
+
+// A watcher that falls behind (more than WatchMaxLag changes, and losing
+// ground) is cut off; when it resumes from its last event it gets "reset"
+// and a new snapshot. The server keeps one page per watcher meanwhile.
+func TestWatcherFallingBehindIsCutOffThenReset(t *testing.T) {
+	a := newTestAgentWith(t, Options{WatchMaxLag: 100}, store.Options{}, func(l net.Listener) net.Listener { return smallBuffers{l} })
+	putRows(t, a, "m-", 10)
+	addr := strings.TrimPrefix(a.url, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET /v1/watch/regional/machines HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	rd := bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(rd, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	lastID := ""
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "event: synced") {
+	}
+	// Stop reading while 3,000 changes are committed, then read on: the
+	// server sends what it had in hand and ends the stream.
+	for i := range 30 {
+		putRows(t, a, fmt.Sprintf("w%02d-", i), 100)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	events := 0
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			lastID = id
+			events++
+		}
+	}
+	if sc.Err() != nil {
+		t.Fatalf("the stream of a watcher that fell behind was not cut off: %v after %d events", sc.Err(), events)
+	}
+	if events >= 3000 {
+		t.Fatalf("the watcher got all %d changes: it was not cut off", events)
+	}
+	r := a.watch("machines", "Last-Event-ID", lastID)
+	if got := r.next(); !strings.HasSuffix(got, "reset") {
+		t.Fatalf("resume of a cut-off watcher: first event %q, want reset", got)
+	}
+	if got := r.next(); !strings.Contains(got, "snapshot") {
+		t.Fatalf("after the reset: %q, want a snapshot", got)
 	}
 }

@@ -28,6 +28,9 @@ const (
 	// idle stream when Options.WatchHeartbeat is zero; it keeps proxies
 	// from closing the stream and lets a gone client be noticed.
 	DefaultWatchHeartbeat = 15 * time.Second
+	// DefaultWatchMaxLag is Options.WatchMaxLag's default: how many
+	// changes a watcher may fall behind the feed before it is cut off.
+	DefaultWatchMaxLag = 10_000
 	// DefaultWatchWriteTimeout bounds each write of a watch stream when
 	// Options.WatchWriteTimeout is zero: a client that takes no data for
 	// that long is cut off (it resumes with Last-Event-ID, and gets a
@@ -39,8 +42,11 @@ const (
 // "snapshot" event per live row, then one "synced" event whose id is the
 // position the snapshot reflects; then "put" and "delete" events, each with
 // its feed position as id. A client resumes by sending the last id it saw
-// in Last-Event-ID (or ?since=). When that position is no longer retained
-// the server sends "reset" and starts over with a snapshot.
+// in Last-Event-ID (or ?since=). When that position is no longer retained,
+// or is more than Options.WatchMaxLag changes behind, the server sends
+// "reset" and starts over with a snapshot. A watcher that falls that far
+// behind while streaming (it reads slower than changes come) is cut off,
+// and resuming gets it the reset.
 const (
 	EventSnapshot = "snapshot"
 	EventSynced   = "synced"
@@ -204,10 +210,16 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 		out.event(seq, EventSynced, map[string]uint64{"seq": seq})
 		return seq
 	}
-	if resume && pos > st.Seq() {
+	switch head := st.Seq(); {
+	case resume && pos > head:
 		// Feed positions belong to one node's data file: a position this
 		// node has not reached comes from another node or an older file.
 		out.event(0, EventReset, map[string]string{"reason": fmt.Sprintf("position %d is ahead of this node's change feed", pos)})
+		resume = false
+	case resume && head-pos > s.opts.WatchMaxLag:
+		// Further behind than a watcher may be: a snapshot is the
+		// cheaper way to catch up (and where a cut-off watcher lands).
+		out.event(0, EventReset, map[string]string{"reason": fmt.Sprintf("position %d is %d changes behind this node's change feed (more than %d): starting over", pos, head-pos, s.opts.WatchMaxLag)})
 		resume = false
 	}
 	if !resume {
@@ -216,6 +228,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 	out.flush()
 	heartbeat := time.NewTicker(s.opts.WatchHeartbeat)
 	defer heartbeat.Stop()
+	lastLag := st.Seq() - min(pos, st.Seq())
 	for out.err == nil {
 		changed := st.Changed()
 		evs, next, err := st.FeedSince(pos, table, watchPage)
@@ -246,6 +259,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 		}
 		pos = next
 		out.flush()
+		// A watcher that falls behind is cut off: it is more than
+		// WatchMaxLag changes behind, and losing ground (a watcher that
+		// catches up after a snapshot is not). It resumes with
+		// Last-Event-ID and gets a reset and a new snapshot.
+		if head := st.Seq(); head > pos {
+			lag := head - pos
+			if lag > s.opts.WatchMaxLag && lag > lastLag {
+				s.opts.Logger.Info("watch: cutting off a watcher that fell behind", "table", table, "behind", lag, "limit", s.opts.WatchMaxLag)
+				return
+			}
+			lastLag = lag
+		} else {
+			lastLag = 0
+		}
 		if len(evs) == watchPage {
 			continue
 		}

@@ -232,6 +232,12 @@ type API struct {
 	// takes nothing for that long is cut off and resumes with
 	// Last-Event-ID. Must be positive. Default: 30s.
 	WatchWriteTimeout Duration `toml:"watch_write_timeout"`
+
+	// WatchMaxLag is how many changes a watcher may fall behind the change
+	// feed, while losing ground, before it is cut off; one that resumes
+	// further behind gets "reset" and a new snapshot. At least 1.
+	// Default: 10000.
+	WatchMaxLag int `toml:"watch_max_lag"`
 }
 
 // Reducer is one [[reducers]] entry: a Wasm module that projects the region's
@@ -317,6 +323,7 @@ const (
 	defaultMaxConnections    = 512
 	defaultWatchHeartbeat    = 15 * time.Second
 	defaultWatchWriteTimeout = 30 * time.Second
+	defaultWatchMaxLag       = 10000
 
 	defaultDebounce    = 250 * time.Millisecond
 	defaultTimeout     = 2 * time.Second
@@ -393,7 +400,8 @@ func (a *API) setDefaults() {
 		ReadHeaderTimeout: Duration{defaultReadHeaderTimeout}, ReadTimeout: Duration{defaultReadTimeout},
 		WriteTimeout: Duration{defaultWriteTimeout}, IdleTimeout: Duration{defaultIdleTimeout},
 		MaxHeaderBytes: defaultMaxHeaderBytes, MaxConnections: defaultMaxConnections,
-		WatchHeartbeat: Duration{defaultWatchHeartbeat}, WatchWriteTimeout: Duration{defaultWatchWriteTimeout}}
+		WatchHeartbeat: Duration{defaultWatchHeartbeat}, WatchWriteTimeout: Duration{defaultWatchWriteTimeout},
+		WatchMaxLag: defaultWatchMaxLag}
 }
 
 func (r *Reducer) setDefaults() {

@@ -182,7 +182,7 @@ func TestFull(t *testing.T) {
 			ReadHeaderTimeout: Duration{5 * time.Second}, ReadTimeout: Duration{20 * time.Second},
 			WriteTimeout: Duration{40 * time.Second}, IdleTimeout: Duration{time.Minute},
 			MaxHeaderBytes: 32 * KiB, MaxConnections: 256,
-			WatchHeartbeat: Duration{10 * time.Second}, WatchWriteTimeout: Duration{20 * time.Second}},
+			WatchHeartbeat: Duration{10 * time.Second}, WatchWriteTimeout: Duration{20 * time.Second}, WatchMaxLag: 5000},
 		Reducers: []Reducer{
 			{
 				Name:        "app-regions",

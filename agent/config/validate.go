@@ -191,6 +191,7 @@ func (v *validator) api(c *Config) {
 	v.positive("api.watch_heartbeat", c.API.WatchHeartbeat)
 	v.positive("api.watch_write_timeout", c.API.WatchWriteTimeout)
 	v.atLeastOne("api.max_connections", c.API.MaxConnections)
+	v.atLeastOne("api.watch_max_lag", c.API.WatchMaxLag)
 
 	// Every listener needs its own port where the addresses overlap. The
 	// tiers use TCP and UDP, the API TCP: all three collide on TCP.
