@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
@@ -49,8 +50,18 @@ type Options struct {
 	// /v1/members.
 	Tiers map[string]MemberLister
 	// Global is the global store, on gateways; nil elsewhere (global
-	// reads then answer 503).
+	// reads are then forwarded to a gateway: see forward.go).
 	Global *store.Store
+	// Writer is the global tier's write path, on gateways.
+	Writer *global.Writer
+	// Trust is the regions' public keys that forwarded global reads are
+	// verified against, on nodes that are not gateways; nil: checked
+	// against the contract only.
+	Trust *global.Trust
+	// NodeKeys returns the regional gossip keys (primary first), from
+	// which nodes of the region authenticate forwarded reads to each
+	// other; nil or none: forwarded reads carry no credential.
+	NodeKeys func() [][]byte
 	// StaleAfter is how old a region's heartbeat may be before its records
 	// are shown as stale.
 	StaleAfter time.Duration
@@ -132,7 +143,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	}
 	want := []byte("Bearer " + s.opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})

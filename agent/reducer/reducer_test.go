@@ -486,7 +486,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	all := func() []*reducer.Reducer { return []*reducer.Reducer{good, bad} }
 
 	rec := httptest.NewRecorder()
-	reducer.StatusHandler(all).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/reducers", nil))
+	json.NewEncoder(rec).Encode(reducer.Statuses(all()))
 	var body reducer.StatusBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 		t.Fatal(err)
