@@ -100,27 +100,34 @@ type Batch struct {
 //
 // A delete of a record the region does not hold is accepted (it writes a
 // signed empty value, which changes nothing a reader sees).
-func (b *Batch) Check(w Write) error {
-	if b.live == nil {
-		b.live, b.delta = map[[3]string]bool{}, map[[2]string]int{}
-	}
+func (b *Batch) Check(w Write) error { return b.check(w, true) }
+
+// check is Check; with count false, an accepted write is not counted for
+// the next ones (a batch of one write, as Writer.Accept runs).
+func (b *Batch) check(w Write, count bool) error {
 	id := [3]string{w.Name, w.Region, w.Key}
 	nr := [2]string{w.Name, w.Region}
-	exists, count, err := b.Holdings.Holds(w.Name, w.Region, w.Key)
+	exists, n, err := b.Holdings.Holds(w.Name, w.Region, w.Key)
 	if err != nil {
 		return err
 	}
 	if live, ok := b.live[id]; ok {
 		exists = live
 	}
-	count += b.delta[nr]
+	n += b.delta[nr]
 	if !w.Deleted() && !exists {
-		count++
+		n++
 	}
 	cw := contracts.Write{Record: w.Name, Key: w.Key, Region: w.Region, Writer: w.Writer,
-		Value: w.Value, Delete: w.Deleted(), Count: count, Budget: b.Budgets.For(w.Name, w.Region), Now: b.Now, Leaks: b.Leaks}
+		Value: w.Value, Delete: w.Deleted(), Count: n, Budget: b.Budgets.For(w.Name, w.Region), Now: b.Now, Leaks: b.Leaks}
 	if err := b.Contract.CheckWrite(cw); err != nil {
 		return err
+	}
+	if !count {
+		return nil
+	}
+	if b.live == nil {
+		b.live, b.delta = map[[3]string]bool{}, map[[2]string]int{}
 	}
 	switch {
 	case w.Deleted() && exists:

@@ -249,7 +249,7 @@ func (w *Writer) accept(ch store.Change) error {
 	w.held.mu.Lock()
 	defer w.held.mu.Unlock()
 	b := &Batch{Contract: w.opts.Contract, Holdings: w.held, Budgets: w.received, Now: now}
-	if err := b.Check(Write{Record: s.Record, Writer: s.Region}); err != nil {
+	if err := b.check(Write{Record: s.Record, Writer: s.Region}, false); err != nil {
 		return err
 	}
 	if !s.Deleted() {
