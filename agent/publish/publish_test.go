@@ -92,7 +92,9 @@ func TestDecide(t *testing.T) {
 	pub := func(key string, v byte, proof string) global.Stored {
 		return global.Stored{Record: global.Record{Name: "a", Region: "ord", Key: key, Value: []byte{v}}, Proof: []byte(proof)}
 	}
-	out := func(key string, v byte) global.Record { return global.Record{Name: "a", Region: "ord", Key: key, Value: []byte{v}} }
+	out := func(key string, v byte) global.Record {
+		return global.Record{Name: "a", Region: "ord", Key: key, Value: []byte{v}}
+	}
 	published := []global.Stored{pub("web", 1, "k1"), pub("api", 2, "k1"), pub("old", 3, "k1"), pub("same", 5, "k0")}
 	writes := Decide(published, []global.Record{out("api", 2), out("web", 9), out("new", 4), out("same", 5)},
 		func(s global.Stored) bool { return string(s.Proof) == "k0" })
