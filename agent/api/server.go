@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,7 +89,6 @@ type MembersResult struct {
 // use.
 type Server struct {
 	opts    Options
-	budgets sync.Map // record name → *contracts.Budget, for API writes
 	started time.Time
 	metrics *metrics
 	handler http.Handler
