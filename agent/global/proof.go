@@ -61,7 +61,7 @@ func (e *ProofError) Is(target error) bool { return target == ErrProof }
 
 // leaf returns the leaf hash of s.
 func leaf(s *Stored) [32]byte {
-	var buf [256]byte
+	var buf [512]byte
 	b := append(buf[:0], 0)
 	for _, str := range []string{s.Name, s.Region, s.Key} {
 		b = binary.AppendUvarint(b, uint64(len(str)))
@@ -71,6 +71,9 @@ func leaf(s *Stored) [32]byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Stamp.HLC))
 	b = binary.BigEndian.AppendUint64(b, uint64(s.Stamp.Node))
 	b = binary.AppendUvarint(b, uint64(len(s.Value)))
+	if len(b)+len(s.Value) <= len(buf) {
+		return sha256.Sum256(append(b, s.Value...)) // no allocation
+	}
 	h := sha256.New()
 	h.Write(b)
 	h.Write(s.Value)
