@@ -24,6 +24,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 	regions := []string{"ord", "ams", "syd"}
 	agents := map[string][]*runningAgent{}
 	var globalSeed string
+	keys := newTrustKeys(b, regions...) // every global change signed and verified
 	for _, region := range regions {
 		for i := 1; i <= 3; i++ {
 			var rjoin, gjoin []string
@@ -39,6 +40,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 			cfg.Global.GossipInterval.Duration, cfg.Global.ProbeInterval.Duration, cfg.Global.ProbeTimeout.Duration = 200*time.Millisecond, 5*time.Second, 3*time.Second
 			cfg.Global.StaleAfter.Duration = 30 * time.Second
 			cfg.Reducers[0].Debounce.Duration = 250 * time.Millisecond
+			cfg.Global.RegionKey, cfg.Global.TrustedRegions = keys.keyFiles[region], keys.trusted
 			if i == 3 {
 				cfg.Global, cfg.Reducers = nil, nil
 			}

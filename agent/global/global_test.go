@@ -299,6 +299,16 @@ func TestAcceptEnforcesSignaturesAndBudgets(t *testing.T) {
 	if err := ams.Accept(third, "x"); err != nil {
 		t.Fatalf("third record: %v", err)
 	}
+	// An update of a record ams holds, accepted twice before the store
+	// merges it, takes no slot (ord's own writer, holding 4 now, would
+	// refuse it: build it as the record was).
+	upd := stampedUpdate(t, ord, "a", append(placement("a"), 0x18, 2))
+	now = now.Add(time.Second) // a token for the update
+	for range 2 {
+		if err := ams.Accept(upd, "x"); err != nil {
+			t.Fatalf("update of a held record: %v", err)
+		}
+	}
 	if err := ams.Accept(fourth, "x"); Reason(err) != "budget" {
 		t.Fatalf("fourth record, past max_per_region 3 while the third is still being merged: %v", err)
 	}
@@ -342,3 +352,17 @@ func TestWriterDeletesAreSignedWrites(t *testing.T) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// stampedUpdate is a signed update of w's record key, as w would write it.
+func stampedUpdate(t *testing.T, w *Writer, key string, value []byte) store.Change {
+	t.Helper()
+	s, err := w.stamped(Record{Name: "app_placements", Region: w.opts.Region, Key: key, Value: value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := []Stored{s}
+	if err := w.opts.Signer.Sign(one); err != nil {
+		t.Fatal(err)
+	}
+	return one[0].Change()
+}

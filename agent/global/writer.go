@@ -71,7 +71,7 @@ func NewWriter(opts Options) *Writer {
 	}
 	w := &Writer{opts: opts, node: store.NodeIDOf(opts.Node),
 		budgets: NewBudgets(opts.Rate, opts.Burst), received: NewBudgets(opts.Rate, opts.Burst),
-		held: &receivedHoldings{st: opts.Store, counts: map[[2]string]heldCount{}, pending: map[[3]string]time.Time{}, now: opts.Now}}
+		held: &receivedHoldings{st: opts.Store, counts: map[[2]string]heldCount{}, pending: map[[2]string]map[string]time.Time{}, now: opts.Now}}
 	if opts.Trust != nil {
 		w.verifier = NewVerifier(opts.Trust)
 	}
@@ -253,7 +253,7 @@ func (w *Writer) accept(ch store.Change) error {
 		return err
 	}
 	if !s.Deleted() {
-		w.held.pending[[3]string{s.Name, s.Region, s.Key}] = now
+		w.held.add(s.Name, s.Region, s.Key, now)
 	}
 	return nil
 }
@@ -298,7 +298,7 @@ type receivedHoldings struct {
 	now     func() time.Time
 	mu      sync.Mutex
 	counts  map[[2]string]heldCount
-	pending map[[3]string]time.Time
+	pending map[[2]string]map[string]time.Time // (name, region) → key → accepted at
 }
 
 type heldCount struct {
@@ -308,10 +308,24 @@ type heldCount struct {
 
 const pendingTTL = time.Minute
 
+// add records an accepted change to a record the store does not hold yet.
+// It follows a Holds of the same record.
+func (h *receivedHoldings) add(name, region, key string, at time.Time) {
+	nr := [2]string{name, region}
+	if h.counts[nr].keys[key] {
+		return
+	}
+	if h.pending[nr] == nil {
+		h.pending[nr] = map[string]time.Time{}
+	}
+	h.pending[nr][key] = at
+}
+
 func (h *receivedHoldings) Holds(name, region, key string) (bool, int, error) {
 	nr := [2]string{name, region}
 	seq := h.st.Seq()
 	c, ok := h.counts[nr]
+	pending := h.pending[nr]
 	if !ok || c.seq != seq {
 		c = heldCount{seq: seq, keys: map[string]bool{}}
 		if _, err := countLive(h.st, name, region, c.keys); err != nil {
@@ -319,20 +333,15 @@ func (h *receivedHoldings) Holds(name, region, key string) (bool, int, error) {
 		}
 		h.counts[nr] = c
 		now := h.now()
-		for id, at := range h.pending {
-			if id[0] == name && id[1] == region && (c.keys[id[2]] || now.Sub(at) > pendingTTL) {
-				delete(h.pending, id)
+		for k, at := range pending {
+			if c.keys[k] || now.Sub(at) > pendingTTL {
+				delete(pending, k)
 			}
 		}
 	}
-	n := len(c.keys)
-	for id := range h.pending {
-		if id[0] == name && id[1] == region && !c.keys[id[2]] {
-			n++
-		}
-	}
-	_, pending := h.pending[[3]string{name, region, key}]
-	return c.keys[key] || pending, n, nil
+	// After the pruning above, pending keys are not in the store.
+	_, isPending := pending[key]
+	return c.keys[key] || isPending, len(c.keys) + len(pending), nil
 }
 
 // liveIn reports whether the store holds a live (not deleted) record.
