@@ -382,7 +382,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	a.publisher = publish.New(publish.Options{
 		Region: cfg.Regional.Region, Node: cfg.Node, Contract: a.contract,
 		Regional: a.regional, Global: a.global, Writer: a.writer, Jobs: jobs, Failed: failed,
-		Role:      publish.RoleFunc(func() bool { return a.tier.LowestAlive("gateway") == cfg.Node }),
+		Role:      publish.RoleFunc(func() bool { return a.publisherName() == cfg.Node }),
 		Heartbeat: max(g.StaleAfter.Duration/3, 100*time.Millisecond),
 		Logger:    a.log, Registry: reg,
 	})
@@ -411,6 +411,27 @@ func loadRegionKeys(g *config.Global, region string) (*global.Signer, *global.Tr
 			g.TrustedRegions, region, signer.TrustLine())
 	}
 	return signer, trust, nil
+}
+
+// publisherName elects the region's publisher: the lowest-named alive
+// member of the regional tier that says it is a gateway and is alive in
+// the global tier too. A member of the region that only claims the role
+// in its meta (it cannot join the global tier without its key) cannot
+// take the role, and so stop its region's publishing, by choosing a low
+// name.
+func (a *Agent) publisherName() string {
+	inGlobal := map[string]bool{}
+	for _, m := range a.globalTier.Members() {
+		if m.State == "alive" {
+			inGlobal[m.Name] = true
+		}
+	}
+	for _, m := range a.tier.Members() { // sorted by name
+		if m.State == "alive" && slices.Contains(m.Roles, "gateway") && inGlobal[m.Name] {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // tiers lists the tiers this node belongs to, for /v1/members.

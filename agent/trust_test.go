@@ -333,3 +333,51 @@ func TestHostilePeersCannotWriteForOtherRegions(t *testing.T) {
 		return nil
 	})
 }
+
+// TestFakeGatewayCannotTakeThePublisherRole: a member of ord's regional
+// tier that says it is a gateway, with a name lower than the real one's,
+// does not become ord's publisher: ord's gateway keeps writing ord's
+// heartbeat, which ams keeps receiving.
+func TestFakeGatewayCannotTakeThePublisherRole(t *testing.T) {
+	fsys := trustContract(t)
+	k := newTrustKeys(t, "ord", "ams")
+	ord := startWith(t, trustGateway(t, "ord-1", "ord", k, nil, nil), fsys)
+	ams := startWith(t, trustGateway(t, "ams-1", "ams", k, nil, []string{ord.a.GlobalTier().Addr()}), fsys)
+	beatAt := func() (time.Time, error) {
+		b, err := global.Get(ams.a.Global(), global.HeartbeatTable, "ord", "ord")
+		return b.Stamp.HLC.Time(), err
+	}
+	waitfor.Until(t, 15*time.Second, "ord's heartbeat at ams", func() error { _, err := beatAt(); return err })
+
+	clock := hlc.NewClock(nil, time.Minute)
+	st, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), store.Options{Node: "ord-0", Clock: clock, NoSync: true})
+	must(t, err)
+	fake, err := cluster.New(cluster.Config{
+		Node: "ord-0", Tier: cluster.Regional, Cluster: "test", Region: "ord",
+		Bind: "127.0.0.1:0", Join: []string{ord.a.Tier().Addr()},
+		GossipInterval: 50 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		Meta:   cluster.Meta{Region: "ord", Roles: []string{"gateway"}, API: "127.0.0.1:1"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, st)
+	must(t, err)
+	fake.Start()
+	t.Cleanup(func() { fake.Close(); st.Close() })
+	waitfor.Until(t, 15*time.Second, "the fake in ord's tier", func() error {
+		if n := ord.a.Tier().NumAlive(); n != 2 {
+			return fmt.Errorf("ord-1 sees %d members", n)
+		}
+		return nil
+	})
+	joined := time.Now()
+	// The heartbeat period is stale_after/3 (2s/3 in these tests).
+	waitfor.Until(t, 15*time.Second, "a heartbeat of ord written after the fake joined, at ams", func() error {
+		at, err := beatAt()
+		if err != nil {
+			return err
+		}
+		if !at.After(joined.Add(time.Second)) {
+			return fmt.Errorf("ord's last heartbeat at ams is from %s, the fake joined at %s", at.Format(time.StampMilli), joined.Format(time.StampMilli))
+		}
+		return nil
+	})
+}
