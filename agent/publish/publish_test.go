@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -353,4 +355,53 @@ func TestRunPublishesAtOnceWithZeroDebounce(t *testing.T) {
 	if n.red.runs > runs+1 {
 		t.Errorf("%d runs for one machines change and one volumes change; volumes is not an input", n.red.runs-runs)
 	}
+}
+
+// badInputs reads a table the contract lacks: each run fails before the
+// reducer runs.
+type badInputs struct{ appReducer }
+
+func (r *badInputs) Config() reducer.Config {
+	return reducer.Config{Name: r.name, Inputs: []string{"nope"}, Outputs: []string{"app_placements"}}
+}
+
+// TestFailuresAreLoggedOnce: a run that keeps failing the same way is
+// logged once (it was logged on every run), and again when the error
+// changes; its status keeps the error.
+func TestFailuresAreLoggedOnce(t *testing.T) {
+	ctx := context.Background()
+	c := example(t)
+	n := newNode(t, c, "ord-1", "ord", nil, nil, nil)
+	var logs syncBuffer
+	bad := &badInputs{appReducer{name: "bad"}}
+	n.pub = New(Options{Region: "ord", Node: "ord-1", Contract: c, Regional: n.regional, Global: n.global, Writer: n.writer,
+		Jobs: []Job{{Reducer: bad}}, Role: RoleFunc(func() bool { return true }), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for range 5 {
+		if n.pub.Publish(ctx, bad) {
+			t.Fatal("a failing run reported clean")
+		}
+	}
+	if got := strings.Count(logs.String(), "level=WARN"); got != 1 {
+		t.Fatalf("%d warnings for 5 identical failures:\n%s", got, logs.String())
+	}
+	if st := n.pub.Status()[0]; !strings.Contains(st.PublishError, `"nope"`) {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
