@@ -1,17 +1,13 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/strata-state/strata/agent/publish"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
@@ -154,99 +150,4 @@ func fillKeyFields(sch *contracts.Schema, m protoreflect.Message, key string, ca
 		m.Set(kf, v)
 	}
 	return nil
-}
-
-// acceptGlobal checks a global change received from a peer with the same
-// pipeline as every global write: the record type exists, the value
-// decodes strictly and passes its rules, the key is well formed, and the
-// region owning the key is the region of the node that wrote it. The
-// writer is found from the change's stamps (they carry the writing node's
-// identity, whoever relays the change) and the global tier's membership.
-func acceptGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool), rejected *prometheus.CounterVec) func(store.Change, string) error {
-	return func(ch store.Change, from string) error {
-		err := checkGlobal(c, regionOf, ch)
-		if err != nil {
-			reason := "invalid"
-			var r interface{ Reason() string }
-			if errors.As(err, &r) {
-				reason = r.Reason()
-			}
-			rejected.WithLabelValues(recordLabel(c, ch.Table), reason).Inc()
-		}
-		return err
-	}
-}
-
-// recordLabel is the metric label of a global table name from a peer:
-// the name when the contract (or the global layout) knows it, else
-// "unknown", so that peers cannot grow the metric's label set.
-func recordLabel(c *contracts.Contract, table string) string {
-	if _, ok := c.Record(table); ok || table == publish.PublishersTable || table == publish.HeartbeatTable {
-		return table
-	}
-	return "unknown"
-}
-
-// newReceivedRejected counts global changes from peers that the pipeline
-// refuses; the publisher counts its own reducers' rejections in
-// strata_global_rejected_total.
-func newReceivedRejected() *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_global_received_rejected_total",
-		Help: "Global changes received from peers and refused by the contract pipeline, by record and reason."}, []string{"record", "reason"})
-}
-
-func checkGlobal(c *contracts.Contract, regionOf func(store.NodeID) (string, bool), ch store.Change) error {
-	if ch.Table == publish.PublishersTable {
-		// A gateway declares its own region: only it may write its entry.
-		for _, st := range append([]store.Stamp{ch.Row.Stamp}, stampsOf(ch.Row)...) {
-			if st.Node != store.NodeIDOf(ch.Key) {
-				return &rejection{contracts.RuleWrongRegion, fmt.Errorf("gateway entry %q written by another node", ch.Key)}
-			}
-		}
-		return nil
-	}
-	// The writer is whoever stamped what the change brings: the fields of
-	// a live row (its row stamp is the creator's, who may be long gone),
-	// the row stamp of a delete.
-	stamps := stampsOf(ch.Row)
-	if !ch.Row.Alive() {
-		stamps = []store.Stamp{ch.Row.Stamp}
-	}
-	writer := ""
-	for _, st := range stamps {
-		r, ok := regionOf(st.Node)
-		if !ok {
-			return &rejection{"unknown_origin", fmt.Errorf("%s/%s: written by a node this gateway does not know", ch.Table, ch.Key)}
-		}
-		if writer != "" && r != writer {
-			return &rejection{contracts.RuleWrongRegion, fmt.Errorf("%s/%s: stamps from regions %s and %s", ch.Table, ch.Key, writer, r)}
-		}
-		writer = r
-	}
-	if ch.Table == publish.HeartbeatTable {
-		if ch.Key != writer {
-			return &rejection{contracts.RuleWrongRegion, fmt.Errorf("heartbeat of region %q written by region %q", ch.Key, writer)}
-		}
-		return nil
-	}
-	region, key, ok := publish.SplitRecordKey(ch.Key)
-	if !ok {
-		return &rejection{"key", fmt.Errorf("%s: global key %q has no region", ch.Table, ch.Key)}
-	}
-	w := contracts.Write{Record: ch.Table, Key: key, Region: region, Writer: writer, Delete: !ch.Row.Alive(), Now: time.Now()}
-	if ch.Row.Alive() {
-		if len(ch.Row.Fields) != 1 || ch.Row.Fields[0].Num != 1 {
-			return &rejection{"decode", fmt.Errorf("%s/%s: a global record row holds exactly field 1", ch.Table, ch.Key)}
-		}
-		w.Value = ch.Row.Fields[0].Value
-	}
-	return c.CheckWrite(w)
-}
-
-func stampsOf(r store.Row) []store.Stamp {
-	out := make([]store.Stamp, len(r.Fields))
-	for i, f := range r.Fields {
-		out[i] = f.Stamp
-	}
-	return out
 }

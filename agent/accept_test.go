@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/hlc"
@@ -192,31 +191,4 @@ func scrape(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// TestUnknownRecordNamesShareOneLabel: global changes from peers under
-// record names the contract does not know are counted under the record
-// label "unknown", whatever names the peers choose.
-func TestUnknownRecordNamesShareOneLabel(t *testing.T) {
-	c, err := contracts.Compile(context.Background(), contracts.Example, contracts.ExampleFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rejected := newReceivedRejected()
-	accept := acceptGlobal(c, func(store.NodeID) (string, bool) { return "ord", true }, rejected)
-	row := fieldsRow(map[uint32]string{1: "\x0a\x03web"})
-	for i := 0; i < 100; i++ {
-		if err := accept(store.Change{Table: fmt.Sprintf("made-up-%d", i), Key: "ord/x", Row: row}, "peer"); err == nil {
-			t.Fatal("an unknown record was accepted")
-		}
-	}
-	if err := accept(store.Change{Table: "app_placements", Key: "ord/web", Row: fieldsRow(map[uint32]string{1: "\x0a\x03api"})}, "peer"); err == nil {
-		t.Fatal("a record whose key and value disagree was accepted")
-	}
-	if n := testutil.CollectAndCount(rejected); n != 2 {
-		t.Fatalf("rejections counted under %d labels, want 2 (unknown, app_placements)", n)
-	}
-	if n := testutil.ToFloat64(rejected.WithLabelValues("unknown", contracts.RuleUnknownRecord)); n != 100 {
-		t.Fatalf("unknown records counted %v times under (unknown, unknown_record), want 100", n)
-	}
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +23,7 @@ import (
 	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/publish"
 	"github.com/strata-state/strata/agent/reducer"
@@ -60,6 +60,7 @@ type Agent struct {
 	host       *reducer.Host
 	reducers   []*reducer.Reducer
 	publisher  *publish.Publisher
+	writer     *global.Writer
 }
 
 // ShutdownTimeout bounds how long Run waits for API requests in flight
@@ -153,6 +154,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			return nil, err
 		}
 	}
+	var apiTrust *global.Trust
+	if cfg.API.TrustedRegions != "" {
+		if apiTrust, err = global.LoadTrust(cfg.API.TrustedRegions); err != nil {
+			return nil, fmt.Errorf("api.trusted_regions: %w", err)
+		}
+	} else if cfg.Global == nil {
+		a.log.Warn("api.trusted_regions is not set: global reads forwarded to a gateway are checked against the contract, " +
+			"but not against the regions' signatures (docs/SECURITY.md)")
+	}
 	srv := api.New(api.Options{
 		Contract: a.contract,
 		Regional: a.regional,
@@ -168,6 +178,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Logger:   a.log,
 		Tiers:    a.tiers(),
 		Global:   a.global,
+		Writer:   a.writer,
+		Trust:    apiTrust,
+		NodeKeys: func() [][]byte {
+			keys, err := cluster.LoadKeyring(cfg.Regional.Keyring) // reread: keys rotate at run time
+			if err != nil {
+				a.log.Warn("reading regional.keyring for a forwarded read", "err", err)
+			}
+			return keys
+		},
 		Reducers: a.reducerStatus,
 		Gateway:  a.gatewayAPI,
 		Ready:    a,
@@ -310,52 +329,33 @@ func (a *Agent) close() {
 	}
 }
 
-// startGateway opens the global store, joins the global tier, loads the
-// reducers and prepares the publisher.
+// startGateway opens the global store, loads the region keys, joins the
+// global tier, loads the reducers and prepares the publisher.
 func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometheus.Registry, tm *cluster.Metrics, roles []string) error {
 	cfg := a.cfg
+	g := cfg.Global
 	var err error
 	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock,
 		RefuseEmpty: hasWritten(cfg.DataDir, "global.db")})
 	if err != nil {
 		return err
 	}
-	keys, err := cluster.LoadKeyring(cfg.Global.Keyring)
+	keys, err := cluster.LoadKeyring(g.Keyring)
 	if err != nil {
 		return fmt.Errorf("global.keyring: %w", err)
 	}
-	// Declare this gateway's region in the global tier, for gateways that
-	// start after this one has gone but still hold what it wrote.
-	if _, err := a.global.Apply(ctx, store.Mutation{Op: store.OpPut, Table: publish.PublishersTable, Key: cfg.Node,
-		Fields: []store.FieldValue{{Num: 1, Value: []byte(cfg.Regional.Region)}}}); err != nil {
-		if !errors.Is(err, store.ErrReadOnly) && !errors.Is(err, store.ErrUnwritable) {
-			return err
-		}
-		// A full or read-only disk: serve reads; health reports it.
-		a.log.Warn("the global store takes no writes; serving reads only", "err", err)
+	signer, trust, err := loadRegionKeys(g, cfg.Regional.Region)
+	if err != nil {
+		return err
 	}
-	var gt atomic.Pointer[cluster.Tier]
-	regionOf := func(id store.NodeID) (string, bool) {
-		if t := gt.Load(); t != nil {
-			if r, ok := t.RegionOf(id); ok {
-				return r, true
-			}
-		}
-		rows, _, err := a.global.List(publish.PublishersTable, "", 0)
-		if err != nil {
-			return "", false
-		}
-		for _, kr := range rows {
-			if store.NodeIDOf(kr.Key) == id {
-				f, _ := kr.Row.Field(1)
-				return string(f.Value), len(f.Value) > 0
-			}
-		}
-		return "", false
+	if trust == nil {
+		a.log.Warn("region identity is not enforced: [global] region_key and trusted_regions are not set, so any node " +
+			"that holds the global gossip key can write any region's records; set them outside development (docs/SECURITY.md)")
 	}
-	receivedRejected := newReceivedRejected()
-	reg.MustRegister(receivedRejected)
-	g := cfg.Global
+	a.writer = global.NewWriter(global.Options{
+		Contract: a.contract, Store: a.global, Clock: clock, Node: cfg.Node, Region: cfg.Regional.Region,
+		Signer: signer, Trust: trust, Logger: a.log, Registry: reg,
+	})
 	tier, err := cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Global, Cluster: cfg.Cluster, Region: cfg.Regional.Region,
 		Bind: g.Bind, Advertise: g.Advertise, Join: g.Join, Keys: keys, KeyringFile: g.Keyring,
@@ -365,14 +365,13 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		TombstoneTTL: cfg.TombstoneTTL.Duration,
 		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
 		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
-		Accept:       acceptGlobal(a.contract, regionOf, receivedRejected),
+		Accept:       a.writer.Accept,
 		Logger:       a.log,
 		Metrics:      tm,
 	}, a.global)
 	if err != nil {
 		return fmt.Errorf("global tier: %w", err)
 	}
-	gt.Store(tier)
 	a.globalTier = tier
 
 	a.host, err = reducer.NewHost(reducer.HostOptions{CacheDir: filepath.Join(cfg.DataDir, "wazero-cache"), Logger: a.log})
@@ -393,30 +392,73 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	}
 	// A reducer that does not load (not Wasm, wrong ABI, a source dir that
 	// does not build) is reported and left out; the others run.
-	var failed []publish.ReducerStatus
+	var failed []reducer.Status
+	var jobs []publish.Job
 	for _, rc := range cfg.Reducers {
 		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
 		if err != nil {
 			a.log.Error("reducer not loaded; the others run", "reducer", rc.Name, "err", err)
-			failed = append(failed, publish.ReducerStatus{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs, LastError: err.Error()})
+			failed = append(failed, reducer.Status{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs,
+				LastError: &reducer.ErrorStatus{At: time.Now().UTC(), Kind: "load", Message: err.Error()}})
 			continue
 		}
 		a.reducers = append(a.reducers, r)
+		jobs = append(jobs, publish.Job{Reducer: r, Debounce: rc.Debounce.Duration})
 	}
 	reg.MustRegister(reducer.NewCollector(func() []*reducer.Reducer { return a.reducers }))
-	debounce := 250 * time.Millisecond
-	if len(cfg.Reducers) > 0 {
-		debounce = cfg.Reducers[0].Debounce.Duration
-	}
 	a.publisher = publish.New(publish.Options{
 		Region: cfg.Regional.Region, Node: cfg.Node, Contract: a.contract,
-		Regional: a.regional, Global: a.global, Reducers: a.reducers, Failed: failed,
-		Active:    func() bool { return a.tier.LowestAlive("gateway") == cfg.Node },
-		Debounce:  debounce,
+		Regional: a.regional, Global: a.global, Writer: a.writer, Jobs: jobs, Failed: failed,
+		Role:      publish.RoleFunc(func() bool { return a.publisherName() == cfg.Node }),
 		Heartbeat: max(g.StaleAfter.Duration/3, 100*time.Millisecond),
 		Logger:    a.log, Registry: reg,
 	})
 	return nil
+}
+
+// loadRegionKeys reads [global] region_key and trusted_regions; both empty
+// gives nil, nil.
+func loadRegionKeys(g *config.Global, region string) (*global.Signer, *global.Trust, error) {
+	if g.RegionKey == "" && g.TrustedRegions == "" {
+		return nil, nil, nil
+	}
+	signer, err := global.LoadSigner(g.RegionKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("global.region_key: %w", err)
+	}
+	if signer.Region != region {
+		return nil, nil, fmt.Errorf("global.region_key: %s is the key of region %q, this node is in region %q", g.RegionKey, signer.Region, region)
+	}
+	trust, err := global.LoadTrust(g.TrustedRegions)
+	if err != nil {
+		return nil, nil, fmt.Errorf("global.trusted_regions: %w", err)
+	}
+	if r, ok := trust.RegionOf(signer.Public()); !ok || r != region {
+		return nil, nil, fmt.Errorf("global.trusted_regions: %s does not list the public key of global.region_key for region %s; add the line:\n%s",
+			g.TrustedRegions, region, signer.TrustLine())
+	}
+	return signer, trust, nil
+}
+
+// publisherName elects the region's publisher: the lowest-named alive
+// member of the regional tier that says it is a gateway and is alive in
+// the global tier too. A member of the region that only claims the role
+// in its meta (it cannot join the global tier without its key) cannot
+// take the role, and so stop its region's publishing, by choosing a low
+// name.
+func (a *Agent) publisherName() string {
+	inGlobal := map[string]bool{}
+	for _, m := range a.globalTier.Members() {
+		if m.State == "alive" {
+			inGlobal[m.Name] = true
+		}
+	}
+	for _, m := range a.tier.Members() { // sorted by name
+		if m.State == "alive" && slices.Contains(m.Roles, "gateway") && inGlobal[m.Name] {
+			return m.Name
+		}
+	}
+	return ""
 }
 
 // tiers lists the tiers this node belongs to, for /v1/members.
@@ -431,7 +473,7 @@ func (a *Agent) tiers() map[string]api.MemberLister {
 // reducerStatus is GET /v1/reducers: empty on a node that does not publish.
 func (a *Agent) reducerStatus() any {
 	if a.publisher == nil {
-		return []publish.ReducerStatus{}
+		return []reducer.Status{}
 	}
 	return a.publisher.Status()
 }

@@ -5,20 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
-
-// heartbeatTable and the record row layout are the publisher's (package
-// publish): records live under "region/key" as field 1.
-const heartbeatTable = "_heartbeats"
 
 // RegionRecord is one region's entry for a global key.
 type RegionRecord struct {
@@ -40,25 +36,16 @@ type GlobalList struct {
 	Entries []GlobalEntry `json:"entries"`
 }
 
-// globalRecord resolves {record}; it answers 404 or 503 itself.
+// globalView is what a global read renders: records of one type (in store
+// key order) and the regions' heartbeats. A gateway reads it from its
+// store; another node from a gateway's signed answer, once verified.
+type globalView struct {
+	records []global.Stored
+	beats   map[string]global.Stored
+}
+
+// globalRecord resolves {record}; it answers 404 itself.
 func (s *Server) globalRecord(w http.ResponseWriter, r *http.Request) (*contracts.Schema, bool) {
-	if s.opts.Global == nil {
-		if r.Method == http.MethodGet && s.opts.Gateway != nil {
-			if gw := s.opts.Gateway(); gw != "" {
-				proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: gw})
-				proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
-					writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
-						Message: fmt.Sprintf("forwarding to gateway %s: %v", gw, err)})
-				}
-				w.Header().Set("X-Strata-Forwarded-To", gw)
-				proxy.ServeHTTP(w, r)
-				return nil, false
-			}
-		}
-		writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
-			Message: "this node is not a gateway and no gateway of its region is alive (see strata members); global writes must go to a gateway"})
-		return nil, false
-	}
 	name := r.PathValue("record")
 	sch, ok := s.opts.Contract.Record(name)
 	if !ok {
@@ -73,23 +60,73 @@ func (s *Server) globalRecord(w http.ResponseWriter, r *http.Request) (*contract
 	return sch, true
 }
 
-// heartbeats returns the time of each region's last heartbeat.
-func (s *Server) heartbeats() (map[string]time.Time, error) {
-	rows, _, err := s.opts.Global.List(heartbeatTable, "", 0)
-	if err != nil {
-		return nil, fmt.Errorf("read the regions' heartbeats: %w", err)
-	}
-	out := make(map[string]time.Time, len(rows))
-	for _, kr := range rows {
-		out[kr.Key] = kr.Row.Latest().HLC.Time()
-	}
-	return out, nil
+// notGateway answers a global request a node without a global store cannot
+// serve.
+func notGateway(w http.ResponseWriter, what string) {
+	writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+		Message: "this node is not a gateway; " + what})
 }
 
-// regionRecord renders one stored record.
-func (s *Server) regionRecord(sch *contracts.Schema, row store.Row, beats map[string]time.Time, region string) (RegionRecord, error) {
-	f, _ := row.Field(1)
-	m, err := sch.DecodeBinary(f.Value)
+// view reads the view of record (one key, or all when key is "") from the
+// global store, or, on a node that is not a gateway, from a gateway of its
+// region. It answers errors itself.
+func (s *Server) view(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string, all bool) (globalView, bool) {
+	if s.opts.Global == nil {
+		if r.URL.Query().Get("format") == "signed" {
+			notGateway(w, "signed reads are answered by gateways only")
+			return globalView{}, false
+		}
+		return s.forwardedView(w, r, sch, key, all)
+	}
+	v, err := s.storeView(sch.Name, key, all)
+	if err != nil {
+		s.internal(w, r, err)
+		return v, false
+	}
+	return v, true
+}
+
+// storeView reads a view from the global store.
+func (s *Server) storeView(name, key string, all bool) (globalView, error) {
+	v := globalView{beats: map[string]global.Stored{}}
+	beats, err := global.List(s.opts.Global, global.HeartbeatTable, "")
+	if err != nil {
+		return v, fmt.Errorf("read the regions' heartbeats: %w", err)
+	}
+	for _, b := range beats {
+		v.beats[b.Region] = b
+	}
+	if all {
+		v.records, err = global.List(s.opts.Global, name, "")
+		return v, err
+	}
+	// Every region that publishes writes a heartbeat: look the key up in
+	// each of them rather than listing every record.
+	for _, region := range sortedKeys(v.beats) {
+		rec, err := global.Get(s.opts.Global, name, region, key)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, global.ErrLayout) {
+			continue
+		}
+		if err != nil {
+			return v, err
+		}
+		v.records = append(v.records, rec)
+	}
+	return v, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// regionRecord renders one record.
+func (s *Server) regionRecord(sch *contracts.Schema, rec global.Stored, beats map[string]global.Stored) (RegionRecord, error) {
+	m, err := sch.DecodeBinary(rec.Value)
 	if err != nil {
 		return RegionRecord{}, err
 	}
@@ -97,9 +134,9 @@ func (s *Server) regionRecord(sch *contracts.Schema, row store.Row, beats map[st
 	if err != nil {
 		return RegionRecord{}, err
 	}
-	beat, ok := beats[region]
-	stale := !ok || (s.opts.StaleAfter > 0 && time.Since(beat) > s.opts.StaleAfter)
-	return RegionRecord{Record: js, PublishedAt: row.Latest().HLC.Time(), Stale: stale}, nil
+	beat, ok := beats[rec.Region]
+	stale := !ok || (s.opts.StaleAfter > 0 && time.Since(beat.Stamp.HLC.Time()) > s.opts.StaleAfter)
+	return RegionRecord{Record: js, PublishedAt: rec.Stamp.HLC.Time(), Stale: stale}, nil
 }
 
 func (s *Server) globalList(w http.ResponseWriter, r *http.Request) {
@@ -107,36 +144,30 @@ func (s *Server) globalList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, _, err := s.opts.Global.List(sch.Name, "", 0)
-	if err != nil {
-		s.internal(w, r, err)
+	v, ok := s.view(w, r, sch, "", true)
+	if !ok {
 		return
 	}
-	beats, err := s.heartbeats()
-	if err != nil {
-		s.internal(w, r, err)
+	if r.URL.Query().Get("format") == "signed" {
+		s.writeSigned(w, v)
 		return
 	}
 	byKey := map[string]*GlobalEntry{}
 	res := GlobalList{Record: sch.Name, Entries: []GlobalEntry{}}
 	var order []string
-	for _, kr := range rows {
-		region, key, ok := strings.Cut(kr.Key, "/")
-		if !ok {
-			continue
-		}
-		rr, err := s.regionRecord(sch, kr.Row, beats, region)
+	for _, rec := range v.records {
+		rr, err := s.regionRecord(sch, rec, v.beats)
 		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
-		e := byKey[key]
+		e := byKey[rec.Key]
 		if e == nil {
-			e = &GlobalEntry{Key: key, Regions: map[string]RegionRecord{}}
-			byKey[key] = e
-			order = append(order, key)
+			e = &GlobalEntry{Key: rec.Key, Regions: map[string]RegionRecord{}}
+			byKey[rec.Key] = e
+			order = append(order, rec.Key)
 		}
-		e.Regions[region] = rr
+		e.Regions[rec.Region] = rr
 	}
 	for _, k := range order {
 		res.Entries = append(res.Entries, *byKey[k])
@@ -150,47 +181,31 @@ func (s *Server) globalGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.PathValue("key")
-	// Every region that publishes writes a heartbeat: look the key up in
-	// each of them rather than listing every record.
-	beats, err := s.heartbeats()
-	if err != nil {
-		s.internal(w, r, err)
+	v, ok := s.view(w, r, sch, key, false)
+	if !ok {
+		return
+	}
+	if r.URL.Query().Get("format") == "signed" {
+		s.writeSigned(w, v)
 		return
 	}
 	res := GlobalEntry{Key: key, Regions: map[string]RegionRecord{}}
-	for region := range beats {
-		row, err := s.opts.Global.Get(sch.Name, region+"/"+key)
-		if errors.Is(err, store.ErrNotFound) {
+	for _, rec := range v.records {
+		if rec.Key != key {
 			continue
 		}
+		rr, err := s.regionRecord(sch, rec, v.beats)
 		if err != nil {
 			s.internal(w, r, err)
 			return
 		}
-		rr, err := s.regionRecord(sch, row, beats, region)
-		if err != nil {
-			s.internal(w, r, err)
-			return
-		}
-		res.Regions[region] = rr
+		res.Regions[rec.Region] = rr
 	}
 	if len(res.Regions) == 0 {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no region publishes %s %q", sch.Name, key)})
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
-}
-
-// API writes to the global tier are limited per record type to this rate
-// (records per second) with this burst, like a reducer's.
-const (
-	apiGlobalRate  = 100
-	apiGlobalBurst = 1000
-)
-
-func (s *Server) budget(record string) *contracts.Budget {
-	b, _ := s.budgets.LoadOrStore(record, contracts.NewBudget(apiGlobalRate, apiGlobalBurst))
-	return b.(*contracts.Budget)
 }
 
 // globalReject answers a write the pipeline refused.
@@ -207,11 +222,15 @@ func globalReject(w http.ResponseWriter, err error) {
 }
 
 // globalPut writes this node's region's record under key, through the
-// global-write pipeline. Records of a type a reducer outputs are owned by
+// global write path. Records of a type a reducer outputs are owned by
 // that reducer: its next run replaces or deletes what the API wrote.
 func (s *Server) globalPut(w http.ResponseWriter, r *http.Request) {
 	sch, ok := s.globalRecord(w, r)
 	if !ok {
+		return
+	}
+	if s.opts.Writer == nil {
+		notGateway(w, "global writes must go to a gateway of this region")
 		return
 	}
 	key := r.PathValue("key")
@@ -229,27 +248,13 @@ func (s *Server) globalPut(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	storeKey := s.opts.Region + "/" + key
-	count := 0
-	rows, err := s.opts.Global.ListPrefix(sch.Name, s.opts.Region+"/")
-	if err != nil {
-		s.internal(w, r, err)
+	if len(value) == 0 {
+		// An empty encoding is how the global tier spells a delete.
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeInvalidRow,
+			Message: fmt.Sprintf("record %s/%s is empty: every field has its default value; use DELETE to remove a record", sch.Name, key)})
 		return
 	}
-	exists := false
-	for _, kr := range rows {
-		count++
-		exists = exists || kr.Key == storeKey
-	}
-	if !exists {
-		count++
-	}
-	if err := s.opts.Contract.CheckWrite(contracts.Write{Record: sch.Name, Key: key, Region: s.opts.Region, Writer: s.opts.Region,
-		Value: value, Count: count, Budget: s.budget(sch.Name), Now: time.Now()}); err != nil {
-		globalReject(w, err)
-		return
-	}
-	s.writeGlobal(w, r, key, store.Mutation{Op: store.OpPut, Table: sch.Name, Key: storeKey, Fields: []store.FieldValue{{Num: 1, Value: value}}})
+	s.writeGlobal(w, r, global.Record{Name: sch.Name, Key: key, Value: value})
 }
 
 func (s *Server) globalDelete(w http.ResponseWriter, r *http.Request) {
@@ -257,20 +262,27 @@ func (s *Server) globalDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	key := r.PathValue("key")
-	if err := s.opts.Contract.CheckWrite(contracts.Write{Record: sch.Name, Key: key, Region: s.opts.Region, Writer: s.opts.Region,
-		Delete: true, Budget: s.budget(sch.Name), Now: time.Now()}); err != nil {
-		globalReject(w, err)
+	if s.opts.Writer == nil {
+		notGateway(w, "global writes must go to a gateway of this region")
 		return
 	}
-	s.writeGlobal(w, r, key, store.Mutation{Op: store.OpDelete, Table: sch.Name, Key: s.opts.Region + "/" + key})
+	s.writeGlobal(w, r, global.Record{Name: sch.Name, Key: r.PathValue("key")})
 }
 
-func (s *Server) writeGlobal(w http.ResponseWriter, r *http.Request, key string, m store.Mutation) {
-	stamps, err := s.opts.Global.Apply(r.Context(), m)
+func (s *Server) writeGlobal(w http.ResponseWriter, r *http.Request, rec global.Record) {
+	res, err := s.opts.Writer.Write(r.Context(), []global.Record{rec}, nil)
 	if err != nil {
 		s.storeFailure(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, WriteResult{Key: key, Stamp: stamps[0].String()})
+	if err := res[0].Err; err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+				Message: fmt.Sprintf("region %s holds no %s %q", s.opts.Writer.Region(), rec.Name, rec.Key)})
+			return
+		}
+		globalReject(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, WriteResult{Key: rec.Key, Stamp: res[0].Stamp.String()})
 }

@@ -94,7 +94,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	}
 	want := []byte("Bearer " + s.opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})

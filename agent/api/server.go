@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
@@ -60,8 +60,18 @@ type Options struct {
 	// /v1/members.
 	Tiers map[string]MemberLister
 	// Global is the global store, on gateways; nil elsewhere (global
-	// reads then answer 503).
+	// reads are then forwarded to a gateway: see forward.go).
 	Global *store.Store
+	// Writer is the global tier's write path, on gateways.
+	Writer *global.Writer
+	// Trust is the regions' public keys that forwarded global reads are
+	// verified against, on nodes that are not gateways; nil: checked
+	// against the contract only.
+	Trust *global.Trust
+	// NodeKeys returns the regional gossip keys (primary first), from
+	// which nodes of the region authenticate forwarded reads to each
+	// other; nil or none: forwarded reads carry no credential.
+	NodeKeys func() [][]byte
 	// StaleAfter is how old a region's heartbeat may be before its records
 	// are shown as stale.
 	StaleAfter time.Duration
@@ -118,7 +128,6 @@ type MembersResult struct {
 // use.
 type Server struct {
 	opts    Options
-	budgets sync.Map // record name → *contracts.Budget, for API writes
 	started time.Time
 	metrics *metrics
 	handler http.Handler

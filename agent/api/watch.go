@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -126,12 +126,19 @@ func (s *Server) watchGlobal(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.opts.Global == nil {
+		// A forwarded stream could not be verified as it goes.
+		notGateway(w, "watch global records on a gateway")
+		return
+	}
 	s.stream(w, r, s.opts.Global, sch.Name, func(kr store.KeyRow) (any, bool, error) {
-		region, key, _ := strings.Cut(kr.Key, "/")
-		ev := GlobalEvent{Key: key, Region: region, PublishedAt: kr.Row.Latest().HLC.Time(), Deleted: !kr.Row.Alive()}
-		if kr.Row.Alive() {
-			f, _ := kr.Row.Field(1)
-			m, err := sch.DecodeBinary(f.Value)
+		rec, err := global.FromRow(sch.Name, kr.Key, kr.Row)
+		if err != nil {
+			return nil, false, err
+		}
+		ev := GlobalEvent{Key: rec.Key, Region: rec.Region, PublishedAt: rec.Stamp.HLC.Time(), Deleted: rec.Deleted()}
+		if !ev.Deleted {
+			m, err := sch.DecodeBinary(rec.Value)
 			if err != nil {
 				return nil, false, err
 			}
@@ -192,12 +199,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, st *store.Store,
 				seq = pageSeq
 			}
 			for _, kr := range rows {
-				data, _, err := render(kr)
+				data, deleted, err := render(kr)
 				if err != nil {
 					s.opts.Logger.Error("watch: snapshot", "table", table, "key", kr.Key, "err", err)
 					continue
 				}
-				if data == nil {
+				if data == nil || deleted { // a global delete is a live row with no value
 					continue
 				}
 				out.event(0, EventSnapshot, data)

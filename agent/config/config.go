@@ -157,6 +157,22 @@ type Global struct {
 	// Regional.Keyring; it must not be the same file. Default: "".
 	Keyring string `toml:"keyring"`
 
+	// RegionKey is this region's Ed25519 signing key, as written by
+	// `strata keys gen-region REGION -o FILE`: every global change this
+	// gateway writes is signed with it. Set together with TrustedRegions;
+	// both empty leaves region identity unenforced (a start-up warning
+	// says so). A relative path is relative to the config file's
+	// directory when loaded with Load. Default: "".
+	RegionKey string `toml:"region_key"`
+
+	// TrustedRegions is a file of "REGION base64-public-key" lines: the
+	// keys whose signatures this node accepts, each for its region (at most
+	// two per region, during a rotation). A change not signed by a key of
+	// the region that owns it is refused. It must list RegionKey's public
+	// key for this region. A relative path is relative to the config
+	// file's directory when loaded with Load. Default: "".
+	TrustedRegions string `toml:"trusted_regions"`
+
 	// StaleAfter is how old a region's heartbeat may be before readers see
 	// that region's records as stale. Must be positive. Default: 30s.
 	StaleAfter Duration `toml:"stale_after"`
@@ -238,6 +254,15 @@ type API struct {
 	// further behind gets "reset" and a new snapshot. At least 1.
 	// Default: 10000.
 	WatchMaxLag int `toml:"watch_max_lag"`
+
+	// TrustedRegions is, on a node that is not a gateway, the file of the
+	// regions' public keys (as [global] trusted_regions) that global reads
+	// forwarded to a gateway are verified against before they are served.
+	// Empty: forwarded answers are checked against the contract only. A
+	// gateway uses [global] trusted_regions and must leave this empty. A
+	// relative path is relative to the config file's directory when loaded
+	// with Load. Default: "".
+	TrustedRegions string `toml:"trusted_regions"`
 }
 
 // Reducer is one [[reducers]] entry: a Wasm module that projects the region's
@@ -430,8 +455,11 @@ func (c *Config) Resolve(base string) {
 	resolve(&c.Regional.Keyring)
 	if c.Global != nil {
 		resolve(&c.Global.Keyring)
+		resolve(&c.Global.RegionKey)
+		resolve(&c.Global.TrustedRegions)
 	}
 	resolve(&c.API.TokenFile)
+	resolve(&c.API.TrustedRegions)
 	for i := range c.Reducers {
 		resolve(&c.Reducers[i].Source)
 		resolve(&c.Reducers[i].Wasm)

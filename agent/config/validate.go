@@ -38,6 +38,9 @@ func validate(c *Config) []finding {
 	v.top(c)
 	v.contracts(&c.Contracts)
 	v.regional(&c.Regional)
+	if c.Global != nil && c.API.TrustedRegions != "" {
+		v.bad("api.trusted_regions", "is for nodes that are not gateways; a gateway uses global.trusted_regions")
+	}
 	if c.Global != nil {
 		v.global(c.Global, &c.Regional)
 	}
@@ -129,6 +132,12 @@ func (v *validator) global(g *Global, r *Regional) {
 	v.positive("global.stale_after", g.StaleAfter)
 	if g.Keyring != "" && filepath.Clean(g.Keyring) == filepath.Clean(r.Keyring) {
 		v.bad("global.keyring", "%q is also regional.keyring; each tier needs its own key, so that no node can cross tiers", g.Keyring)
+	}
+	switch {
+	case g.RegionKey != "" && g.TrustedRegions == "":
+		v.bad("global.region_key", "is set without global.trusted_regions; set both to enforce region identity, or neither")
+	case g.RegionKey == "" && g.TrustedRegions != "":
+		v.bad("global.trusted_regions", "is set without global.region_key; a gateway that checks region identity must sign its own writes")
 	}
 }
 

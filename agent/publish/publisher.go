@@ -5,43 +5,79 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 )
 
+// Reducer is a reducer as the publisher runs it: a *reducer.Reducer, or a
+// native function in tests. Its methods must be safe for concurrent use.
+type Reducer interface {
+	// Name is the reducer's configured name.
+	Name() string
+	// Config holds its inputs and outputs.
+	Config() reducer.Config
+	// Run computes the region's complete set of the reducer's records.
+	Run(ctx context.Context, region string, tables []reducer.Table) (*reducer.Result, error)
+	// Status is the reducer's own part of its status (runs, failures).
+	Status() reducer.Status
+}
+
+var _ Reducer = (*reducer.Reducer)(nil)
+
+// Job is a reducer with its schedule.
+type Job struct {
+	Reducer Reducer
+	// Debounce is how long after the first change to an input table the
+	// reducer runs, so that a burst of changes costs one run; zero runs
+	// it at once.
+	Debounce time.Duration
+}
+
+// Role tells the publisher whether this node is its region's publisher.
+// Publishing must be safe for concurrent use and must not block.
+type Role interface {
+	Publishing() bool
+}
+
+// RoleFunc adapts a function to Role.
+type RoleFunc func() bool
+
+// Publishing calls f.
+func (f RoleFunc) Publishing() bool { return f() }
+
 // Options configure a Publisher.
 type Options struct {
 	// Region is the region this node publishes for; Node is this node.
 	Region, Node string
-	// Contract has the tables the reducers read and the records they write.
+	// Contract has the tables the reducers read.
 	Contract *contracts.Contract
-	// Regional is read; Global is written.
+	// Regional is read. Global is read for what the region has published;
+	// Writer writes to it.
 	Regional, Global *store.Store
-	// Reducers run on every change of their input tables.
-	Reducers []*reducer.Reducer
-	// Failed are reducers that did not load, shown in Status with their
-	// error.
-	Failed []ReducerStatus
-	// Active reports whether this node is the region's publisher now. Only
-	// the active node runs reducers and writes heartbeats.
-	Active func() bool
-	// Debounce is how long after a regional change a run starts, so that a
-	// burst of changes costs one run. Default 250ms.
-	Debounce time.Duration
-	// Heartbeat is the period of the region's heartbeat. Default 5s.
+	Writer           *global.Writer
+	// Jobs are the reducers to run.
+	Jobs []Job
+	// Failed are reducers that did not load, shown in Status as they are.
+	Failed []reducer.Status
+	// Role says whether this node publishes now. Only the publisher runs
+	// reducers and writes heartbeats.
+	Role Role
+	// Heartbeat is the period of the region's heartbeat, and of checking
+	// Role. Default 5s.
 	Heartbeat time.Duration
-	// Rate and Burst bound each record type's writes for this region
-	// (records per second); zero: 1,000/s with a burst of 10,000.
-	Rate  float64
-	Burst int
+	// RetryAfter is how long after a failed run, or one with writes
+	// refused, it is tried again. Default Heartbeat.
+	RetryAfter time.Duration
+	// Now is the time; default time.Now.
+	Now func() time.Time
 	// Logger and Registry (metrics; nil: unregistered).
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -49,34 +85,22 @@ type Options struct {
 
 // Publisher runs a region's reducers and publishes their records.
 type Publisher struct {
-	opts    Options
-	log     *slog.Logger
-	budgets map[string]*contracts.Budget
+	opts Options
+	log  *slog.Logger
 
 	mu     sync.Mutex
-	status map[string]*ReducerStatus
+	status map[string]*published // by reducer name
 
-	rejected *prometheus.CounterVec
-	runs     *prometheus.CounterVec
-	writes   *prometheus.CounterVec
+	runs   *prometheus.CounterVec
+	writes *prometheus.CounterVec
 }
 
-// ReducerStatus is what GET /v1/reducers shows of one reducer.
-type ReducerStatus struct {
-	Name       string    `json:"name"`
-	Hash       string    `json:"hash"`
-	Inputs     []string  `json:"inputs"`
-	Outputs    []string  `json:"outputs"`
-	LastRun    time.Time `json:"last_run,omitzero"`
-	RowsIn     int       `json:"rows_in"`
-	RecordsOut int       `json:"records_out"`
-	Upserts    int       `json:"upserts"`
-	Deletes    int       `json:"deletes"`
-	Rejected   int       `json:"rejected"`
-	DurationMS float64   `json:"duration_ms"`
-	LastError  string    `json:"last_error,omitempty"`
-	Runs       int       `json:"runs"`
-	Skipped    int       `json:"skipped_unchanged"`
+// published is the publisher's part of a reducer's status.
+type published struct {
+	upserts, deletes, rejected int
+	unchanged                  uint64
+	problem                    string // PublishError
+	lastLogged                 string // the last problem logged, to log each once
 }
 
 // New returns a Publisher.
@@ -84,124 +108,216 @@ func New(opts Options) *Publisher {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	if opts.Debounce <= 0 {
-		opts.Debounce = 250 * time.Millisecond
-	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 5 * time.Second
 	}
-	if opts.Rate <= 0 {
-		opts.Rate, opts.Burst = 1000, 10_000
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = opts.Heartbeat
 	}
-	p := &Publisher{opts: opts, log: opts.Logger.With("region", opts.Region), budgets: map[string]*contracts.Budget{}, status: map[string]*ReducerStatus{}}
-	for _, r := range opts.Reducers {
-		cfg := r.Config()
-		p.status[r.Name()] = &ReducerStatus{Name: r.Name(), Hash: r.Hash(), Inputs: cfg.Inputs, Outputs: cfg.Outputs}
-		for _, out := range cfg.Outputs {
-			p.budgets[out] = contracts.NewBudget(opts.Rate, opts.Burst)
-		}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	p.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_global_rejected_total",
-		Help: "Global writes refused by the contract pipeline, by record and reason."}, []string{"record", "reason"})
+	p := &Publisher{opts: opts, log: opts.Logger.With("region", opts.Region), status: map[string]*published{}}
+	for _, j := range opts.Jobs {
+		p.status[j.Reducer.Name()] = &published{}
+	}
 	p.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_publish_runs_total",
 		Help: "Reducer runs on the publisher, by reducer and result (published, unchanged, failed)."}, []string{"reducer", "result"})
 	p.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_publish_writes_total",
 		Help: "Global record writes by the publisher, by record and kind (upsert, delete)."}, []string{"record", "kind"})
 	if opts.Registry != nil {
-		opts.Registry.MustRegister(p.rejected, p.runs, p.writes)
+		opts.Registry.MustRegister(p.runs, p.writes)
 	}
 	return p
 }
 
-// Status returns each reducer's status, in configuration order.
-func (p *Publisher) Status() []ReducerStatus {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]ReducerStatus, 0, len(p.opts.Reducers))
-	for _, r := range p.opts.Reducers {
-		out = append(out, *p.status[r.Name()])
+// Status returns each reducer's status, in configuration order, then the
+// reducers that did not load.
+func (p *Publisher) Status() []reducer.Status {
+	out := make([]reducer.Status, 0, len(p.opts.Jobs)+len(p.opts.Failed))
+	for _, j := range p.opts.Jobs {
+		st := j.Reducer.Status()
+		p.mu.Lock()
+		ps := p.status[j.Reducer.Name()]
+		st.Upserts, st.Deletes, st.Rejected, st.Unchanged, st.PublishError = ps.upserts, ps.deletes, ps.rejected, ps.unchanged, ps.problem
+		p.mu.Unlock()
+		out = append(out, st)
 	}
 	return append(out, p.opts.Failed...)
 }
 
-// Run publishes until ctx ends: after each regional change (debounced) it
-// runs every reducer, and it writes the heartbeat periodically, while this
-// node is the region's publisher.
+// Run publishes until ctx ends. It feeds the Schedule its events: a
+// regional commit (which tables changed, from the change feed), a timer
+// for the next due run, and the heartbeat tick, on which it also checks
+// whether this node is still the publisher.
 func (p *Publisher) Run(ctx context.Context) {
+	sched := &Schedule{RetryAfter: p.opts.RetryAfter}
+	jobs := map[string]Reducer{}
+	for _, j := range p.opts.Jobs {
+		sched.Add(j.Reducer.Name(), j.Reducer.Config().Inputs, j.Debounce)
+		jobs[j.Reducer.Name()] = j.Reducer
+	}
 	heartbeat := time.NewTicker(p.opts.Heartbeat)
 	defer heartbeat.Stop()
-	var lastSeq uint64
-	wasActive, retry := false, false
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	pos := p.opts.Regional.Seq()
 	for {
 		changed := p.opts.Regional.Changed()
-		active := p.opts.Active()
-		if active {
-			if !wasActive {
-				p.log.Info("this node is now the region's publisher")
-				p.beat(ctx)
-			}
-			if seq := p.opts.Regional.Seq(); seq != lastSeq || !wasActive || retry {
-				lastSeq = seq
-				// A run that failed or had writes refused (a rate budget
-				// says "later") is tried again on the next heartbeat tick.
-				retry = !p.PublishAll(ctx)
-			}
+		now := p.opts.Now()
+		pos = p.readChanges(sched, pos, now)
+		wasActive := sched.Active()
+		sched.SetActive(p.opts.Role.Publishing(), now)
+		if sched.Active() && !wasActive {
+			p.log.Info("this node is now the region's publisher")
+			p.beat(ctx)
 		}
-		wasActive = active
+		for _, name := range sched.Due(now) {
+			clean := p.Publish(ctx, jobs[name])
+			sched.Done(name, clean, p.opts.Now())
+		}
+		if next, ok := sched.Next(); ok {
+			timer.Reset(max(next.Sub(p.opts.Now()), 0))
+		} else {
+			timer.Reset(time.Hour)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-heartbeat.C:
-			if active {
+			if sched.Active() {
 				p.beat(ctx)
 			}
 		case <-changed:
-			select { // debounce: let the burst finish
-			case <-ctx.Done():
-				return
-			case <-time.After(p.opts.Debounce):
+		case <-timer.C:
+		}
+	}
+}
+
+// readChanges tells sched which tables changed after feed position pos, and
+// returns the new position.
+func (p *Publisher) readChanges(sched *Schedule, pos uint64, now time.Time) uint64 {
+	for {
+		evs, next, err := p.opts.Regional.FeedSince(pos, "", 4096)
+		if err != nil {
+			if !errors.Is(err, store.ErrFeedTrimmed) && !errors.Is(err, store.ErrClosed) {
+				p.log.Warn("reading the regional change feed", "err", err)
+			}
+			sched.ChangedAll(now)
+			return p.opts.Regional.Seq()
+		}
+		seen := map[string]bool{}
+		for _, ev := range evs {
+			if !seen[ev.Table] {
+				seen[ev.Table] = true
+				sched.Changed(ev.Table, now)
 			}
 		}
+		if len(evs) < 4096 || next == pos {
+			return next
+		}
+		pos = next
 	}
 }
 
 // beat writes the region's heartbeat.
 func (p *Publisher) beat(ctx context.Context) {
-	_, err := p.opts.Global.Apply(ctx, store.Mutation{Op: store.OpPut, Table: HeartbeatTable, Key: p.opts.Region,
-		Fields: []store.FieldValue{{Num: valueField, Value: []byte(p.opts.Node)}}})
-	if err != nil && !errors.Is(err, store.ErrClosed) {
+	if err := p.opts.Writer.Beat(ctx); err != nil && !errors.Is(err, store.ErrClosed) && ctx.Err() == nil {
 		p.log.Warn("writing heartbeat", "err", err)
 	}
 }
 
-// PublishAll runs every reducer once. It reports whether every run
-// succeeded with no write refused.
-func (p *Publisher) PublishAll(ctx context.Context) bool {
-	clean := true
-	for _, r := range p.opts.Reducers {
-		// Failures are logged (once per distinct error) and in Status.
-		_, err := p.Publish(ctx, r)
-		p.mu.Lock()
-		rejected := p.status[r.Name()].Rejected
-		p.mu.Unlock()
-		if err != nil || rejected > 0 {
-			clean = false
+// Publish runs one reducer on the current rows and writes what differs
+// from the region's published records. It reports whether the run was
+// clean: it succeeded and no write was refused. A failed run changes
+// nothing published.
+func (p *Publisher) Publish(ctx context.Context, r Reducer) bool {
+	cfg := r.Config()
+	leaks := contracts.NewLeakSet()
+	tables, err := p.inputs(cfg.Inputs, leaks)
+	if err != nil {
+		return p.fail(r, err, false)
+	}
+	res, err := r.Run(ctx, p.opts.Region, tables)
+	if err != nil {
+		return p.fail(r, err, true)
+	}
+	var published []global.Stored
+	for _, name := range cfg.Outputs {
+		recs, err := global.List(p.opts.Global, name, p.opts.Region)
+		if err != nil {
+			return p.fail(r, err, false)
+		}
+		published = append(published, recs...)
+	}
+	out := make([]global.Record, len(res.Records))
+	for i, rec := range res.Records {
+		out[i] = global.Record{Name: rec.Name, Region: p.opts.Region, Key: rec.Key, Value: rec.Value}
+	}
+	writes := Decide(published, out, p.opts.Writer.NeedsSigning)
+	done, err := p.opts.Writer.Write(ctx, writes, leaks)
+	if err != nil {
+		return p.fail(r, err, false)
+	}
+	var upserts, deletes, rejected int
+	var firstReject error
+	for i, w := range writes {
+		kind := "upsert"
+		if w.Deleted() {
+			kind = "delete"
+		}
+		switch {
+		case done[i].Err != nil:
+			rejected++
+			firstReject = cmpOr(firstReject, done[i].Err)
+		case w.Deleted():
+			deletes++
+		default:
+			upserts++
+		}
+		if done[i].Err == nil {
+			p.writes.WithLabelValues(w.Name, kind).Inc()
 		}
 	}
-	return clean
+	p.mu.Lock()
+	st := p.status[r.Name()]
+	st.upserts, st.deletes, st.rejected = upserts, deletes, rejected
+	if len(writes) == 0 {
+		st.unchanged++
+	}
+	problem := ""
+	if firstReject != nil {
+		problem = firstReject.Error()
+	}
+	logIt := problem != "" && problem != st.lastLogged
+	st.problem, st.lastLogged = problem, problem
+	p.mu.Unlock()
+	if logIt {
+		p.log.Warn("global writes rejected (logged again only when the reason changes)", "reducer", r.Name(), "rejected", rejected, "first", firstReject)
+	}
+	result := "published"
+	if len(writes) == 0 {
+		result = "unchanged"
+	}
+	p.runs.WithLabelValues(r.Name(), result).Inc()
+	return rejected == 0
 }
 
-// Publish runs one reducer on the current rows and publishes the
-// difference. A failed run changes nothing published.
-func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, error) {
-	cfg := r.Config()
-	st := p.statusOf(r.Name())
-	leaks := contracts.NewLeakSet()
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// inputs reads the reducer's input tables and collects their regional_only
+// values.
+func (p *Publisher) inputs(names []string, leaks *contracts.LeakSet) ([]reducer.Table, error) {
 	var tables []reducer.Table
-	for _, in := range cfg.Inputs {
+	for _, in := range names {
 		sch, ok := p.opts.Contract.Table(in)
 		if !ok {
-			return Plan{}, p.fail(r, st, fmt.Errorf("input table %q is not in the contract", in))
+			return nil, fmt.Errorf("input table %q is not in the contract", in)
 		}
 		t := reducer.Table{Name: in}
 		_, err := p.opts.Regional.Scan(in, func(kr store.KeyRow) error {
@@ -224,141 +340,29 @@ func (p *Publisher) Publish(ctx context.Context, r *reducer.Reducer) (Plan, erro
 			return nil
 		})
 		if err != nil {
-			return Plan{}, p.fail(r, st, err)
+			return nil, err
 		}
 		tables = append(tables, t)
 	}
-	res, err := r.Run(ctx, p.opts.Region, tables)
-	if err != nil {
-		return Plan{}, p.fail(r, st, err)
-	}
-	out := make([]Record, len(res.Records))
-	for i, rec := range res.Records {
-		out[i] = Record{Name: rec.Name, Key: rec.Key, Value: rec.Value}
-	}
-	published, counts, err := p.published(cfg.Outputs)
-	if err != nil {
-		return Plan{}, p.fail(r, st, err)
-	}
-	plan := Diff(published, out)
-	type nameKey struct{ name, key string }
-	exists := make(map[nameKey]bool, len(published))
-	for _, rec := range published {
-		exists[nameKey{rec.Name, rec.Key}] = true
-	}
-	// Deletes free their slots before upserts take new ones.
-	for _, d := range plan.Deletes {
-		counts[d.Name]--
-	}
-	now := time.Now()
-	var muts []store.Mutation
-	rejected := 0
-	var firstReject error
-	for _, u := range plan.Upserts {
-		count := counts[u.Name]
-		if !exists[nameKey{u.Name, u.Key}] {
-			count++
-		}
-		err := p.opts.Contract.CheckWrite(contracts.Write{Record: u.Name, Key: u.Key, Region: p.opts.Region, Writer: p.opts.Region,
-			Value: u.Value, Count: count, Budget: p.budgets[u.Name], Now: now, Leaks: leaks})
-		if err != nil {
-			p.reject(u.Name, err)
-			rejected++
-			if firstReject == nil {
-				firstReject = err
-			}
-			continue
-		}
-		counts[u.Name] = count
-		muts = append(muts, store.Mutation{Op: store.OpPut, Table: u.Name, Key: RecordKey(p.opts.Region, u.Key),
-			Fields: []store.FieldValue{{Num: valueField, Value: u.Value}}})
-		p.writes.WithLabelValues(u.Name, "upsert").Inc()
-	}
-	for _, d := range plan.Deletes {
-		if err := p.opts.Contract.CheckWrite(contracts.Write{Record: d.Name, Key: d.Key, Region: p.opts.Region, Writer: p.opts.Region,
-			Delete: true, Budget: p.budgets[d.Name], Now: now}); err != nil {
-			p.reject(d.Name, err)
-			rejected++
-			continue
-		}
-		muts = append(muts, store.Mutation{Op: store.OpDelete, Table: d.Name, Key: RecordKey(p.opts.Region, d.Key)})
-		p.writes.WithLabelValues(d.Name, "delete").Inc()
-	}
-	if len(muts) > 0 {
-		if _, err := p.opts.Global.Apply(ctx, muts...); err != nil {
-			return plan, p.fail(r, st, err)
-		}
-	}
+	return tables, nil
+}
+
+// fail records a failed run: of the reducer itself (run), whose own
+// status holds the error and which logs it, or of the publisher around it,
+// logged here when its error differs from the last one.
+func (p *Publisher) fail(r Reducer, err error, run bool) bool {
 	p.mu.Lock()
-	if firstReject != nil && firstReject.Error() != st.LastError {
-		p.log.Warn("global writes rejected (logged again only when the reason changes)", "reducer", r.Name(), "rejected", rejected, "first", firstReject)
-	}
-	st.LastRun, st.RowsIn, st.RecordsOut = now, res.RowsIn, len(res.Records)
-	st.Upserts, st.Deletes, st.Rejected = len(plan.Upserts), len(plan.Deletes), rejected
-	st.DurationMS = float64(res.Duration.Microseconds()) / 1000
-	st.Runs++
-	st.LastError = ""
-	if firstReject != nil {
-		st.LastError = firstReject.Error()
-	}
-	if plan.Empty() {
-		st.Skipped++
+	st := p.status[r.Name()]
+	logIt := !run && err.Error() != st.lastLogged
+	st.problem = ""
+	if !run {
+		st.problem, st.lastLogged = err.Error(), err.Error()
 	}
 	p.mu.Unlock()
-	result := "published"
-	if plan.Empty() {
-		result = "unchanged"
-	}
-	p.runs.WithLabelValues(r.Name(), result).Inc()
-	return plan, nil
-}
-
-// published lists this region's live records of the given types, and their
-// counts.
-func (p *Publisher) published(names []string) ([]Record, map[string]int, error) {
-	var out []Record
-	counts := map[string]int{}
-	prefix := p.opts.Region + "/"
-	for _, name := range names {
-		rows, err := p.opts.Global.ListPrefix(name, prefix)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, kr := range rows {
-			key := strings.TrimPrefix(kr.Key, prefix)
-			f, _ := kr.Row.Field(valueField)
-			out = append(out, Record{Name: name, Key: key, Value: f.Value})
-			counts[name]++
-		}
-	}
-	return out, counts, nil
-}
-
-func (p *Publisher) statusOf(name string) *ReducerStatus {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.status[name]
-}
-
-func (p *Publisher) fail(r *reducer.Reducer, st *ReducerStatus, err error) error {
-	p.mu.Lock()
-	if err.Error() != st.LastError {
+	if logIt {
 		p.log.Warn("reducer run failed; the last good records stay published (logged again only when the error changes)",
 			"reducer", r.Name(), "err", err)
 	}
-	st.LastError = err.Error()
-	st.LastRun = time.Now()
-	st.Runs++
-	p.mu.Unlock()
 	p.runs.WithLabelValues(r.Name(), "failed").Inc()
-	return err
-}
-
-func (p *Publisher) reject(record string, err error) {
-	reason := "invalid"
-	var re *contracts.RejectError
-	if errors.As(err, &re) {
-		reason = re.Reason()
-	}
-	p.rejected.WithLabelValues(record, reason).Inc()
+	return false
 }

@@ -18,7 +18,7 @@
 // timeout, guest panic, ABI mismatch or malformed output fails that run
 // only, with a [*Error] naming the reducer and the [Kind] of failure, and the
 // instance is discarded. [Reducer.Status] reports runs for GET
-// /v1/reducers ([StatusHandler]).
+// /v1/reducers ([Status], with the publisher's counters filled in by package publish).
 //
 // The records are not checked against the contract here: the agent's
 // global-write pipeline (contracts.Contract.CheckWrite) does that, as
@@ -67,7 +67,7 @@
 //   - build.go: building Go sources (Build, BuildCached, SourceHash);
 //     build_rust.go: building Rust crates with cargo (FindRust, the
 //     crate's source hash);
-//   - status.go: Status and StatusHandler; checkhost.go: the host of
+//   - status.go: Status, the one status type of a reducer; checkhost.go: the host of
 //     `strata contract check`'s conformance step;
 //   - config.go: Config and ConfigFrom (agent.toml's [[reducers]]);
 //   - errors.go: Error, Kind and the sentinel errors.

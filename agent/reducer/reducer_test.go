@@ -240,7 +240,7 @@ func TestMisbehaving(t *testing.T) {
 						t.Fatalf("run: %v, %v", res, err)
 					}
 					problems, err := recordcheck.Check(example(t), "ord", []recordcheck.Table{{Name: "machines", Rows: rows[0].Rows}},
-						[]recordcheck.Record{recordcheck.Record(res.Records[0])})
+						[]recordcheck.Record{{Name: res.Records[0].Name, Key: res.Records[0].Key, Value: res.Records[0].Value}})
 					if err != nil || len(problems) != 1 || problems[0].Rule != tc.reject {
 						t.Fatalf("contract check: %v, %v; want rule %s", problems, err, tc.reject)
 					}
@@ -486,7 +486,7 @@ func TestStatusAndMetrics(t *testing.T) {
 	all := func() []*reducer.Reducer { return []*reducer.Reducer{good, bad} }
 
 	rec := httptest.NewRecorder()
-	reducer.StatusHandler(all).ServeHTTP(rec, httptest.NewRequest("GET", "/v1/reducers", nil))
+	json.NewEncoder(rec).Encode(reducer.Statuses(all()))
 	var body reducer.StatusBody
 	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 		t.Fatal(err)

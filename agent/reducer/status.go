@@ -1,9 +1,7 @@
 package reducer
 
 import (
-	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 )
 
@@ -38,6 +36,19 @@ type Status struct {
 	LastRun *RunStatus `json:"last_run"`
 	// LastError is the latest failure; nil if none.
 	LastError *ErrorStatus `json:"last_error"`
+
+	// The publisher's part, zero on a node that does not publish:
+	// Upserts, Deletes and Rejected count the global writes of its last
+	// run of the reducer, Unchanged the runs that wrote nothing.
+	Upserts   int    `json:"upserts"`
+	Deletes   int    `json:"deletes"`
+	Rejected  int    `json:"rejected"`
+	Unchanged uint64 `json:"skipped_unchanged"`
+	// PublishError says why the publisher's last run did not publish
+	// cleanly, when the run itself succeeded: the first write the global
+	// pipeline refused, or an error reading the inputs or writing the
+	// records. Empty after a clean run.
+	PublishError string `json:"publish_error,omitempty"`
 }
 
 // RunStatus describes one run.
@@ -81,12 +92,14 @@ func (r *Reducer) record(start time.Time, d time.Duration, res *Result, err erro
 		if errors.As(err, &e) {
 			kind = e.Kind.String()
 		}
+		if r.stats.lastError == nil || r.stats.lastError.Message != err.Error() {
+			r.log.Warn("reducer run failed (logged again only when the error changes)", "err", err)
+		}
 		r.stats.lastError = &ErrorStatus{At: run.At, Kind: kind, Message: err.Error()}
 		if r.stats.byKind == nil {
 			r.stats.byKind = map[string]uint64{}
 		}
 		r.stats.byKind[kind]++
-		r.log.Warn("reducer run failed", "err", err)
 	}
 }
 
@@ -128,13 +141,4 @@ func Statuses(rs []*Reducer) StatusBody {
 		body.Reducers = append(body.Reducers, r.Status())
 	}
 	return body
-}
-
-// StatusHandler serves GET /v1/reducers: {"reducers": [Status, ...]}.
-// reducers is called on every request, so the set may change.
-func StatusHandler(reducers func() []*Reducer) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(Statuses(reducers()))
-	})
 }

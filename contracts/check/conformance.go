@@ -15,7 +15,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/recordcheck"
 )
 
 // Reducer is a reducer to check for conformance, as configured.
@@ -216,7 +218,7 @@ func runCase(ctx context.Context, r *Report, c *contracts.Contract, red Reducer,
 	if len(red.Inputs) > 0 {
 		inputFile = filepath.Join(dir, red.Inputs[0]+".jsonl")
 	}
-	counts := map[string]int{}
+	pipeline := recordcheck.CheckOutputs(c, leaks)
 	seen := map[[2]string]bool{}
 	for _, o := range out {
 		id := [2]string{o.Record, o.Key}
@@ -231,11 +233,7 @@ func runCase(ctx context.Context, r *Report, c *contracts.Contract, red Reducer,
 			r.addAt(f, inputFile)
 			continue
 		}
-		counts[o.Record]++
-		err := c.CheckWrite(contracts.Write{
-			Record: o.Record, Key: o.Key, Region: region, Writer: region,
-			Value: o.Value, Count: counts[o.Record], Leaks: leaks,
-		})
+		err := pipeline.Check(global.Write{Record: global.Record{Name: o.Record, Region: region, Key: o.Key, Value: o.Value}, Writer: region})
 		if err != nil {
 			f := failure(ruleOutputRejected, "%s: %s", label, strings.TrimPrefix(err.Error(), "contracts: "))
 			f.Hint = rejectHint(err)

@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/contracts"
 )
 
@@ -28,13 +29,9 @@ type Table struct {
 	Rows [][]byte
 }
 
-// Record is one record of a run.
-type Record struct {
-	// Name is the record type, Key its key.
-	Name, Key string
-	// Value is the binary-encoded message.
-	Value []byte
-}
+// Record is one record of a run: the global tier's record (its Region is
+// set by Check).
+type Record = global.Record
 
 // Problem is one way a record fails the contract.
 type Problem struct {
@@ -89,13 +86,10 @@ func Check(c *contracts.Contract, region string, inputs []Table, records []Recor
 		}
 	}
 	var problems []Problem
-	count := map[string]int{}
+	b := CheckOutputs(c, leaks)
 	for _, rec := range records {
-		count[rec.Name]++
-		err := c.CheckWrite(contracts.Write{
-			Record: rec.Name, Key: rec.Key, Region: region, Writer: region,
-			Value: rec.Value, Count: count[rec.Name], Leaks: leaks,
-		})
+		rec.Region = region
+		err := b.Check(global.Write{Record: rec, Writer: region})
 		var rej *contracts.RejectError
 		switch {
 		case err == nil:
@@ -113,6 +107,15 @@ func Check(c *contracts.Contract, region string, inputs []Table, records []Recor
 		problems = append(problems, Problem{Record: rec.Name, Key: rec.Key, Rule: rej.Rule, Field: rej.Field, Message: rej.Detail})
 	}
 	return problems, nil
+}
+
+// CheckOutputs returns the global write path's check of a reducer's
+// complete output, as the region's publisher runs it on a region that
+// holds nothing yet: no rate budget (a test run is not a write), every
+// other step as on the agent. `strata reducer test`, sdk/sdktest and the
+// conformance step of `strata contract check` all check through it.
+func CheckOutputs(c *contracts.Contract, leaks *contracts.LeakSet) *global.Batch {
+	return &global.Batch{Contract: c, Holdings: global.NoHoldings{}, Leaks: leaks}
 }
 
 // ReadRows reads rows of table from r: protojson messages, one per line;

@@ -147,7 +147,7 @@ func Check(t testing.TB, c *contracts.Contract, region string, tables map[string
 func toCheck(recs []Record) []recordcheck.Record {
 	out := make([]recordcheck.Record, len(recs))
 	for i, r := range recs {
-		out[i] = recordcheck.Record(r)
+		out[i] = recordcheck.Record{Name: r.Name, Key: r.Key, Value: r.Value}
 	}
 	return out
 }

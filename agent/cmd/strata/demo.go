@@ -24,7 +24,7 @@ import (
 	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
-	"github.com/strata-state/strata/agent/publish"
+	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/contracts"
 )
@@ -267,9 +267,8 @@ func measurePropagation(ctx context.Context, regions []*demoRegion, p *propagati
 		if _, err := ord.clients[2].Put(ctx, "machines", "canary-1", []byte(row)); err != nil {
 			continue
 		}
-		key := publish.RecordKey("ord", "canary")
 		for ctx.Err() == nil && time.Since(t0) < 10*time.Second {
-			_, err := ams.agents[0].Global().Get("app_placements", key)
+			_, err := global.Get(ams.agents[0].Global(), "app_placements", "ord", "canary")
 			if (err == nil) == start {
 				verb := map[bool]string{true: "started", false: "stopped"}[start]
 				p.mu.Lock()
@@ -315,7 +314,7 @@ func render(out io.Writer, regions []*demoRegion, el time.Duration, prev, cur wi
 		a := r.agents[0]
 		rows := a.Store().Stats().Rows["machines"]
 		publisher := a.Tier().LowestAlive("gateway")
-		var st publish.ReducerStatus
+		var st reducer.Status
 		for _, g := range r.agents {
 			if g.Config().Node == publisher && g.Publisher() != nil {
 				if all := g.Publisher().Status(); len(all) > 0 {
@@ -323,12 +322,15 @@ func render(out io.Writer, regions []*demoRegion, el time.Duration, prev, cur wi
 				}
 			}
 		}
-		lastErr := st.LastError
+		lastErr := st.PublishError
+		if st.LastError != nil {
+			lastErr = st.LastError.Message
+		}
 		if len(lastErr) > 70 {
 			lastErr = lastErr[:70] + "…"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%d\t%d\t%s\n", r.name, a.Tier().NumAlive(), rows,
-			float64(cur.writes[r.name]-prev.writes[r.name])/secs, publisher, st.Name, st.RecordsOut, st.Rejected, lastErr)
+			float64(cur.writes[r.name]-prev.writes[r.name])/secs, publisher, st.Name, recordsOut(st), st.Rejected, lastErr)
 	}
 	tw.Flush()
 
@@ -336,13 +338,12 @@ func render(out io.Writer, regions []*demoRegion, el time.Duration, prev, cur wi
 	g := regions[1].agents[0].Global()
 	rec, _ := regions[1].agents[0].Contract().Record("app_placements")
 	servingField := rec.Desc.Fields().ByName("serving")
-	rows, _, _ := g.List("app_placements", "", 0)
+	recs, _ := global.List(g, "app_placements", "")
 	byApp := map[string][]string{}
-	for _, kr := range rows {
-		region, app, _ := strings.Cut(kr.Key, "/")
-		f, _ := kr.Row.Field(1)
+	for _, r := range recs {
+		region, app := r.Region, r.Key
 		serving := false
-		if m, err := rec.DecodeBinary(f.Value); err == nil {
+		if m, err := rec.DecodeBinary(r.Value); err == nil {
 			serving = m.ProtoReflect().Get(servingField).Bool()
 		}
 		mark := region
@@ -395,4 +396,12 @@ func (s *syncWriter) String() string {
 	demoOutMu.Lock()
 	defer demoOutMu.Unlock()
 	return s.w.String()
+}
+
+// recordsOut is the records of a reducer's last run.
+func recordsOut(st reducer.Status) int {
+	if st.LastRun == nil {
+		return 0
+	}
+	return st.LastRun.RecordsOut
 }

@@ -208,7 +208,7 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 	}
 	records := make([]recordcheck.Record, len(res.Records))
 	for i, rec := range res.Records {
-		records[i] = recordcheck.Record(rec)
+		records[i] = recordcheck.Record{Name: rec.Name, Key: rec.Key, Value: rec.Value}
 	}
 	fmt.Fprintf(stdout, "%s: %d rows in, %d records out in %s\n", name, rowsIn, len(records), res.Duration.Round(time.Microsecond))
 

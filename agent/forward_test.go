@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/global"
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/internal/waitfor"
+)
+
+// fakeGateway is a member of a region's regional tier that says it is a
+// gateway, with an API that records what it is sent and answers global
+// reads with whatever rows it is given.
+type fakeGateway struct {
+	mu      sync.Mutex
+	headers []http.Header
+	rows    []api.SignedRow
+}
+
+func (f *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.headers = append(f.headers, r.Header.Clone())
+	rows := f.rows
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(api.SignedRows{Rows: rows})
+}
+
+func (f *fakeGateway) set(rows ...store.Change) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rows = nil
+	for _, ch := range rows {
+		f.rows = append(f.rows, api.SignedRow{Table: ch.Table, Key: ch.Key, Row: store.AppendRow(nil, ch.Row)})
+	}
+}
+
+func (f *fakeGateway) seen() []http.Header {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]http.Header{}, f.headers...)
+}
+
+// TestForwardedReadsKeepTheTokenAndVerifyTheAnswer runs region ord with a
+// gateway and a node that is not one, holding the regions' public keys.
+// The node answers global reads through the gateway, authenticated as a
+// node of the region, never with the client's token. Then a fake member
+// of ord that claims to be a gateway takes the real one's place: it never
+// receives the token, and every bad answer it gives (unsigned, altered,
+// signed by another region, failing the contract with a regional value in
+// it) is refused with a 502 that says why.
+func TestForwardedReadsKeepTheTokenAndVerifyTheAnswer(t *testing.T) {
+	ctx := context.Background()
+	fsys := trustContract(t)
+	k := newTrustKeys(t, "ord", "ams")
+	regionalKey := make([]byte, 32)
+	rand.Read(regionalKey)
+	regionalKeyring := filepath.Join(t.TempDir(), "regional.key")
+	must(t, os.WriteFile(regionalKeyring, []byte(base64.StdEncoding.EncodeToString(regionalKey)+"\n"), 0o600))
+
+	gwCfg := trustGateway(t, "ord-1", "ord", k, nil, nil)
+	gwCfg.Regional.Keyring = regionalKeyring
+	gw := startWith(t, gwCfg, fsys)
+	plainCfg := trustGateway(t, "ord-9", "ord", k, []string{gw.a.Tier().Addr()}, nil)
+	plainCfg.Global, plainCfg.Reducers = nil, nil
+	plainCfg.Regional.Keyring = regionalKeyring
+	plainCfg.API.TrustedRegions = k.trusted
+	plain := startWith(t, plainCfg, fsys)
+
+	must(t, gw.client.PutJSON(ctx, "/v1/global/app_placements/web", []byte(`{"app":"web","serving":true}`), nil))
+	waitfor.Until(t, 15*time.Second, "a global read through the non-gateway", func() error {
+		p, err := placement(ctx, plain.client, "web")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], `"serving":true`) {
+			return fmt.Errorf("ord-9 answers %v", p)
+		}
+		return nil
+	})
+	var list api.GlobalList
+	must(t, plain.client.GetJSON(ctx, "/v1/global/app_placements", &list))
+	if len(list.Entries) != 1 || list.Entries[0].Key != "web" {
+		t.Fatalf("list through the non-gateway: %+v", list)
+	}
+	// A signed read without the node credential or the token is refused.
+	resp, err := http.Get("http://" + gw.a.Addr() + "/v1/global/app_placements/web?format=signed")
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("signed read with no credential: %d", resp.StatusCode)
+	}
+
+	// The real gateway goes; a fake member of ord says it is one.
+	gw.stop()
+	fake := &fakeGateway{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	srv := &http.Server{Handler: fake}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	clock := hlc.NewClock(nil, time.Minute)
+	fst, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), store.Options{Node: "ord-0", Clock: clock, NoSync: true})
+	must(t, err)
+	tier, err := cluster.New(cluster.Config{
+		Node: "ord-0", Tier: cluster.Regional, Cluster: "test", Region: "ord",
+		Bind: "127.0.0.1:0", Join: []string{plain.a.Tier().Addr()}, Keys: [][]byte{regionalKey},
+		GossipInterval: 50 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		Meta:   cluster.Meta{Region: "ord", Roles: []string{"gateway"}, API: ln.Addr().String()},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, fst)
+	must(t, err)
+	tier.Start()
+	t.Cleanup(func() { tier.Close(); fst.Close() })
+
+	stamp := store.Stamp{HLC: clock.Now(), Node: store.NodeIDOf("ord-0")}
+	signed := func(region, key string, value []byte, s *global.Signer) store.Change {
+		rec := global.Stored{Record: global.Record{Name: "app_placements", Region: s.Region, Key: key, Value: value}, CL: 1, Stamp: stamp}
+		one := []global.Stored{rec}
+		must(t, s.Sign(one))
+		one[0].Region = region
+		return one[0].Change()
+	}
+	good := signed("ord", "web", placementValue("web", true), k.signers["ord"])
+	altered := good
+	altered.Row.Fields = append([]store.Field{}, good.Row.Fields...)
+	altered.Row.Fields[0].Value = placementValue("web", false)
+	unsigned := good
+	unsigned.Row.Fields = good.Row.Fields[:1]
+	// A record with a field the contract lacks (#9, a machine's address),
+	// signed by ord's stolen key: the signature holds, the contract not.
+	leaky := signed("ord", "web", append(placementValue("web", true), 0x4a, 8, '1', '0', '.', '1', '.', '2', '.', '3'), k.signers["ord"])
+	for name, tc := range map[string]struct {
+		rows []store.Change
+		why  string
+	}{
+		"unsigned":            {[]store.Change{unsigned}, "[unsigned]"},
+		"altered":             {[]store.Change{altered}, "[signature]"},
+		"another region":      {[]store.Change{signed("ord", "web", placementValue("web", true), k.signers["ams"])}, "[wrong_region]"},
+		"breaks the contract": {[]store.Change{leaky}, "[unknown_field]"},
+		"not asked for":       {[]store.Change{signed("ord", "api", placementValue("api", true), k.signers["ord"])}, "not asked for"},
+	} {
+		fake.set(tc.rows...)
+		waitfor.Until(t, 15*time.Second, name+": answer refused", func() error {
+			p, err := placement(ctx, plain.client, "web")
+			var e *api.Error
+			if !errors.As(err, &e) {
+				return fmt.Errorf("ord-9 served %v (err %v)", p, err)
+			}
+			if e.Status != http.StatusBadGateway || !strings.Contains(e.Message, tc.why) {
+				return fmt.Errorf("ord-9 answered %d %q, want a 502 naming %q", e.Status, e.Message, tc.why)
+			}
+			return nil
+		})
+	}
+	if len(fake.seen()) == 0 {
+		t.Fatal("the fake gateway was never asked")
+	}
+	for _, h := range fake.seen() {
+		for name, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, "client-secret") {
+					t.Fatalf("the client's token reached the fake gateway in header %s", name)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,385 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/contracts"
+)
+
+// contract compiles the example contract with app_placements' max_per_region
+// set to maxPerRegion.
+func contract(t testing.TB, maxPerRegion int) *contracts.Contract {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for _, name := range []string{"fleet/v1/regional.proto", "fleet/v1/global.proto", "strata/v1/options.proto"} {
+		b, err := contracts.Example.(interface{ ReadFile(string) ([]byte, error) }).ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name == "fleet/v1/global.proto" {
+			b = []byte(strings.Replace(string(b), "max_per_region: 10000", fmt.Sprintf("max_per_region: %d", maxPerRegion), 1))
+		}
+		fsys[name] = &fstest.MapFile{Data: b}
+	}
+	c, err := contracts.Compile(context.Background(), fsys, contracts.ExampleFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// placement encodes app_placements {app: app, serving: true}.
+func placement(app string) []byte {
+	return append(append([]byte{0x0a, byte(len(app))}, app...), 0x10, 0x01)
+}
+
+func stored(region, key string, value []byte, ms int64) Stored {
+	return Stored{Record: Record{Name: "app_placements", Region: region, Key: key, Value: value}, CL: 1,
+		Stamp: store.Stamp{HLC: hlc.New(ms, 0), Node: store.NodeIDOf(region + "-1")}}
+}
+
+func signers(t testing.TB, regions ...string) (map[string]*Signer, *Trust) {
+	t.Helper()
+	trust := NewTrust()
+	out := map[string]*Signer{}
+	for _, r := range regions {
+		s, err := NewSigner(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[r] = s
+		if err := trust.Add(r, s.Public()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, trust
+}
+
+func TestProofsVerifyAndCatchForgeries(t *testing.T) {
+	keys, trust := signers(t, "ord", "ams")
+	stranger, _ := NewSigner("ord")
+	for _, n := range []int{1, 2, 3, 5, 8, 13, 100, MaxBatch} {
+		batch := make([]Stored, n)
+		for i := range batch {
+			batch[i] = stored("ord", fmt.Sprintf("app-%d", i), placement(fmt.Sprintf("app-%d", i)), 1000+int64(i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		v := NewVerifier(trust)
+		for i := range batch {
+			if err := v.Verify(&batch[i]); err != nil {
+				t.Fatalf("batch of %d, record %d: %v", n, i, err)
+			}
+		}
+		// Every part of what is signed is covered.
+		for name, alter := range map[string]func(*Stored){
+			"value":  func(s *Stored) { s.Value = placement("evil") },
+			"key":    func(s *Stored) { s.Key = "other" },
+			"region": func(s *Stored) { s.Region = "ams" },
+			"stamp":  func(s *Stored) { s.Stamp.HLC++ },
+			"node":   func(s *Stored) { s.Stamp.Node++ },
+			"cl":     func(s *Stored) { s.CL = 3 },
+			"type":   func(s *Stored) { s.Name = "other_records" },
+			"delete": func(s *Stored) { s.Value = nil },
+			"proof":  func(s *Stored) { s.Proof = append(append([]byte{}, s.Proof...), 0) },
+		} {
+			s := batch[n/2]
+			alter(&s)
+			err := NewVerifier(trust).Verify(&s)
+			var pe *ProofError
+			if !errors.As(err, &pe) || (pe.Reason != ReasonSignature && pe.Reason != ReasonWrongRegion) {
+				t.Errorf("batch of %d: altered %s: err %v, want a refused signature", n, name, err)
+			}
+		}
+	}
+	for name, tc := range map[string]struct {
+		signer *Signer
+		region string
+		want   string
+	}{
+		"unsigned":             {nil, "ord", ReasonUnsigned},
+		"another region's key": {keys["ams"], "ord", ReasonWrongRegion},
+		"a key nobody trusts":  {stranger, "ord", ReasonWrongRegion},
+		"its own region's key": {keys["ams"], "ams", ""},
+	} {
+		s := stored(tc.region, "web", placement("web"), 1)
+		if tc.signer != nil {
+			// A signer signs only its own region: forge by relabelling.
+			s.Region = tc.signer.Region
+			one := []Stored{s}
+			if err := tc.signer.Sign(one); err != nil {
+				t.Fatal(err)
+			}
+			s.Proof, s.Region = one[0].Proof, tc.region
+		}
+		err := NewVerifier(trust).Verify(&s)
+		var pe *ProofError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want != "" && (!errors.As(err, &pe) || pe.Reason != tc.want):
+			t.Errorf("%s: err %v, want reason %s", name, err, tc.want)
+		}
+	}
+}
+
+func TestTrustFile(t *testing.T) {
+	a, _ := NewSigner("ord")
+	b, _ := NewSigner("ord")
+	c, _ := NewSigner("ord")
+	good := "# regions\n" + a.TrustLine() + "\n\n" + b.TrustLine() + "\n"
+	if tr, err := ParseTrust([]byte(good), "regions.pub"); err != nil || tr.Regions() != 1 {
+		t.Fatalf("two keys of one region (a rotation): %v", err)
+	}
+	for name, text := range map[string]string{
+		"three keys":           good + c.TrustLine() + "\n",
+		"one key, two regions": a.TrustLine() + "\nams " + strings.Fields(a.TrustLine())[1] + "\n",
+		"not base64":           "ord !!!\n",
+		"short key":            "ord AAAA\n",
+		"one field":            "ord\n",
+	} {
+		if _, err := ParseTrust([]byte(text), "regions.pub"); !errors.Is(err, ErrKeyFile) || !strings.Contains(err.Error(), "regions.pub:") {
+			t.Errorf("%s: err %v, want ErrKeyFile naming the line", name, err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "ord.key")
+	if err := writeFile(path, a.PrivateKeyFile()); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadSigner(path)
+	if err != nil || back.Region != "ord" || !back.Public().Equal(a.Public()) {
+		t.Fatalf("key file round trip: %v", err)
+	}
+}
+
+func TestBatchCountsAndBudgets(t *testing.T) {
+	c := contract(t, 3)
+	b := &Batch{Contract: c, Holdings: NoHoldings{}, Budgets: NewBudgets(1, 5), Now: time.Unix(100, 0)}
+	w := func(key string, value []byte) error {
+		return b.Check(Write{Record: Record{Name: "app_placements", Region: "ord", Key: key, Value: value}, Writer: "ord"})
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if err := w(k, placement(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w("d", placement("d")); Reason(err) != "budget" || !strings.Contains(err.Error(), "too_many") {
+		t.Fatalf("fourth record: %v, want too_many (budget)", err)
+	}
+	if err := w("a", nil); err != nil { // a delete frees a slot
+		t.Fatal(err)
+	}
+	if err := w("d", placement("d")); err != nil {
+		t.Fatalf("after a delete: %v", err)
+	}
+	// Five writes so far spent the burst of five.
+	if err := w("b", placement("b")); Reason(err) != "budget" || !strings.Contains(err.Error(), "[rate]") {
+		t.Fatalf("sixth write: %v, want rate (budget)", err)
+	}
+	b.Now = b.Now.Add(time.Second)
+	if err := w("b", placement("b")); err != nil {
+		t.Fatalf("a second later: %v", err)
+	}
+	if err := b.Check(Write{Record: Record{Name: "app_placements", Region: "ord", Key: "x", Value: placement("x")}, Writer: "ams"}); err == nil || !strings.Contains(err.Error(), "wrong_region") {
+		t.Fatalf("write for another region: %v", err)
+	}
+}
+
+// gateway is a Writer on a real store.
+func gateway(t testing.TB, c *contracts.Contract, region string, signer *Signer, trust *Trust, now *time.Time) *Writer {
+	t.Helper()
+	clock := hlc.NewClock(nil, time.Minute)
+	st, err := store.Open(filepath.Join(t.TempDir(), "global.db"), store.Options{Node: region + "-1", Clock: clock, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return NewWriter(Options{Contract: c, Store: st, Clock: clock, Node: region + "-1", Region: region,
+		Signer: signer, Trust: trust, Rate: 1, Burst: 4, Now: func() time.Time { return *now }})
+}
+
+// changes returns what w's store holds, as a peer would send it.
+func changes(t testing.TB, w *Writer, table string) []store.Change {
+	t.Helper()
+	rows, _, err := w.opts.Store.List(table, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]store.Change, len(rows))
+	for i, kr := range rows {
+		out[i] = store.Change{Table: table, Key: kr.Key, Row: kr.Row}
+	}
+	return out
+}
+
+func TestAcceptEnforcesSignaturesAndBudgets(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 3)
+	keys, trust := signers(t, "ord", "ams")
+	now := time.Unix(1_000_000, 0)
+	ord := gateway(t, c, "ord", keys["ord"], trust, &now)
+	ams := gateway(t, c, "ams", keys["ams"], trust, &now)
+
+	recs := []Record{{Name: "app_placements", Key: "a", Value: placement("a")}, {Name: "app_placements", Key: "b", Value: placement("b")}}
+	if res, err := ord.Write(ctx, recs, nil); err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("write: %v %v", res, err)
+	}
+	if err := ord.Beat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in := append(changes(t, ord, "app_placements"), changes(t, ord, HeartbeatTable)...)
+	for _, ch := range in {
+		if err := ams.Accept(ch, "ord-1"); err != nil {
+			t.Fatalf("a signed change of ord: %v", err)
+		}
+	}
+	if _, rej, err := ams.opts.Store.Merge(ctx, in); err != nil || len(rej) > 0 {
+		t.Fatal(err, rej)
+	}
+	// Delivered again (gossip, anti-entropy): nothing new, no budget spent.
+	for range 10 {
+		for _, ch := range in {
+			if err := ams.Accept(ch, "x"); err != nil {
+				t.Fatalf("a duplicate: %v", err)
+			}
+		}
+	}
+	// ams's own key cannot write for ord, and ord's records cannot be
+	// altered on the way.
+	forged := in[0]
+	forged.Row.Fields = append([]store.Field{}, forged.Row.Fields...)
+	forged.Row.Fields[0].Value = placement("a")
+	forged.Row.Fields[0].Value[len(forged.Row.Fields[0].Value)-1] = 0 // serving: false
+	if err := ams.Accept(forged, "x"); Reason(err) != ReasonSignature {
+		t.Errorf("altered value: %v", err)
+	}
+	bare := in[0]
+	bare.Row.Fields = bare.Row.Fields[:1]
+	if err := ams.Accept(bare, "x"); Reason(err) != ReasonUnsigned {
+		t.Errorf("unsigned: %v", err)
+	}
+	tomb := store.Change{Table: "app_placements", Key: "ord/a", Row: store.Row{CL: 2, Stamp: in[0].Row.Stamp}}
+	if err := ams.Accept(tomb, "x"); Reason(err) != "layout" {
+		t.Errorf("a bare store tombstone: %v", err)
+	}
+	// Budgets: ord holds 2 of max 3 and has spent 2 of its burst of 4 on
+	// ams; a third record passes, a fourth is over max_per_region, and
+	// the rate budget stops the rest.
+	more := []Record{{Name: "app_placements", Key: "c", Value: placement("c")}, {Name: "app_placements", Key: "d", Value: placement("d")}}
+	for _, r := range more {
+		// ord's own writer would refuse "d" too; write it past the check
+		// to play a region whose gateway is buggy.
+		s, _ := ord.stamped(Record{Name: r.Name, Region: "ord", Key: r.Key, Value: r.Value})
+		if err := ord.apply(ctx, []Stored{s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var third, fourth store.Change
+	for _, ch := range changes(t, ord, "app_placements") {
+		switch ch.Key {
+		case "ord/c":
+			third = ch
+		case "ord/d":
+			fourth = ch
+		}
+	}
+	if err := ams.Accept(third, "x"); err != nil {
+		t.Fatalf("third record: %v", err)
+	}
+	// An update of a record ams holds, accepted twice before the store
+	// merges it, takes no slot (ord's own writer, holding 4 now, would
+	// refuse it: build it as the record was).
+	upd := stampedUpdate(t, ord, "a", append(placement("a"), 0x18, 2))
+	now = now.Add(time.Second) // a token for the update
+	for range 2 {
+		if err := ams.Accept(upd, "x"); err != nil {
+			t.Fatalf("update of a held record: %v", err)
+		}
+	}
+	if err := ams.Accept(fourth, "x"); Reason(err) != "budget" {
+		t.Fatalf("fourth record, past max_per_region 3 while the third is still being merged: %v", err)
+	}
+	want := `
+# HELP strata_global_received_rejected_total Global changes received from peers and refused (bad region proof, layout, contract, budget), by record and reason.
+# TYPE strata_global_received_rejected_total counter
+strata_global_received_rejected_total{reason="budget",record="app_placements"} 1
+strata_global_received_rejected_total{reason="layout",record="app_placements"} 1
+strata_global_received_rejected_total{reason="signature",record="app_placements"} 1
+strata_global_received_rejected_total{reason="unsigned",record="app_placements"} 1
+`
+	if err := testutil.CollectAndCompare(ams.receivedRejected, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestWriterDeletesAreSignedWrites(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	ord := gateway(t, c, "ord", keys["ord"], trust, &now)
+	if _, err := ord.Write(ctx, []Record{{Name: "app_placements", Key: "a", Value: placement("a")}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ord.Write(ctx, []Record{{Name: "app_placements", Key: "a"}, {Name: "app_placements", Key: "zz"}}, nil)
+	if err != nil || res[0].Err != nil || !errors.Is(res[1].Err, store.ErrNotFound) {
+		t.Fatalf("delete: %+v %v", res, err)
+	}
+	if _, err := Get(ord.opts.Store, "app_placements", "ord", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted record still read: %v", err)
+	}
+	ch := changes(t, ord, "app_placements")[0]
+	s, err := FromRow(ch.Table, ch.Key, ch.Row)
+	if err != nil || !s.Deleted() {
+		t.Fatalf("the delete row: %+v %v", s, err)
+	}
+	if err := NewVerifier(trust).Verify(&s); err != nil {
+		t.Fatalf("the delete is not signed: %v", err)
+	}
+}
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// stampedUpdate is a signed update of w's record key, as w would write it.
+func stampedUpdate(t *testing.T, w *Writer, key string, value []byte) store.Change {
+	t.Helper()
+	s, err := w.stamped(Record{Name: "app_placements", Region: w.opts.Region, Key: key, Value: value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := []Stored{s}
+	if err := w.opts.Signer.Sign(one); err != nil {
+		t.Fatal(err)
+	}
+	return one[0].Change()
+}
+
+// TestUnknownRecordNamesShareOneLabel: global changes from peers under
+// record names the contract does not know are counted under the record
+// label "unknown", whatever names the peers choose.
+func TestUnknownRecordNamesShareOneLabel(t *testing.T) {
+	now := time.UnixMilli(1_000_000)
+	w := gateway(t, contract(t, 10), "ams", nil, nil, &now)
+	row := store.Row{CL: 1, Fields: []store.Field{{Num: 1, Value: placement("web"), Stamp: store.Stamp{HLC: hlc.New(1000, 0), Node: store.NodeIDOf("ord-1")}}}}
+	for i := 0; i < 100; i++ {
+		if err := w.Accept(store.Change{Table: fmt.Sprintf("made-up-%d", i), Key: "ord/x", Row: row}, "peer"); err == nil {
+			t.Fatal("an unknown record was accepted")
+		}
+	}
+	if n := testutil.CollectAndCount(w.receivedRejected); n != 1 {
+		t.Fatalf("rejections of 100 made-up record names counted under %d labels, want 1 (unknown)", n)
+	}
+}
