@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
