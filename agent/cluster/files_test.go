@@ -58,13 +58,26 @@ func recordFileOps(t *testing.T) *opsLog {
 	return log
 }
 
-// checkDurableReplace checks ops are: fsync of a temporary file, its
-// rename over name, fsync of dir.
+// checkDurableReplace checks that ops hold, in this order, an fsync of a
+// temporary file, its rename over name, and an fsync of dir. Operations
+// of other saves running in the background may come in between.
 func checkDurableReplace(t *testing.T, ops []string, dir, name string) {
 	t.Helper()
-	if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .") ||
-		ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" "+name || ops[2] != "sync "+filepath.Base(dir) {
+	fail := func() {
+		t.Helper()
 		t.Fatalf("replacing %s did %q, want fsync of a temporary file, rename over %s, fsync of %s", name, ops, name, filepath.Base(dir))
+	}
+	i := slices.IndexFunc(ops, func(op string) bool { return strings.HasPrefix(op, "sync ."+name+".tmp") })
+	if i < 0 {
+		fail()
+	}
+	tmp := strings.TrimPrefix(ops[i], "sync ")
+	j := slices.Index(ops[i:], "rename "+tmp+" "+name)
+	if j < 0 {
+		fail()
+	}
+	if slices.Index(ops[i+j:], "sync "+filepath.Base(dir)) < 0 {
+		fail()
 	}
 }
 
