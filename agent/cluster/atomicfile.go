@@ -4,16 +4,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 )
 
 // fileOps are the file system calls whose order makes a replacement
-// durable; tests observe them.
-var fileOps = struct {
+// durable. Tests swap them (atomically: background saves may be running)
+// to observe the calls.
+type fileOps struct {
 	sync   func(*os.File) error
 	rename func(oldpath, newpath string) error
-}{
-	sync:   (*os.File).Sync,
-	rename: os.Rename,
+}
+
+var currentFileOps atomic.Pointer[fileOps]
+
+func init() {
+	currentFileOps.Store(&fileOps{sync: (*os.File).Sync, rename: os.Rename})
 }
 
 // writeFileSynced replaces the file at path with data, so that a crash at
@@ -22,6 +27,7 @@ var fileOps = struct {
 // and fsyncs the directory, which makes the rename itself durable. The
 // file gets mode perm.
 func writeFileSynced(path string, data []byte, perm os.FileMode) (err error) {
+	ops := currentFileOps.Load()
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -40,13 +46,13 @@ func writeFileSynced(path string, data []byte, perm os.FileMode) (err error) {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := fileOps.sync(f); err != nil {
+	if err := ops.sync(f); err != nil {
 		return fmt.Errorf("fsync %s: %w", tmp, err)
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := fileOps.rename(tmp, path); err != nil {
+	if err := ops.rename(tmp, path); err != nil {
 		return err
 	}
 	d, err := os.Open(dir)
@@ -54,7 +60,7 @@ func writeFileSynced(path string, data []byte, perm os.FileMode) (err error) {
 		return err
 	}
 	defer d.Close()
-	if err := fileOps.sync(d); err != nil {
+	if err := ops.sync(d); err != nil {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil

@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -74,4 +76,81 @@ func BenchmarkCatchUpAfterRestart(b *testing.B) {
 	b.ReportMetric(float64(readyToAll[len(readyToAll)-1].Microseconds())/1000, "ms-ready-to-all-rows(max)")
 	b.ReportMetric(float64(toAll[len(toAll)-1].Microseconds())/1000, "ms-restart-to-all-rows(max)")
 	b.ReportMetric(float64(missingAtReady), "rows-missing-at-ready(max)")
+}
+
+// BenchmarkStateTransferOnRestart measures a restart after longer than the
+// tombstone TTL: two nodes hold 10,000 rows; node x restarts from a data
+// dir whose last exchange is two TTLs old and that holds, besides those
+// rows, 1,000 rows the others have deleted and reaped. It reports the time
+// from the start of the restart until x is ready (its store replaced by a
+// peer's snapshot), and fails unless x then holds exactly the peers' rows.
+func BenchmarkStateTransferOnRestart(b *testing.B) {
+	const rows, stale = 10_000, 1_000
+	const ttl = time.Hour
+	var toReady []time.Duration
+	for i := 0; i < b.N; i++ {
+		c := newCluster(b)
+		cfg := func(cfg *Config) { cfg.SyncInterval = 10 * time.Second; cfg.TombstoneTTL = ttl }
+		a, bb := c.add("a", cfg), c.add("b", cfg)
+		waitFor(b, 10*time.Second, membersSee(2, a, bb))
+		var changes []store.Change
+		for j := 0; j < rows; j++ {
+			changes = append(changes, liveChange("a", "machines", fmt.Sprintf("row-%05d", j), "host-17"))
+		}
+		for _, n := range []*testNode{a, bb} {
+			if _, _, err := n.store.Repair(context.Background(), changes); err != nil {
+				b.Fatal(err)
+			}
+			if err := n.store.MarkSynced(time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dir := b.TempDir()
+		xs, err := store.Open(filepath.Join(dir, "regional.db"), store.Options{Node: "x", Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Rows deleted by the peers more than a TTL ago: written before
+		// their tombstone horizon, which they have moved past them.
+		longAgo := hlc.New(time.Now().Add(-3*ttl).UnixMilli(), 0)
+		for j := 0; j < stale; j++ {
+			c := liveChange("a", "machines", fmt.Sprintf("deleted-%05d", j), "host-17")
+			c.Row.Stamp.HLC, c.Row.Fields[0].Stamp.HLC = longAgo, longAgo
+			changes = append(changes, c)
+		}
+		for _, n := range []*testNode{a, bb} {
+			if _, err := n.store.Reap(context.Background(), hlc.New(time.Now().Add(-ttl).UnixMilli(), 0)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, _, err := xs.Repair(context.Background(), changes); err != nil {
+			b.Fatal(err)
+		}
+		if err := xs.MarkSynced(time.Now().Add(-2 * ttl)); err != nil {
+			b.Fatal(err)
+		}
+		xs.Close()
+
+		t0 := time.Now()
+		x := c.start("x", dir, func(c *Config) { cfg(c); c.Join = []string{a.tier.Addr()} })
+		for x.tier.Ready() != nil {
+			if time.Since(t0) > 60*time.Second {
+				b.Fatalf("not ready after 60s: %v", x.tier.Ready())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		toReady = append(toReady, time.Since(t0))
+		if x.tier.Transfers() != 1 {
+			b.Fatalf("ready after %d state transfers, want 1", x.tier.Transfers())
+		}
+		if ok, why := converged(a, bb, x); !ok || x.store.Stats().Rows["machines"] != rows {
+			b.Fatalf("after the transfer: %s; x has %d rows", why, x.store.Stats().Rows["machines"])
+		}
+		for _, n := range c.nodes {
+			n.stop()
+		}
+	}
+	slices.Sort(toReady)
+	b.ReportMetric(float64(toReady[len(toReady)/2].Microseconds())/1000, "ms-restart-to-ready(median)")
+	b.ReportMetric(float64(toReady[len(toReady)-1].Microseconds())/1000, "ms-restart-to-ready(max)")
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,30 +18,66 @@ import (
 	"github.com/strata-state/strata/agent/store"
 )
 
-// recordFileOps replaces fileOps for the test with recorders of the calls,
-// as "sync NAME" and "rename OLD NEW" (base names).
-func recordFileOps(t *testing.T) *[]string {
-	var ops []string
-	saved := fileOps
-	t.Cleanup(func() { fileOps = saved })
-	fileOps.sync = func(f *os.File) error {
-		ops = append(ops, "sync "+filepath.Base(f.Name()))
-		return f.Sync()
-	}
-	fileOps.rename = func(a, b string) error {
-		ops = append(ops, "rename "+filepath.Base(a)+" "+filepath.Base(b))
-		return os.Rename(a, b)
-	}
-	return &ops
+// opsLog records file operations, as "sync NAME" and "rename OLD NEW"
+// (base names), from whichever goroutine makes them.
+type opsLog struct {
+	mu  sync.Mutex
+	ops []string
 }
 
-// checkDurableReplace checks ops are: fsync of a temporary file, its
-// rename over name, fsync of dir.
+func (l *opsLog) add(op string) {
+	l.mu.Lock()
+	l.ops = append(l.ops, op)
+	l.mu.Unlock()
+}
+
+// take returns the operations recorded so far and forgets them.
+func (l *opsLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ops := l.ops
+	l.ops = nil
+	return ops
+}
+
+// recordFileOps replaces the file operations for the test with recorders.
+func recordFileOps(t *testing.T) *opsLog {
+	log := &opsLog{}
+	saved := currentFileOps.Load()
+	t.Cleanup(func() { currentFileOps.Store(saved) })
+	currentFileOps.Store(&fileOps{
+		sync: func(f *os.File) error {
+			log.add("sync " + filepath.Base(f.Name()))
+			return f.Sync()
+		},
+		rename: func(a, b string) error {
+			log.add("rename " + filepath.Base(a) + " " + filepath.Base(b))
+			return os.Rename(a, b)
+		},
+	})
+	return log
+}
+
+// checkDurableReplace checks that ops hold, in this order, an fsync of a
+// temporary file, its rename over name, and an fsync of dir. Operations
+// of other saves running in the background may come in between.
 func checkDurableReplace(t *testing.T, ops []string, dir, name string) {
 	t.Helper()
-	if len(ops) != 3 || !strings.HasPrefix(ops[0], "sync .") ||
-		ops[1] != "rename "+strings.TrimPrefix(ops[0], "sync ")+" "+name || ops[2] != "sync "+filepath.Base(dir) {
+	fail := func() {
+		t.Helper()
 		t.Fatalf("replacing %s did %q, want fsync of a temporary file, rename over %s, fsync of %s", name, ops, name, filepath.Base(dir))
+	}
+	i := slices.IndexFunc(ops, func(op string) bool { return strings.HasPrefix(op, "sync ."+name+".tmp") })
+	if i < 0 {
+		fail()
+	}
+	tmp := strings.TrimPrefix(ops[i], "sync ")
+	j := slices.Index(ops[i:], "rename "+tmp+" "+name)
+	if j < 0 {
+		fail()
+	}
+	if slices.Index(ops[i+j:], "sync "+filepath.Base(dir)) < 0 {
+		fail()
 	}
 }
 
@@ -54,18 +92,22 @@ func TestKeyringAndPeersFilesAreReplacedDurably(t *testing.T) {
 	b := c.add("b", func(cfg *Config) { cfg.Keys = [][]byte{key} })
 	waitFor(t, 10*time.Second, membersSee(2, a, b))
 
+	// The save that follows the join, in the background, is done.
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		_, err := os.Stat(a.cfg.PeersFile)
+		return err == nil && !a.tier.savePending.Load(), fmt.Sprintf("peers file: %v", err)
+	})
 	ops := recordFileOps(t)
 	if err := a.tier.ChangeKey("add", []byte("fedcba9876543210")); err != nil {
 		t.Fatal(err)
 	}
-	checkDurableReplace(t, *ops, dir, "a.key")
+	checkDurableReplace(t, ops.take(), dir, "a.key")
 	if st, err := os.Stat(filepath.Join(dir, "a.key")); err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("keyring file: %v, %v; want mode 0600", st.Mode(), err)
 	}
 
-	*ops = nil
 	a.tier.savePeers()
-	checkDurableReplace(t, *ops, a.dir, "peers.json")
+	checkDurableReplace(t, ops.take(), a.dir, "peers.json")
 	if entries, _ := os.ReadDir(a.dir); slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.Contains(e.Name(), ".tmp") }) {
 		t.Fatalf("temporary file left in %s", a.dir)
 	}

@@ -189,10 +189,13 @@ type transferRequestMsg struct {
 	Session uint64
 }
 
-// transferRowsMsg is one batch of a snapshot.
+// transferRowsMsg is one batch of a snapshot. Batches travel on separate
+// streams, so they may arrive in any order: each carries its index, and
+// Final marks the last index.
 type transferRowsMsg struct {
 	header
 	Session uint64
+	Batch   uint64
 	Rows    []store.Change
 	Final   bool
 	// Unavailable (with Final, no rows): the peer has no snapshot worth
@@ -512,6 +515,7 @@ func encodeMessage(m any) []byte {
 		e.header(m.header)
 		e.uvarint(m.Session)
 		e.uvarint(uint64(m.Horizon))
+		e.uvarint(m.Batch)
 		e.changes(m.Rows)
 		flags := byte(0)
 		if m.Final {
@@ -589,7 +593,7 @@ func decodeMessage(b []byte) (any, error) {
 	case msgTransferRequest:
 		out = &transferRequestMsg{header: h, Session: d.uvarint("session")}
 	case msgTransferRows:
-		m := &transferRowsMsg{header: h, Session: d.uvarint("session"), Horizon: hlc.Timestamp(d.uvarint("horizon"))}
+		m := &transferRowsMsg{header: h, Session: d.uvarint("session"), Horizon: hlc.Timestamp(d.uvarint("horizon")), Batch: d.uvarint("batch")}
 		m.Rows = d.changes("row", &m.Refused)
 		if flags := d.raw(1, "flags"); len(flags) == 1 {
 			if flags[0]&^3 != 0 {

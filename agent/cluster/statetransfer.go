@@ -39,15 +39,21 @@ const transferIdle = 5 * time.Second
 // transferChunk is how many rows a snapshot reads per read transaction.
 const transferChunk = 2000
 
+// maxBatchesAhead bounds how far past the batches received so far a batch
+// index may be: an index far ahead is not from an honest sender.
+const maxBatchesAhead = 1024
+
 // transferState is the snapshot this node is receiving, and whether it is
 // serving one.
 type transferState struct {
 	mu       sync.Mutex
 	session  uint64 // 0: none in progress
 	peer     string
-	since    uint64        // store feed position when asked
-	ownAfter hlc.Timestamp // own writes after the last exchange
-	rows     []store.Change
+	since    uint64                    // store feed position when asked
+	ownAfter hlc.Timestamp             // own writes after the last exchange
+	batches  map[uint64][]store.Change // received, by index
+	last     uint64                    // index of the Final batch
+	gotLast  bool                      // the Final batch has arrived
 	lastMsg  time.Time
 	// unavailable holds the alive peers that answered they have no
 	// snapshot worth taking; once every alive peer has, the node falls
@@ -91,7 +97,11 @@ func (t *Tier) requestTransfer(peer string) {
 	}
 	x := &t.xfer
 	x.mu.Lock()
-	if x.session != 0 && time.Since(x.lastMsg) < transferIdle {
+	// One snapshot at a time: while batches flow, until they stop for
+	// transferIdle; before the first, for catchUpRetry (the peer may not
+	// know this node yet, and then ignores the request).
+	if x.session != 0 && (len(x.batches) > 0 && time.Since(x.lastMsg) < transferIdle ||
+		len(x.batches) == 0 && time.Since(x.lastMsg) < catchUpRetry) {
 		x.mu.Unlock()
 		return
 	}
@@ -99,7 +109,7 @@ func (t *Tier) requestTransfer(peer string) {
 	x.peer = peer
 	x.since = t.store.Seq()
 	x.ownAfter = hlc.New(t.store.LastSynced().UnixMilli(), 1<<16-1)
-	x.rows = nil
+	x.batches, x.gotLast = map[uint64][]store.Change{}, false
 	x.lastMsg = time.Now()
 	msg := &transferRequestMsg{header: t.hdr(msgTransferRequest), Session: x.session}
 	x.mu.Unlock()
@@ -141,6 +151,7 @@ func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 			return
 		}
 		sent := 0
+		batch := uint64(0)
 		for {
 			chunk := keys[:min(transferChunk, len(keys))]
 			keys = keys[len(chunk):]
@@ -150,18 +161,19 @@ func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 				return
 			}
 			batches := batchRows(rows, maxRowsBytes)
-			for i, batch := range batches {
+			for i, rows := range batches {
 				select {
 				case <-t.stop:
 					return
 				default:
 				}
-				msg := &transferRowsMsg{header: t.hdr(msgTransferRows), Session: m.Session, Rows: batch,
+				msg := &transferRowsMsg{header: t.hdr(msgTransferRows), Session: m.Session, Batch: batch, Rows: rows,
 					Final: len(keys) == 0 && i == len(batches)-1, Horizon: t.store.Horizon()}
 				if !t.send(n, msg) {
 					return
 				}
-				sent += len(batch)
+				sent += len(rows)
+				batch++
 			}
 			if len(keys) == 0 {
 				break
@@ -181,7 +193,7 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		return
 	}
 	if m.Unavailable {
-		x.session, x.rows = 0, nil
+		x.session, x.batches = 0, nil
 		if x.unavailable == nil {
 			x.unavailable = map[string]bool{}
 		}
@@ -197,14 +209,25 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		x.mu.Unlock()
 		return
 	}
-	x.rows = append(x.rows, t.accept(m.Sender, m.Rows)...)
-	x.lastMsg = time.Now()
-	if !m.Final {
+	if _, dup := x.batches[m.Batch]; dup || m.Batch > uint64(len(x.batches))+maxBatchesAhead {
 		x.mu.Unlock()
 		return
 	}
-	rep := store.Replacement{Rows: x.rows, OwnAfter: x.ownAfter, ChangedAfter: x.since, Horizon: m.Horizon}
-	x.session, x.rows = 0, nil
+	x.batches[m.Batch] = t.accept(m.Sender, m.Rows)
+	x.lastMsg = time.Now()
+	if m.Final {
+		x.last, x.gotLast = m.Batch, true
+	}
+	if !x.gotLast || uint64(len(x.batches)) != x.last+1 {
+		x.mu.Unlock()
+		return // batches still missing; if one was lost, the asker times out and asks again
+	}
+	var rows []store.Change
+	for i := uint64(0); i <= x.last; i++ {
+		rows = append(rows, x.batches[i]...)
+	}
+	rep := store.Replacement{Rows: rows, OwnAfter: x.ownAfter, ChangedAfter: x.since, Horizon: m.Horizon}
+	x.session, x.batches = 0, nil
 	x.mu.Unlock()
 
 	rejected, err := t.store.Replace(context.Background(), rep)

@@ -18,7 +18,7 @@ import (
 // deleted row comes back anywhere, x's own write survives and reaches the
 // others, and all converge.
 func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
-	const ttl = 1500 * time.Millisecond
+	const ttl = 4 * time.Second // well above the 300 ms sync interval, even under -race on a loaded machine
 	ctx := context.Background()
 	c := newCluster(t)
 	short := func(cfg *Config) { cfg.TombstoneTTL = ttl }
@@ -90,7 +90,7 @@ func TestNodeAwayPastTTLTakesAStateTransfer(t *testing.T) {
 // Each answers the other's transfer request as unavailable, and they
 // reconcile by anti-entropy instead of waiting for each other forever.
 func TestWholeTierAwayFallsBackToAntiEntropy(t *testing.T) {
-	const ttl = 1500 * time.Millisecond
+	const ttl = 4 * time.Second // well above the 300 ms sync interval, even under -race on a loaded machine
 	c := newCluster(t)
 	short := func(cfg *Config) { cfg.TombstoneTTL = ttl }
 	a, b := c.add("a", short), c.add("b", short)

@@ -142,10 +142,12 @@ func (t *Tier) handleSync(msg any) {
 	}
 }
 
-// onDigest (responder): answer with the leaves of differing branches.
+// onDigest (responder): answer with the leaves of differing branches. A
+// node waiting for a state transfer does not answer: its old rows are what
+// the transfer replaces, and must not be shipped meanwhile.
 func (t *Tier) onDigest(m *syncDigestMsg) {
 	n := t.node(m.Sender)
-	if n == nil {
+	if n == nil || t.needsTransfer() {
 		return
 	}
 	reply := &syncLeavesMsg{header: t.hdr(msgSyncLeaves), Session: m.Session}
