@@ -9,7 +9,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +24,7 @@ var version = "dev"
 func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "strata:", err)
+		fmt.Fprintln(os.Stderr, errorText(err))
 		var apiErr *api.Error
 		if errors.As(err, &apiErr) && apiErr.Status == 404 {
 			os.Exit(3)
@@ -53,4 +55,17 @@ across regions. This one binary runs the agent and talks to it.`,
 	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd(), newDemoCmd())
 	addClientCommands(root)
 	return root
+}
+
+// errorText is the line main prints for a failed command: "strata: "
+// once (errors from the API client already carry it), and, when the agent
+// could not be reached at all, where the client looked and how to point it
+// elsewhere.
+func errorText(err error) string {
+	msg := "strata: " + strings.TrimPrefix(err.Error(), "strata: ")
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg += "\n  hint: is the agent running there? Point the client at its [api] addr with --addr HOST:PORT or STRATA_ADDR"
+	}
+	return msg
 }
