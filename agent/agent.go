@@ -366,7 +366,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	for _, rc := range cfg.Reducers {
 		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
 		if err != nil {
-			a.log.Error("reducer not loaded; the others run", "reducer", rc.Name, "err", err)
+			a.log.Error(reducerNotLoaded, "reducer", rc.Name, "err", err)
 			failed = append(failed, publish.ReducerStatus{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs, LastError: err.Error()})
 			continue
 		}

@@ -40,9 +40,9 @@ effective configuration with every default filled in, and exit.`,
 				}
 				c, err := contracts.Compile(cmd.Context(), fsys, cfg.Contracts.Files)
 				if err != nil {
-					return fmt.Errorf("contracts (dir %s): %w", cfg.Contracts.Dir, err)
+					err = fmt.Errorf("contracts (dir %s): %w", cfg.Contracts.Dir, err)
 				}
-				if err := reducerConfigError(configPath, c, cfg); err != nil {
+				if err := checkAgent(cmd.Context(), configPath, cfg, c, err); err != nil {
 					return err
 				}
 				out, err := cfg.TOML()
