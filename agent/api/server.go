@@ -246,6 +246,12 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 type KeyChange struct {
 	// Key is the AES key, base64.
 	Key string `json:"key"`
+	// Fingerprint, for "remove" only, names the key to remove instead of
+	// Key: a fingerprint from /v1/keys, or its 8-digit prefix.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Force, for "use" only, uses the key even while alive members of the
+	// tier do not advertise it (they lose contact with this node).
+	Force bool `json:"force,omitempty"`
 }
 
 // changeKey applies one key rotation step to one tier of this node.
@@ -261,8 +267,15 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(b, &body)
 	}
 	key, kerr := base64.StdEncoding.DecodeString(body.Key)
+	if err == nil && body.Key == "" && body.Fingerprint != "" {
+		key, kerr = keyByFingerprint(t, r.PathValue("op"), body.Fingerprint)
+	}
 	if err != nil || kerr != nil || len(key) == 0 {
 		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: `the body must be {"key": "<base64 AES key>"}`})
+		return
+	}
+	if e := refuseUse(t, r.PathValue("op"), key, body.Force); e != nil {
+		writeError(w, e)
 		return
 	}
 	if err := t.ChangeKey(r.PathValue("op"), key); err != nil {

@@ -45,6 +45,9 @@ type Meta struct {
 	Region string   `json:"region"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Keys are the short fingerprints (MetaFingerprint) of the keys the
+	// node holds for this tier, the primary first; the tier fills them in.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // Config configures one tier of one node.
@@ -113,10 +116,12 @@ type Tier struct {
 	m       *Metrics
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
-	meta    []byte
 	addr    string              // advertised host:port
 	keyring *memberlist.Keyring // nil: no encryption
 	keysMu  sync.Mutex          // serialises key changes and keyring file writes
+
+	meta    atomic.Pointer[[]byte] // NodeMeta; replaced when the keyring changes
+	decrypt decryptCounts          // decrypt failures per peer
 
 	gossipIn chan []byte // change messages to merge
 	syncIn   chan any    // decoded sync messages
@@ -164,14 +169,11 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
 	}
-	meta, err := json.Marshal(cfg.Meta)
+	meta, err := t.encodeMeta(cfg.Keys)
 	if err != nil {
 		return nil, err
 	}
-	if len(meta) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
-	}
-	t.meta = meta
+	t.meta.Store(&meta)
 
 	mc, err := t.memberlistConfig()
 	if err != nil {
@@ -241,7 +243,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.Delegate = (*delegate)(t)
 	mc.Events = (*events)(t)
-	mc.Logger = log.New(&slogWriter{log: t.log}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: t.log, onLine: t.noteLogLine}, "", 0)
 	// memberlist's own push/pull carries membership only (LocalState is
 	// empty: rows are reconciled by anti-entropy), so it stays cheap; it is
 	// what repairs membership gossip lost to dropped packets.
@@ -350,6 +352,12 @@ type Member struct {
 	Region string   `json:"region,omitempty"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Keys are the short fingerprints of the keys the member holds, the
+	// primary first, as it advertises them.
+	Keys []string `json:"keys,omitempty"`
+	// DecryptFailures counts the packets and streams from the member
+	// this node could not decrypt (a key it does not hold).
+	DecryptFailures uint64 `json:"decrypt_failures,omitempty"`
 }
 
 // Members lists the tier's members, this node included, sorted by name.
@@ -361,9 +369,12 @@ func (t *Tier) Members() []Member {
 		m := Member{Name: n.Name, Addr: n.Address(), State: stateName(n.State)}
 		var meta Meta
 		if json.Unmarshal(n.Meta, &meta) == nil {
-			m.Region, m.Roles, m.API = meta.Region, meta.Roles, meta.API
+			m.Region, m.Roles, m.API, m.Keys = meta.Region, meta.Roles, meta.API, meta.Keys
 		}
 		out = append(out, m)
+	}
+	for i := range out {
+		out[i].DecryptFailures = t.decryptFailures(out[i].Name)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -621,7 +632,7 @@ type delegate Tier
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-func (d *delegate) NodeMeta(limit int) []byte { return d.meta }
+func (d *delegate) NodeMeta(limit int) []byte { return *d.meta.Load() }
 
 // NotifyMsg hands a message to the tier's loops. memberlist reuses buf,
 // and the call must not block: a message that finds its queue full is
@@ -700,10 +711,16 @@ func (b broadcastMsg) UniqueBroadcast() {}
 var _ memberlist.UniqueBroadcast = broadcastMsg(nil)
 
 // slogWriter turns memberlist's log lines into slog records.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log    *slog.Logger
+	onLine func(string) // sees every line first (decrypt failures); may be nil
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
+	if w.onLine != nil {
+		w.onLine(line)
+	}
 	level := slog.LevelDebug
 	switch {
 	case strings.Contains(line, "[ERR]"):
