@@ -53,6 +53,7 @@ type Agent struct {
 	listener net.Listener
 	apiAddr  string // the API address peers are told
 	metrics  *cluster.Metrics
+	api      *api.Server // for SIGHUP reloads
 
 	// On gateways only:
 	global     *store.Store
@@ -175,6 +176,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			return 0
 		}(),
 	})
+	srv.SetPublicMetrics(cfg.API.PublicMetrics)
+	a.api = srv
 	a.server = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }

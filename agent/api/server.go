@@ -36,8 +36,11 @@ type Options struct {
 	// Version is the strata version reported in /v1/status.
 	Version string
 	// Token, when not empty, is the bearer token every request except
-	// /v1/health must carry.
+	// /v1/health (and /metrics with PublicMetrics) must carry. SetToken
+	// replaces it while the server runs.
 	Token string
+	// PublicMetrics serves /metrics without the token.
+	PublicMetrics bool
 	// MaxBody bounds request bodies, in bytes. Default DefaultMaxBody.
 	MaxBody int64
 	// Registry receives the API's and the store's metrics and is served
@@ -83,6 +86,7 @@ type Server struct {
 	started time.Time
 	metrics *metrics
 	handler http.Handler
+	auth    authState // the current token and open paths; SetToken replaces the token
 }
 
 // New returns a Server for opts.
@@ -97,6 +101,8 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, started: time.Now()}
+	s.auth.token.set(opts.Token)
+	s.auth.publicMetrics.Store(opts.PublicMetrics)
 	s.metrics = newMetrics(opts.Registry, map[string]*store.Store{"regional": opts.Regional})
 
 	mux := http.NewServeMux()
@@ -127,12 +133,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // authenticate checks the bearer token when one is configured.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := []byte("Bearer " + s.opts.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		want := s.auth.token.header()
+		if want != nil && !s.open(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			writeError(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
