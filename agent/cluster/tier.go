@@ -122,6 +122,7 @@ type Tier struct {
 
 	meta    atomic.Pointer[[]byte] // NodeMeta; replaced when the keyring changes
 	decrypt decryptCounts          // decrypt failures per peer
+	leaving sync.Map               // name → time.Time: peers that announced their leave
 
 	gossipIn chan []byte // change messages to merge
 	syncIn   chan any    // decoded sync messages
@@ -409,6 +410,7 @@ func (t *Tier) Close() error {
 	t.closeMu.Unlock()
 	t.store.SetOnCommit(nil)
 	t.savePeers()
+	t.announceLeave()
 	err := t.ml.Leave(time.Second)
 	close(t.stop)
 	if serr := t.ml.Shutdown(); err == nil {
@@ -645,6 +647,10 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 	b := bytes.Clone(buf)
 	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(b)))
+	if msgType(b[0]) == msgLeaving {
+		t.noteLeaving(b)
+		return
+	}
 	if msgType(b[0]) == msgChanges {
 		select {
 		case t.gossipIn <- b:
@@ -681,6 +687,7 @@ var _ memberlist.EventDelegate = (*events)(nil)
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	t := (*Tier)(e)
+	t.leaving.Delete(n.Name)
 	t.track(n, memberlist.StateAlive)
 	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
 	t.savePeersSoon()
@@ -688,7 +695,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	t := (*Tier)(e)
-	t.track(n, memberlist.StateDead) // dead or left: either way gone
+	t.track(n, t.goneState(n.Name)) // left if it announced it, else dead
 	t.log.Debug("member left", "node", n.Name)
 	t.savePeersSoon()
 }
