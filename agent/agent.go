@@ -40,6 +40,8 @@ type Options struct {
 	// ContractFS, when set, is the contract import root instead of
 	// contracts.dir (for the embedded example contract).
 	ContractFS fs.FS
+	// Level, when set, is the Logger's level, which Reload changes.
+	Level *slog.LevelVar
 }
 
 // Agent is one running strata node.
@@ -54,6 +56,7 @@ type Agent struct {
 	apiAddr  string // the API address peers are told
 	metrics  *cluster.Metrics
 	api      *api.Server // for SIGHUP reloads
+	reloadState
 
 	// On gateways only:
 	global     *store.Store
@@ -177,6 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		}(),
 	})
 	srv.SetPublicMetrics(cfg.API.PublicMetrics)
+	a.reloadState = reloadState{token: token, level: opts.Level}
 	a.api = srv
 	a.server = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil

@@ -165,3 +165,55 @@ func (t *Tier) decryptFailures(peer string) uint64 {
 	defer t.decrypt.mu.Unlock()
 	return t.decrypt.peers[peer]
 }
+
+// ReloadKeys makes the tier's keyring hold keys (a keyring file read
+// again), keys[0] the primary: new keys are added; the primary changes
+// only when every alive member advertises it (else the old primary stays
+// and an error says who lacks it); keys no longer listed are removed,
+// except a primary that could not change. The keyring file is not
+// rewritten: it is the source. It reports whether the keyring changed.
+func (t *Tier) ReloadKeys(keys [][]byte) (changed bool, err error) {
+	if t.keyring == nil {
+		if len(keys) == 0 {
+			return false, nil
+		}
+		return false, ErrNoEncryption
+	}
+	if len(keys) == 0 {
+		return false, fmt.Errorf("cluster: no keys: memberlist cannot turn encryption off while running; restart without a keyring")
+	}
+	t.keysMu.Lock()
+	defer t.keysMu.Unlock()
+	if slices.EqualFunc(t.keyringKeys(), keys, func(a, b []byte) bool { return string(a) == string(b) }) {
+		return false, nil
+	}
+	for _, k := range keys {
+		if err := t.keyring.AddKey(k); err != nil {
+			return changed, fmt.Errorf("cluster: add key %s: %w", Fingerprint(k), err)
+		}
+	}
+	if err := t.advertiseKeys(); err != nil { // this node holds them now
+		return true, err
+	}
+	if primary := keys[0]; string(t.keyring.GetPrimaryKey()) != string(primary) {
+		if lacking := LackingKey(t.Members(), primary); len(lacking) > 0 {
+			err = fmt.Errorf("cluster: not encrypting with key %s yet: alive members do not hold it: %s (the key is added; reload again once they hold it)",
+				Fingerprint(primary), strings.Join(lacking, ", "))
+		} else if uerr := t.keyring.UseKey(primary); uerr != nil {
+			err = fmt.Errorf("cluster: use key %s: %w", Fingerprint(primary), uerr)
+		}
+	}
+	current := t.keyring.GetPrimaryKey()
+	for _, k := range t.keyring.GetKeys() {
+		if string(k) != string(current) && !slices.ContainsFunc(keys, func(x []byte) bool { return string(x) == string(k) }) {
+			if rerr := t.keyring.RemoveKey(k); rerr != nil && err == nil {
+				err = fmt.Errorf("cluster: remove key %s: %w", Fingerprint(k), rerr)
+			}
+		}
+	}
+	t.log.Info("keyring reloaded", "primary", Fingerprint(current), "keys", len(t.keyring.GetKeys()))
+	if aerr := t.advertiseKeys(); aerr != nil && err == nil {
+		err = aerr
+	}
+	return true, err
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -52,13 +51,14 @@ effective configuration with every default filled in, and exit.`,
 				_, err = cmd.OutOrStdout().Write(out)
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+			log, level := newLogger(os.Stderr, cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Version: version, ContractFS: fsys})
+			a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Level: level, Version: version, ContractFS: fsys})
 			if err != nil {
 				return err
 			}
+			reloadOnHUP(ctx, a, configPath, log)
 			return a.Run(ctx)
 		},
 	}
