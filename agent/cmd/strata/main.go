@@ -25,16 +25,29 @@ func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, errorText(err))
-		var apiErr *api.Error
-		if errors.As(err, &apiErr) && apiErr.Status == 404 {
-			os.Exit(3)
-		}
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status of a failed command (docs/CLI.md): 3 for
+// something the agent does not have (HTTP 404), 2 for a command-line
+// mistake, 1 for everything else.
+func exitCode(err error) int {
+	var apiErr *api.Error
+	if errors.As(err, &apiErr) && apiErr.Status == 404 {
+		return 3
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	// cobra's own argument errors: an unknown command, a wrong number of
+	// arguments for a command using cobra's validators.
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command ") || strings.Contains(msg, " arg(s), received ") {
+		return 2
+	}
+	return 1
 }
 
 // usageError marks a command-line mistake (exit status 2).

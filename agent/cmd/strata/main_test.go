@@ -21,3 +21,20 @@ func TestUnreachableAgentMessage(t *testing.T) {
 		t.Errorf("message = %q, want a hint about --addr and STRATA_ADDR", msg)
 	}
 }
+
+// TestExitCodes: usage mistakes, cobra's included, exit 2 as documented in
+// docs/CLI.md.
+func TestExitCodes(t *testing.T) {
+	for _, args := range [][]string{
+		{"nosuch"},
+		{"reducer", "build"},
+		{"agent", "extra"},
+		{"keys", "use"},
+		{"status", "--nosuchflag"},
+	} {
+		_, err := runStrata(t, args...)
+		if err == nil || exitCode(err) != 2 {
+			t.Errorf("strata %v: err %v, exit %d, want 2", args, err, exitCode(err))
+		}
+	}
+}
