@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -186,6 +187,10 @@ func TestKeysUseRefusedWhileAMemberLacksTheKey(t *testing.T) {
 		if info.Primary != cluster.Fingerprint(newK) || len(info.Keys) != 1 {
 			t.Errorf("%s after rotate: %+v, want only %s", k.name, info, cluster.Fingerprint(newK))
 		}
+	}
+	out2, err := runStrata(t, "--addr", as[1].a.Addr(), "members")
+	if err != nil || !strings.Contains(out2, "DECRYPT_FAILURES") || !regexp.MustCompile(`(?m)^regional\s+k1\s+.*\s[1-9][0-9]*\s*$`).MatchString(out2) {
+		t.Errorf("strata members on k2 does not show k1's decrypt failures (%v):\n%s", err, out2)
 	}
 	waitfor.Until(t, 15*time.Second, "the tier stays whole on the new key", func() error {
 		for _, k := range as {
