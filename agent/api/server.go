@@ -271,7 +271,10 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 	}
 	key, kerr := base64.StdEncoding.DecodeString(body.Key)
 	if err == nil && body.Key == "" && body.Fingerprint != "" {
-		key, kerr = keyByFingerprint(t, r.PathValue("op"), body.Fingerprint)
+		if key, kerr = keyByFingerprint(t, r.PathValue("op"), body.Fingerprint); kerr != nil {
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: kerr.Error()})
+			return
+		}
 	}
 	if err != nil || kerr != nil || len(key) == 0 {
 		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: `the body must be {"key": "<base64 AES key>"}`})
