@@ -40,6 +40,8 @@ type Options struct {
 	// ContractFS, when set, is the contract import root instead of
 	// contracts.dir (for the embedded example contract).
 	ContractFS fs.FS
+	// Level, when set, is the Logger's level, which Reload changes.
+	Level *slog.LevelVar
 }
 
 // Agent is one running strata node.
@@ -53,6 +55,8 @@ type Agent struct {
 	listener net.Listener
 	apiAddr  string // the API address peers are told
 	metrics  *cluster.Metrics
+	api      *api.Server // for SIGHUP reloads
+	reloadState
 
 	// On gateways only:
 	global     *store.Store
@@ -211,6 +215,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	a.server = api.NewHTTPServer(srv.Handler(), limits)
 	a.listener = api.LimitListener(a.listener, limits)
 	warnOpen(a.log, cfg, token)
+	srv.SetPublicMetrics(cfg.API.PublicMetrics)
+	a.reloadState = reloadState{token: token, level: opts.Level}
+	a.api = srv
 	return a, nil
 }
 
@@ -397,7 +404,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	for _, rc := range cfg.Reducers {
 		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
 		if err != nil {
-			a.log.Error("reducer not loaded; the others run", "reducer", rc.Name, "err", err)
+			a.log.Error(reducerNotLoaded, "reducer", rc.Name, "err", err)
 			failed = append(failed, reducer.Status{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs,
 				LastError: &reducer.ErrorStatus{At: time.Now().UTC(), Kind: "load", Message: err.Error()}})
 			continue

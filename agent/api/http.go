@@ -87,14 +87,17 @@ func refuse(w http.ResponseWriter, e *Error) {
 }
 
 // authenticate checks the bearer token when one is configured, and
-// without one keeps browsers out (see sameOrigin).
+// without one keeps browsers out (see sameOrigin). The token is read per
+// request: SetToken (SIGHUP) may set, change or clear it at run time.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return s.sameOrigin(next)
-	}
-	want := []byte("Bearer " + s.opts.Token)
+	guarded := s.sameOrigin(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
+		want := s.auth.token.header()
+		if want == nil {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		if !s.open(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})

@@ -40,7 +40,8 @@ type Options struct {
 	// Version is the strata version reported in /v1/status.
 	Version string
 	// Token, when not empty, is the bearer token every request except
-	// /v1/health must carry. When empty, browsers are kept out instead:
+	// /v1/health (and /metrics with PublicMetrics) must carry; SetToken replaces
+	// it while the server runs. When empty, browsers are kept out instead:
 	// requests from another Origin, or with a Host that is not this API's
 	// (DNS rebinding), are refused.
 	Token string
@@ -49,6 +50,8 @@ type Options struct {
 	Addr string
 	// Hosts are further host names accepted in Host headers.
 	Hosts []string
+	// PublicMetrics serves /metrics without the token.
+	PublicMetrics bool
 	// MaxBody bounds request bodies, in bytes. Default DefaultMaxBody.
 	MaxBody int64
 	// Registry receives the API's and the store's metrics and is served
@@ -131,6 +134,7 @@ type Server struct {
 	started time.Time
 	metrics *metrics
 	handler http.Handler
+	auth    authState // the current token and open paths; SetToken replaces the token
 }
 
 // New returns a Server for opts.
@@ -157,6 +161,8 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, started: time.Now()}
+	s.auth.token.set(opts.Token)
+	s.auth.publicMetrics.Store(opts.PublicMetrics)
 	s.metrics = newMetrics(opts.Registry, map[string]*store.Store{"regional": opts.Regional})
 
 	mux := http.NewServeMux()
@@ -316,8 +322,18 @@ func (s *Server) changeKey(w http.ResponseWriter, r *http.Request) {
 		err = json.Unmarshal(b, &body)
 	}
 	key, kerr := base64.StdEncoding.DecodeString(body.Key)
+	if err == nil && body.Key == "" && body.Fingerprint != "" {
+		if key, kerr = keyByFingerprint(t, r.PathValue("op"), body.Fingerprint); kerr != nil {
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: kerr.Error()})
+			return
+		}
+	}
 	if err != nil || kerr != nil || len(key) == 0 {
 		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: `the body must be {"key": "<base64 AES key>"}`})
+		return
+	}
+	if e := refuseUse(t, r.PathValue("op"), key, body.Force); e != nil {
+		writeError(w, e)
 		return
 	}
 	if err := t.ChangeKey(r.PathValue("op"), key); err != nil {

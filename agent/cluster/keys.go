@@ -68,6 +68,9 @@ func (t *Tier) ChangeKey(op string, key []byte) error {
 		return fmt.Errorf("cluster: %s key %s: %w", op, Fingerprint(key), err)
 	}
 	t.log.Info("keyring changed", "op", op, "key", Fingerprint(key))
+	if err := t.advertiseKeys(); err != nil {
+		t.log.Warn("keyring changed but not advertised to peers", "err", err)
+	}
 	return t.saveKeyring()
 }
 

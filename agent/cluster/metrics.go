@@ -20,6 +20,8 @@ type Metrics struct {
 	syncs    *prometheus.CounterVec // tier, result
 	synced   *prometheus.CounterVec // tier, direction
 
+	decryptFailed *prometheus.CounterVec // tier, peer
+
 	// Wire byte totals, for benchmarks and the demo: all tiers, and per
 	// tier (index 0 regional, 1 global).
 	wireIn, wireOut atomic.Int64
@@ -57,8 +59,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Anti-entropy exchanges started by this node, by result (in_sync, repaired, failed)."}, []string{"tier", "result"}),
 		synced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_rows_total",
 			Help: "Rows shipped by anti-entropy, by direction (sent, received)."}, []string{"tier", "direction"}),
+		decryptFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_decrypt_failed_total",
+			Help: "Packets and streams no key of this node's keyring could decrypt, by tier and sending member (unknown when not recognised)."}, []string{"tier", "peer"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.decryptFailed)
 		reg.MustRegister(m.rejected, m.received, m.dropped, m.bytesIn, m.bytesOut, m.syncs, m.synced)
 	}
 	return m

@@ -45,6 +45,9 @@ type Meta struct {
 	Region string   `json:"region"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Keys are the short fingerprints (MetaFingerprint) of the keys the
+	// node holds for this tier, the primary first; the tier fills them in.
+	Keys []string `json:"keys,omitempty"`
 }
 
 // Config configures one tier of one node.
@@ -124,10 +127,13 @@ type Tier struct {
 	m       *Metrics
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
-	meta    []byte
 	addr    string              // advertised host:port
 	keyring *memberlist.Keyring // nil: no encryption
 	keysMu  sync.Mutex          // serialises key changes and keyring file writes
+
+	meta    atomic.Pointer[[]byte] // NodeMeta; replaced when the keyring changes
+	decrypt decryptCounts          // decrypt failures per peer
+	leaving sync.Map               // name → time.Time: peers that announced their leave
 
 	gossipIn chan []byte      // change messages to merge
 	syncIn   chan inboundSync // decoded sync messages
@@ -192,14 +198,11 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		t.log.Warn("gossip is not encrypted and binds a non-loopback address: any host that reaches it can join the tier and write its rows; set "+
 			"["+cfg.Tier+"].keyring to a file of base64 AES keys", "bind", cfg.Bind)
 	}
-	meta, err := json.Marshal(cfg.Meta)
+	meta, err := t.encodeMeta(cfg.Keys)
 	if err != nil {
 		return nil, err
 	}
-	if len(meta) > memberlist.MetaMaxSize {
-		return nil, fmt.Errorf("cluster: node meta is %d bytes, memberlist allows %d", len(meta), memberlist.MetaMaxSize)
-	}
-	t.meta = meta
+	t.meta.Store(&meta)
 	t.inbox.limit = cfg.InboxBytes
 
 	mc, err := t.memberlistConfig()
@@ -270,7 +273,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 	}
 	mc.Delegate = (*delegate)(t)
 	mc.Events = (*events)(t)
-	mc.Logger = log.New(&slogWriter{log: t.log}, "", 0)
+	mc.Logger = log.New(&slogWriter{log: t.log, onLine: t.noteLogLine}, "", 0)
 	// memberlist's own push/pull carries membership only (LocalState is
 	// empty: rows are reconciled by anti-entropy), so it stays cheap; it is
 	// what repairs membership gossip lost to dropped packets.
@@ -396,6 +399,12 @@ type Member struct {
 	Region string   `json:"region,omitempty"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Keys are the short fingerprints of the keys the member holds, the
+	// primary first, as it advertises them.
+	Keys []string `json:"keys,omitempty"`
+	// DecryptFailures counts the packets and streams from the member
+	// this node could not decrypt (a key it does not hold).
+	DecryptFailures uint64 `json:"decrypt_failures,omitempty"`
 }
 
 // Members lists the tier's members, this node included, sorted by name.
@@ -407,9 +416,12 @@ func (t *Tier) Members() []Member {
 		m := Member{Name: n.Name, Addr: n.Address(), State: stateName(n.State)}
 		var meta Meta
 		if json.Unmarshal(n.Meta, &meta) == nil {
-			m.Region, m.Roles, m.API = meta.Region, meta.Roles, meta.API
+			m.Region, m.Roles, m.API, m.Keys = meta.Region, meta.Roles, meta.API, meta.Keys
 		}
 		out = append(out, m)
+	}
+	for i := range out {
+		out[i].DecryptFailures = t.decryptFailures(out[i].Name)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -444,6 +456,7 @@ func (t *Tier) Close() error {
 	t.closeMu.Unlock()
 	t.store.SetOnCommit(nil)
 	t.savePeers()
+	t.announceLeave()
 	err := t.ml.Leave(time.Second)
 	close(t.stop)
 	if serr := t.ml.Shutdown(); err == nil {
@@ -694,7 +707,7 @@ type delegate Tier
 
 var _ memberlist.Delegate = (*delegate)(nil)
 
-func (d *delegate) NodeMeta(limit int) []byte { return d.meta }
+func (d *delegate) NodeMeta(limit int) []byte { return *d.meta.Load() }
 
 // NotifyMsg hands a message to the tier's loops. memberlist reuses buf,
 // and the call must not block: a message that finds its queue full is
@@ -706,6 +719,10 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		return
 	}
 	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(buf)))
+	if msgType(buf[0]) == msgLeaving {
+		t.noteLeaving(bytes.Clone(buf))
+		return
+	}
 	if !t.inbox.admit(len(buf)) {
 		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
 		return
@@ -750,6 +767,7 @@ var _ memberlist.EventDelegate = (*events)(nil)
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	t := (*Tier)(e)
+	t.leaving.Delete(n.Name)
 	t.track(n, memberlist.StateAlive)
 	t.log.Debug("member joined", "node", n.Name, "addr", n.Address())
 	t.savePeersSoon()
@@ -758,7 +776,7 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	t := (*Tier)(e)
-	t.track(n, memberlist.StateDead) // dead or left: either way gone
+	t.track(n, t.goneState(n.Name)) // left if it announced it, else dead
 	t.log.Debug("member left", "node", n.Name)
 	t.savePeersSoon()
 }
@@ -781,10 +799,16 @@ func (b broadcastMsg) UniqueBroadcast() {}
 var _ memberlist.UniqueBroadcast = broadcastMsg(nil)
 
 // slogWriter turns memberlist's log lines into slog records.
-type slogWriter struct{ log *slog.Logger }
+type slogWriter struct {
+	log    *slog.Logger
+	onLine func(string) // sees every line first (decrypt failures); may be nil
+}
 
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := strings.TrimSpace(string(p))
+	if w.onLine != nil {
+		w.onLine(line)
+	}
 	level := slog.LevelDebug
 	switch {
 	case strings.Contains(line, "[ERR]"):

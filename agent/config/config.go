@@ -44,6 +44,11 @@ type Config struct {
 	// "error". Default: "info".
 	LogLevel string `toml:"log_level"`
 
+	// LogFormat is how log records are written to standard error: "text"
+	// (slog's key=value lines) or "json" (one JSON object per line).
+	// Default: "text".
+	LogFormat string `toml:"log_format"`
+
 	// Contracts names the .proto files compiled at start-up.
 	Contracts Contracts `toml:"contracts"`
 
@@ -263,6 +268,11 @@ type API struct {
 	// relative path is relative to the config file's directory when loaded
 	// with Load. Default: "".
 	TrustedRegions string `toml:"trusted_regions"`
+
+	// PublicMetrics serves /metrics without the bearer token, for a
+	// Prometheus that scrapes without credentials (/v1/health never needs
+	// it). Default: false.
+	PublicMetrics bool `toml:"public_metrics"`
 }
 
 // Reducer is one [[reducers]] entry: a Wasm module that projects the region's
@@ -382,6 +392,7 @@ func (c *Config) setDefaults() {
 		MaxClockDrift: Duration{defaultMaxClockDrift},
 		TombstoneTTL:  Duration{defaultTombstoneTTL},
 		LogLevel:      defaultLogLevel,
+		LogFormat:     "text",
 	}
 	if h, err := hostname(); err == nil {
 		c.Node = h // else Validate reports node as missing

@@ -47,6 +47,7 @@ func TestDefault(t *testing.T) {
 		MaxClockDrift: Duration{time.Minute},
 		TombstoneTTL:  Duration{24 * time.Hour},
 		LogLevel:      "info",
+		LogFormat:     "text",
 		Contracts: Contracts{
 			Dir:   "contracts",
 			Files: []string{"fleet/v1/regional.proto", "fleet/v1/global.proto"},
@@ -94,6 +95,7 @@ outputs = ["placements"]
 		MaxClockDrift: Duration{time.Minute},
 		TombstoneTTL:  Duration{24 * time.Hour},
 		LogLevel:      "info",
+		LogFormat:     "text",
 		Contracts:     Contracts{Dir: "contracts", Files: []string{"fleet/v1/regional.proto"}},
 		Regional:      defaultRegional("ord"),
 		Global: &Global{
@@ -148,6 +150,7 @@ func TestFull(t *testing.T) {
 		MaxClockDrift: Duration{30 * time.Second},
 		TombstoneTTL:  Duration{48 * time.Hour},
 		LogLevel:      "debug",
+		LogFormat:     "text",
 		Contracts: Contracts{
 			Dir:   filepath.Join("testdata", "contracts"),
 			Files: []string{"fleet/v1/regional.proto", "fleet/v1/global.proto"},

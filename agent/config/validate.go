@@ -84,6 +84,9 @@ func (v *validator) top(c *Config) {
 	default:
 		v.bad("log_level", `invalid level %q (want "debug", "info", "warn" or "error")`, c.LogLevel)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		v.bad("log_format", `invalid format %q (want "text" or "json")`, c.LogFormat)
+	}
 	// A tombstone reaped before anti-entropy has spread it lets the deleted
 	// row come back from a peer that missed the delete.
 	if c.TombstoneTTL.Duration > 0 && c.TombstoneTTL.Duration <= c.Regional.SyncInterval.Duration {

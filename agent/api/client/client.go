@@ -198,6 +198,17 @@ func (c *Client) ChangeKey(ctx context.Context, tier, op string, key []byte) (Ke
 	return res, err
 }
 
+// ChangeKeyWith applies one key rotation step (add, use, remove) to a tier
+// of the agent as kc says (Force for use, Fingerprint for remove), and
+// returns the tier's key fingerprints after it. A use refused because
+// alive members lack the key is an *Error with code key_not_held.
+func (c *Client) ChangeKeyWith(ctx context.Context, tier, op string, kc KeyChange) (KeyInfo, error) {
+	body, _ := json.Marshal(kc)
+	var res KeyInfo
+	err := c.do(ctx, http.MethodPost, "/v1/keys/"+Segment(tier)+"/"+Segment(op), body, &res)
+	return res, err
+}
+
 // WatchEvent is one server-sent event of a watch stream.
 type WatchEvent struct {
 	// ID is the feed position, for resuming; 0 for snapshot events.

@@ -114,6 +114,12 @@ type Member struct {
 	Region string   `json:"region,omitempty"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Keys are the short fingerprints of the keys the member holds, the
+	// primary first, as it advertises them.
+	Keys []string `json:"keys,omitempty"`
+	// DecryptFailures counts the packets and streams from the member the
+	// answering node could not decrypt (a key it does not hold).
+	DecryptFailures uint64 `json:"decrypt_failures,omitempty"`
 }
 
 // MembersResult answers GET /v1/members: each tier's members.
@@ -126,6 +132,12 @@ type MembersResult struct {
 type KeyChange struct {
 	// Key is the AES key, base64.
 	Key string `json:"key"`
+	// Fingerprint, for "remove" only, names the key to remove instead of
+	// Key: a fingerprint from /v1/keys, or its 8-digit prefix.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Force, for "use" only, uses the key even while alive members of the
+	// tier do not advertise it (they lose contact with this node).
+	Force bool `json:"force,omitempty"`
 }
 
 // KeyInfo is a tier's keyring as the API shows it: fingerprints, never keys.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -41,9 +40,9 @@ every default filled in, and exit.`,
 				}
 				c, err := contracts.Compile(cmd.Context(), fsys, cfg.Contracts.Files)
 				if err != nil {
-					return fmt.Errorf("contracts (dir %s): %w", cfg.Contracts.Dir, err)
+					err = fmt.Errorf("contracts (dir %s): %w", cfg.Contracts.Dir, err)
 				}
-				if err := reducerConfigError(configPath, c, cfg); err != nil {
+				if err := checkAgent(cmd.Context(), configPath, cfg, c, err); err != nil {
 					return err
 				}
 				out, err := cfg.TOML()
@@ -53,13 +52,14 @@ every default filled in, and exit.`,
 				_, err = cmd.OutOrStdout().Write(out)
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()}))
+			log, level := newLogger(os.Stderr, cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Version: version, ContractFS: fsys})
+			a, err := agent.New(ctx, cfg, agent.Options{Logger: log, Level: level, Version: version, ContractFS: fsys})
 			if err != nil {
 				return err
 			}
+			reloadOnHUP(ctx, a, configPath, log)
 			return a.Run(ctx)
 		},
 	}

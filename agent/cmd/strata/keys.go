@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/global"
 )
 
@@ -19,16 +21,26 @@ func keysCmd(f *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "List and rotate the gossip encryption keys of an agent's tiers",
-		Long: `Rotate a tier's key on every node of the tier, one step at a time, in
-memberlist's order:
+		Long: `Rotate a tier's key on every node of the tier in one command:
 
-  strata keys add   regional NEWKEY    # on every node: accept the new key
-  strata keys use   regional NEWKEY    # on every node: encrypt with it
-  strata keys remove regional OLDKEY   # on every node: drop the old key
+  strata keys rotate regional --key-file new.key
 
-KEY is base64 (16, 24 or 32 bytes: AES-128/192/256; e.g. head -c 32
-/dev/urandom | base64). Each step also rewrites the tier's keyring file, so
-a restart keeps it. Keys are never shown, only their fingerprints.`,
+or one step at a time, on every node, in memberlist's order:
+
+  strata keys add    regional --key-file new.key   # accept the new key
+  strata keys use    regional --key-file new.key   # encrypt with it
+  strata keys remove regional --key-file old.key   # drop the old key
+
+A key is base64 (16, 24 or 32 bytes: AES-128/192/256; e.g. head -c 32
+/dev/urandom | base64 > new.key), read from --key-file FILE, from standard
+input with "-", or from the argument (visible to other users in ps: avoid).
+Each step also rewrites the tier's keyring file, so a restart keeps it.
+
+Keys are never shown, only their fingerprints: the first 8 bytes of the
+key's SHA-256, in hex (strata keys list). Each node advertises the first 8
+hex digits of its keys' fingerprints to its tier (strata members shows
+them), so "use" refuses while an alive member does not hold the key
+(--force overrides: that member stops hearing this node).`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
@@ -45,24 +57,49 @@ a restart keeps it. Keys are never shown, only their fingerprints.`,
 		},
 	})
 	for _, op := range []string{"add", "use", "remove"} {
-		cmd.AddCommand(&cobra.Command{
-			Use:   op + " TIER KEY",
+		var keyFile, fingerprint string
+		var force bool
+		c := &cobra.Command{
+			Use:   op + " TIER [KEY|-]",
 			Short: strings.ToUpper(op[:1]) + op[1:] + " a key on one tier of this agent",
-			Args:  exactArgs(2),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				key, err := base64.StdEncoding.DecodeString(args[1])
-				if err != nil {
-					return usageError{fmt.Errorf("KEY is not base64: %v", err)}
+			Args: func(cmd *cobra.Command, args []string) error {
+				if len(args) < 1 || len(args) > 2 {
+					return usageError{fmt.Errorf("%s takes TIER and, unless --key-file is given, KEY or - (usage: strata keys %s)", op, cmd.Use)}
 				}
-				res, err := f.client().ChangeKey(cmd.Context(), args[0], op, key)
+				return nil
+			},
+			RunE: func(cmd *cobra.Command, args []string) error {
+				kc := api.KeyChange{Force: force}
+				if fingerprint != "" {
+					if len(args) > 1 || keyFile != "" {
+						return usageError{fmt.Errorf("give the key to remove by --fingerprint or by its value, not both")}
+					}
+					kc.Fingerprint = fingerprint
+				} else {
+					key, err := readKey(cmd.InOrStdin(), args[1:], keyFile)
+					if err != nil {
+						return err
+					}
+					kc.Key = base64.StdEncoding.EncodeToString(key)
+				}
+				res, err := f.client().ChangeKeyWith(cmd.Context(), args[0], op, kc)
 				if err != nil {
 					return err
 				}
 				return printJSON(cmd.OutOrStdout(), res)
 			},
-		})
+		}
+		c.Flags().StringVar(&keyFile, "key-file", "", "read the key from this file (its first line that is not blank or a # comment)")
+		switch op {
+		case "use":
+			c.Flags().BoolVar(&force, "force", false, "use the key even while alive members of the tier do not hold it (they stop hearing this node)")
+		case "remove":
+			c.Flags().StringVar(&fingerprint, "fingerprint", "", "remove the key with this fingerprint (from strata keys list) instead of giving its value")
+		}
+		cmd.AddCommand(c)
 	}
 	cmd.AddCommand(genRegionCmd())
+	cmd.AddCommand(keysRotateCmd(f))
 	return cmd
 }
 
@@ -126,4 +163,49 @@ This command runs locally; it does not talk to an agent.`,
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write the private key to (mode 0600)")
 	cmd.Flags().BoolVar(&force, "force", false, "overwrite FILE if it exists")
 	return cmd
+}
+
+// readKey reads a base64 key from file (when set), from in (arg "-") or
+// from the argument. In a file or on standard input, blank lines and lines
+// starting with # are skipped, as in a keyring file, and the first other
+// line is the key.
+func readKey(in io.Reader, args []string, file string) ([]byte, error) {
+	var text, where string
+	switch {
+	case file != "" && len(args) > 0:
+		return nil, usageError{fmt.Errorf("give the key by --key-file or as an argument, not both")}
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--key-file: %w", err)
+		}
+		text, where = firstKeyLine(string(b)), file
+	case len(args) == 1 && args[0] == "-":
+		b, err := io.ReadAll(io.LimitReader(in, 1<<16))
+		if err != nil {
+			return nil, fmt.Errorf("reading the key from standard input: %w", err)
+		}
+		text, where = firstKeyLine(string(b)), "standard input"
+	case len(args) == 1:
+		text, where = args[0], "KEY"
+	default:
+		return nil, usageError{fmt.Errorf("no key: give --key-file FILE, - to read standard input, or KEY")}
+	}
+	if text == "" {
+		return nil, usageError{fmt.Errorf("%s holds no key", where)}
+	}
+	key, err := base64.StdEncoding.DecodeString(text)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("the key in %s is not base64: %v", where, err)}
+	}
+	return key, nil
+}
+
+func firstKeyLine(s string) string {
+	for line := range strings.Lines(s) {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			return t
+		}
+	}
+	return ""
 }

@@ -9,8 +9,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -62,17 +64,30 @@ func formatVersion(info *debug.BuildInfo) string {
 func main() {
 	root := newRoot()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "strata:", err)
-		var apiErr *client.Error
-		if errors.As(err, &apiErr) && apiErr.Status == 404 {
-			os.Exit(3)
-		}
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		fmt.Fprintln(os.Stderr, errorText(err))
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is the exit status of a failed command (docs/CLI.md): 3 for
+// something the agent does not have (HTTP 404), 2 for a command-line
+// mistake, 1 for everything else.
+func exitCode(err error) int {
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) && apiErr.Status == 404 {
+		return 3
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	// cobra's own argument errors: an unknown command, a wrong number of
+	// arguments for a command using cobra's validators.
+	msg := err.Error()
+	if strings.HasPrefix(msg, "unknown command ") || strings.Contains(msg, " arg(s), received ") {
+		return 2
+	}
+	return 1
 }
 
 // usageError marks a command-line mistake (exit status 2).
@@ -93,4 +108,17 @@ across regions. This one binary runs the agent and talks to it.`,
 	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd(), newDemoCmd())
 	addClientCommands(root)
 	return root
+}
+
+// errorText is the line main prints for a failed command: "strata: "
+// once (errors from the API client already carry it), and, when the agent
+// could not be reached at all, where the client looked and how to point it
+// elsewhere.
+func errorText(err error) string {
+	msg := "strata: " + strings.TrimPrefix(err.Error(), "strata: ")
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		msg += "\n  hint: is the agent running there? Point the client at its [api] addr with --addr HOST:PORT or STRATA_ADDR"
+	}
+	return msg
 }

@@ -126,8 +126,9 @@ func mustAbs(t *testing.T, p string) string {
 
 // TestProcessesReplicateOverLoopback runs three strata agent processes
 // with real UDP/TCP gossip on 127.0.0.1: a write on one is readable on the
-// others, and a stopped node restarted without its join list (rejoining
-// through its persisted peers) catches up on what it missed.
+// others, a node stopped by SIGTERM is seen as left by its peers, and a
+// stopped node restarted without its join list (rejoining through its
+// persisted peers) catches up on what it missed.
 func TestProcessesReplicateOverLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -178,6 +179,19 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 	// p2 stops; p1 takes writes; p2 comes back with no join list.
 	p2 := procs[2]
 	p2.stop(t)
+	// SIGTERM is a graceful leave: peers list p2 as left, not dead.
+	waitfor.Until(t, 10*time.Second, "p0 sees p2 as left after its SIGTERM", func() error {
+		res, err := procs[0].client.Members(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range res.Tiers["regional"] {
+			if m.Name == p2.name && m.State != "left" {
+				return fmt.Errorf("p2 is %s", m.State)
+			}
+		}
+		return nil
+	})
 	for i := 0; i < 10; i++ {
 		key := fmt.Sprintf("late-%d", i)
 		r := fmt.Sprintf(`{"id":%q,"app":"api","state":"MACHINE_STATE_STOPPED"}`, key)

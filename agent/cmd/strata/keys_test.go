@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-state/strata/agent"
+	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/api/client"
+	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/waitfor"
+)
+
+// keyedAgent is an in-process agent of a three-node region whose regional
+// tier is encrypted.
+type keyedAgent struct {
+	a    *agent.Agent
+	name string
+}
+
+// startKeyedRegion starts n agents (real memberlist on loopback, real
+// HTTP) sharing the keyring key, joined into one region.
+func startKeyedRegion(t *testing.T, n int, key []byte) []*keyedAgent {
+	t.Helper()
+	var out []*keyedAgent
+	var join string
+	for i := range n {
+		dir := t.TempDir()
+		keyring := filepath.Join(dir, "regional.key")
+		if err := os.WriteFile(keyring, []byte("# test keyring\n"+base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("k%d", i+1)
+		cfg, err := config.Parse([]byte(fmt.Sprintf(`node = %q
+cluster = "keys"
+data_dir = %q
+[contracts]
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = "r1"
+bind = "127.0.0.1:0"
+join = [%s]
+keyring = %q
+gossip_interval = "50ms"
+probe_interval = "200ms"
+probe_timeout = "100ms"
+[api]
+addr = "127.0.0.1:0"
+`, name, filepath.Join(dir, "data"), join, keyring)), "agent.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		a, err := agent.New(ctx, cfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ContractFS: contracts.Example})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		if i == 0 {
+			join = fmt.Sprintf("%q", a.Tier().Addr())
+		}
+		out = append(out, &keyedAgent{a: a, name: name})
+	}
+	waitfor.Until(t, 15*time.Second, "every agent sees the region's members alive", func() error {
+		for _, k := range out {
+			if n := k.a.Tier().NumAlive(); n != len(out) {
+				return fmt.Errorf("%s sees %d alive", k.name, n)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func newKey(t *testing.T) []byte {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k
+}
+
+// member finds name in the regional tier as seen through the API at addr.
+func member(ctx context.Context, addr, name string) (client.Member, error) {
+	res, err := api.NewClient(addr, "").Members(ctx)
+	if err != nil {
+		return client.Member{}, err
+	}
+	for _, m := range res.Tiers[cluster.Regional] {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return client.Member{}, fmt.Errorf("no member %s", name)
+}
+
+// TestKeysUseRefusedWhileAMemberLacksTheKey: over three real agents, `keys
+// use` on one node with a key only it holds is refused, naming the members
+// that lack it; members advertise their keys' fingerprints; with --force
+// the others count decrypt failures from that node in members and
+// metrics; and `keys rotate` (key from a file) then brings the whole tier
+// to the new key, the old one removed everywhere.
+func TestKeysUseRefusedWhileAMemberLacksTheKey(t *testing.T) {
+	ctx := context.Background()
+	oldKey, newK := newKey(t), newKey(t)
+	as := startKeyedRegion(t, 3, oldKey)
+	addr := as[0].a.Addr()
+	keyFile := filepath.Join(t.TempDir(), "new.key")
+	os.WriteFile(keyFile, []byte("# the new regional key\n\n"+base64.StdEncoding.EncodeToString(newK)+"\n"), 0o600)
+
+	if out, err := runStrata(t, "--addr", addr, "keys", "add", "regional", "--key-file", keyFile); err != nil {
+		t.Fatalf("keys add: %v\n%s", err, out)
+	}
+	short := cluster.MetaFingerprint(newK)
+	waitfor.Until(t, 10*time.Second, "k2 sees k1 advertise the added key", func() error {
+		m, err := member(ctx, as[1].a.Addr(), "k1")
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(m.Keys, []string{cluster.MetaFingerprint(oldKey), short}) {
+			return fmt.Errorf("k1 advertises %v", m.Keys)
+		}
+		return nil
+	})
+
+	// Stdin this time: the key never appears in argv.
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader(base64.StdEncoding.EncodeToString(newK) + "\n"))
+	root.SetArgs([]string{"--addr", addr, "keys", "use", "regional", "-"})
+	err := root.Execute()
+	var ae *api.Error
+	if !errors.As(err, &ae) || ae.Status != 409 || ae.Code != api.CodeKeyNotHeld || !strings.Contains(ae.Message, "k2, k3") {
+		t.Fatalf("keys use with a key k2 and k3 lack: err = %v, want 409 %s naming k2, k3\n%s", err, api.CodeKeyNotHeld, out.String())
+	}
+	if info, _ := as[0].a.Tier().Keys(); info.Primary != cluster.Fingerprint(oldKey) {
+		t.Fatalf("the refused use changed the primary to %s", info.Primary)
+	}
+
+	if out, err := runStrata(t, "--addr", addr, "keys", "use", "regional", "--force", "--key-file", keyFile); err != nil {
+		t.Fatalf("keys use --force: %v\n%s", err, out)
+	}
+	waitfor.Until(t, 15*time.Second, "k2 counts decrypt failures from k1", func() error {
+		m, err := member(ctx, as[1].a.Addr(), "k1")
+		if err != nil {
+			return err
+		}
+		if m.DecryptFailures == 0 {
+			return fmt.Errorf("k2's members shows no decrypt failures from k1")
+		}
+		return nil
+	})
+	resp, err := http.Get("http://" + as[1].a.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	if !strings.Contains(metrics, `strata_gossip_decrypt_failed_total{peer="k1",tier="regional"}`) {
+		t.Errorf("k2's metrics lack decrypt failures from k1:\n%s", grepLines(metrics, "decrypt"))
+	}
+
+	// rotate completes the rotation on every member.
+	if out, err := runStrata(t, "--addr", addr, "keys", "rotate", "regional", "--key-file", keyFile, "--timeout", "30s"); err != nil {
+		t.Fatalf("keys rotate: %v\n%s", err, out)
+	}
+	for _, k := range as {
+		info, _ := k.a.Tier().Keys()
+		if info.Primary != cluster.Fingerprint(newK) || len(info.Keys) != 1 {
+			t.Errorf("%s after rotate: %+v, want only %s", k.name, info, cluster.Fingerprint(newK))
+		}
+	}
+	out2, err := runStrata(t, "--addr", as[1].a.Addr(), "members")
+	if err != nil || !strings.Contains(out2, "DECRYPT_FAILURES") || !regexp.MustCompile(`(?m)^regional\s+k1\s+.*\s[1-9][0-9]*\s*$`).MatchString(out2) {
+		t.Errorf("strata members on k2 does not show k1's decrypt failures (%v):\n%s", err, out2)
+	}
+	waitfor.Until(t, 15*time.Second, "the tier stays whole on the new key", func() error {
+		for _, k := range as {
+			if n := k.a.Tier().NumAlive(); n != 3 {
+				return fmt.Errorf("%s sees %d alive", k.name, n)
+			}
+		}
+		return nil
+	})
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}

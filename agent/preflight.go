@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/strata-state/strata/agent/cluster"
+	"github.com/strata-state/strata/agent/config"
+)
+
+// CheckFiles reads every file the configuration names that New would
+// read at start-up besides the contract — the API token file and the
+// tiers' keyrings — and returns every problem found, not just the first,
+// each naming the key and the file. `strata agent --check` reports them.
+func CheckFiles(cfg *config.Config) error {
+	var errs []error
+	if _, err := readToken(cfg.API.TokenFile); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := cluster.LoadKeyring(cfg.Regional.Keyring); err != nil {
+		errs = append(errs, fmt.Errorf("regional.keyring: %w", err))
+	}
+	if cfg.Global != nil {
+		if _, err := cluster.LoadKeyring(cfg.Global.Keyring); err != nil {
+			errs = append(errs, fmt.Errorf("global.keyring: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reducerNotLoaded is logged at start-up for each reducer that does not
+// load. The agent runs on without it by design: one region's broken
+// plugin must not stop its regional tier, the API or the other reducers.
+// `strata agent --check` builds and loads reducers the same way, to catch
+// this before start-up.
+const reducerNotLoaded = "reducer not loaded: the agent runs on without it by design, and the other reducers run; " +
+	"what it published before stays as it was; " +
+	"/v1/health still answers ok (it reports liveness), while GET /v1/reducers shows the reducer with its last_error; " +
+	"fix it, check with strata agent --check, and restart"

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/contracts"
+)
+
+// syncBuffer is a log sink safe for the agent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestBrokenSourceReducerAtStartUp runs a real gateway whose one reducer
+// is a source directory that does not compile: the agent starts and
+// serves, logs that it runs on without the reducer by design and how that
+// shows, /v1/health answers ok and /v1/reducers names the reducer with the
+// compiler's reason.
+func TestBrokenSourceReducerAtStartUp(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "broken")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.com/broken\n\ngo 1.24\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nfunc main() { notDefined() }\n"), 0o644)
+	cfg, err := config.Parse([]byte(`node = "g1"
+cluster = "test"
+data_dir = "`+filepath.ToSlash(filepath.Join(dir, "data"))+`"
+[contracts]
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = "r1"
+bind = "127.0.0.1:0"
+[global]
+bind = "127.0.0.1:0"
+[api]
+addr = "127.0.0.1:0"
+[[reducers]]
+name = "broken"
+source = "`+filepath.ToSlash(src)+`"
+inputs = ["machines"]
+outputs = ["app_placements"]
+`), "agent.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(ctx, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), ContractFS: contracts.Example})
+	if err != nil {
+		t.Fatalf("the agent did not start without its broken reducer: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	c := api.NewClient(a.Addr(), "")
+
+	var health map[string]any
+	if err := c.GetJSON(ctx, "/v1/health", &health); err != nil || health["status"] != "ok" {
+		t.Errorf("/v1/health = %v, %v; want status ok", health, err)
+	}
+	var res struct {
+		Reducers []struct {
+			Name      string `json:"name"`
+			LastError string `json:"last_error"`
+		} `json:"reducers"`
+	}
+	if err := c.GetJSON(ctx, "/v1/reducers", &res); err != nil {
+		t.Fatal(err)
+	}
+	reducers := res.Reducers
+	if len(reducers) != 1 || reducers[0].Name != "broken" || !strings.Contains(reducers[0].LastError, "undefined: notDefined") {
+		b, _ := json.Marshal(reducers)
+		t.Errorf("/v1/reducers = %s, want the broken reducer with the compiler's error", b)
+	}
+	out := logs.String()
+	for _, want := range []string{"reducer=broken", "runs on without it by design", "/v1/health still answers ok", "/v1/reducers"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("start-up log lacks %q:\n%s", want, out)
+		}
+	}
+}
