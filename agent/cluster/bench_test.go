@@ -448,3 +448,262 @@ func BenchmarkGossipBandwidth(b *testing.B) {
 	b.ReportMetric(float64(s1-s0)/el/n, "sent_B/s/node")
 	b.ReportMetric(float64(r1-r0)/el/n, "recv_B/s/node")
 }
+
+// throughputNode is a node of BenchmarkRegionThroughput: default regional
+// settings, its store fsyncing every commit unless noSync.
+func throughputNode(b *testing.B, name, join string, noSync bool) *Tier {
+	b.Helper()
+	st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: name, Clock: hlc.NewClock(nil, time.Minute), NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ft, err := NewFaultTransport(NewFaults())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Node: name, Tier: Regional, Cluster: "bench", Region: "r1", Bind: ft.Addr(), Transport: ft,
+		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SyncInterval: 10 * time.Second, Meta: Meta{Region: "r1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if join != "" {
+		cfg.Join = []string{join}
+	}
+	t, err := New(cfg, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t.Start()
+	b.Cleanup(func() { t.Close(); st.Close() })
+	return t
+}
+
+// machineRow is a machine-like row of about 150 bytes.
+var machineRow = []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
+	{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
+	{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
+
+// feedWatch follows a store's change feed, as a watch does, and records
+// when each key first appears.
+type feedWatch struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func watchFeed(b *testing.B, st *store.Store, stop <-chan struct{}) *feedWatch {
+	w := &feedWatch{seen: map[string]time.Time{}}
+	pos := st.Seq()
+	go func() {
+		for {
+			ch := st.Changed()
+			for {
+				evs, next, err := st.FeedSince(pos, "machines", 10_000)
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				w.mu.Lock()
+				for _, ev := range evs {
+					if _, ok := w.seen[ev.Key]; !ok {
+						w.seen[ev.Key] = now
+					}
+				}
+				w.mu.Unlock()
+				if next == pos {
+					break
+				}
+				pos = next
+			}
+			select {
+			case <-ch:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return w
+}
+
+// BenchmarkRegionThroughput drives writes at a fixed rate into a region
+// over loopback and measures, with a change-feed watch on the receiving
+// nodes, how long each write takes from its submission on the writer to
+// its appearance in the receiver's feed (propagation), how many writes are
+// later than 1 s, how each row arrived at the receivers (push or gossip,
+// repair, anti-entropy) and the bytes all nodes put on the wire per change
+// per receiving node (the floor is a change's own size, sent once to each
+// node).
+//
+//   - nodes=3: every write on n0, the watch on n2, stores fsync every
+//     commit (as the agent does);
+//   - nodes=16: writes spread over all nodes, a watch on every node, stores
+//     without fsync (16 bbolt files on one disk would measure the disk).
+//
+// Each run lasts `secs` seconds of writes, then waits up to 15 s (more
+// than one anti-entropy interval) for stragglers; a write that never
+// arrives counts as 15 s and is reported as missed.
+func BenchmarkRegionThroughput(b *testing.B) {
+	cases := []struct {
+		nodes, rate, secs int
+		spread            bool
+	}{
+		{3, 200, 10, false}, {3, 1000, 5, false}, {3, 5000, 5, false},
+		{16, 1000, 5, true},
+	}
+	for _, c := range cases {
+		b.Run(fmt.Sprintf("nodes=%d/rate=%d", c.nodes, c.rate), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				regionThroughput(b, c.nodes, c.rate, c.secs, c.spread)
+			}
+		})
+	}
+}
+
+func regionThroughput(b *testing.B, n, rate, secs int, spread bool) {
+	noSync := n > 3
+	nodes := []*Tier{throughputNode(b, "n0", "", noSync)}
+	for i := 1; i < n; i++ {
+		nodes = append(nodes, throughputNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), noSync))
+	}
+	waitMembers(b, n, func() (out []int) {
+		for _, t := range nodes {
+			out = append(out, t.NumAlive())
+		}
+		return out
+	})
+	stop := make(chan struct{})
+	defer close(stop)
+	watched := nodes[2:3]
+	if spread {
+		watched = nodes
+	}
+	var watches []*feedWatch
+	var before []map[string]float64
+	for _, t := range watched {
+		watches = append(watches, watchFeed(b, t.store, stop))
+		before = append(before, arrivals(t))
+	}
+	var s0 int64
+	for _, t := range nodes {
+		s, _ := t.m.WireBytes()
+		s0 += s
+	}
+
+	// Writes are paced by a 1 ms ticker; each is its own Apply call (its
+	// own acknowledged write), issued concurrently so the store groups
+	// them as it groups clients' writes.
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	writer := map[string]int{}
+	var wg sync.WaitGroup
+	total := rate * secs
+	start := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	issued := 0
+	for issued < total {
+		now := <-tick.C
+		due := min(total, int(float64(rate)*now.Sub(start).Seconds()))
+		for ; issued < due; issued++ {
+			key := fmt.Sprintf("m-%07d", issued)
+			w := 0
+			if spread {
+				w = issued % n
+			}
+			mu.Lock()
+			sent[key] = time.Now()
+			writer[key] = w
+			mu.Unlock()
+			wg.Add(1)
+			go func(t *Tier, key string) {
+				defer wg.Done()
+				if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: machineRow}); err != nil {
+					b.Error(err)
+				}
+			}(nodes[w], key)
+		}
+	}
+	tick.Stop()
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	// Wait for every receiver to see every write (or 15 s).
+	want := 0
+	for wi := range watched {
+		for _, w := range writer {
+			if nodes[w] != watched[wi] {
+				want++
+			}
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	got := 0
+	for {
+		got = 0
+		for wi, w := range watches {
+			w.mu.Lock()
+			for k := range w.seen {
+				if nodes[writer[k]] != watched[wi] {
+					got++
+				}
+			}
+			w.mu.Unlock()
+		}
+		if got >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var s1 int64
+	for _, t := range nodes {
+		s, _ := t.m.WireBytes()
+		s1 += s
+	}
+
+	var lat []time.Duration
+	late := 0
+	for wi, w := range watches {
+		w.mu.Lock()
+		for k, t0 := range sent {
+			if nodes[writer[k]] == watched[wi] {
+				continue
+			}
+			d, ok := w.seen[k]
+			l := 15 * time.Second
+			if ok {
+				l = d.Sub(t0)
+			}
+			if l > time.Second {
+				late++
+			}
+			lat = append(lat, l)
+		}
+		w.mu.Unlock()
+	}
+	by := map[string]float64{}
+	for wi, t := range watched {
+		for path, v := range arrivals(t) {
+			by[path] += v - before[wi][path]
+		}
+	}
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(late), "late")
+	b.ReportMetric(float64(want-got), "missed")
+	for _, path := range []string{"gossip", "push", "repair", "anti_entropy"} {
+		if v, ok := by[path]; ok {
+			b.ReportMetric(v, "rows_"+path)
+		}
+	}
+	// The floor: each change's own encoding crossing to each other node once.
+	floor := len(encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: "n0"}, Changes: []store.Change{{Table: "machines", Key: "m-0000000", Row: sampleRow()}}}))
+	perChange := float64(s1-s0) / float64(total*(n-1))
+	b.ReportMetric(perChange, "wire_B/change/node")
+	b.ReportMetric(perChange/float64(floor), "x_floor")
+}
+
+// sampleRow is machineRow as a store row, for sizing.
+func sampleRow() store.Row {
+	r := store.Row{CL: 1}
+	for _, f := range machineRow {
+		r.Fields = append(r.Fields, store.Field{Num: f.Num, Value: f.Value, Stamp: store.Stamp{HLC: hlc.Timestamp(1) << 40, Node: store.NodeIDOf("n0")}})
+	}
+	return r
+}

@@ -19,6 +19,7 @@ type Metrics struct {
 	bytesOut *prometheus.CounterVec // tier, kind
 	syncs    *prometheus.CounterVec // tier, result
 	synced   *prometheus.CounterVec // tier, direction
+	bcast    *broadcastMetrics
 
 	// Wire byte totals, for benchmarks and the demo: all tiers, and per
 	// tier (index 0 regional, 1 global).
@@ -58,6 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		synced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_rows_total",
 			Help: "Rows shipped by anti-entropy, by direction (sent, received)."}, []string{"tier", "direction"}),
 	}
+	m.bcast = newBroadcastMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.rejected, m.received, m.dropped, m.bytesIn, m.bytesOut, m.syncs, m.synced)
 	}

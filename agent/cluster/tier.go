@@ -577,11 +577,12 @@ func (t *Tier) gossipLoop() {
 		if len(changes) == 0 {
 			continue
 		}
-		_, rejected, err := t.store.Merge(context.Background(), changes)
+		applied, rejected, err := t.store.Merge(context.Background(), changes)
 		if err != nil {
 			t.log.Error("merging received changes", "err", err)
 			continue
 		}
+		t.m.bcast.applied.WithLabelValues(t.cfg.Tier, pathGossip).Add(float64(len(applied)))
 		for _, r := range rejected {
 			t.reject("?", rejectReason(r.Err), r.Err)
 		}

@@ -1,0 +1,835 @@
+package plumtree
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ID names one message: its origin node, the origin's epoch (one process
+// lifetime) and its sequence number within the epoch, from 1.
+type ID struct {
+	Origin string
+	Epoch  uint64
+	Seq    uint64
+}
+
+func (id ID) String() string { return fmt.Sprintf("%s/%d/%d", id.Origin, id.Epoch, id.Seq) }
+
+// Item is one message: its id and opaque payload.
+type Item struct {
+	ID      ID
+	Payload []byte
+}
+
+// Head announces that a node has seen every message of an origin's epoch
+// up to Seq.
+type Head struct {
+	Origin string
+	Epoch  uint64
+	Seq    uint64
+}
+
+// Range is the messages From..To (inclusive) of an origin's epoch.
+type Range struct {
+	Origin   string
+	Epoch    uint64
+	From, To uint64
+}
+
+// Kind is the kind of a Message.
+type Kind uint8
+
+// Message kinds.
+const (
+	// Push carries messages. Repair is set when it answers a Graft.
+	Push Kind = iota + 1
+	// IHave announces heads.
+	IHave
+	// Graft asks for ranges and makes the link eager.
+	Graft
+	// Prune makes the link lazy: the receiver stops pushing to the sender.
+	Prune
+	// Gone says the sender no longer holds these ranges.
+	Gone
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Push:
+		return "push"
+	case IHave:
+		return "ihave"
+	case Graft:
+		return "graft"
+	case Prune:
+		return "prune"
+	case Gone:
+		return "gone"
+	}
+	return fmt.Sprintf("kind-%d", uint8(k))
+}
+
+// Message is what nodes exchange.
+type Message struct {
+	Kind   Kind
+	Repair bool    // Push: an answer to a Graft
+	Hello  bool    // IHave: the sender has just met this node; answer with all heads
+	Items  []Item  // Push
+	Heads  []Head  // IHave
+	Ranges []Range // Graft, Gone
+}
+
+// Send is a message for one peer.
+type Send struct {
+	To  string
+	Msg Message
+}
+
+// Delivery is a message new to this node, to apply.
+type Delivery struct {
+	From   string
+	Repair bool // arrived as the answer to a Graft
+	Item   Item
+}
+
+// Ready is what the caller must carry out, in order: apply Deliveries,
+// then send Sends (each peer's in order), then start anti-entropy with
+// each of AntiEntropy.
+type Ready struct {
+	Deliveries  []Delivery
+	Sends       []Send
+	AntiEntropy []string
+}
+
+// Stats are counters of what the node did, since it was created.
+type Stats struct {
+	Forwards   uint64 // messages forwarded to eager peers on first receipt
+	Duplicates uint64 // pushed messages already seen
+	Prunes     uint64 // links pruned to lazy (sent Prune)
+	Grafts     uint64 // ranges asked for
+	Served     uint64 // ranges answered with messages
+	Gone       uint64 // ranges answered or told Gone (anti-entropy)
+	Evictions  uint64 // eager peers cut for a backlog past the bound
+	Lost       uint64 // messages given up on (window overflow), left to anti-entropy
+}
+
+// Config configures a Node.
+type Config struct {
+	// Self is this node's name; Epoch its current epoch (it must grow
+	// across restarts, e.g. the start time in nanoseconds).
+	Self  string
+	Epoch uint64
+	// Fanout is the number of eager peers a node starts with. Default 3.
+	Fanout int
+	// GraftTimeout is how long an announced, missing message may take to
+	// arrive before this node asks for it, and then between asks.
+	// Default 50ms.
+	GraftTimeout time.Duration
+	// GraftTries is how many asks (to the announcers in turn) a range gets
+	// before the node falls back to anti-entropy. Default 3.
+	GraftTries int
+	// AnnounceInterval is the least time between announcements to lazy
+	// peers; announcements go out only when heads moved. Default 50ms.
+	AnnounceInterval time.Duration
+	// RetryInterval is how often a peer whose sends failed is sent all
+	// heads again, until a send succeeds. Default 250ms.
+	RetryInterval time.Duration
+	// CacheBytes bounds the payload bytes kept to serve repairs.
+	// Default 16 MiB.
+	CacheBytes int
+	// Window bounds, per origin, the sequence numbers remembered above the
+	// contiguous mark; past it the oldest gap is given up. Default 65536.
+	Window int
+	// MaxOrigins bounds the origins tracked. Default 4096.
+	MaxOrigins int
+	// Rand picks eager peers; nil seeds one from Self (deterministic).
+	Rand *rand.Rand
+}
+
+func (c *Config) setDefaults() {
+	if c.Fanout <= 0 {
+		c.Fanout = 3
+	}
+	if c.GraftTimeout <= 0 {
+		c.GraftTimeout = 50 * time.Millisecond
+	}
+	if c.GraftTries <= 0 {
+		c.GraftTries = 3
+	}
+	if c.AnnounceInterval <= 0 {
+		c.AnnounceInterval = 50 * time.Millisecond
+	}
+	if c.RetryInterval <= 0 {
+		c.RetryInterval = 250 * time.Millisecond
+	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 16 << 20
+	}
+	if c.Window <= 0 {
+		c.Window = 65536
+	}
+	if c.MaxOrigins <= 0 {
+		c.MaxOrigins = 4096
+	}
+	if c.Rand == nil {
+		var seed uint64
+		for _, b := range []byte(c.Self) {
+			seed = seed*131 + uint64(b)
+		}
+		c.Rand = rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	}
+}
+
+// track is the seen-state of one origin's current epoch.
+type track struct {
+	epoch  uint64
+	mark   uint64              // every seq ≤ mark seen
+	above  map[uint64]struct{} // seen seqs > mark
+	active time.Time           // last change, for MaxOrigins eviction
+}
+
+func (t *track) seen(seq uint64) bool {
+	if seq <= t.mark {
+		return true
+	}
+	_, ok := t.above[seq]
+	return ok
+}
+
+// add records seq; it reports how many sequence numbers were given up to
+// keep the window bound (everything below the lowest seen seq above the
+// mark, left to anti-entropy).
+func (t *track) add(seq uint64, window int) (lost uint64) {
+	if t.seen(seq) {
+		return 0
+	}
+	t.above[seq] = struct{}{}
+	for len(t.above) > window {
+		lo := uint64(0)
+		for s := range t.above {
+			if lo == 0 || s < lo {
+				lo = s
+			}
+		}
+		lost += lo - t.mark - 1
+		t.mark = lo
+		delete(t.above, lo)
+		t.absorb()
+	}
+	t.absorb()
+	return lost
+}
+
+// absorb moves the mark over contiguous seen seqs.
+func (t *track) absorb() {
+	for {
+		if _, ok := t.above[t.mark+1]; !ok {
+			return
+		}
+		delete(t.above, t.mark+1)
+		t.mark++
+	}
+}
+
+// missing returns the unseen seqs in (mark, to] as ranges.
+func (t *track) missing(origin string, to uint64) []Range {
+	var out []Range
+	for s := t.mark + 1; s <= to; s++ {
+		if t.seen(s) {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].To == s-1 {
+			out[n-1].To = s
+		} else {
+			out = append(out, Range{Origin: origin, Epoch: t.epoch, From: s, To: s})
+		}
+	}
+	return out
+}
+
+// want is an announced range this node lacks.
+type want struct {
+	to         uint64
+	announcers []string
+	deadline   time.Time
+	tries      int
+}
+
+type mode uint8
+
+const (
+	eager mode = iota + 1
+	lazy
+)
+
+type peer struct {
+	mode      mode
+	retry     bool      // sends failed: announce all heads again at retryDue
+	retryDue  time.Time //
+	announced map[string]Head
+}
+
+// Node is one node's Plumtree state. It is not safe for concurrent use.
+type Node struct {
+	cfg   Config
+	now   time.Time
+	seq   uint64
+	peers map[string]*peer
+
+	tracks  map[string]*track // origin → its current epoch
+	wants   map[string]*want  // origin → announced range missing
+	moved   map[string]bool   // origins whose head moved since the last announcement
+	nextAnn time.Time
+
+	cache      map[ID][]byte
+	cacheOrder []ID
+	cacheBytes int
+
+	ready Ready
+	stats Stats
+}
+
+// New returns a node with no peers.
+func New(cfg Config) *Node {
+	cfg.setDefaults()
+	return &Node{cfg: cfg, peers: map[string]*peer{}, tracks: map[string]*track{},
+		wants: map[string]*want{}, moved: map[string]bool{}, cache: map[ID][]byte{}}
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats { return n.stats }
+
+// Ready returns and clears what the caller must do.
+func (n *Node) Ready() Ready {
+	r := n.ready
+	n.ready = Ready{}
+	return r
+}
+
+// HasReady reports whether Ready has anything.
+func (n *Node) HasReady() bool {
+	return len(n.ready.Deliveries) > 0 || len(n.ready.Sends) > 0 || len(n.ready.AntiEntropy) > 0
+}
+
+// Peers returns the eager and the lazy peers, sorted.
+func (n *Node) Peers() (eagerPeers, lazyPeers []string) {
+	for name, p := range n.peers {
+		if p.mode == eager {
+			eagerPeers = append(eagerPeers, name)
+		} else {
+			lazyPeers = append(lazyPeers, name)
+		}
+	}
+	slices.Sort(eagerPeers)
+	slices.Sort(lazyPeers)
+	return eagerPeers, lazyPeers
+}
+
+func (n *Node) send(to string, m Message) {
+	// Coalesce with the last send to the same peer when both are pushes of
+	// the same kind, so a burst becomes one message.
+	if k := len(n.ready.Sends); k > 0 {
+		last := &n.ready.Sends[k-1]
+		if last.To == to && last.Msg.Kind == Push && m.Kind == Push && last.Msg.Repair == m.Repair {
+			last.Msg.Items = append(last.Msg.Items, m.Items...)
+			return
+		}
+	}
+	n.ready.Sends = append(n.ready.Sends, Send{To: to, Msg: m})
+}
+
+func (n *Node) eagerCount() int {
+	c := 0
+	for _, p := range n.peers {
+		if p.mode == eager {
+			c++
+		}
+	}
+	return c
+}
+
+// PeerUp adds a peer that speaks this protocol: eager while the node has
+// fewer than Fanout eager peers, lazy otherwise. The peer is sent every
+// head, so that it can ask for what it lacks.
+func (n *Node) PeerUp(name string) {
+	if name == n.cfg.Self {
+		return
+	}
+	if _, ok := n.peers[name]; ok {
+		return
+	}
+	p := &peer{mode: lazy, announced: map[string]Head{}}
+	if n.eagerCount() < n.cfg.Fanout {
+		p.mode = eager
+	}
+	n.peers[name] = p
+	n.announceAll(name, p, true)
+}
+
+// PeerDown removes a peer; a lazy peer is promoted (at random) when the
+// eager set falls below Fanout.
+func (n *Node) PeerDown(name string) {
+	p, ok := n.peers[name]
+	if !ok {
+		return
+	}
+	delete(n.peers, name)
+	for _, w := range n.wants {
+		w.announcers = slices.DeleteFunc(w.announcers, func(a string) bool { return a == name })
+	}
+	if p.mode == eager {
+		n.promote()
+	}
+}
+
+// promote makes random lazy peers eager until there are Fanout eager ones.
+func (n *Node) promote() {
+	var cands []string
+	for name, p := range n.peers {
+		if p.mode == lazy && !p.retry {
+			cands = append(cands, name)
+		}
+	}
+	slices.Sort(cands)
+	n.cfg.Rand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+	for _, c := range cands {
+		if n.eagerCount() >= n.cfg.Fanout {
+			return
+		}
+		// A peer made eager missed what was pushed before: tell it every
+		// head, so it can ask.
+		p := n.peers[c]
+		p.mode = eager
+		n.announceAll(c, p, false)
+	}
+}
+
+// Evicted tells the node that the sends queued for a peer were dropped
+// because its backlog passed the per-peer bound: the peer is cut from the
+// push set (made lazy) and catches up through announcements.
+func (n *Node) Evicted(name string) {
+	p, ok := n.peers[name]
+	if !ok {
+		return
+	}
+	n.stats.Evictions++
+	p.mode = lazy
+	p.announced = map[string]Head{}
+	p.retry, p.retryDue = true, n.now // announce all heads at the next tick
+	n.promote()
+}
+
+// SendFailed tells the node that a send to a peer failed (the peer is
+// unreachable, or the connection broke): what it carried is lost for that
+// peer. The peer is made lazy and sent every head again every
+// RetryInterval until a send succeeds (Sent).
+func (n *Node) SendFailed(name string) {
+	p, ok := n.peers[name]
+	if !ok {
+		return
+	}
+	if p.mode == eager {
+		p.mode = lazy
+		n.promote()
+	}
+	p.announced = map[string]Head{}
+	if !p.retry {
+		p.retry, p.retryDue = true, n.now.Add(n.cfg.RetryInterval)
+	}
+}
+
+// Sent tells the node a send to a peer succeeded, ending its retries.
+func (n *Node) Sent(name string) {
+	if p, ok := n.peers[name]; ok {
+		p.retry = false
+	}
+}
+
+// Broadcast numbers local messages and pushes them to the eager peers.
+func (n *Node) Broadcast(payloads ...[]byte) {
+	if len(payloads) == 0 {
+		return
+	}
+	items := make([]Item, len(payloads))
+	for i, p := range payloads {
+		n.seq++
+		items[i] = Item{ID: ID{Origin: n.cfg.Self, Epoch: n.cfg.Epoch, Seq: n.seq}, Payload: p}
+		n.remember(items[i])
+	}
+	t := n.trackOf(n.cfg.Self, n.cfg.Epoch)
+	t.mark = n.seq
+	t.active = n.now
+	n.moved[n.cfg.Self] = true
+	for _, name := range n.sortedPeers(eager) {
+		n.send(name, Message{Kind: Push, Items: items})
+	}
+}
+
+func (n *Node) sortedPeers(m mode) []string {
+	var out []string
+	for name, p := range n.peers {
+		if p.mode == m {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// trackOf returns the origin's track for epoch, starting a fresh one for a
+// newer epoch; nil for an older epoch.
+func (n *Node) trackOf(origin string, epoch uint64) *track {
+	t := n.tracks[origin]
+	switch {
+	case t != nil && t.epoch == epoch:
+		return t
+	case t != nil && t.epoch > epoch:
+		return nil
+	}
+	if t == nil && len(n.tracks) >= n.cfg.MaxOrigins {
+		var oldest string
+		for o, ot := range n.tracks {
+			if o != n.cfg.Self && (oldest == "" || ot.active.Before(n.tracks[oldest].active)) {
+				oldest = o
+			}
+		}
+		delete(n.tracks, oldest)
+		delete(n.wants, oldest)
+	}
+	t = &track{epoch: epoch, above: map[uint64]struct{}{}, active: n.now}
+	n.tracks[origin] = t
+	delete(n.wants, origin)
+	return t
+}
+
+// remember keeps a message to serve repairs, evicting the oldest past
+// CacheBytes.
+func (n *Node) remember(it Item) {
+	if _, ok := n.cache[it.ID]; ok {
+		return
+	}
+	n.cache[it.ID] = it.Payload
+	n.cacheOrder = append(n.cacheOrder, it.ID)
+	n.cacheBytes += len(it.Payload) + len(it.ID.Origin) + 16
+	for n.cacheBytes > n.cfg.CacheBytes && len(n.cacheOrder) > 1 {
+		old := n.cacheOrder[0]
+		n.cacheOrder = n.cacheOrder[1:]
+		n.cacheBytes -= len(n.cache[old]) + len(old.Origin) + 16
+		delete(n.cache, old)
+	}
+}
+
+// Step handles a message from a peer.
+func (n *Node) Step(from string, m Message) {
+	if from == n.cfg.Self {
+		return
+	}
+	p := n.peers[from]
+	switch m.Kind {
+	case Push:
+		n.onPush(from, p, m)
+	case IHave:
+		n.onIHave(from, m.Heads)
+		if m.Hello && p != nil {
+			n.announceAll(from, p, false)
+		}
+	case Graft:
+		if p != nil && p.mode != eager {
+			p.mode = eager
+		}
+		n.onGraft(from, m.Ranges)
+	case Prune:
+		if p != nil && p.mode == eager {
+			p.mode = lazy
+		}
+	case Gone:
+		for _, r := range m.Ranges {
+			t := n.trackOf(r.Origin, r.Epoch)
+			if t == nil {
+				continue
+			}
+			n.giveUp(t, r)
+			if w := n.wants[r.Origin]; w != nil && t.mark >= w.to {
+				delete(n.wants, r.Origin)
+			}
+		}
+		n.stats.Gone++
+		n.antiEntropy(from)
+	}
+}
+
+// giveUp marks a range seen without its messages: anti-entropy brings
+// their rows.
+func (n *Node) giveUp(t *track, r Range) {
+	if r.To <= t.mark {
+		return
+	}
+	if r.From <= t.mark+1 {
+		n.stats.Lost += r.To - t.mark
+		for s := range t.above {
+			if s <= r.To {
+				delete(t.above, s)
+				n.stats.Lost--
+			}
+		}
+		t.mark = r.To
+		t.absorb()
+		return
+	}
+	for s := r.From; s <= r.To && len(t.above) <= n.cfg.Window; s++ {
+		if !t.seen(s) {
+			n.stats.Lost++
+			n.stats.Lost += t.add(s, n.cfg.Window)
+		}
+	}
+}
+
+func (n *Node) antiEntropy(peer string) {
+	if !slices.Contains(n.ready.AntiEntropy, peer) {
+		n.ready.AntiEntropy = append(n.ready.AntiEntropy, peer)
+	}
+}
+
+func (n *Node) onPush(from string, p *peer, m Message) {
+	var fresh []Item
+	dup := false
+	for _, it := range m.Items {
+		if it.ID.Origin == n.cfg.Self {
+			continue
+		}
+		t := n.trackOf(it.ID.Origin, it.ID.Epoch)
+		if t != nil && t.mark == 0 && len(t.above) == 0 && n.wants[it.ID.Origin] == nil {
+			// First news of this origin's epoch: what came before is this
+			// node's past (anti-entropy at join covers it), not a gap.
+			t.mark = it.ID.Seq - 1
+		}
+		if t == nil || t.seen(it.ID.Seq) {
+			n.stats.Duplicates++
+			dup = true
+			continue
+		}
+		n.stats.Lost += t.add(it.ID.Seq, n.cfg.Window)
+		t.active = n.now
+		n.moved[it.ID.Origin] = true
+		if w := n.wants[it.ID.Origin]; w != nil && t.mark >= w.to {
+			delete(n.wants, it.ID.Origin)
+		}
+		n.remember(it)
+		n.ready.Deliveries = append(n.ready.Deliveries, Delivery{From: from, Repair: m.Repair, Item: it})
+		fresh = append(fresh, it)
+	}
+	// A duplicate that came by an eager link means the overlay has a
+	// cycle there: prune it. Repairs answer a graft and say nothing of
+	// the tree.
+	if dup && !m.Repair && p != nil {
+		n.stats.Prunes++
+		n.send(from, Message{Kind: Prune})
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	for _, name := range n.sortedPeers(eager) {
+		if name != from {
+			n.stats.Forwards += uint64(len(fresh))
+			n.send(name, Message{Kind: Push, Items: fresh})
+		}
+	}
+}
+
+func (n *Node) onIHave(from string, heads []Head) {
+	for _, h := range heads {
+		if h.Origin == n.cfg.Self || h.Seq == 0 {
+			continue
+		}
+		t := n.trackOf(h.Origin, h.Epoch)
+		if t == nil || h.Seq <= t.mark {
+			continue
+		}
+		if len(t.missing(h.Origin, min(h.Seq, t.mark+uint64(n.cfg.Window)))) == 0 {
+			continue
+		}
+		w := n.wants[h.Origin]
+		if w == nil {
+			w = &want{deadline: n.now.Add(n.cfg.GraftTimeout)}
+			n.wants[h.Origin] = w
+		}
+		w.to = max(w.to, h.Seq)
+		if !slices.Contains(w.announcers, from) {
+			w.announcers = append(w.announcers, from)
+		}
+	}
+}
+
+func (n *Node) onGraft(from string, ranges []Range) {
+	var items []Item
+	var gone []Range
+	for _, r := range ranges {
+		if r.To < r.From {
+			continue
+		}
+		var have []uint64
+		if r.To-r.From < uint64(len(n.cacheOrder)) {
+			for s := r.From; s <= r.To; s++ {
+				if _, ok := n.cache[ID{r.Origin, r.Epoch, s}]; ok {
+					have = append(have, s)
+				}
+			}
+		} else {
+			for _, id := range n.cacheOrder {
+				if id.Origin == r.Origin && id.Epoch == r.Epoch && id.Seq >= r.From && id.Seq <= r.To {
+					have = append(have, id.Seq)
+				}
+			}
+			slices.Sort(have)
+		}
+		next := r.From
+		for _, s := range have {
+			if s > next {
+				gone = append(gone, Range{Origin: r.Origin, Epoch: r.Epoch, From: next, To: s - 1})
+			}
+			id := ID{r.Origin, r.Epoch, s}
+			items = append(items, Item{ID: id, Payload: n.cache[id]})
+			next = s + 1
+		}
+		if next <= r.To {
+			gone = append(gone, Range{Origin: r.Origin, Epoch: r.Epoch, From: next, To: r.To})
+		}
+	}
+	if len(items) > 0 {
+		n.stats.Served++
+		n.send(from, Message{Kind: Push, Repair: true, Items: items})
+	}
+	if len(gone) > 0 {
+		n.send(from, Message{Kind: Gone, Ranges: gone})
+	}
+}
+
+// Tick advances the node's time to now: it asks for announced messages
+// that have not arrived, announces moved heads to lazy peers, and retries
+// peers whose sends failed.
+func (n *Node) Tick(now time.Time) {
+	if now.Before(n.now) {
+		return
+	}
+	n.now = now
+	for _, origin := range sortedKeys(n.wants) {
+		w := n.wants[origin]
+		if now.Before(w.deadline) {
+			continue
+		}
+		t := n.tracks[origin]
+		if t == nil {
+			delete(n.wants, origin)
+			continue
+		}
+		missing := t.missing(origin, min(w.to, t.mark+uint64(n.cfg.Window)))
+		if len(missing) == 0 {
+			delete(n.wants, origin)
+			continue
+		}
+		if w.tries >= n.cfg.GraftTries || len(w.announcers) == 0 {
+			// Give up the range: anti-entropy with an announcer repairs it.
+			for _, r := range missing {
+				n.giveUp(t, r)
+			}
+			if len(w.announcers) > 0 {
+				n.antiEntropy(w.announcers[0])
+			}
+			delete(n.wants, origin)
+			continue
+		}
+		to := w.announcers[w.tries%len(w.announcers)]
+		w.tries++
+		w.deadline = now.Add(n.cfg.GraftTimeout)
+		n.stats.Grafts++
+		if p := n.peers[to]; p != nil {
+			p.mode = eager
+		}
+		n.send(to, Message{Kind: Graft, Ranges: missing})
+	}
+	if !now.Before(n.nextAnn) && len(n.moved) > 0 {
+		n.nextAnn = now.Add(n.cfg.AnnounceInterval)
+		for _, name := range n.sortedPeers(lazy) {
+			p := n.peers[name]
+			if p.retry {
+				continue
+			}
+			var heads []Head
+			for _, o := range sortedKeys(n.moved) {
+				if h, ok := n.head(o); ok && p.announced[o] != h {
+					heads = append(heads, h)
+					p.announced[o] = h
+				}
+			}
+			if len(heads) > 0 {
+				n.send(name, Message{Kind: IHave, Heads: heads})
+			}
+		}
+		clear(n.moved)
+	}
+	for _, name := range sortedKeys(n.peers) {
+		p := n.peers[name]
+		if p.retry && !now.Before(p.retryDue) {
+			p.retryDue = now.Add(n.cfg.RetryInterval)
+			n.announceAll(name, p, false)
+		}
+	}
+}
+
+func (n *Node) head(origin string) (Head, bool) {
+	t := n.tracks[origin]
+	if t == nil || t.mark == 0 {
+		return Head{}, false
+	}
+	return Head{Origin: origin, Epoch: t.epoch, Seq: t.mark}, true
+}
+
+// announceAll sends a peer every head. A hello (sent when meeting a peer,
+// possibly with no heads) asks the peer for all of its heads in return, so
+// that a restarted node learns at once what it has missed.
+func (n *Node) announceAll(name string, p *peer, hello bool) {
+	var heads []Head
+	for _, o := range sortedKeys(n.tracks) {
+		if h, ok := n.head(o); ok {
+			heads = append(heads, h)
+			p.announced[o] = h
+		}
+	}
+	if len(heads) > 0 || hello {
+		n.send(name, Message{Kind: IHave, Heads: heads, Hello: hello})
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// String renders a message compactly, for tests and logs.
+func (m Message) String() string {
+	var b strings.Builder
+	b.WriteString(m.Kind.String())
+	if m.Repair {
+		b.WriteString(" repair")
+	}
+	if m.Hello {
+		b.WriteString(" hello")
+	}
+	for _, it := range m.Items {
+		fmt.Fprintf(&b, " %s=%s", it.ID, it.Payload)
+	}
+	for _, h := range m.Heads {
+		fmt.Fprintf(&b, " %s/%d/%d", h.Origin, h.Epoch, h.Seq)
+	}
+	for _, r := range m.Ranges {
+		fmt.Fprintf(&b, " %s/%d/%d-%d", r.Origin, r.Epoch, r.From, r.To)
+	}
+	return b.String()
+}
