@@ -138,6 +138,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		GossipInterval: rc.GossipInterval.Duration, GossipNodes: rc.GossipNodes,
 		ProbeInterval: rc.ProbeInterval.Duration, ProbeTimeout: rc.ProbeTimeout.Duration,
 		SyncInterval: rc.SyncInterval.Duration, QueueLimit: rc.BroadcastQueue,
+		Push: cluster.PushConfig{Fanout: rc.PushFanout, BatchDelay: rc.PushBatchDelay.Duration,
+			BatchBytes: int(rc.PushBatchSize), PeerBound: int(rc.PushPeerBound)},
 		Meta:      cluster.Meta{Region: rc.Region, Roles: roles, API: apiAddr},
 		PeersFile: filepath.Join(cfg.DataDir, "peers-regional.json"),
 		Accept:    acceptRegional(a.contract),
@@ -332,11 +334,13 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		GossipInterval: g.GossipInterval.Duration, GossipNodes: g.GossipNodes,
 		ProbeInterval: g.ProbeInterval.Duration, ProbeTimeout: g.ProbeTimeout.Duration,
 		SyncInterval: g.SyncInterval.Duration,
-		Meta:         cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
-		PeersFile:    filepath.Join(cfg.DataDir, "peers-global.json"),
-		Accept:       acceptGlobal(a.contract, regionOf, receivedRejected),
-		Logger:       a.log,
-		Metrics:      tm,
+		Push: cluster.PushConfig{Fanout: g.PushFanout, BatchDelay: g.PushBatchDelay.Duration,
+			BatchBytes: int(g.PushBatchSize), PeerBound: int(g.PushPeerBound)},
+		Meta:      cluster.Meta{Region: cfg.Regional.Region, Roles: roles, API: a.apiAddr},
+		PeersFile: filepath.Join(cfg.DataDir, "peers-global.json"),
+		Accept:    acceptGlobal(a.contract, regionOf, receivedRejected),
+		Logger:    a.log,
+		Metrics:   tm,
 	}, a.global)
 	if err != nil {
 		return fmt.Errorf("global tier: %w", err)

@@ -45,6 +45,12 @@ type Meta struct {
 	Region string   `json:"region"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Proto is the range [min, max] of strata protocol versions the node
+	// speaks on this tier; absent on nodes older than versioning (they
+	// speak version 1). New sets it to [ProtocolMin, ProtocolMax] when empty.
+	Proto []int `json:"proto,omitempty"`
+	// Build is the node's build (see Build). New sets it when empty.
+	Build string `json:"build,omitempty"`
 }
 
 // Config configures one tier of one node.
@@ -94,6 +100,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the tier's counters. Nil disables them.
 	Metrics *Metrics
+	// Push tunes the push path (zero values take the defaults).
+	Push PushConfig
 }
 
 // maxGossipBytes is the largest change message sent by gossip. memberlist
@@ -134,6 +142,7 @@ type Tier struct {
 	closeMu       sync.Mutex
 	closed        bool
 	syncDone      chan syncResult // completed exchanges, for tests (buffered, lossy)
+	plum          *pusher         // the push path (push.go)
 }
 
 // New starts the tier's memberlist (binding its port) and attaches it to
@@ -164,7 +173,13 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
 	}
-	meta, err := json.Marshal(cfg.Meta)
+	if len(t.cfg.Meta.Proto) == 0 {
+		t.cfg.Meta.Proto = []int{ProtocolMin, ProtocolMax}
+	}
+	if t.cfg.Meta.Build == "" {
+		t.cfg.Meta.Build = Build()
+	}
+	meta, err := json.Marshal(t.cfg.Meta)
 	if err != nil {
 		return nil, err
 	}
@@ -187,8 +202,10 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	t.track(local, memberlist.StateAlive)
+	t.plum = newPusher(t)
 	st.SetOnCommit(t.onCommit)
-	t.done.Add(3)
+	t.done.Add(4)
+	go t.plum.loop()
 	go t.gossipLoop()
 	go t.syncLoop()
 	go t.antiEntropyLoop()
@@ -240,6 +257,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Delegate = (*delegate)(t)
+	mc.Alive, mc.Merge = (*versionCheck)(t), (*versionCheck)(t)
 	mc.Events = (*events)(t)
 	mc.Logger = log.New(&slogWriter{log: t.log}, "", 0)
 	// memberlist's own push/pull carries membership only (LocalState is
@@ -350,6 +368,12 @@ type Member struct {
 	Region string   `json:"region,omitempty"`
 	Roles  []string `json:"roles,omitempty"`
 	API    string   `json:"api,omitempty"`
+	// Protocol is the range of strata protocol versions the member speaks
+	// on this tier, "min-max" ("1-1" for members older than versioning).
+	Protocol string `json:"protocol"`
+	// Build is the member's build (module version and VCS revision), if
+	// it advertises one.
+	Build string `json:"build,omitempty"`
 }
 
 // Members lists the tier's members, this node included, sorted by name.
@@ -362,7 +386,9 @@ func (t *Tier) Members() []Member {
 		var meta Meta
 		if json.Unmarshal(n.Meta, &meta) == nil {
 			m.Region, m.Roles, m.API = meta.Region, meta.Roles, meta.API
+			m.Build = meta.Build
 		}
+		m.Protocol = rangeString(meta)
 		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
@@ -408,9 +434,14 @@ func (t *Tier) Close() error {
 	return err
 }
 
-// onCommit queues committed changes for gossip: local writes, and remote
-// changes seen here first (re-broadcast once on first receipt).
+// onCommit hands local writes to the push path, and queues for gossip
+// local writes when some peer does not push, and remote changes seen here
+// first (they came by gossip: pushed changes are merged quietly).
 func (t *Tier) onCommit(local, remote []store.Change) {
+	t.plum.offer(local)
+	if !t.plum.gossipNeeded.Load() {
+		local = nil
+	}
 	for _, set := range [][]store.Change{local, remote} {
 		for _, c := range set {
 			t.broadcast(c)
@@ -635,6 +666,10 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	}
 	b := bytes.Clone(buf)
 	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(b)))
+	if msgType(b[0]) == msgPlum {
+		t.plum.receive(b)
+		return
+	}
 	if msgType(b[0]) == msgChanges {
 		select {
 		case t.gossipIn <- b:

@@ -126,10 +126,10 @@ type Config struct {
 	Fanout int
 	// GraftTimeout is how long an announced, missing message may take to
 	// arrive before this node asks for it, and then between asks.
-	// Default 50ms.
+	// Default 100ms.
 	GraftTimeout time.Duration
 	// GraftTries is how many asks (to the announcers in turn) a range gets
-	// before the node falls back to anti-entropy. Default 3.
+	// before the node falls back to anti-entropy. Default 5.
 	GraftTries int
 	// AnnounceInterval is the least time between announcements to lazy
 	// peers; announcements go out only when heads moved. Default 50ms.
@@ -145,6 +145,9 @@ type Config struct {
 	Window int
 	// MaxOrigins bounds the origins tracked. Default 4096.
 	MaxOrigins int
+	// MaxGraft bounds the messages of one origin a graft asks for: a node
+	// further behind gives the older ones up to anti-entropy. Default 8192.
+	MaxGraft int
 	// Rand picks eager peers; nil seeds one from Self (deterministic).
 	Rand *rand.Rand
 }
@@ -154,10 +157,10 @@ func (c *Config) setDefaults() {
 		c.Fanout = 3
 	}
 	if c.GraftTimeout <= 0 {
-		c.GraftTimeout = 50 * time.Millisecond
+		c.GraftTimeout = 100 * time.Millisecond
 	}
 	if c.GraftTries <= 0 {
-		c.GraftTries = 3
+		c.GraftTries = 5
 	}
 	if c.AnnounceInterval <= 0 {
 		c.AnnounceInterval = 50 * time.Millisecond
@@ -170,6 +173,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Window <= 0 {
 		c.Window = 65536
+	}
+	if c.MaxGraft <= 0 {
+		c.MaxGraft = 8192
 	}
 	if c.MaxOrigins <= 0 {
 		c.MaxOrigins = 4096
@@ -338,6 +344,7 @@ func (n *Node) send(to string, m Message) {
 			return
 		}
 	}
+	m.Items = slices.Clone(m.Items) // one slice per send: coalescing appends to it
 	n.ready.Sends = append(n.ready.Sends, Send{To: to, Msg: m})
 }
 
@@ -546,16 +553,34 @@ func (n *Node) Step(from string, m Message) {
 			p.mode = lazy
 		}
 	case Gone:
-		for _, r := range m.Ranges {
-			t := n.trackOf(r.Origin, r.Epoch)
-			if t == nil {
+		n.onGone(from, m.Ranges)
+	}
+}
+
+// onGone: the peer asked no longer holds these ranges. Another announcer
+// is asked next, if there is one; otherwise the node gives the ranges up
+// and falls back to anti-entropy with the peer.
+func (n *Node) onGone(from string, ranges []Range) {
+	fallback := false
+	for _, r := range ranges {
+		t := n.trackOf(r.Origin, r.Epoch)
+		if t == nil {
+			continue
+		}
+		if w := n.wants[r.Origin]; w != nil {
+			w.announcers = slices.DeleteFunc(w.announcers, func(a string) bool { return a == from })
+			if len(w.announcers) > 0 {
+				w.deadline = n.now // ask the next one at the next tick
 				continue
 			}
-			n.giveUp(t, r)
-			if w := n.wants[r.Origin]; w != nil && t.mark >= w.to {
-				delete(n.wants, r.Origin)
-			}
 		}
+		n.giveUp(t, r)
+		if w := n.wants[r.Origin]; w != nil && t.mark >= w.to {
+			delete(n.wants, r.Origin)
+		}
+		fallback = true
+	}
+	if fallback {
 		n.stats.Gone++
 		n.antiEntropy(from)
 	}
@@ -601,10 +626,10 @@ func (n *Node) onPush(from string, p *peer, m Message) {
 			continue
 		}
 		t := n.trackOf(it.ID.Origin, it.ID.Epoch)
-		if t != nil && t.mark == 0 && len(t.above) == 0 && n.wants[it.ID.Origin] == nil {
-			// First news of this origin's epoch: what came before is this
-			// node's past (anti-entropy at join covers it), not a gap.
-			t.mark = it.ID.Seq - 1
+		if t != nil && t.mark == 0 && len(t.above) == 0 && it.ID.Seq > 1 {
+			// First news of this origin's epoch, and not its first message:
+			// ask for the ones before (the origin first, then the sender).
+			n.want(it.ID.Origin, it.ID.Seq-1, from)
 		}
 		if t == nil || t.seen(it.ID.Seq) {
 			n.stats.Duplicates++
@@ -632,9 +657,16 @@ func (n *Node) onPush(from string, p *peer, m Message) {
 		return
 	}
 	for _, name := range n.sortedPeers(eager) {
-		if name != from {
-			n.stats.Forwards += uint64(len(fresh))
-			n.send(name, Message{Kind: Push, Items: fresh})
+		if name == from {
+			continue
+		}
+		out := fresh
+		if slices.ContainsFunc(fresh, func(it Item) bool { return it.ID.Origin == name }) {
+			out = slices.DeleteFunc(slices.Clone(fresh), func(it Item) bool { return it.ID.Origin == name })
+		}
+		if len(out) > 0 {
+			n.stats.Forwards += uint64(len(out))
+			n.send(name, Message{Kind: Push, Items: out})
 		}
 	}
 }
@@ -651,14 +683,27 @@ func (n *Node) onIHave(from string, heads []Head) {
 		if len(t.missing(h.Origin, min(h.Seq, t.mark+uint64(n.cfg.Window)))) == 0 {
 			continue
 		}
-		w := n.wants[h.Origin]
-		if w == nil {
-			w = &want{deadline: n.now.Add(n.cfg.GraftTimeout)}
-			n.wants[h.Origin] = w
+		n.want(h.Origin, h.Seq, from)
+	}
+}
+
+// want records that this node lacks messages of origin up to seq, which
+// announcer holds. The origin, when it is a peer, is asked first: it holds
+// its own messages longest.
+func (n *Node) want(origin string, seq uint64, announcer string) {
+	w := n.wants[origin]
+	if w == nil {
+		w = &want{deadline: n.now.Add(n.cfg.GraftTimeout)}
+		n.wants[origin] = w
+		if _, ok := n.peers[origin]; ok && origin != announcer {
+			w.announcers = append(w.announcers, origin)
 		}
-		w.to = max(w.to, h.Seq)
-		if !slices.Contains(w.announcers, from) {
-			w.announcers = append(w.announcers, from)
+	}
+	w.to = max(w.to, seq)
+	if !slices.Contains(w.announcers, announcer) {
+		w.announcers = append(w.announcers, announcer)
+		if announcer == origin {
+			w.announcers = append([]string{announcer}, w.announcers[:len(w.announcers)-1]...)
 		}
 	}
 }
@@ -740,6 +785,18 @@ func (n *Node) Tick(now time.Time) {
 			}
 			delete(n.wants, origin)
 			continue
+		}
+		// Ask for the newest MaxGraft messages at most; older ones are left
+		// to anti-entropy (a node that was away long, or is new).
+		if r0 := missing[0]; w.to-r0.From >= uint64(n.cfg.MaxGraft) {
+			cut := w.to - uint64(n.cfg.MaxGraft)
+			n.giveUp(t, Range{Origin: origin, Epoch: t.epoch, From: r0.From, To: cut})
+			n.antiEntropy(w.announcers[0])
+			n.stats.Gone++
+			if missing = t.missing(origin, min(w.to, t.mark+uint64(n.cfg.Window))); len(missing) == 0 {
+				delete(n.wants, origin)
+				continue
+			}
 		}
 		to := w.announcers[w.tries%len(w.announcers)]
 		w.tries++
