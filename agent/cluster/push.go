@@ -27,8 +27,9 @@ const (
 type PushConfig struct {
 	// Fanout is the number of eager peers a node pushes to. Default 3.
 	Fanout int
-	// BatchDelay is how long changes wait for others to join their batch
-	// before a peer's batch is sent. Default 2ms.
+	// BatchDelay is the least time between two batches to one peer:
+	// changes committed meanwhile join the next batch. A change for an
+	// idle link goes at once. Default 2ms.
 	BatchDelay time.Duration
 	// BatchBytes sends a batch at once when it reaches this size.
 	// Default 256 KiB.
@@ -391,8 +392,13 @@ func (s *peerSender) enqueue(m plumtree.Message) {
 
 func (s *peerSender) close() { s.once.Do(func() { close(s.stop) }) }
 
+// run sends the queue in batches. A batch goes at once when the link has
+// been idle for BatchDelay (an isolated change waits for nothing), and
+// otherwise BatchDelay after the previous one, or as soon as BatchBytes
+// are queued: a busy link carries at most one stream per BatchDelay.
 func (s *peerSender) run() {
 	t := s.p.t
+	var last time.Time
 	for {
 		select {
 		case <-s.stop:
@@ -402,13 +408,14 @@ func (s *peerSender) run() {
 		s.mu.Lock()
 		full := s.queued >= s.p.cfg.BatchBytes
 		s.mu.Unlock()
-		if !full {
+		if wait := time.Until(last.Add(s.p.cfg.BatchDelay)); !full && wait > 0 {
 			select {
 			case <-s.stop:
 				return
-			case <-time.After(s.p.cfg.BatchDelay):
+			case <-time.After(wait):
 			}
 		}
+		last = time.Now()
 		for {
 			s.mu.Lock()
 			var batch []plumtree.Message
