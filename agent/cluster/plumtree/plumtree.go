@@ -125,11 +125,12 @@ type Config struct {
 	// Fanout is the number of eager peers a node starts with. Default 3.
 	Fanout int
 	// GraftTimeout is how long an announced, missing message may take to
-	// arrive before this node asks for it, and then between asks.
-	// Default 100ms.
+	// arrive before this node asks for it; each further ask waits twice as
+	// long as the one before. Default 100ms.
 	GraftTimeout time.Duration
 	// GraftTries is how many asks (to the announcers in turn) a range gets
-	// before the node falls back to anti-entropy. Default 5.
+	// before the node falls back to anti-entropy. Default 5 (with the
+	// default timeout, 3.1 s in all).
 	GraftTries int
 	// AnnounceInterval is the least time between announcements to lazy
 	// peers; announcements go out only when heads moved. Default 50ms.
@@ -800,7 +801,8 @@ func (n *Node) Tick(now time.Time) {
 		}
 		to := w.announcers[w.tries%len(w.announcers)]
 		w.tries++
-		w.deadline = now.Add(n.cfg.GraftTimeout)
+		// Back off: a busy peer answers late rather than never.
+		w.deadline = now.Add(n.cfg.GraftTimeout << (w.tries - 1))
 		n.stats.Grafts++
 		if p := n.peers[to]; p != nil {
 			p.mode = eager
