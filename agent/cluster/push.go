@@ -79,7 +79,8 @@ type pusher struct {
 	sendersMu sync.Mutex
 	senders   map[string]*peerSender
 
-	members map[string]bool // push peers the core knows (loop only)
+	members map[string]bool              // push peers the core knows (loop only)
+	decoded map[plumtree.ID]store.Change // changes checked by step, for carryOut (loop only)
 
 	// gossipNeeded is set while some alive peer does not speak the push
 	// protocol (or none does): local changes then go by gossip as well.
@@ -105,7 +106,7 @@ func newPusher(t *Tier) *pusher {
 		node: plumtree.New(plumtree.Config{Self: t.cfg.Node, Epoch: uint64(time.Now().UnixNano()), Fanout: cfg.Fanout,
 			CacheBytes: 4 * cfg.PeerBound}),
 		wake: make(chan struct{}, 1), inbox: make(chan *plumBundle, 4096),
-		senders: map[string]*peerSender{}, members: map[string]bool{}}
+		senders: map[string]*peerSender{}, members: map[string]bool{}, decoded: map[plumtree.ID]store.Change{}}
 	p.gossipNeeded.Store(true) // until the first reconcile
 	return p
 }
@@ -224,6 +225,7 @@ func (p *pusher) step(m *plumBundle) {
 				if len(t.accept(m.Sender, []store.Change{c})) == 0 {
 					continue
 				}
+				p.decoded[it.ID] = c
 				kept = append(kept, it)
 			}
 			msg.Items = kept
@@ -239,9 +241,9 @@ func (p *pusher) carryOut() {
 		rd := p.node.Ready()
 		var pushed, repaired []store.Change
 		for _, d := range rd.Deliveries {
-			c, err := decodePayload(d.Item.Payload)
-			if err != nil {
-				continue // checked in step
+			c, ok := p.decoded[d.Item.ID]
+			if !ok {
+				continue // every delivered item was decoded and checked by step
 			}
 			if d.Repair {
 				repaired = append(repaired, c)
@@ -258,6 +260,7 @@ func (p *pusher) carryOut() {
 			go t.SyncWith(peer)
 		}
 	}
+	clear(p.decoded)
 	st := p.node.Stats()
 	b := t.m.bcast
 	tier := t.cfg.Tier
