@@ -1,108 +1,10 @@
 package plumtree
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 )
-
-// ID names one message: its origin node, the origin's epoch (one process
-// lifetime) and its sequence number within the epoch, from 1.
-type ID struct {
-	Origin string
-	Epoch  uint64
-	Seq    uint64
-}
-
-func (id ID) String() string { return fmt.Sprintf("%s/%d/%d", id.Origin, id.Epoch, id.Seq) }
-
-// Item is one message: its id and opaque payload.
-type Item struct {
-	ID      ID
-	Payload []byte
-}
-
-// Head announces that a node has seen every message of an origin's epoch
-// up to Seq.
-type Head struct {
-	Origin string
-	Epoch  uint64
-	Seq    uint64
-}
-
-// Range is the messages From..To (inclusive) of an origin's epoch.
-type Range struct {
-	Origin   string
-	Epoch    uint64
-	From, To uint64
-}
-
-// Kind is the kind of a Message.
-type Kind uint8
-
-// Message kinds.
-const (
-	// Push carries messages. Repair is set when it answers a Graft.
-	Push Kind = iota + 1
-	// IHave announces heads.
-	IHave
-	// Graft asks for ranges and makes the link eager.
-	Graft
-	// Prune makes the link lazy: the receiver stops pushing to the sender.
-	Prune
-	// Gone says the sender no longer holds these ranges.
-	Gone
-)
-
-func (k Kind) String() string {
-	switch k {
-	case Push:
-		return "push"
-	case IHave:
-		return "ihave"
-	case Graft:
-		return "graft"
-	case Prune:
-		return "prune"
-	case Gone:
-		return "gone"
-	}
-	return fmt.Sprintf("kind-%d", uint8(k))
-}
-
-// Message is what nodes exchange.
-type Message struct {
-	Kind   Kind
-	Repair bool    // Push: an answer to a Graft
-	Hello  bool    // IHave: the sender has just met this node; answer with all heads
-	Items  []Item  // Push
-	Heads  []Head  // IHave
-	Ranges []Range // Graft, Gone
-}
-
-// Send is a message for one peer.
-type Send struct {
-	To  string
-	Msg Message
-}
-
-// Delivery is a message new to this node, to apply.
-type Delivery struct {
-	From   string
-	Repair bool // arrived as the answer to a Graft
-	Item   Item
-}
-
-// Ready is what the caller must carry out, in order: apply Deliveries,
-// then send Sends (each peer's in order), then start anti-entropy with
-// each of AntiEntropy.
-type Ready struct {
-	Deliveries  []Delivery
-	Sends       []Send
-	AntiEntropy []string
-}
 
 // Stats are counters of what the node did, since it was created.
 type Stats struct {
@@ -188,73 +90,6 @@ func (c *Config) setDefaults() {
 		}
 		c.Rand = rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	}
-}
-
-// track is the seen-state of one origin's current epoch.
-type track struct {
-	epoch  uint64
-	mark   uint64              // every seq ≤ mark seen
-	above  map[uint64]struct{} // seen seqs > mark
-	active time.Time           // last change, for MaxOrigins eviction
-}
-
-func (t *track) seen(seq uint64) bool {
-	if seq <= t.mark {
-		return true
-	}
-	_, ok := t.above[seq]
-	return ok
-}
-
-// add records seq; it reports how many sequence numbers were given up to
-// keep the window bound (everything below the lowest seen seq above the
-// mark, left to anti-entropy).
-func (t *track) add(seq uint64, window int) (lost uint64) {
-	if t.seen(seq) {
-		return 0
-	}
-	t.above[seq] = struct{}{}
-	for len(t.above) > window {
-		lo := uint64(0)
-		for s := range t.above {
-			if lo == 0 || s < lo {
-				lo = s
-			}
-		}
-		lost += lo - t.mark - 1
-		t.mark = lo
-		delete(t.above, lo)
-		t.absorb()
-	}
-	t.absorb()
-	return lost
-}
-
-// absorb moves the mark over contiguous seen seqs.
-func (t *track) absorb() {
-	for {
-		if _, ok := t.above[t.mark+1]; !ok {
-			return
-		}
-		delete(t.above, t.mark+1)
-		t.mark++
-	}
-}
-
-// missing returns the unseen seqs in (mark, to] as ranges.
-func (t *track) missing(origin string, to uint64) []Range {
-	var out []Range
-	for s := t.mark + 1; s <= to; s++ {
-		if t.seen(s) {
-			continue
-		}
-		if n := len(out); n > 0 && out[n-1].To == s-1 {
-			out[n-1].To = s
-		} else {
-			out = append(out, Range{Origin: origin, Epoch: t.epoch, From: s, To: s})
-		}
-	}
-	return out
 }
 
 // want is an announced range this node lacks.
@@ -869,26 +704,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// String renders a message compactly, for tests and logs.
-func (m Message) String() string {
-	var b strings.Builder
-	b.WriteString(m.Kind.String())
-	if m.Repair {
-		b.WriteString(" repair")
-	}
-	if m.Hello {
-		b.WriteString(" hello")
-	}
-	for _, it := range m.Items {
-		fmt.Fprintf(&b, " %s=%s", it.ID, it.Payload)
-	}
-	for _, h := range m.Heads {
-		fmt.Fprintf(&b, " %s/%d/%d", h.Origin, h.Epoch, h.Seq)
-	}
-	for _, r := range m.Ranges {
-		fmt.Fprintf(&b, " %s/%d/%d-%d", r.Origin, r.Epoch, r.From, r.To)
-	}
-	return b.String()
 }
