@@ -90,13 +90,14 @@ type pusher struct {
 
 type pushEvent struct {
 	peer string
-	kind int // evFailed, evSent, evEvicted
+	kind int // evFailed, evSent, evEvicted, evResync
 }
 
 const (
 	evFailed = iota
 	evSent
 	evEvicted
+	evResync
 )
 
 func newPusher(t *Tier) *pusher {
@@ -149,7 +150,10 @@ func (p *pusher) receive(b []byte) {
 	select {
 	case p.inbox <- m:
 	default:
+		// The loop is far behind: drop, and resync with the sender so it
+		// tells this node what it has.
 		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		p.event(m.Sender, evResync)
 	}
 }
 
@@ -187,7 +191,14 @@ func (p *pusher) loop() {
 		local, events := p.local, p.events
 		p.local, p.events = nil, nil
 		p.mu.Unlock()
+		resynced := map[string]bool{}
 		for _, ev := range events {
+			if ev.kind == evResync {
+				if resynced[ev.peer] {
+					continue
+				}
+				resynced[ev.peer] = true
+			}
 			switch ev.kind {
 			case evFailed:
 				p.node.SendFailed(ev.peer)
@@ -195,6 +206,8 @@ func (p *pusher) loop() {
 				p.node.Sent(ev.peer)
 			case evEvicted:
 				p.node.Evicted(ev.peer)
+			case evResync:
+				p.node.Resync(ev.peer)
 			}
 		}
 		if len(local) > 0 {

@@ -13,9 +13,9 @@ type Stats struct {
 	Prunes     uint64 // links pruned to lazy (sent Prune)
 	Grafts     uint64 // ranges asked for
 	Served     uint64 // ranges answered with messages
-	Gone       uint64 // ranges answered or told Gone (anti-entropy)
+	Gone       uint64 // fallbacks to anti-entropy (a range no peer asked still held)
 	Evictions  uint64 // eager peers cut for a backlog past the bound
-	Lost       uint64 // messages given up on (window overflow), left to anti-entropy
+	Lost       uint64 // messages given up on, left to anti-entropy
 }
 
 // Config configures a Node.
@@ -109,8 +109,9 @@ const (
 
 type peer struct {
 	mode      mode
-	retry     bool      // sends failed: announce all heads again at retryDue
+	retry     bool      // sends failed: announce all heads again at retryDue, until a send succeeds
 	retryDue  time.Time //
+	resync    bool      // sends were lost since the heads were last exchanged
 	announced map[string]Head
 }
 
@@ -242,11 +243,7 @@ func (n *Node) promote() {
 		if n.eagerCount() >= n.cfg.Fanout {
 			return
 		}
-		// A peer made eager missed what was pushed before: tell it every
-		// head, so it can ask.
-		p := n.peers[c]
-		p.mode = eager
-		n.announceAll(c, p, false)
+		n.makeEager(c, n.peers[c])
 	}
 }
 
@@ -261,7 +258,7 @@ func (n *Node) Evicted(name string) {
 	n.stats.Evictions++
 	p.mode = lazy
 	p.announced = map[string]Head{}
-	p.retry, p.retryDue = true, n.now // announce all heads at the next tick
+	p.retry, p.retryDue, p.resync = true, n.now, true // announce all heads at the next tick
 	n.promote()
 }
 
@@ -279,15 +276,32 @@ func (n *Node) SendFailed(name string) {
 		n.promote()
 	}
 	p.announced = map[string]Head{}
+	p.resync = true
 	if !p.retry {
 		p.retry, p.retryDue = true, n.now.Add(n.cfg.RetryInterval)
 	}
 }
 
+// Resync tells the node that something a peer sent it was lost on
+// arrival (dropped before it could be read): the node greets the peer
+// again, and the peer answers with all its heads, so the node can ask
+// for what it lacks.
+func (n *Node) Resync(name string) {
+	if p, ok := n.peers[name]; ok {
+		n.announceAll(name, p, true)
+	}
+}
+
 // Sent tells the node a send to a peer succeeded, ending its retries.
 func (n *Node) Sent(name string) {
-	if p, ok := n.peers[name]; ok {
+	if p, ok := n.peers[name]; ok && p.retry {
+		// The link works again: exchange every head now (unless a retry
+		// just did), so that either side can ask for what the failed
+		// sends carried.
 		p.retry = false
+		if p.resync {
+			n.announceAll(name, p, true)
+		}
 	}
 }
 
@@ -380,8 +394,8 @@ func (n *Node) Step(from string, m Message) {
 			n.announceAll(from, p, false)
 		}
 	case Graft:
-		if p != nil && p.mode != eager {
-			p.mode = eager
+		if p != nil {
+			n.makeEager(from, p)
 		}
 		n.onGraft(from, m.Ranges)
 	case Prune:
@@ -462,15 +476,15 @@ func (n *Node) onPush(from string, p *peer, m Message) {
 			continue
 		}
 		t := n.trackOf(it.ID.Origin, it.ID.Epoch)
-		if t != nil && t.mark == 0 && len(t.above) == 0 && it.ID.Seq > 1 {
-			// First news of this origin's epoch, and not its first message:
-			// ask for the ones before (the origin first, then the sender).
-			n.want(it.ID.Origin, it.ID.Seq-1, from)
-		}
 		if t == nil || t.seen(it.ID.Seq) {
 			n.stats.Duplicates++
 			dup = true
 			continue
+		}
+		if it.ID.Seq > t.mark+1 {
+			// A gap below this message: its messages may still be on their
+			// way; if not, ask for them (the origin first, then the sender).
+			n.want(it.ID.Origin, it.ID.Seq-1, from)
 		}
 		n.stats.Lost += t.add(it.ID.Seq, n.cfg.Window)
 		t.active = n.now
@@ -640,7 +654,7 @@ func (n *Node) Tick(now time.Time) {
 		w.deadline = now.Add(n.cfg.GraftTimeout << (w.tries - 1))
 		n.stats.Grafts++
 		if p := n.peers[to]; p != nil {
-			p.mode = eager
+			n.makeEager(to, p)
 		}
 		n.send(to, Message{Kind: Graft, Ranges: missing})
 	}
@@ -668,7 +682,7 @@ func (n *Node) Tick(now time.Time) {
 		p := n.peers[name]
 		if p.retry && !now.Before(p.retryDue) {
 			p.retryDue = now.Add(n.cfg.RetryInterval)
-			n.announceAll(name, p, false)
+			n.announceAll(name, p, true)
 		}
 	}
 }
@@ -681,10 +695,34 @@ func (n *Node) head(origin string) (Head, bool) {
 	return Head{Origin: origin, Epoch: t.epoch, Seq: t.mark}, true
 }
 
+// makeEager moves a lazy peer to the eager set. Announcements go to lazy
+// peers only, and pushes to eager ones, so a change committed while the
+// peer was lazy and not yet announced would reach it by neither: it is
+// sent the heads it has not been told first.
+func (n *Node) makeEager(name string, p *peer) {
+	if p.mode == eager {
+		return
+	}
+	p.mode = eager
+	var heads []Head
+	for _, o := range sortedKeys(n.tracks) {
+		if h, ok := n.head(o); ok && p.announced[o] != h {
+			heads = append(heads, h)
+			p.announced[o] = h
+		}
+	}
+	if len(heads) > 0 {
+		n.send(name, Message{Kind: IHave, Heads: heads})
+	}
+}
+
 // announceAll sends a peer every head. A hello (sent when meeting a peer,
 // possibly with no heads) asks the peer for all of its heads in return, so
 // that a restarted node learns at once what it has missed.
 func (n *Node) announceAll(name string, p *peer, hello bool) {
+	if hello {
+		p.resync = false
+	}
 	var heads []Head
 	for _, o := range sortedKeys(n.tracks) {
 		if h, ok := n.head(o); ok {
