@@ -16,7 +16,7 @@ import (
 // and asked for it.
 func TestSimulation(t *testing.T) {
 	seeds := uint64(80)
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		seeds = 15
 	}
 	if v := os.Getenv("PLUMTREE_SEEDS"); v != "" { // a longer search: PLUMTREE_SEEDS=2000
