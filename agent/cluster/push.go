@@ -55,9 +55,14 @@ func (c *PushConfig) setDefaults() {
 	}
 }
 
+// maxAnnouncePacket is the largest announcement bundle sent as one UDP
+// packet (memberlist's packets carry about 1,400 bytes, less label,
+// encryption and framing); larger ones go over a stream.
+const maxAnnouncePacket = 1000
+
 // pushTick is how often the push loop ticks the plumtree core (graft
 // timeouts, announcements, retries). It sends nothing when idle.
-const pushTick = 10 * time.Millisecond
+const pushTick = 20 * time.Millisecond
 
 // pusher is the effect side of the push path: it owns a plumtree.Node,
 // feeds it local commits, received messages, membership and the time, and
@@ -81,6 +86,12 @@ type pusher struct {
 
 	members map[string]bool              // push peers the core knows (loop only)
 	decoded map[plumtree.ID]store.Change // changes checked by step, for carryOut (loop only)
+
+	// membership is set by the tier when a member joins, leaves or
+	// changes its meta: the next tick reconciles the core's peers (and at
+	// least once a second regardless).
+	membership atomic.Bool
+	reconciled time.Time // loop only
 
 	// gossipNeeded is set while some alive peer does not speak the push
 	// protocol (or none does): local changes then go by gossip as well.
@@ -176,7 +187,10 @@ func (p *pusher) loop() {
 		case m := <-p.inbox:
 			p.step(m)
 		case now := <-tick.C:
-			p.reconcile()
+			if p.membership.Swap(false) || now.Sub(p.reconciled) > time.Second {
+				p.reconciled = now
+				p.reconcile()
+			}
 			p.node.Tick(now)
 		}
 		for drained := false; !drained; {
@@ -454,7 +468,31 @@ func (s *peerSender) run() {
 				s.p.event(s.peer, evFailed)
 				continue
 			}
-			b := encodePlum(t.cfg.Node, batch)
+			// Announcements and prunes go in a packet when they fit: a lost
+			// one costs the next announcement or a duplicate, while a
+			// stream per message costs a TCP connection. Changes, grafts,
+			// gone and hellos go over a stream.
+			var stream, packet []plumtree.Message
+			for _, m := range batch {
+				if (m.Kind == plumtree.IHave || m.Kind == plumtree.Prune) && !m.Hello {
+					packet = append(packet, m)
+				} else {
+					stream = append(stream, m)
+				}
+			}
+			if len(packet) > 0 {
+				if b := encodePlum(t.cfg.Node, packet); len(b) <= maxAnnouncePacket {
+					if err := t.ml.SendBestEffort(n, b); err == nil {
+						t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
+					}
+				} else {
+					stream = append(stream, packet...)
+				}
+			}
+			if len(stream) == 0 {
+				continue
+			}
+			b := encodePlum(t.cfg.Node, stream)
 			if err := t.ml.SendReliable(n, b); err != nil {
 				t.log.Debug("push failed", "peer", s.peer, "err", err)
 				s.p.event(s.peer, evFailed)

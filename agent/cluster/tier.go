@@ -515,6 +515,9 @@ func (t *Tier) track(n *memberlist.Node, state memberlist.NodeStateType) {
 	t.members[c.Name] = &c
 	t.regions[store.NodeIDOf(c.Name)] = meta.Region
 	t.membersMu.Unlock()
+	if t.plum != nil {
+		t.plum.membership.Store(true)
+	}
 }
 
 // RegionOf returns the region of the member whose stamps carry id (alive
