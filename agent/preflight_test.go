@@ -86,14 +86,17 @@ outputs = ["app_placements"]
 	var res struct {
 		Reducers []struct {
 			Name      string `json:"name"`
-			LastError string `json:"last_error"`
+			LastError struct {
+				Kind    string `json:"kind"`
+				Message string `json:"message"`
+			} `json:"last_error"`
 		} `json:"reducers"`
 	}
 	if err := c.GetJSON(ctx, "/v1/reducers", &res); err != nil {
 		t.Fatal(err)
 	}
 	reducers := res.Reducers
-	if len(reducers) != 1 || reducers[0].Name != "broken" || !strings.Contains(reducers[0].LastError, "undefined: notDefined") {
+	if len(reducers) != 1 || reducers[0].Name != "broken" || !strings.Contains(reducers[0].LastError.Message, "undefined: notDefined") {
 		b, _ := json.Marshal(reducers)
 		t.Errorf("/v1/reducers = %s, want the broken reducer with the compiler's error", b)
 	}

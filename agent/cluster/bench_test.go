@@ -22,7 +22,7 @@ import (
 
 // benchNode is a node with the default regional settings (as agent.toml
 // defaults: gossip every 100ms to 4 nodes, probe 1s/500ms).
-func benchNode(b *testing.B, name string, join string, observe func(name string, local, remote []store.Change)) *Tier {
+func benchNode(b *testing.B, name string, join string) *Tier {
 	b.Helper()
 	st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: name, Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
 	if err != nil {
@@ -41,12 +41,6 @@ func benchNode(b *testing.B, name string, join string, observe func(name string,
 	t, err := New(cfg, st)
 	if err != nil {
 		b.Fatal(err)
-	}
-	if observe != nil {
-		st.SetOnCommit(func(local, remote []store.Change) {
-			observe(name, local, remote)
-			t.onCommit(local, remote)
-		})
 	}
 	t.Start()
 	b.Cleanup(func() { t.Close(); st.Close() })
@@ -111,23 +105,12 @@ func BenchmarkPropagation(b *testing.B) {
 	}
 }
 
+// propagationStrata measures from a write's submission to its appearance
+// in every other node's change feed (as a watch sees it).
 func propagationStrata(b *testing.B, n int) []time.Duration {
-	var mu sync.Mutex
-	sent := map[string]time.Time{}
-	var lat []time.Duration
-	observe := func(name string, local, remote []store.Change) {
-		now := time.Now()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range remote {
-			if t0, ok := sent[c.Key]; ok {
-				lat = append(lat, now.Sub(t0))
-			}
-		}
-	}
-	nodes := []*Tier{benchNode(b, "n0", "", observe)}
+	nodes := []*Tier{benchNode(b, "n0", "")}
 	for i := 1; i < n; i++ {
-		nodes = append(nodes, benchNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), observe))
+		nodes = append(nodes, benchNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr()))
 	}
 	waitMembersOr(b, n, func() (out []int) {
 		for _, t := range nodes {
@@ -135,33 +118,43 @@ func propagationStrata(b *testing.B, n int) []time.Duration {
 		}
 		return out
 	}, false)
+	stop := make(chan struct{})
+	defer close(stop)
+	var watches []*feedWatch
+	for _, t := range nodes {
+		watches = append(watches, watchFeed(b, t.store, stop))
+	}
 	writes := 20 * b.N
+	sent := map[string]time.Time{}
+	writer := map[string]int{}
 	b.ResetTimer()
 	for i := 0; i < writes; i++ {
-		t := nodes[rand.N(n)]
+		w := rand.N(n)
 		key := fmt.Sprintf("w%d", i)
-		mu.Lock()
-		sent[key] = time.Now()
-		mu.Unlock()
-		if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}}); err != nil {
+		sent[key], writer[key] = time.Now(), w
+		if _, err := nodes[w].store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}}); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		got := len(lat)
-		mu.Unlock()
-		if got >= writes*(n-1) || time.Now().After(deadline) {
-			break
+	collect := func() (lat []time.Duration) {
+		for i, w := range watches {
+			w.mu.Lock()
+			for k, t0 := range sent {
+				if d, ok := w.seen[k]; ok && writer[k] != i {
+					lat = append(lat, d.Sub(t0))
+				}
+			}
+			w.mu.Unlock()
 		}
+		return lat
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(collect()) < writes*(n-1) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	b.StopTimer()
-	mu.Lock()
-	defer mu.Unlock()
-	return withMissed(b, "missed", lat, writes*(n-1))
+	return withMissed(b, "missed", collect(), writes*(n-1))
 }
 
 // bareDelegate is memberlist with nothing but broadcast: a message is
@@ -274,8 +267,8 @@ func withMissed(b *testing.B, metric string, lat []time.Duration, want int) []ti
 func BenchmarkAntiEntropyInSync(b *testing.B) {
 	for _, rows := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
-			a := benchNode(b, "a", "", nil)
-			c := benchNode(b, "c", a.Addr(), nil)
+			a := benchNode(b, "a", "")
+			c := benchNode(b, "c", a.Addr())
 			waitMembers(b, 2, func() []int { return []int{a.NumAlive(), c.NumAlive()} })
 			a.store.SetOnCommit(nil)
 			c.store.SetOnCommit(nil)
@@ -323,8 +316,8 @@ func BenchmarkAntiEntropyInSync(b *testing.B) {
 
 // BenchmarkRepairAfterPartition cuts one node of an 8-node region off
 // while k writes happen elsewhere, heals, and measures how long the node
-// takes to be whole again (in sync intervals of 1s) and how many rows
-// anti-entropy shipped to do it.
+// takes to be whole again (sync interval 1s), how many rows anti-entropy
+// shipped and how many the push path's repair brought.
 func BenchmarkRepairAfterPartition(b *testing.B) {
 	const n, k = 8, 200
 	faults := NewFaults()
@@ -359,7 +352,7 @@ func BenchmarkRepairAfterPartition(b *testing.B) {
 	})
 	lone := nodes[n-1]
 	var total time.Duration
-	var shipped float64
+	var shipped, byRepair float64
 	for it := 0; it < b.N; it++ {
 		faults.Partition(addrs[n-1:], addrs[:n-1])
 		for i := 0; i < k; i++ {
@@ -369,8 +362,9 @@ func BenchmarkRepairAfterPartition(b *testing.B) {
 			}
 		}
 		// Wait until gossip of the writes has died out among the others
-		// (every broadcast queue empty), so the lone node can only be
-		// repaired by anti-entropy; then heal.
+		// (every broadcast queue empty); then heal. The lone node is
+		// repaired by the push path's announcements or by anti-entropy,
+		// whichever comes first.
 		for quiet := false; !quiet; {
 			quiet = true
 			for _, t := range nodes {
@@ -382,6 +376,7 @@ func BenchmarkRepairAfterPartition(b *testing.B) {
 		}
 		received := func() float64 { return testutil.ToFloat64(lone.m.synced.WithLabelValues(Regional, "received")) }
 		m0 := received()
+		r0 := arrivals(lone)[pathRepair]
 		want := nodes[0].store.Stats().Root
 		faults.Heal()
 		healed := time.Now()
@@ -393,20 +388,149 @@ func BenchmarkRepairAfterPartition(b *testing.B) {
 		}
 		total += time.Since(healed)
 		shipped += received() - m0
+		byRepair += arrivals(lone)[pathRepair] - r0
 	}
+	b.ReportMetric(byRepair/float64(b.N), "rows_by_push_repair")
 	b.ReportMetric(total.Seconds()/float64(b.N), "s_to_whole")
 	b.ReportMetric(shipped/float64(b.N), "rows_repaired")
 	b.ReportMetric(float64(k), "writes_missed")
 }
 
-// BenchmarkGossipBandwidth drives 1,000 writes/s into a 16-node region for
-// 5 seconds (writes spread over all nodes) and reports the bytes each node
-// sends and receives per second, averaged over nodes.
-func BenchmarkGossipBandwidth(b *testing.B) {
-	const n, rate, secs = 16, 1000, 5
-	nodes := []*Tier{benchNode(b, "n0", "", nil)}
+// throughputNode is a node of BenchmarkRegionThroughput: default regional
+// settings, its store fsyncing every commit unless noSync.
+func throughputNode(b *testing.B, name, join string, noSync, gossipOnly bool) *Tier {
+	b.Helper()
+	st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: name, Clock: hlc.NewClock(nil, time.Minute), NoSync: noSync})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ft, err := NewFaultTransport(NewFaults())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := Config{Node: name, Tier: Regional, Cluster: "bench", Region: "r1", Bind: ft.Addr(), Transport: ft,
+		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SyncInterval: 10 * time.Second, Meta: Meta{Region: "r1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if join != "" {
+		cfg.Join = []string{join}
+	}
+	if gossipOnly {
+		cfg.Meta.Proto = []int{protoGossip, protoGossip} // as nodes before the push path
+	}
+	t, err := New(cfg, st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t.Start()
+	b.Cleanup(func() { t.Close(); st.Close() })
+	return t
+}
+
+// machineRow is a machine-like row of about 150 bytes.
+var machineRow = []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
+	{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
+	{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
+
+// feedWatch follows a store's change feed, as a watch does, and records
+// when each key first appears.
+type feedWatch struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func watchFeed(b *testing.B, st *store.Store, stop <-chan struct{}) *feedWatch {
+	w := &feedWatch{seen: map[string]time.Time{}}
+	pos := st.Seq()
+	go func() {
+		for {
+			ch := st.Changed()
+			for {
+				evs, next, err := st.FeedSince(pos, "machines", 10_000)
+				if err != nil {
+					return
+				}
+				now := time.Now()
+				w.mu.Lock()
+				for _, ev := range evs {
+					if _, ok := w.seen[ev.Key]; !ok {
+						w.seen[ev.Key] = now
+					}
+				}
+				w.mu.Unlock()
+				if next == pos {
+					break
+				}
+				pos = next
+			}
+			select {
+			case <-ch:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return w
+}
+
+// BenchmarkRegionThroughput drives writes at a fixed rate into a region
+// over loopback and measures, with a change-feed watch on every node, how
+// long each write takes from its commit on the writer (its appearance in
+// the writer's feed) to its appearance in a receiver's feed (propagation,
+// p50_ms and p99_ms), and from its submission (e2e_p99_ms, which adds the
+// writer's own group commit, ack_p99_ms); how many writes arrive later
+// than 1 s after submission, how each row arrived at the receivers (push or gossip,
+// repair, anti-entropy) and the bytes all nodes put on the wire per change
+// per receiving node (the floor is a change's own size, sent once to each
+// node).
+//
+//   - nodes=3: every write on n0, the propagation measured at n2; the
+//     stores fsync every commit as the agent does, or not (fsync=off: the
+//     dissemination path alone, without the disk);
+//   - nodes=16: writes spread over all nodes, measured at every node,
+//     stores without fsync (16 bbolt files on one disk would measure the
+//     disk);
+//   - path=gossip: every node advertises protocol 1 only, so changes ride
+//     memberlist's gossip as before the push path: today's figures, in the
+//     same run.
+//
+// Each run lasts `secs` seconds of writes, then waits up to 15 s (more
+// than one anti-entropy interval) for stragglers; a write that never
+// arrives counts as 15 s and is reported as missed.
+func BenchmarkRegionThroughput(b *testing.B) {
+	type tc struct {
+		nodes, rate, secs int
+		noSync, gossip    bool
+	}
+	var cases []tc
+	for _, rate := range []int{200, 1000, 5000} {
+		cases = append(cases, tc{3, rate, 5, false, false}, tc{3, rate, 5, true, false})
+	}
+	cases = append(cases, tc{3, 200, 10, false, true}, tc{3, 1000, 5, false, true})
+	for _, rate := range []int{1000, 2000, 4000} {
+		cases = append(cases, tc{16, rate, 5, true, false})
+	}
+	cases = append(cases, tc{16, 1000, 5, true, true})
+	for _, c := range cases {
+		name := fmt.Sprintf("nodes=%d/rate=%d", c.nodes, c.rate)
+		if c.noSync {
+			name += "/fsync=off"
+		}
+		if c.gossip {
+			name += "/path=gossip"
+		}
+		b.Run(name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				regionThroughput(b, c.nodes, c.rate, c.secs, c.noSync, c.gossip)
+			}
+		})
+	}
+}
+
+func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) {
+	spread := n > 3
+	nodes := []*Tier{throughputNode(b, "n0", "", noSync, gossipOnly)}
 	for i := 1; i < n; i++ {
-		nodes = append(nodes, benchNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), nil))
+		nodes = append(nodes, throughputNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), noSync, gossipOnly))
 	}
 	waitMembers(b, n, func() (out []int) {
 		for _, t := range nodes {
@@ -414,37 +538,205 @@ func BenchmarkGossipBandwidth(b *testing.B) {
 		}
 		return out
 	})
-	var s0, r0 int64
-	for _, t := range nodes {
-		s, r := t.m.WireBytes()
-		s0, r0 = s0+s, r0+r
+	stop := make(chan struct{})
+	defer close(stop)
+	// Every node's feed is watched: a write's commit time is when it shows
+	// in its writer's feed, and it arrives when it shows in a receiver's.
+	receivers := []int{2}
+	if spread {
+		receivers = nil
+		for i := range nodes {
+			receivers = append(receivers, i)
+		}
 	}
+	var watches []*feedWatch
+	for _, t := range nodes {
+		watches = append(watches, watchFeed(b, t.store, stop))
+	}
+	var before []map[string]float64
+	for _, r := range receivers {
+		before = append(before, arrivals(nodes[r]))
+	}
+	var s0 int64
+	for _, t := range nodes {
+		s, _ := t.m.WireBytes()
+		s0 += s
+	}
+
+	// Writes are paced by a 1 ms ticker; each is its own Apply call (its
+	// own acknowledged write), issued concurrently so the store groups
+	// them as it groups clients' writes.
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	writer := map[string]int{}
+	var acks []time.Duration // submission to acknowledgement on the writer
+	var wg sync.WaitGroup
+	total := rate * secs
 	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond) // 10 writes per tick
-	defer tick.Stop()
-	i := 0
-	for time.Since(start) < secs*time.Second {
-		<-tick.C
-		// A machine-like row of about 150 bytes.
-		row := []store.FieldValue{{Num: 1, Value: []byte("\x0a\x0bm-000000000")}, {Num: 2, Value: []byte("\x12\x03web")},
-			{Num: 3, Value: []byte{0x18, 1}}, {Num: 4, Value: []byte{0x20, 1}}, {Num: 5, Value: []byte("\x2a\x30host-ord-rack17-unit-42.internal.example.net.xx")},
-			{Num: 6, Value: []byte("\x32\x0c10.17.42.199")}}
-		muts := make([]store.Mutation, rate/100)
-		for j := range muts {
-			muts[j] = store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m-%06d", i%5000), Fields: row}
-			i++
-		}
-		if _, err := nodes[i%n].store.Apply(context.Background(), muts...); err != nil {
-			b.Fatal(err)
+	tick := time.NewTicker(time.Millisecond)
+	issued := 0
+	for issued < total {
+		now := <-tick.C
+		due := min(total, int(float64(rate)*now.Sub(start).Seconds()))
+		for ; issued < due; issued++ {
+			key := fmt.Sprintf("m-%07d", issued)
+			w := 0
+			if spread {
+				w = issued % n
+			}
+			mu.Lock()
+			sent[key] = time.Now()
+			writer[key] = w
+			mu.Unlock()
+			wg.Add(1)
+			go func(t *Tier, key string, t0 time.Time) {
+				defer wg.Done()
+				if _, err := t.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "machines", Key: key, Fields: machineRow}); err != nil {
+					b.Error(err)
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				acks = append(acks, d)
+				mu.Unlock()
+			}(nodes[w], key, time.Now())
 		}
 	}
-	el := time.Since(start).Seconds()
-	var s1, r1 int64
+	tick.Stop()
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	// Wait for every receiver to see every write (or 15 s).
+	want := 0
+	for _, r := range receivers {
+		for _, w := range writer {
+			if w != r {
+				want++
+			}
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	got := 0
+	for {
+		got = 0
+		for _, r := range receivers {
+			w := watches[r]
+			w.mu.Lock()
+			for k := range w.seen {
+				if writer[k] != r {
+					got++
+				}
+			}
+			w.mu.Unlock()
+		}
+		if got >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var s1 int64
 	for _, t := range nodes {
-		s, r := t.m.WireBytes()
-		s1, r1 = s1+s, r1+r
+		s, _ := t.m.WireBytes()
+		s1 += s
 	}
-	b.ReportMetric(float64(i)/el, "writes/s")
-	b.ReportMetric(float64(s1-s0)/el/n, "sent_B/s/node")
-	b.ReportMetric(float64(r1-r0)/el/n, "recv_B/s/node")
+
+	// Propagation: from the write's commit on its writer (in the writer's
+	// feed) to its arrival in the receiver's feed. End to end: from its
+	// submission on the writer. A write that never arrived counts as 15 s.
+	var lat, e2e []time.Duration
+	late := 0
+	for _, w := range watches {
+		w.mu.Lock()
+	}
+	for _, r := range receivers {
+		for k, t0 := range sent {
+			if writer[k] == r {
+				continue
+			}
+			l, e := 15*time.Second, 15*time.Second
+			if d, ok := watches[r].seen[k]; ok {
+				e = d.Sub(t0)
+				l = max(0, d.Sub(watches[writer[k]].seen[k]))
+			}
+			if e > time.Second {
+				late++
+			}
+			lat = append(lat, l)
+			e2e = append(e2e, e)
+		}
+	}
+	for _, w := range watches {
+		w.mu.Unlock()
+	}
+	by := map[string]float64{}
+	for i, r := range receivers {
+		for path, v := range arrivals(nodes[r]) {
+			by[path] += v - before[i][path]
+		}
+	}
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(percentile(e2e, 0.99).Microseconds())/1000, "e2e_p99_ms")
+	b.ReportMetric(float64(percentile(acks, 0.99).Microseconds())/1000, "ack_p99_ms")
+	b.ReportMetric(float64(late), "late")
+	b.ReportMetric(float64(want-got), "missed")
+	for _, path := range []string{"gossip", "push", "repair", "anti_entropy"} {
+		if v, ok := by[path]; ok {
+			b.ReportMetric(v, "rows_"+path)
+		}
+	}
+	// The floor: each change's own encoding crossing to each other node once.
+	floor := len(encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: "n0"}, Changes: []store.Change{{Table: "machines", Key: "m-0000000", Row: sampleRow()}}}))
+	perChange := float64(s1-s0) / float64(total*(n-1))
+	b.ReportMetric(perChange, "wire_B/change/node")
+	b.ReportMetric(perChange/float64(floor), "x_floor")
+}
+
+// sampleRow is machineRow as a store row, for sizing.
+func sampleRow() store.Row {
+	r := store.Row{CL: 1}
+	for _, f := range machineRow {
+		r.Fields = append(r.Fields, store.Field{Num: f.Num, Value: f.Value, Stamp: store.Stamp{HLC: hlc.Timestamp(1) << 40, Node: store.NodeIDOf("n0")}})
+	}
+	return r
+}
+
+// BenchmarkIdleBytes measures the bytes a 16-node region with no writes
+// puts on the wire per node per second (membership probes, gossip and
+// push/pull), with the push path and, in the same run, with every node
+// advertising protocol 1 only (gossip, as before the push path).
+func BenchmarkIdleBytes(b *testing.B) {
+	for _, gossipOnly := range []bool{false, true} {
+		name := "path=push"
+		if gossipOnly {
+			name = "path=gossip"
+		}
+		b.Run(name, func(b *testing.B) {
+			const n, secs = 16, 10
+			nodes := []*Tier{throughputNode(b, "n0", "", true, gossipOnly)}
+			for i := 1; i < n; i++ {
+				nodes = append(nodes, throughputNode(b, fmt.Sprintf("n%d", i), nodes[0].Addr(), true, gossipOnly))
+			}
+			waitMembers(b, n, func() (out []int) {
+				for _, t := range nodes {
+					out = append(out, t.NumAlive())
+				}
+				return out
+			})
+			time.Sleep(2 * time.Second) // let the join traffic settle
+			var s0 int64
+			for _, t := range nodes {
+				s, _ := t.m.WireBytes()
+				s0 += s
+			}
+			start := time.Now()
+			time.Sleep(secs * time.Second)
+			var s1 int64
+			for _, t := range nodes {
+				s, _ := t.m.WireBytes()
+				s1 += s
+			}
+			b.ReportMetric(float64(s1-s0)/time.Since(start).Seconds()/n, "sent_B/s/node")
+		})
+	}
 }

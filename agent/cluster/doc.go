@@ -1,6 +1,7 @@
 // Package cluster replicates one tier's store across its nodes with
-// hashicorp/memberlist: membership and failure detection, gossip broadcast
-// of every committed change, and digest-driven anti-entropy.
+// hashicorp/memberlist: membership and failure detection, eager push of
+// every committed change over streams with lazy repair, and digest-driven
+// anti-entropy.
 //
 // One Tier runs per tier of an agent: the regional tier (LAN settings,
 // label strata/<cluster>/regional/<region>) and, on gateways, the global
@@ -13,6 +14,10 @@
 //   - message.go: the wire formats of gossip and sync messages (pure, fuzzed;
 //     a bad item refuses that item, not its message);
 //   - tier.go: memberlist setup, the delegate, inbound processing, members;
+//   - push.go, push_msg.go: the push path (eager push over streams on a
+//     plumtree overlay, see package plumtree) and its wire format;
+//   - version.go: protocol versions in node meta, refusal at join;
+//   - broadcast_metrics.go: how changes arrived, what the push path did;
 //   - inbox.go: the byte bound on received messages, the bounded log-once set;
 //   - antientropy.go: the decisions of an exchange, pure functions of a
 //     digest or keys and the peer's message (scenario-tested without sockets);
@@ -27,12 +32,19 @@
 //
 // # Replication
 //
-// A committed change (local, or remote and new to this node) is queued on a
-// memberlist TransmitLimitedQueue, so it reaches every node through a few
-// hops of gossip; a change too large for one packet is sent over a stream to
-// a few random peers instead. Messages lost to the network or to a full
-// queue are repaired by anti-entropy: every sync interval a node compares
-// its digest with a random peer's, descends only into differing branches and
+// A local committed change is pushed, in batches over memberlist streams
+// (labelled and encrypted with the tier key), to a few eager peers, which
+// forward what they had not seen to theirs; duplicates prune links, so the
+// eager links form a tree. Lazy peers get compact announcements (the
+// highest sequence number seen from each origin) and ask for ranges they
+// lack; a range no peer holds any more is left to anti-entropy. Peers
+// whose node meta does not advertise the push protocol get the change by
+// memberlist gossip, as before (a TransmitLimitedQueue; a change too large
+// for a packet goes over a stream to a few random peers). docs/BROADCAST.md
+// describes the design.
+//
+// Anti-entropy is the last resort: every sync interval a node compares its
+// digest with a random peer's, descends only into differing branches and
 // leaves, and ships only the rows whose hashes differ, both ways.
 //
 // # Catch-up

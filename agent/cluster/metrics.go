@@ -19,6 +19,7 @@ type Metrics struct {
 	bytesOut *prometheus.CounterVec // tier, kind
 	syncs    *prometheus.CounterVec // tier, result
 	synced   *prometheus.CounterVec // tier, direction
+	bcast    *broadcastMetrics
 
 	decryptFailed *prometheus.CounterVec // tier, peer
 
@@ -62,6 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		decryptFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_decrypt_failed_total",
 			Help: "Packets and streams no key of this node's keyring could decrypt, by tier and sending member (unknown when not recognised)."}, []string{"tier", "peer"}),
 	}
+	m.bcast = newBroadcastMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.decryptFailed)
 		reg.MustRegister(m.rejected, m.received, m.dropped, m.bytesIn, m.bytesOut, m.syncs, m.synced)

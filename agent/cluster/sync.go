@@ -225,11 +225,12 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 func (t *Tier) onRows(m *syncRowsMsg) {
 	rows := t.accept(m.Sender, m.Rows)
 	if len(rows) > 0 {
-		_, rejected, err := t.store.Repair(context.Background(), rows)
+		applied, rejected, err := t.store.Repair(context.Background(), rows)
 		if err != nil {
 			t.log.Error("sync: merging rows", "err", err)
 			return
 		}
+		t.m.bcast.applied.WithLabelValues(t.cfg.Tier, pathAntiEntropy).Add(float64(len(applied)))
 		for _, r := range rejected {
 			t.reject(m.Sender, rejectReason(r.Err), r.Err)
 		}

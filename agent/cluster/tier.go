@@ -48,6 +48,12 @@ type Meta struct {
 	// Keys are the short fingerprints (MetaFingerprint) of the keys the
 	// node holds for this tier, the primary first; the tier fills them in.
 	Keys []string `json:"keys,omitempty"`
+	// Proto is the range [min, max] of strata protocol versions the node
+	// speaks on this tier; absent on nodes older than versioning (they
+	// speak version 1). New sets it to [ProtocolMin, ProtocolMax] when empty.
+	Proto []int `json:"proto,omitempty"`
+	// Build is the node's build (see Build). New sets it when empty.
+	Build string `json:"build,omitempty"`
 }
 
 // Config configures one tier of one node.
@@ -108,6 +114,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the tier's counters. Nil disables them.
 	Metrics *Metrics
+	// Push tunes the push path (zero values take the defaults).
+	Push PushConfig
 }
 
 // maxGossipBytes is the largest change message sent by gossip. memberlist
@@ -158,6 +166,7 @@ type Tier struct {
 	readyOnce sync.Once                 // closes ready
 	startedAt atomic.Pointer[time.Time] // set when Start has joined
 	xfer      transferState             // full state transfer (statetransfer.go)
+	plum      *pusher                   // the push path (push.go)
 }
 
 // New starts the tier's memberlist (binding its port) and attaches it to
@@ -198,6 +207,12 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		t.log.Warn("gossip is not encrypted and binds a non-loopback address: any host that reaches it can join the tier and write its rows; set "+
 			"["+cfg.Tier+"].keyring to a file of base64 AES keys", "bind", cfg.Bind)
 	}
+	if len(t.cfg.Meta.Proto) == 0 {
+		t.cfg.Meta.Proto = []int{ProtocolMin, ProtocolMax}
+	}
+	if t.cfg.Meta.Build == "" {
+		t.cfg.Meta.Build = Build()
+	}
 	meta, err := t.encodeMeta(cfg.Keys)
 	if err != nil {
 		return nil, err
@@ -219,8 +234,10 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	t.track(local, memberlist.StateAlive)
+	t.plum = newPusher(t)
 	st.SetOnCommit(t.onCommit)
-	t.done.Add(3)
+	t.done.Add(4)
+	go t.plum.loop()
 	go t.gossipLoop()
 	go t.syncLoop()
 	go t.antiEntropyLoop()
@@ -272,6 +289,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	mc.Delegate = (*delegate)(t)
+	mc.Alive, mc.Merge = (*versionCheck)(t), (*versionCheck)(t)
 	mc.Events = (*events)(t)
 	mc.Logger = log.New(&slogWriter{log: t.log, onLine: t.noteLogLine}, "", 0)
 	// memberlist's own push/pull carries membership only (LocalState is
@@ -405,6 +423,12 @@ type Member struct {
 	// DecryptFailures counts the packets and streams from the member
 	// this node could not decrypt (a key it does not hold).
 	DecryptFailures uint64 `json:"decrypt_failures,omitempty"`
+	// Protocol is the range of strata protocol versions the member speaks
+	// on this tier, "min-max" ("1-1" for members older than versioning).
+	Protocol string `json:"protocol"`
+	// Build is the member's build (module version and VCS revision), if
+	// it advertises one.
+	Build string `json:"build,omitempty"`
 }
 
 // Members lists the tier's members, this node included, sorted by name.
@@ -417,7 +441,9 @@ func (t *Tier) Members() []Member {
 		var meta Meta
 		if json.Unmarshal(n.Meta, &meta) == nil {
 			m.Region, m.Roles, m.API, m.Keys = meta.Region, meta.Roles, meta.API, meta.Keys
+			m.Build = meta.Build
 		}
+		m.Protocol = rangeString(meta)
 		out = append(out, m)
 	}
 	for i := range out {
@@ -467,9 +493,14 @@ func (t *Tier) Close() error {
 	return err
 }
 
-// onCommit queues committed changes for gossip: local writes, and remote
-// changes seen here first (re-broadcast once on first receipt).
+// onCommit hands local writes to the push path, and queues for gossip
+// local writes when some peer does not push, and remote changes seen here
+// first (they came by gossip: pushed changes are merged quietly).
 func (t *Tier) onCommit(local, remote []store.Change) {
+	t.plum.offer(local)
+	if !t.plum.gossipNeeded.Load() {
+		local = nil
+	}
 	for _, set := range [][]store.Change{local, remote} {
 		for _, c := range set {
 			t.broadcast(c)
@@ -543,6 +574,9 @@ func (t *Tier) track(n *memberlist.Node, state memberlist.NodeStateType) {
 	t.members[c.Name] = &c
 	t.regions[store.NodeIDOf(c.Name)] = meta.Region
 	t.membersMu.Unlock()
+	if t.plum != nil {
+		t.plum.membership.Store(true)
+	}
 }
 
 // RegionOf returns the region of the member whose stamps carry id (alive
@@ -662,12 +696,13 @@ func (t *Tier) gossipLoop() {
 			t.inbox.release(held)
 			continue
 		}
-		_, rejected, err := t.store.Merge(context.Background(), changes)
+		applied, rejected, err := t.store.Merge(context.Background(), changes)
 		t.inbox.release(held)
 		if err != nil {
 			t.log.Error("merging received changes", "err", err)
 			continue
 		}
+		t.m.bcast.applied.WithLabelValues(t.cfg.Tier, pathGossip).Add(float64(len(applied)))
 		for _, r := range rejected {
 			t.reject("?", rejectReason(r.Err), r.Err)
 		}
@@ -719,8 +754,12 @@ func (d *delegate) NotifyMsg(buf []byte) {
 		return
 	}
 	t.m.bytesIn.WithLabelValues(t.cfg.Tier, "message").Add(float64(len(buf)))
-	if msgType(buf[0]) == msgLeaving {
+	switch msgType(buf[0]) {
+	case msgLeaving:
 		t.noteLeaving(bytes.Clone(buf))
+		return
+	case msgPlum: // the push path bounds its own inbound queue
+		t.plum.receive(bytes.Clone(buf))
 		return
 	}
 	if !t.inbox.admit(len(buf)) {

@@ -139,6 +139,25 @@ type Regional struct {
 	// resuming with Last-Event-ID; older positions get a fresh snapshot.
 	// At least 1. Default: 100000.
 	FeedRetention int `toml:"feed_retention"`
+
+	// PushFanout is the number of peers each committed change is pushed to
+	// at once (eager peers of the broadcast tree). At least 1. Default: 3.
+	PushFanout int `toml:"push_fanout"`
+
+	// PushBatchDelay is how long a change waits for others to join its
+	// batch to a peer before the batch is sent. Must be positive.
+	// Default: 2ms.
+	PushBatchDelay Duration `toml:"push_batch_delay"`
+
+	// PushBatchSize sends a peer's batch at once when it reaches this
+	// size. At least 1KiB. Default: 256KiB.
+	PushBatchSize Size `toml:"push_batch_size"`
+
+	// PushPeerBound is the most bytes queued for one peer; past it the
+	// queue is dropped and the peer cut from the push set (it catches up
+	// through announcements and anti-entropy). At least PushBatchSize.
+	// Default: 8MiB.
+	PushPeerBound Size `toml:"push_peer_bound"`
 }
 
 // Global is the [global] table: this node's membership in the cross-region
@@ -201,6 +220,25 @@ type Global struct {
 	// SyncInterval is the time between anti-entropy exchanges with a random
 	// gateway. Must be positive. Default: 30s.
 	SyncInterval Duration `toml:"sync_interval"`
+
+	// PushFanout is the number of peers each committed change is pushed to
+	// at once (eager peers of the broadcast tree). At least 1. Default: 3.
+	PushFanout int `toml:"push_fanout"`
+
+	// PushBatchDelay is how long a change waits for others to join its
+	// batch to a peer before the batch is sent. Must be positive.
+	// Default: 2ms.
+	PushBatchDelay Duration `toml:"push_batch_delay"`
+
+	// PushBatchSize sends a peer's batch at once when it reaches this
+	// size. At least 1KiB. Default: 256KiB.
+	PushBatchSize Size `toml:"push_batch_size"`
+
+	// PushPeerBound is the most bytes queued for one peer; past it the
+	// queue is dropped and the peer cut from the push set (it catches up
+	// through announcements and anti-entropy). At least PushBatchSize.
+	// Default: 8MiB.
+	PushPeerBound Size `toml:"push_peer_bound"`
 }
 
 // API is the [api] table: the HTTP API server.
@@ -339,6 +377,11 @@ const (
 	defaultBroadcastQueue         = 4096
 	defaultFeedRetention          = 100000
 
+	defaultPushFanout     = 3
+	defaultPushBatchDelay = 2 * time.Millisecond
+	defaultPushBatchSize  = 256 * KiB
+	defaultPushPeerBound  = 8 * MiB
+
 	defaultGlobalBind           = "0.0.0.0:7947"
 	defaultStaleAfter           = 30 * time.Second
 	defaultGlobalGossipInterval = 200 * time.Millisecond
@@ -416,6 +459,10 @@ func (r *Regional) setDefaults() {
 		SyncInterval:   Duration{defaultRegionalSyncInterval},
 		BroadcastQueue: defaultBroadcastQueue,
 		FeedRetention:  defaultFeedRetention,
+		PushFanout:     defaultPushFanout,
+		PushBatchDelay: Duration{defaultPushBatchDelay},
+		PushBatchSize:  defaultPushBatchSize,
+		PushPeerBound:  defaultPushPeerBound,
 	}
 }
 
@@ -428,6 +475,10 @@ func (g *Global) setDefaults() {
 		ProbeInterval:  Duration{defaultGlobalProbeInterval},
 		ProbeTimeout:   Duration{defaultGlobalProbeTimeout},
 		SyncInterval:   Duration{defaultGlobalSyncInterval},
+		PushFanout:     defaultPushFanout,
+		PushBatchDelay: Duration{defaultPushBatchDelay},
+		PushBatchSize:  defaultPushBatchSize,
+		PushPeerBound:  defaultPushPeerBound,
 	}
 }
 

@@ -72,6 +72,10 @@ func defaultRegional(region string) Regional {
 		SyncInterval:   Duration{10 * time.Second},
 		BroadcastQueue: 4096,
 		FeedRetention:  100000,
+		PushFanout:     3,
+		PushBatchDelay: Duration{2 * time.Millisecond},
+		PushBatchSize:  256 * KiB,
+		PushPeerBound:  8 * MiB,
 	}
 }
 
@@ -106,6 +110,10 @@ outputs = ["placements"]
 			ProbeInterval:  Duration{5 * time.Second},
 			ProbeTimeout:   Duration{3 * time.Second},
 			SyncInterval:   Duration{30 * time.Second},
+			PushFanout:     3,
+			PushBatchDelay: Duration{2 * time.Millisecond},
+			PushBatchSize:  256 * KiB,
+			PushPeerBound:  8 * MiB,
 		},
 		API: defaultAPI(),
 		Reducers: []Reducer{{
@@ -168,6 +176,10 @@ func TestFull(t *testing.T) {
 			SyncInterval:   Duration{20 * time.Second},
 			BroadcastQueue: 8192,
 			FeedRetention:  50000,
+			PushFanout:     4,
+			PushBatchDelay: Duration{5 * time.Millisecond},
+			PushBatchSize:  64 * KiB,
+			PushPeerBound:  16 * MiB,
 		},
 		Global: &Global{
 			Bind:           "10.0.0.1:7947",
@@ -180,6 +192,10 @@ func TestFull(t *testing.T) {
 			ProbeInterval:  Duration{10 * time.Second},
 			ProbeTimeout:   Duration{4 * time.Second},
 			SyncInterval:   Duration{time.Minute},
+			PushFanout:     3,
+			PushBatchDelay: Duration{2 * time.Millisecond},
+			PushBatchSize:  256 * KiB,
+			PushPeerBound:  8 * MiB,
 		},
 		API: API{Addr: "0.0.0.0:8080", TokenFile: "/etc/strata/token", MaxBody: 8 * MiB,
 			ReadHeaderTimeout: Duration{5 * time.Second}, ReadTimeout: Duration{20 * time.Second},

@@ -152,6 +152,9 @@ type tier struct {
 	gossipInterval, probeInterval, probeTimeout Duration
 	syncInterval                                Duration
 	gossipNodes                                 int
+	pushFanout                                  int
+	pushBatchDelay                              Duration
+	pushBatchSize, pushPeerBound                Size
 }
 
 func (r *Regional) tier() tier {
@@ -159,6 +162,7 @@ func (r *Regional) tier() tier {
 		name: "regional", bind: r.Bind, advertise: r.Advertise, join: r.Join,
 		gossipInterval: r.GossipInterval, gossipNodes: r.GossipNodes,
 		probeInterval: r.ProbeInterval, probeTimeout: r.ProbeTimeout, syncInterval: r.SyncInterval,
+		pushFanout: r.PushFanout, pushBatchDelay: r.PushBatchDelay, pushBatchSize: r.PushBatchSize, pushPeerBound: r.PushPeerBound,
 	}
 }
 
@@ -167,6 +171,7 @@ func (g *Global) tier() tier {
 		name: "global", bind: g.Bind, advertise: g.Advertise, join: g.Join,
 		gossipInterval: g.GossipInterval, gossipNodes: g.GossipNodes,
 		probeInterval: g.ProbeInterval, probeTimeout: g.ProbeTimeout, syncInterval: g.SyncInterval,
+		pushFanout: g.PushFanout, pushBatchDelay: g.PushBatchDelay, pushBatchSize: g.PushBatchSize, pushPeerBound: g.PushPeerBound,
 	}
 }
 
@@ -186,6 +191,14 @@ func (v *validator) tier(t tier) {
 		v.bad(t.name+".probe_timeout", "%s is not shorter than %s.probe_interval (%s); a probe must time out before the next one starts", t.probeTimeout, t.name, t.probeInterval)
 	}
 	v.positive(t.name+".sync_interval", t.syncInterval)
+	v.atLeastOne(t.name+".push_fanout", t.pushFanout)
+	v.positive(t.name+".push_batch_delay", t.pushBatchDelay)
+	if t.pushBatchSize < KiB {
+		v.bad(t.name+".push_batch_size", "%s is less than 1KiB", t.pushBatchSize)
+	}
+	if t.pushPeerBound < t.pushBatchSize {
+		v.bad(t.name+".push_peer_bound", "%s is less than %s.push_batch_size (%s); a peer must be able to queue one batch", t.pushPeerBound, t.name, t.pushBatchSize)
+	}
 }
 
 func (v *validator) api(c *Config) {

@@ -120,6 +120,12 @@ type Member struct {
 	// DecryptFailures counts the packets and streams from the member the
 	// answering node could not decrypt (a key it does not hold).
 	DecryptFailures uint64 `json:"decrypt_failures,omitempty"`
+	// Protocol is the range of strata protocol versions the member speaks
+	// on this tier, "min-max" ("1-1" for members older than versioning).
+	Protocol string `json:"protocol"`
+	// Build is the member's build (module version and VCS revision), if
+	// it advertises one.
+	Build string `json:"build,omitempty"`
 }
 
 // MembersResult answers GET /v1/members: each tier's members.

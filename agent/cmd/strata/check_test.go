@@ -61,7 +61,7 @@ outputs = ["app_placements"]
 		t.Fatalf("agent --check passed:\n%s", out)
 	}
 	for _, want := range []string{
-		"api.token_file: open " + filepath.Join(dir, "token") + ": no such file",
+		"api.token_file: stat " + filepath.Join(dir, "token") + ": no such file",
 		"regional.keyring: keyring: open " + filepath.Join(dir, "regional.key") + ": no such file",
 		"global.keyring: keyring " + filepath.Join(dir, "global.key") + ":2: not base64",
 		"reducer broken (source " + broken + "): ",

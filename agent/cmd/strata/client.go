@@ -280,10 +280,10 @@ func membersCmd(f *clientFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIER\tNAME\tSTATE\tADDR\tREGION\tROLES\tAPI\tKEYS\tDECRYPT_FAILURES")
+			fmt.Fprintln(tw, "TIER\tNAME\tSTATE\tADDR\tREGION\tROLES\tAPI\tPROTOCOL\tBUILD\tKEYS\tDECRYPT_FAILURES")
 			for _, tier := range []string{"regional", "global"} {
 				for _, m := range res.Tiers[tier] {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", tier, m.Name, m.State, m.Addr, m.Region, strings.Join(m.Roles, ","), m.API, strings.Join(m.Keys, ","), m.DecryptFailures)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", tier, m.Name, m.State, m.Addr, m.Region, strings.Join(m.Roles, ","), m.API, m.Protocol, m.Build, strings.Join(m.Keys, ","), m.DecryptFailures)
 				}
 			}
 			return tw.Flush()

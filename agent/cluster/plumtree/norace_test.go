@@ -1,0 +1,5 @@
+//go:build !race
+
+package plumtree
+
+const raceEnabled = false

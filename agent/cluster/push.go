@@ -1,0 +1,517 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/strata-state/strata/agent/cluster/plumtree"
+	"github.com/strata-state/strata/agent/store"
+)
+
+// Defaults of the push path (Config.Push).
+const (
+	DefaultPushFanout     = 3
+	DefaultPushBatchDelay = 2 * time.Millisecond
+	DefaultPushBatchBytes = 256 << 10
+	DefaultPushPeerBound  = 8 << 20
+)
+
+// PushConfig tunes the push path: eager push of committed changes over
+// memberlist streams to a few peers, with lazy announcements for repair.
+type PushConfig struct {
+	// Fanout is the number of eager peers a node pushes to. Default 3.
+	Fanout int
+	// BatchDelay is the least time between two batches to one peer:
+	// changes committed meanwhile join the next batch. A change for an
+	// idle link goes at once. Default 2ms.
+	BatchDelay time.Duration
+	// BatchBytes sends a batch at once when it reaches this size.
+	// Default 256 KiB.
+	BatchBytes int
+	// PeerBound is the most bytes queued for one peer; past it the queue
+	// is dropped and the peer cut from the push set (it catches up through
+	// announcements). Default 8 MiB.
+	PeerBound int
+}
+
+func (c *PushConfig) setDefaults() {
+	if c.Fanout <= 0 {
+		c.Fanout = DefaultPushFanout
+	}
+	if c.BatchDelay <= 0 {
+		c.BatchDelay = DefaultPushBatchDelay
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = DefaultPushBatchBytes
+	}
+	if c.PeerBound <= 0 {
+		c.PeerBound = DefaultPushPeerBound
+	}
+}
+
+// maxAnnouncePacket is the largest announcement bundle sent as one UDP
+// packet (memberlist's packets carry about 1,400 bytes, less label,
+// encryption and framing); larger ones go over a stream.
+const maxAnnouncePacket = 1000
+
+// pushTick is how often the push loop ticks the plumtree core (graft
+// timeouts, announcements, retries). It sends nothing when idle.
+const pushTick = 20 * time.Millisecond
+
+// pusher is the effect side of the push path: it owns a plumtree.Node,
+// feeds it local commits, received messages, membership and the time, and
+// carries out its Ready: apply deliveries to the store, queue sends per
+// peer, start anti-entropy.
+type pusher struct {
+	t    *Tier
+	cfg  PushConfig
+	node *plumtree.Node // owned by loop
+
+	wake chan struct{} // cap 1
+
+	mu     sync.Mutex
+	local  []store.Change
+	events []pushEvent
+
+	inbox chan *plumBundle
+
+	sendersMu sync.Mutex
+	senders   map[string]*peerSender
+
+	members map[string]bool              // push peers the core knows (loop only)
+	decoded map[plumtree.ID]store.Change // changes checked by step, for carryOut (loop only)
+
+	// membership is set by the tier when a member joins, leaves or
+	// changes its meta: the next tick reconciles the core's peers (and at
+	// least once a second regardless).
+	membership atomic.Bool
+	reconciled time.Time // loop only
+
+	// gossipNeeded is set while some alive peer does not speak the push
+	// protocol (or none does): local changes then go by gossip as well.
+	gossipNeeded atomic.Bool
+	last         plumtree.Stats // stats already counted (loop only)
+}
+
+type pushEvent struct {
+	peer string
+	kind int // evFailed, evSent, evEvicted, evResync
+}
+
+const (
+	evFailed = iota
+	evSent
+	evEvicted
+	evResync
+)
+
+func newPusher(t *Tier) *pusher {
+	cfg := t.cfg.Push
+	cfg.setDefaults()
+	p := &pusher{t: t, cfg: cfg,
+		node: plumtree.New(plumtree.Config{Self: t.cfg.Node, Epoch: uint64(time.Now().UnixNano()), Fanout: cfg.Fanout,
+			CacheBytes: 4 * cfg.PeerBound}),
+		wake: make(chan struct{}, 1), inbox: make(chan *plumBundle, 4096),
+		senders: map[string]*peerSender{}, members: map[string]bool{}, decoded: map[plumtree.ID]store.Change{}}
+	p.gossipNeeded.Store(true) // until the first reconcile
+	return p
+}
+
+func (p *pusher) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// offer queues local changes for push; it never blocks on the network.
+func (p *pusher) offer(cs []store.Change) {
+	if len(cs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.local = append(p.local, cs...)
+	p.mu.Unlock()
+	p.poke()
+}
+
+func (p *pusher) event(peer string, kind int) {
+	p.mu.Lock()
+	p.events = append(p.events, pushEvent{peer, kind})
+	p.mu.Unlock()
+	p.poke()
+}
+
+// receive takes a msgPlum from NotifyMsg; it must not block.
+func (p *pusher) receive(b []byte) {
+	t := p.t
+	m, err := decodePlum(b)
+	if err != nil {
+		t.reject(senderOf(b), "malformed", err)
+		return
+	}
+	t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "received").Inc()
+	t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "received").Add(float64(len(b)))
+	select {
+	case p.inbox <- m:
+	default:
+		// The loop is far behind: drop, and resync with the sender so it
+		// tells this node what it has.
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		p.event(m.Sender, evResync)
+	}
+}
+
+// loop runs the core until the tier stops.
+func (p *pusher) loop() {
+	t := p.t
+	defer t.done.Done()
+	tick := time.NewTicker(pushTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			p.sendersMu.Lock()
+			for _, s := range p.senders {
+				s.close()
+			}
+			p.sendersMu.Unlock()
+			return
+		case <-p.wake:
+		case m := <-p.inbox:
+			p.step(m)
+		case now := <-tick.C:
+			if p.membership.Swap(false) || now.Sub(p.reconciled) > time.Second {
+				p.reconciled = now
+				p.reconcile()
+			}
+			p.node.Tick(now)
+		}
+		for drained := false; !drained; {
+			select {
+			case m := <-p.inbox:
+				p.step(m)
+			default:
+				drained = true
+			}
+		}
+		p.mu.Lock()
+		local, events := p.local, p.events
+		p.local, p.events = nil, nil
+		p.mu.Unlock()
+		resynced := map[string]bool{}
+		for _, ev := range events {
+			if ev.kind == evResync {
+				if resynced[ev.peer] {
+					continue
+				}
+				resynced[ev.peer] = true
+			}
+			switch ev.kind {
+			case evFailed:
+				p.node.SendFailed(ev.peer)
+			case evSent:
+				p.node.Sent(ev.peer)
+			case evEvicted:
+				p.node.Evicted(ev.peer)
+			case evResync:
+				p.node.Resync(ev.peer)
+			}
+		}
+		if len(local) > 0 {
+			payloads := make([][]byte, len(local))
+			for i, c := range local {
+				payloads[i] = encodePayload(c)
+			}
+			p.node.Broadcast(payloads...)
+		}
+		p.carryOut()
+	}
+}
+
+// step validates a received bundle's changes (the tier's Accept: contract
+// checks) and hands the rest to the core; a refused change is neither
+// applied nor forwarded.
+func (p *pusher) step(m *plumBundle) {
+	t := p.t
+	for _, msg := range m.Msgs {
+		if msg.Kind == plumtree.Push {
+			kept := msg.Items[:0]
+			for _, it := range msg.Items {
+				c, err := decodePayload(it.Payload)
+				if err != nil {
+					t.reject(m.Sender, "malformed", err)
+					continue
+				}
+				if len(t.accept(m.Sender, []store.Change{c})) == 0 {
+					continue
+				}
+				p.decoded[it.ID] = c
+				kept = append(kept, it)
+			}
+			msg.Items = kept
+		}
+		p.node.Step(m.Sender, msg)
+	}
+}
+
+// carryOut applies deliveries, then queues sends, then starts anti-entropy.
+func (p *pusher) carryOut() {
+	t := p.t
+	for p.node.HasReady() {
+		rd := p.node.Ready()
+		var pushed, repaired []store.Change
+		for _, d := range rd.Deliveries {
+			c, ok := p.decoded[d.Item.ID]
+			if !ok {
+				continue // every delivered item was decoded and checked by step
+			}
+			if d.Repair {
+				repaired = append(repaired, c)
+			} else {
+				pushed = append(pushed, c)
+			}
+		}
+		p.apply(pushed, pathPush)
+		p.apply(repaired, pathRepair)
+		for _, s := range rd.Sends {
+			p.sender(s.To).enqueue(s.Msg)
+		}
+		for _, peer := range rd.AntiEntropy {
+			go t.SyncWith(peer)
+		}
+	}
+	clear(p.decoded)
+	st := p.node.Stats()
+	b := t.m.bcast
+	tier := t.cfg.Tier
+	b.forwards.WithLabelValues(tier).Add(float64(st.Forwards - p.last.Forwards))
+	b.dups.WithLabelValues(tier).Add(float64(st.Duplicates - p.last.Duplicates))
+	b.repairs.WithLabelValues(tier, "graft").Add(float64(st.Grafts - p.last.Grafts))
+	b.repairs.WithLabelValues(tier, "served").Add(float64(st.Served - p.last.Served))
+	b.repairs.WithLabelValues(tier, "gone").Add(float64(st.Gone - p.last.Gone))
+	b.evictions.WithLabelValues(tier).Add(float64(st.Evictions - p.last.Evictions))
+	p.last = st
+}
+
+// apply merges changes that arrived by push or repair. They are merged
+// quietly (store.Repair): the push path forwards them itself, so the
+// store's commit hook must not gossip them again.
+func (p *pusher) apply(cs []store.Change, path string) {
+	if len(cs) == 0 {
+		return
+	}
+	t := p.t
+	applied, rejected, err := t.store.Repair(context.Background(), cs)
+	if err != nil {
+		t.log.Error("merging pushed changes", "err", err)
+		return
+	}
+	t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
+	for _, r := range rejected {
+		t.reject("?", rejectReason(r.Err), r.Err)
+	}
+}
+
+// reconcile tells the core which alive members speak the push protocol.
+func (p *pusher) reconcile() {
+	t := p.t
+	now := map[string]bool{}
+	others := false
+	for _, n := range t.peers() {
+		if t.speaksPush(n) {
+			now[n.Name] = true
+		} else {
+			others = true
+		}
+	}
+	p.gossipNeeded.Store(others || len(now) == 0)
+	for name := range p.members {
+		if !now[name] {
+			p.node.PeerDown(name)
+			delete(p.members, name)
+			p.sendersMu.Lock()
+			if s := p.senders[name]; s != nil {
+				s.close()
+				delete(p.senders, name)
+			}
+			p.sendersMu.Unlock()
+		}
+	}
+	for name := range now {
+		if !p.members[name] {
+			p.members[name] = true
+			p.node.PeerUp(name)
+		}
+	}
+	e, l := p.node.Peers()
+	t.m.bcast.peers.WithLabelValues(t.cfg.Tier, "eager").Set(float64(len(e)))
+	t.m.bcast.peers.WithLabelValues(t.cfg.Tier, "lazy").Set(float64(len(l)))
+}
+
+// speaksPush reports whether a member and this node share the push
+// protocol: the highest version both speak is protoPush or later.
+func (t *Tier) speaksPush(n *memberlist.Node) bool {
+	var meta Meta
+	if json.Unmarshal(n.Meta, &meta) != nil {
+		return false
+	}
+	v, ok := highestCommon(t.cfg.Meta, meta)
+	return ok && v >= protoPush
+}
+
+func (p *pusher) sender(name string) *peerSender {
+	p.sendersMu.Lock()
+	defer p.sendersMu.Unlock()
+	s := p.senders[name]
+	if s == nil {
+		s = &peerSender{p: p, peer: name, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		p.senders[name] = s
+		go s.run()
+	}
+	return s
+}
+
+// peerSender batches the messages for one peer and sends them, one
+// stream (memberlist SendReliable: labelled, encrypted) per batch, in
+// order. Its queue is bounded by PushConfig.PeerBound.
+type peerSender struct {
+	p    *pusher
+	peer string
+	wake chan struct{}
+	stop chan struct{}
+	once sync.Once
+
+	mu     sync.Mutex
+	queue  []plumtree.Message
+	queued int
+}
+
+func msgSize(m plumtree.Message) int {
+	n := 8
+	for _, it := range m.Items {
+		n += len(it.Payload) + 8
+	}
+	return n + 24*(len(m.Heads)+len(m.Ranges))
+}
+
+func (s *peerSender) enqueue(m plumtree.Message) {
+	s.mu.Lock()
+	s.queue = append(s.queue, m)
+	s.queued += msgSize(m)
+	over := s.queued > s.p.cfg.PeerBound
+	if over {
+		s.queue, s.queued = nil, 0
+	}
+	s.mu.Unlock()
+	if over {
+		s.p.event(s.peer, evEvicted)
+		return
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *peerSender) close() { s.once.Do(func() { close(s.stop) }) }
+
+// run sends the queue in batches. A batch goes at once when the link has
+// been idle for BatchDelay (an isolated change waits for nothing), and
+// otherwise BatchDelay after the previous one, or as soon as BatchBytes
+// are queued: a busy link carries at most one stream per BatchDelay.
+func (s *peerSender) run() {
+	t := s.p.t
+	var last time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		full := s.queued >= s.p.cfg.BatchBytes
+		s.mu.Unlock()
+		if wait := time.Until(last.Add(s.p.cfg.BatchDelay)); !full && wait > 0 {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		for {
+			s.mu.Lock()
+			var batch []plumtree.Message
+			size := 0
+			for len(s.queue) > 0 && (size < s.p.cfg.BatchBytes || len(batch) == 0) {
+				size += msgSize(s.queue[0])
+				batch = appendCoalesced(batch, s.queue[0])
+				s.queue = s.queue[1:]
+			}
+			s.queued -= size
+			if len(s.queue) == 0 {
+				s.queue, s.queued = nil, 0
+			}
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			n := t.node(s.peer)
+			if n == nil {
+				s.p.event(s.peer, evFailed)
+				continue
+			}
+			// Announcements and prunes go in a packet when they fit: a lost
+			// one costs the next announcement or a duplicate, while a
+			// stream per message costs a TCP connection. Changes, grafts,
+			// gone and hellos go over a stream.
+			var stream, packet []plumtree.Message
+			for _, m := range batch {
+				if (m.Kind == plumtree.IHave || m.Kind == plumtree.Prune) && !m.Hello {
+					packet = append(packet, m)
+				} else {
+					stream = append(stream, m)
+				}
+			}
+			if len(packet) > 0 {
+				if b := encodePlum(t.cfg.Node, packet); len(b) <= maxAnnouncePacket {
+					if err := t.ml.SendBestEffort(n, b); err == nil {
+						t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
+					}
+				} else {
+					stream = append(stream, packet...)
+				}
+			}
+			if len(stream) == 0 {
+				continue
+			}
+			b := encodePlum(t.cfg.Node, stream)
+			if err := t.ml.SendReliable(n, b); err != nil {
+				t.log.Debug("push failed", "peer", s.peer, "err", err)
+				s.p.event(s.peer, evFailed)
+				continue
+			}
+			t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "sent").Inc()
+			t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
+			s.p.event(s.peer, evSent)
+		}
+	}
+}
+
+// appendCoalesced appends m to a batch, merging it into the last message
+// when both are pushes of the same kind.
+func appendCoalesced(batch []plumtree.Message, m plumtree.Message) []plumtree.Message {
+	if k := len(batch); k > 0 && batch[k-1].Kind == plumtree.Push && m.Kind == plumtree.Push && batch[k-1].Repair == m.Repair {
+		batch[k-1].Items = append(batch[k-1].Items, m.Items...)
+		return batch
+	}
+	m.Items = slices.Clone(m.Items) // shared with other peers' queues; appended to above
+	return append(batch, m)
+}
