@@ -9,7 +9,8 @@ import (
 
 // msgPlum carries the push path's messages (protocol version 2): a bundle
 // of plumtree messages from one sender, sent in one stream. It is numbered
-// well above the gossip and sync types so that both can grow.
+// well above the gossip, sync (1-31) and state transfer (32-) types so that
+// each can grow; msgtype_test.go checks that no two types share a byte.
 //
 //	type byte | sender | count | count × (kind byte | body)
 //	push:  flags (1: repair) | runs | runs × (origin | epoch | first seq | n | n × payload)
@@ -20,7 +21,7 @@ import (
 // Items of a push are grouped in runs of consecutive sequence numbers of
 // one origin, so a batch names each origin once. A payload is one change:
 // table | key | encoded row.
-const msgPlum msgType = 32
+const msgPlum msgType = 64
 
 // Bounds on decoded push messages, beside those of message.go.
 const (
