@@ -8,6 +8,7 @@ package abi
 import (
 	"errors"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/strata-state/strata/sdk/wire"
 )
@@ -329,6 +330,9 @@ func DecodeResponse(b []byte) (*Response, error) {
 			}
 			r.Records = append(r.Records, rec)
 		case num == respError && typ == wire.BytesType:
+			if !utf8.Valid(data) {
+				return errors.New("error: not valid UTF-8 (abi.proto declares it a string)")
+			}
 			r.Error = string(data)
 		case num == respPanic && typ == wire.VarintType:
 			r.Panic = v != 0
@@ -348,8 +352,14 @@ func decodeRecord(b []byte) (Record, error) {
 	err := fields(b, func(num int32, typ wire.Type, _ uint64, data []byte) error {
 		switch {
 		case num == recName && typ == wire.BytesType:
+			if !utf8.Valid(data) {
+				return errors.New("name: not valid UTF-8 (abi.proto declares it a string)")
+			}
 			rec.Name = string(data)
 		case num == recKey && typ == wire.BytesType:
+			if !utf8.Valid(data) {
+				return errors.New("key: not valid UTF-8 (abi.proto declares it a string)")
+			}
 			rec.Key = string(data)
 		case num == recValue && typ == wire.BytesType:
 			rec.Value = data

@@ -24,7 +24,7 @@ func FuzzResponseOutput(f *testing.F) {
 	f.Add(AppendResponse(nil, &Response{Error: "boom", Panic: true}))
 	f.Add([]byte{0x0a, 0x80, 0x80, 0x80, 0x80, 0x08})
 	f.Add([]byte{0x12, 0x00, 0x18, 0x02})
-	f.Add([]byte("\x12\x04000\x9c")) // an error string that is not UTF-8: open, see below
+	f.Add([]byte("\x12\x04000\x9c")) // an error string that is not UTF-8 (found by this target; refused since)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
@@ -53,15 +53,27 @@ func FuzzResponseOutput(f *testing.F) {
 			}
 		}
 		m := dynamicpb.NewMessage(desc)
-		if err := proto.Unmarshal(b, m); err != nil && strings.Contains(err.Error(), "invalid UTF-8") {
-			// Open (docs/RELIABILITY.md): the host accepts strings that
-			// are not UTF-8, which abi.proto's string fields forbid.
-			return
-		} else if err != nil {
+		if err := proto.Unmarshal(b, m); err != nil {
 			t.Fatalf("the host accepts output that protobuf refuses under abi.proto: %v", err)
 		}
 		if n := m.Get(desc.Fields().ByName("records")).List().Len(); n != len(r.Records) {
 			t.Fatalf("protobuf reads %d records, the host %d", n, len(r.Records))
 		}
 	})
+}
+
+// TestResponseStringsMustBeUTF8: an error, record name or record key that
+// is not UTF-8 is malformed output, as abi.proto's string fields make it
+// (FuzzResponseOutput found the host accepting them).
+func TestResponseStringsMustBeUTF8(t *testing.T) {
+	bad := string([]byte{'w', 0xff})
+	for name, out := range map[string][]byte{
+		"error": AppendResponse(nil, &Response{Error: bad}),
+		"name":  AppendResponse(nil, &Response{Records: []Record{{Name: bad, Key: "k"}}}),
+		"key":   AppendResponse(nil, &Response{Records: []Record{{Name: "app_placements", Key: bad}}}),
+	} {
+		if _, err := DecodeResponse(out); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("%s not UTF-8: err = %v, want a malformed response naming UTF-8", name, err)
+		}
+	}
 }
