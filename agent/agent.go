@@ -193,9 +193,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			}
 			return keys
 		},
-		Reducers: a.reducerStatus,
-		Gateway:  a.gatewayAPI,
-		Ready:    a,
+		Reducers:  a.reducerStatus,
+		Gateway:   a.gatewayAPI,
+		Publisher: a.publisherStatus,
+		Problems: func() []string {
+			if a.publisher == nil {
+				return nil
+			}
+			return a.publisher.Problems()
+		},
+		Ready: a,
 		StaleAfter: func() time.Duration {
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
@@ -416,7 +423,9 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		a.reducers = append(a.reducers, r)
 		jobs = append(jobs, publish.Job{Reducer: r, Debounce: rc.Debounce.Duration})
 	}
-	reg.MustRegister(reducer.NewCollector(func() []*reducer.Reducer { return a.reducers }))
+	reg.MustRegister(reducer.NewCollector(func() []*reducer.Reducer { return a.reducers }).WithRejected(func(name string) bool {
+		return a.publisher != nil && a.publisher.Rejected(name)
+	}))
 	a.publisher = publish.New(publish.Options{
 		Region: cfg.Regional.Region, Node: cfg.Node, Contract: a.contract,
 		Regional: a.regional, Global: a.global, Writer: a.writer, Jobs: jobs, Failed: failed,
@@ -470,6 +479,26 @@ func (a *Agent) publisherName() string {
 		}
 	}
 	return ""
+}
+
+// publisherStatus is the region's publisher as this node sees it: on a
+// gateway the one publisherName elects, elsewhere the lowest-named alive
+// gateway of the region (the global tier, which decides between gateways,
+// is not visible from here).
+func (a *Agent) publisherStatus() api.PublisherStatus {
+	ps := api.PublisherStatus{Gateways: []string{}}
+	for _, m := range a.tier.Members() { // sorted by name
+		if m.State == "alive" && m.Region == a.cfg.Regional.Region && slices.Contains(m.Roles, "gateway") {
+			ps.Gateways = append(ps.Gateways, m.Name)
+		}
+	}
+	switch {
+	case a.globalTier != nil:
+		ps.Node = a.publisherName()
+	case len(ps.Gateways) > 0:
+		ps.Node = ps.Gateways[0]
+	}
+	return ps
 }
 
 // tiers lists the tiers this node belongs to, for /v1/members.

@@ -18,7 +18,7 @@ type metrics struct {
 	rejected *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store) *metrics {
+func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store, publisher func() PublisherStatus) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_api_requests_total",
@@ -35,6 +35,9 @@ func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store) *metri
 		}, []string{"table", "reason"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.rejected, storeCollector{stores})
+	if publisher != nil {
+		reg.MustRegister(publisherCollector{publisher})
+	}
 	return m
 }
 
@@ -112,4 +115,26 @@ func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRowsWritten, prometheus.CounterValue, float64(st.RowsWritten), tier)
 		ch <- prometheus.MustNewConstMetric(descFileBytes, prometheus.GaugeValue, float64(st.FileBytes), tier)
 	}
+}
+
+// publisherCollector exports the region's publisher as this node sees it.
+type publisherCollector struct{ publisher func() PublisherStatus }
+
+var (
+	descPublisher = prometheus.NewDesc("strata_publisher", "1 for the node this node sees as its region's publisher; no series when the region has none.",
+		[]string{"node"}, nil)
+	descGateways = prometheus.NewDesc("strata_region_gateways_alive", "Alive gateways of this node's region.", nil, nil)
+)
+
+func (c publisherCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPublisher
+	ch <- descGateways
+}
+
+func (c publisherCollector) Collect(ch chan<- prometheus.Metric) {
+	ps := c.publisher()
+	if ps.Node != "" {
+		ch <- prometheus.MustNewConstMetric(descPublisher, prometheus.GaugeValue, 1, ps.Node)
+	}
+	ch <- prometheus.MustNewConstMetric(descGateways, prometheus.GaugeValue, float64(len(ps.Gateways)))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/strata-state/strata/agent/api/client"
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
@@ -103,7 +104,20 @@ type Options struct {
 	// Gateway returns the API address of a gateway of this region, where a
 	// node without a global store forwards global reads; "" if none.
 	Gateway func() string
+	// Publisher returns the region's publisher as this node sees it, for
+	// /v1/status, /v1/members and the strata_publisher metric; nil: not
+	// shown.
+	Publisher func() PublisherStatus
+	// Problems returns what else /v1/status lists under "problems" (for
+	// example reducers whose last run failed or had records rejected).
+	Problems func() []string
 }
+
+// PublisherStatus is the region's publisher as one node sees it. On a
+// gateway, Node is the node the gateways elect: the lowest-named gateway
+// alive in both tiers. A node that is not a gateway does not see the
+// global tier and shows the lowest-named alive gateway of its region.
+type PublisherStatus = client.PublisherStatus
 
 // ReadyChecker says whether the node is ready to serve: nil when it is,
 // otherwise an error whose text says what it still waits for. Ready is
@@ -125,6 +139,9 @@ type MemberLister interface {
 type MembersResult struct {
 	Node  string                      `json:"node"`
 	Tiers map[string][]cluster.Member `json:"tiers"`
+	// Publisher is the region's publisher as this node sees it; empty
+	// when it has none (or the node does not say).
+	Publisher string `json:"publisher,omitempty"`
 }
 
 // Server is the HTTP API of one agent. Its handler is safe for concurrent
@@ -163,7 +180,11 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, started: time.Now()}
 	s.auth.token.set(opts.Token)
 	s.auth.publicMetrics.Store(opts.PublicMetrics)
-	s.metrics = newMetrics(opts.Registry, map[string]*store.Store{"regional": opts.Regional})
+	stores := map[string]*store.Store{"regional": opts.Regional}
+	if opts.Global != nil {
+		stores["global"] = opts.Global
+	}
+	s.metrics = newMetrics(opts.Registry, stores, opts.Publisher)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/regional/{table}", s.regionalTable)
@@ -224,6 +245,12 @@ type statusBody struct {
 	UptimeSeconds float64               `json:"uptime_seconds"`
 	Tiers         map[string]tierStatus `json:"tiers"`
 	Contract      contractStatus        `json:"contract"`
+	// Publisher is the region's publisher; absent when the node does
+	// not know (a server without Options.Publisher).
+	Publisher *PublisherStatus `json:"publisher,omitempty"`
+	// Problems says what needs an operator: a region without an alive
+	// gateway or publisher, reducers that failed or had records rejected.
+	Problems []string `json:"problems,omitempty"`
 }
 
 type tierStatus struct {
@@ -268,7 +295,31 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		body.Contract.Records = append(body.Contract.Records, rec.Name)
 	}
 	slices.Sort(body.Contract.Tables)
+	if s.opts.Publisher != nil {
+		ps := s.opts.Publisher()
+		if ps.Gateways == nil {
+			ps.Gateways = []string{}
+		}
+		body.Publisher = &ps
+		body.Problems = append(body.Problems, s.publisherProblems(ps)...)
+	}
+	if s.opts.Problems != nil {
+		body.Problems = append(body.Problems, s.opts.Problems()...)
+	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// publisherProblems says what is wrong with the region's publishing.
+func (s *Server) publisherProblems(ps PublisherStatus) []string {
+	switch {
+	case len(ps.Gateways) == 0:
+		return []string{fmt.Sprintf("region %s has no alive gateway: its records are not published to the global tier, "+
+			"and global reads cannot be forwarded", s.opts.Region)}
+	case ps.Node == "":
+		return []string{fmt.Sprintf("region %s has no publisher: none of its alive gateways (%s) is alive in the global tier",
+			s.opts.Region, strings.Join(ps.Gateways, ", "))}
+	}
+	return nil
 }
 
 // writesStatus is a store's "writes" field in /v1/status.
@@ -283,6 +334,9 @@ func (s *Server) members(w http.ResponseWriter, r *http.Request) {
 	res := MembersResult{Node: s.opts.Node, Tiers: map[string][]cluster.Member{}}
 	for name, t := range s.opts.Tiers {
 		res.Tiers[name] = t.Members()
+	}
+	if s.opts.Publisher != nil {
+		res.Publisher = s.opts.Publisher().Node
 	}
 	writeJSON(w, http.StatusOK, res)
 }

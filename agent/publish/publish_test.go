@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/strata-state/strata/agent/global"
@@ -404,4 +406,66 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// leakReducer publishes each machine's id, a regional_only value, as an
+// app: the global pipeline refuses every record.
+type leakReducer struct{ appReducer }
+
+func (r *leakReducer) Status() reducer.Status {
+	return reducer.Status{Name: r.name, LastRun: &reducer.RunStatus{OK: true}}
+}
+
+func (r *leakReducer) Run(_ context.Context, _ string, tables []reducer.Table) (*reducer.Result, error) {
+	res := &reducer.Result{RowsIn: len(tables[0].Rows)}
+	for _, row := range tables[0].Rows {
+		num, _, n := protowire.ConsumeTag(row)
+		if num != 1 {
+			return nil, fmt.Errorf("row does not start with id: %x", row)
+		}
+		id, _ := protowire.ConsumeBytes(row[n:])
+		v := append(append([]byte{0x0a, byte(len(id))}, id...), 0x10, 1)
+		res.Records = append(res.Records, reducer.Record{Name: "app_placements", Key: string(id), Value: v})
+	}
+	return res, nil
+}
+
+// TestRejectedRunIsNotOK: a run whose records the contract refuses (a
+// leak) is counted as "rejected", not "published"; its status says the
+// run is not OK, and Problems names it. A clean run afterwards clears it.
+func TestRejectedRunIsNotOK(t *testing.T) {
+	ctx := context.Background()
+	c := example(t)
+	n := newNode(t, c, "ord-1", "ord", nil, nil, nil)
+	reg := prometheus.NewRegistry()
+	leak := &leakReducer{appReducer{name: "leak"}}
+	n.pub = New(Options{Region: "ord", Node: "ord-1", Contract: c, Regional: n.regional, Global: n.global, Writer: n.writer,
+		Jobs: []Job{{Reducer: leak}}, Role: RoleFunc(func() bool { return true }), Registry: reg})
+	machine(t, n.regional, "m-1", "web")
+	if n.pub.Publish(ctx, leak) {
+		t.Fatal("a run with rejected records reported clean")
+	}
+	if got := apps(t, n.global, "ord"); len(got) != 0 {
+		t.Fatalf("leaked records published: %v", got)
+	}
+	runs := func(result string) float64 { return testutil.ToFloat64(n.pub.runs.WithLabelValues("leak", result)) }
+	if runs("rejected") != 1 || runs("published") != 0 {
+		t.Errorf("runs: rejected %v, published %v; want 1, 0", runs("rejected"), runs("published"))
+	}
+	st := n.pub.Status()[0]
+	if st.Rejected != 1 || st.LastRun == nil || st.LastRun.OK || !strings.Contains(st.PublishError, "leak") {
+		t.Errorf("status %+v (last run %+v), want rejected 1 and last_run.ok false", st, st.LastRun)
+	}
+	if !n.pub.Rejected("leak") {
+		t.Error("Rejected(leak) is false")
+	}
+	if p := n.pub.Problems(); len(p) != 1 || !strings.Contains(p[0], "reducer leak: 1 record(s) of its last run were rejected") {
+		t.Errorf("problems %q", p)
+	}
+	// The same reducer, now clean: one app record, no leak.
+	n.pub.opts.Jobs[0].Reducer = n.red
+	n.pub.status["apps"] = &published{}
+	if !n.pub.Publish(ctx, n.red) || n.pub.Rejected("apps") || len(n.pub.Problems()) != 0 {
+		t.Errorf("a clean run: rejected %v, problems %q", n.pub.Rejected("apps"), n.pub.Problems())
+	}
 }

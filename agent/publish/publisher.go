@@ -122,7 +122,7 @@ func New(opts Options) *Publisher {
 		p.status[j.Reducer.Name()] = &published{}
 	}
 	p.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_publish_runs_total",
-		Help: "Reducer runs on the publisher, by reducer and result (published, unchanged, failed)."}, []string{"reducer", "result"})
+		Help: "Reducer runs on the publisher, by reducer and result (published, unchanged, rejected, failed)."}, []string{"reducer", "result"})
 	p.writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_publish_writes_total",
 		Help: "Global record writes by the publisher, by record and kind (upsert, delete)."}, []string{"record", "kind"})
 	if opts.Registry != nil {
@@ -141,9 +141,44 @@ func (p *Publisher) Status() []reducer.Status {
 		ps := p.status[j.Reducer.Name()]
 		st.Upserts, st.Deletes, st.Rejected, st.Unchanged, st.PublishError = ps.upserts, ps.deletes, ps.rejected, ps.unchanged, ps.problem
 		p.mu.Unlock()
+		if st.Rejected > 0 && st.LastRun != nil {
+			// A run whose records the global pipeline refused (a leak,
+			// a contract violation) is not OK, though the reducer ran.
+			st.LastRun.OK = false
+		}
 		out = append(out, st)
 	}
 	return append(out, p.opts.Failed...)
+}
+
+// Rejected reports whether the global pipeline refused records of the
+// publisher's last run of the reducer called name (for
+// strata_reducer_last_run_ok).
+func (p *Publisher) Rejected(name string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ps, ok := p.status[name]
+	return ok && ps.rejected > 0
+}
+
+// Problems says, one line each, which reducers did not load, failed their
+// last run or had records of it refused, for /v1/status.
+func (p *Publisher) Problems() []string {
+	var out []string
+	for _, st := range p.Status() {
+		switch {
+		case st.LastRun == nil && st.LastError != nil:
+			out = append(out, fmt.Sprintf("reducer %s did not load: %s", st.Name, st.LastError.Message))
+		case st.Rejected > 0:
+			out = append(out, fmt.Sprintf("reducer %s: %d record(s) of its last run were rejected and not published (see /v1/reducers): %s",
+				st.Name, st.Rejected, st.PublishError))
+		case st.PublishError != "":
+			out = append(out, fmt.Sprintf("reducer %s: its last run was not published: %s", st.Name, st.PublishError))
+		case st.LastRun != nil && !st.LastRun.OK && st.LastError != nil:
+			out = append(out, fmt.Sprintf("reducer %s: its last run failed: %s", st.Name, st.LastError.Message))
+		}
+	}
+	return out
 }
 
 // Run publishes until ctx ends. It feeds the Schedule its events: a
@@ -296,7 +331,10 @@ func (p *Publisher) Publish(ctx context.Context, r Reducer) bool {
 		p.log.Warn("global writes rejected (logged again only when the reason changes)", "reducer", r.Name(), "rejected", rejected, "first", firstReject)
 	}
 	result := "published"
-	if len(writes) == 0 {
+	switch {
+	case rejected > 0:
+		result = "rejected"
+	case len(writes) == 0:
 		result = "unchanged"
 	}
 	p.runs.WithLabelValues(r.Name(), result).Inc()
@@ -355,6 +393,7 @@ func (p *Publisher) fail(r Reducer, err error, run bool) bool {
 	st := p.status[r.Name()]
 	logIt := !run && err.Error() != st.lastLogged
 	st.problem = ""
+	st.upserts, st.deletes, st.rejected = 0, 0, 0 // a failed run writes nothing
 	if !run {
 		st.problem, st.lastLogged = err.Error(), err.Error()
 	}

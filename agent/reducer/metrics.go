@@ -13,13 +13,15 @@ import (
 //	strata_reducer_last_run_duration_seconds{reducer}   gauge
 //	strata_reducer_last_run_rows_in{reducer}            gauge
 //	strata_reducer_last_run_records_out{reducer}        gauge
-//	strata_reducer_last_run_ok{reducer}                 gauge, 1 or 0
+//	strata_reducer_last_run_ok{reducer}                 gauge, 1 or 0 (0 also when the
+//	                                                    publisher refused records of the run)
 //	strata_reducer_info{reducer,hash}                   gauge, always 1
 //
 // It reads the reducers' status when scraped; reducers is called on every
 // scrape, so the set may change.
 type Collector struct {
 	reducers                               func() []*Reducer
+	rejected                               func(name string) bool
 	runs, failures, dur, rows, recs, ok, i *prometheus.Desc
 }
 
@@ -37,9 +39,17 @@ func NewCollector(reducers func() []*Reducer) *Collector {
 		dur:      d("last_run_duration_seconds", "Duration of the reducer's last run."),
 		rows:     d("last_run_rows_in", "Input rows of the reducer's last run."),
 		recs:     d("last_run_records_out", "Records of the reducer's last run; 0 when it failed."),
-		ok:       d("last_run_ok", "1 when the reducer's last run succeeded, else 0."),
+		ok:       d("last_run_ok", "1 when the reducer's last run succeeded and none of its records was rejected, else 0."),
 		i:        d("info", "The reducer's module hash.", "hash"),
 	}
+}
+
+// WithRejected makes last_run_ok 0 for a reducer whose last run's
+// records rejected reports refused (a leak, a contract violation): the
+// run succeeded, but did not publish what it computed. It returns c.
+func (c *Collector) WithRejected(rejected func(name string) bool) *Collector {
+	c.rejected = rejected
+	return c
 }
 
 // Describe implements prometheus.Collector.
@@ -65,7 +75,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		ok := 0.0
-		if last.OK {
+		if last.OK && (c.rejected == nil || !c.rejected(name)) {
 			ok = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.dur, prometheus.GaugeValue, last.DurationMS/1000, name)

@@ -55,7 +55,8 @@ type Status struct {
 type RunStatus struct {
 	// At is when the run started.
 	At time.Time `json:"at"`
-	// OK is false when the run failed.
+	// OK is false when the run failed, or (in the publisher's status) when
+	// records of it were rejected: see Status.Rejected.
 	OK bool `json:"ok"`
 	// DurationMS is how long it took, in milliseconds.
 	DurationMS float64 `json:"duration_ms"`

@@ -132,6 +132,18 @@ type Member struct {
 type MembersResult struct {
 	Node  string              `json:"node"`
 	Tiers map[string][]Member `json:"tiers"`
+	// Publisher is the node's region's publisher as the node sees it;
+	// empty when the region has none.
+	Publisher string `json:"publisher,omitempty"`
+}
+
+// PublisherStatus is the "publisher" object of GET /v1/status: the
+// region's publisher as the answering node sees it.
+type PublisherStatus struct {
+	// Node is the publisher; "" when the region has none.
+	Node string `json:"node"`
+	// Gateways are the region's alive gateways, by name.
+	Gateways []string `json:"gateways"`
 }
 
 // KeyChange is the body of POST /v1/keys/{tier}/{add|use|remove}.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -283,7 +284,13 @@ func membersCmd(f *clientFlags) *cobra.Command {
 			fmt.Fprintln(tw, "TIER\tNAME\tSTATE\tADDR\tREGION\tROLES\tAPI\tPROTOCOL\tBUILD\tKEYS\tDECRYPT_FAILURES")
 			for _, tier := range []string{"regional", "global"} {
 				for _, m := range res.Tiers[tier] {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", tier, m.Name, m.State, m.Addr, m.Region, strings.Join(m.Roles, ","), m.API, m.Protocol, m.Build, strings.Join(m.Keys, ","), m.DecryptFailures)
+					roles := m.Roles
+					if m.Name == res.Publisher {
+						// A marker, not an advertised role: the region's
+						// publisher as the answering node sees it.
+						roles = append(slices.Clip(roles), "publisher")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", tier, m.Name, m.State, m.Addr, m.Region, strings.Join(roles, ","), m.API, m.Protocol, m.Build, strings.Join(m.Keys, ","), m.DecryptFailures)
 				}
 			}
 			return tw.Flush()
