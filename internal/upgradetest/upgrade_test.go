@@ -387,4 +387,3 @@ func TestMixedRegionThenUpgradeInPlace(t *testing.T) {
 		}
 	}
 }
-
