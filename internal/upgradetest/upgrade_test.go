@@ -157,17 +157,22 @@ func freeAddr(t *testing.T, both bool) string {
 type agent struct {
 	name, dir, api, gossip string
 	bin                    string // the binary running now
+	conf                   string // agent.toml but for extra
+	extra                  string // TOML appended to conf at start
 	cmd                    *exec.Cmd
 	c                      *client.Client
 }
 
+// newAgent writes the config of a node of region r1 joining join.
 func newAgent(t *testing.T, name string, join []string) *agent {
+	return newAgentIn(t, name, "r1", join)
+}
+
+// newAgentIn writes the config of a node of region joining join; its
+// extra TOML, if any, is appended when it starts.
+func newAgentIn(t *testing.T, name, region string, join []string) *agent {
 	t.Helper()
 	a := &agent{name: name, dir: t.TempDir(), api: freeAddr(t, false), gossip: freeAddr(t, true)}
-	var quoted []string
-	for _, j := range join {
-		quoted = append(quoted, fmt.Sprintf("%q", j))
-	}
 	// Only keys both builds know: an old agent refuses unknown keys.
 	conf := fmt.Sprintf(`node = %q
 cluster = "upgrade-test"
@@ -176,24 +181,33 @@ data_dir = "data"
 dir = %q
 files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
 [regional]
-region = "r1"
+region = %q
 bind = %q
 join = [%s]
 sync_interval = "500ms"
 [api]
 addr = %q
-`, name, repoPath(t, "contracts"), a.gossip, strings.Join(quoted, ", "), a.api)
-	if err := os.WriteFile(filepath.Join(a.dir, "agent.toml"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`, name, repoPath(t, "contracts"), region, a.gossip, tomlList(join), a.api)
+	a.conf = conf
 	a.c = client.New(a.api, "")
 	t.Cleanup(func() { a.stop(t) })
 	return a
 }
 
+func tomlList(ss []string) string {
+	var quoted []string
+	for _, s := range ss {
+		quoted = append(quoted, fmt.Sprintf("%q", s))
+	}
+	return strings.Join(quoted, ", ")
+}
+
 // start runs bin on the agent's config and data_dir, appending to its log.
 func (a *agent) start(t *testing.T, bin string) {
 	t.Helper()
+	if err := os.WriteFile(filepath.Join(a.dir, "agent.toml"), []byte(a.conf+a.extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	log, err := os.OpenFile(filepath.Join(a.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
