@@ -220,6 +220,10 @@ func (a *agent) start(t *testing.T, bin string) {
 		t.Fatal(err)
 	}
 	log.Close()
+	waitfor.Until(t, 30*time.Second, fmt.Sprintf("%s (%s) answering on its API", a.name, bin), func() error {
+		_, err := a.c.Members(context.Background())
+		return err
+	})
 }
 
 // stop sends SIGTERM and waits for a clean exit.
