@@ -109,7 +109,9 @@ func rejected(a *agent, record, reason string) (float64, error) {
 // TestGlobalTierOldAndNewGateways runs a gateway of PreviousCommit (region
 // r1) and one of this build (region r2) in one global tier.
 //
-// Without region signatures the new gateway's records reach the old one.
+// Without region signatures the new gateway's records reach the old one,
+// but not its deletes (an empty value, which the old build validates as a
+// record and refuses).
 // With them, the old gateway refuses every signed record ("decode": it
 // knows a global row of field 1 only) and the new gateway refuses the old
 // one's unsigned heartbeats ("unsigned"): signed and old gateways do not
@@ -140,6 +142,32 @@ func TestGlobalTierOldAndNewGateways(t *testing.T) {
 			}
 			return nil
 		})
+
+		// A delete is a write of an empty value in this build, a store
+		// tombstone in the old one: the old gateway refuses it (the empty
+		// record fails its rules) and keeps showing the record.
+		req, _ := http.NewRequest(http.MethodDelete, "http://"+n.api+"/v1/global/app_placements/web", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("DELETE on the new gateway: %s", resp.Status)
+		}
+		waitfor.Until(t, 30*time.Second, "the old gateway refusing the new gateway's delete", func() error {
+			v, err := rejected(o, "app_placements", "validate")
+			if err != nil {
+				return err
+			}
+			if v == 0 {
+				return fmt.Errorf("no validate refusal counted")
+			}
+			return nil
+		})
+		if got, err := placementRegions(o, "web"); err != nil || !got["r2"] {
+			t.Fatalf("the old gateway after refusing the delete shows web in %v (%v); want r2 still", got, err)
+		}
 	})
 
 	t.Run("signed", func(t *testing.T) {
