@@ -30,7 +30,7 @@ const (
 // others so that new message types of other features do not collide.
 const (
 	// msgTransferRequest asks a peer for a snapshot of its store.
-	msgTransferRequest msgType = 32 + iota
+	msgTransferRequest msgType = 48 + iota
 	// msgTransferRows carries one batch of a snapshot; Final on the last.
 	msgTransferRows
 )
