@@ -9,7 +9,7 @@ import (
 
 // msgPlum carries the push path's messages (protocol version 2): a bundle
 // of plumtree messages from one sender, sent in one stream. It is numbered
-// well above the gossip, sync (1-31) and state transfer (32-) types so that
+// well above the gossip and sync (1-31) and state transfer (48-) types so that
 // each can grow; msgtype_test.go checks that no two types share a byte.
 //
 //	type byte | sender | count | count × (kind byte | body)

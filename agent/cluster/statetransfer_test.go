@@ -116,23 +116,3 @@ func TestWholeTierAwayFallsBackToAntiEntropy(t *testing.T) {
 		return converged(a, b)
 	})
 }
-
-// TestMessageTypesAreDistinct: NotifyMsg dispatches on the first byte, so
-// two features numbering their messages alike would swallow each other's
-// (state transfer requests once shared 32 with the push path's msgPlum).
-func TestMessageTypesAreDistinct(t *testing.T) {
-	seen := map[msgType]string{}
-	for _, m := range []struct {
-		t    msgType
-		name string
-	}{
-		{msgChanges, "msgChanges"}, {msgSyncDigest, "msgSyncDigest"}, {msgSyncLeaves, "msgSyncLeaves"},
-		{msgSyncKeys, "msgSyncKeys"}, {msgSyncRows, "msgSyncRows"}, {msgTransferRequest, "msgTransferRequest"},
-		{msgTransferRows, "msgTransferRows"}, {msgPlum, "msgPlum"}, {msgLeaving, "msgLeaving"},
-	} {
-		if other, ok := seen[m.t]; ok {
-			t.Errorf("%s and %s are both message type %d", m.name, other, m.t)
-		}
-		seen[m.t] = m.name
-	}
-}
