@@ -165,9 +165,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		if apiTrust, err = global.LoadTrust(cfg.API.TrustedRegions); err != nil {
 			return nil, fmt.Errorf("api.trusted_regions: %w", err)
 		}
-	} else if cfg.Global == nil {
-		a.log.Warn("api.trusted_regions is not set: global reads forwarded to a gateway are checked against the contract, " +
-			"but not against the regions' signatures (docs/SECURITY.md)")
 	}
 	srv := api.New(api.Options{
 		Contract: a.contract,

@@ -200,6 +200,11 @@ func (s *Server) verifyView(rows *SignedRows, name, key string, all bool) (globa
 	var verifier *global.Verifier
 	if s.opts.Trust != nil {
 		verifier = global.NewVerifier(s.opts.Trust)
+	} else {
+		s.untrustedOnce.Do(func() {
+			s.opts.Logger.Warn("api.trusted_regions is not set: global reads forwarded to a gateway are checked against the contract, " +
+				"but not against the regions' signatures (docs/SECURITY.md)")
+		})
 	}
 	b := &global.Batch{Contract: s.opts.Contract, Holdings: global.NoHoldings{}}
 	for _, sr := range rows.Rows {

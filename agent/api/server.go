@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -152,6 +153,8 @@ type Server struct {
 	metrics *metrics
 	handler http.Handler
 	auth    authState // the current token and open paths; SetToken replaces the token
+
+	untrustedOnce sync.Once // the warning of a forwarded read without api.trusted_regions
 }
 
 // New returns a Server for opts.
