@@ -55,6 +55,13 @@ func rowArg(cmd *cobra.Command, arg string) (json.RawMessage, error) {
 		}
 	}
 	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		where := "the JSON argument is empty"
+		if arg == "-" {
+			where = "standard input is empty"
+		}
+		return nil, usageError{fmt.Errorf("no JSON given: %s", where)}
+	}
 	if !json.Valid(b) {
 		return nil, usageError{fmt.Errorf("the row is not valid JSON: %.80s", b)}
 	}

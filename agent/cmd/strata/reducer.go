@@ -35,7 +35,7 @@ package (or a Rust crate) built to a WASI reactor module; see sdk/README.md
   strata reducer gen   --contract DIR -o DIR     generate Go types for a contract
   strata reducer gen   --lang rust --contract DIR -o FILE.rs   ... or Rust types
   strata reducer build DIR -o FILE.wasm          build a reducer module
-  strata reducer test  FILE.wasm --contract DIR --rows FILE.jsonl [--golden FILE.json]`,
+  strata reducer test  FILE.wasm [--contract DIR] --rows FILE.jsonl [--golden FILE.json]`,
 	}
 	cmd.AddCommand(newReducerBuildCmd(), newReducerTestCmd(), newReducerGenCmd())
 	return cmd
@@ -99,7 +99,7 @@ type reducerTest struct {
 func newReducerTestCmd() *cobra.Command {
 	var t reducerTest
 	cmd := &cobra.Command{
-		Use:   "test FILE.wasm --contract DIR --rows FILE.jsonl [--golden FILE.json [--update]]",
+		Use:   "test FILE.wasm [--contract DIR] --rows FILE.jsonl [--golden FILE.json [--update]]",
 		Short: "Run a reducer module on rows and check its records against the contract",
 		Long: `Test runs the module in the host the agent uses, on the rows of --rows, and
 checks every record it writes with the agent's global-write pipeline:
@@ -123,7 +123,7 @@ the golden file), 1 otherwise.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&t.contractDir, "contract", "", "contract import root (required)")
+	f.StringVar(&t.contractDir, "contract", ".", "contract import root")
 	f.StringVar(&t.name, "name", "", "reducer name in messages (default: the module file's name)")
 	f.StringVar(&t.cache, "cache", defaultCache(), "directory of the compilation cache (empty: none)")
 	f.StringSliceVar(&t.files, "files", nil, "contract files to compile, relative to --contract (default: every .proto under it)")
@@ -136,7 +136,6 @@ the golden file), 1 otherwise.`,
 	f.DurationVar(&t.timeout, "timeout", reducer.DefaultTimeout, "run timeout")
 	f.Int64Var(&t.memoryLimit, "memory-limit", reducer.DefaultMemoryLimit, "memory limit in bytes")
 	f.Int64Var(&t.maxOutput, "max-output", reducer.DefaultMaxOutput, "output limit in bytes")
-	_ = cmd.MarkFlagRequired("contract")
 	return cmd
 }
 
@@ -245,11 +244,17 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 				fmt.Fprintln(stdout, "  golden:", d)
 			}
 			diffs = len(found)
+			if diffs == 0 {
+				fmt.Fprintf(stdout, "golden: %s matches (%s)\n", t.golden, plural(len(records), "record"))
+			} else {
+				fmt.Fprintf(stdout, "golden: %s differs (%s)\n", t.golden, plural(diffs, "difference"))
+			}
 			failed = failed || diffs > 0
 		}
 	}
 	if failed {
-		return fmt.Errorf("reducer %s: test failed: %d records rejected by the contract, %d differences from the golden file", name, len(problems), diffs)
+		return fmt.Errorf("reducer %s: test failed: %s rejected by the contract, %s from the golden file", name,
+			plural(len(problems), "record"), plural(diffs, "difference"))
 	}
 	fmt.Fprintln(stdout, "ok: every record passes the contract")
 	return nil
@@ -405,3 +410,4 @@ With --lang rust it writes the Rust types for the crate strata-reducer
 	cmd.Flags().BoolVar(&protocGenGo, "protoc-gen-go", false, "generate protoc-gen-go's types instead")
 	return cmd
 }
+

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,10 @@ func TestReducerBuildAndTest(t *testing.T) {
 	if !strings.Contains(out, "app-regions: 6 rows in, 3 records out") || !strings.Contains(out, "ok: every record passes") {
 		t.Errorf("output:\n%s", out)
 	}
+	// It says which golden file it compared, and that it matched.
+	if !strings.Contains(out, "golden: "+appRegionsGolden+" matches (3 records)") {
+		t.Errorf("output does not name the golden file it compared:\n%s", out)
+	}
 }
 
 func TestReducerTestGoldenUpdate(t *testing.T) {
@@ -53,6 +59,9 @@ func TestReducerTestGoldenUpdate(t *testing.T) {
 	if err == nil || !strings.Contains(out, "golden: record app_placements/web:") {
 		t.Errorf("err = %v, output:\n%s", err, out)
 	}
+	if err == nil || !strings.Contains(err.Error(), "0 records rejected by the contract, 1 difference from the golden file") {
+		t.Errorf("err = %v, want counts with their nouns in the singular and plural", err)
+	}
 }
 
 // TestReducerTestRejects runs the misbehaving reducers whose records the
@@ -66,7 +75,7 @@ func TestReducerTestRejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runStrata(t, "reducer", "test", mods[tc.name], "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows)
-			if err == nil || !strings.Contains(err.Error(), "records rejected by the contract") {
+			if err == nil || !strings.Contains(err.Error(), "rejected by the contract") {
 				t.Errorf("err = %v", err)
 			}
 			if !strings.Contains(out, tc.want) {
@@ -118,5 +127,21 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 		if string(a) != string(b) {
 			t.Errorf("%s is not up to date: run go generate ./contracts/... ./plugins/...", committed)
 		}
+	}
+}
+
+// TestPutEmptyInput: a row read from empty standard input is refused with
+// a message that says so, not "the row is not valid JSON: " and nothing.
+func TestPutEmptyInput(t *testing.T) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader("  \n"))
+	root.SetArgs([]string{"put", "--batch", "machines", "-", "--addr", "127.0.0.1:1"})
+	err := root.Execute()
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "standard input is empty") {
+		t.Fatalf("err = %v, want a usage error saying standard input is empty", err)
 	}
 }
