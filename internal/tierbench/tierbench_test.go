@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ func TestSmoke(t *testing.T) {
 	wasm := reducertest.Module(t, "app-regions")
 	var progress bytes.Buffer
 	cfg := Config{Regions: 2, Nodes: 2, Gateways: 1, Machines: 40, Churn: 10, Placements: 60,
-		Duration: 3 * time.Second, Seed: 1, Wasm: wasm, Dir: t.TempDir(), Progress: &progress}
+		Duration: 3 * time.Second, Seed: 1, Wasm: wasm, Dir: t.TempDir(), Progress: io.MultiWriter(&progress, tsWriter{t})}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)
@@ -106,4 +107,11 @@ func keys(t *testing.T, m map[string]json.RawMessage) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+type tsWriter struct{ t *testing.T }
+
+func (w tsWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s %s", time.Now().Format("15:04:05.000"), p)
+	return len(p), nil
 }
