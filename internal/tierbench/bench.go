@@ -374,7 +374,6 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	go func() { defer wg.Done(); peak.sample(winCtx) }()
 	go func() { defer wg.Done(); w.churn(winCtx, f) }()
 	go func() { defer wg.Done(); f.probeRegional(winCtx, &regional) }()
-	f.placements(winCtx, w, &placement) // returns once its probes finished
 	tick := time.NewTicker(5 * time.Second)
 	done := make(chan struct{})
 	go func() {
@@ -391,26 +390,32 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 			}
 		}
 	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); f.placements(winCtx, w, &placement) }()
 	<-winCtx.Done()
+	// The window's figures stop here; placement probes still in flight
+	// finish below (within visibleWithin) and only add latency samples.
+	el := time.Since(t0).Seconds()
+	cross1, total1 := f.wire.cross.Load(), f.wire.total.Load()
+	var usage1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage1)
+	writes := w.writes.Load()
 	tick.Stop()
 	<-done
 	wg.Wait()
-	el := time.Since(t0).Seconds()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
-	var usage1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &usage1)
 	nodes := float64(cfg.Regions * cfg.Nodes)
-	res.CrossRegionBytesPerS = float64(f.wire.cross.Load()-cross0) / el
-	res.BytesPerNodePerS = float64(f.wire.total.Load()-total0) / el / nodes
+	res.CrossRegionBytesPerS = float64(cross1-cross0) / el
+	res.BytesPerNodePerS = float64(total1-total0) / el / nodes
 	res.CPUSecondsPerNode = (cpu(usage1) - cpu(usage0)) / nodes
 	res.PeakHeapBytes = peak.max
 	res.RegionalP50Ms, res.RegionalP99Ms = regional.percentiles()
 	res.PlacementP50Ms, res.PlacementP99Ms = placement.percentiles()
 	res.RegionalSamples, res.PlacementSamples, res.PlacementMissed = regional.n(), placement.n(), placement.missed
-	res.Writes = int(w.writes.Load())
+	res.Writes = int(writes)
 	if topo == TwoTier {
 		n, err := f.invalidRecords()
 		if err != nil {
