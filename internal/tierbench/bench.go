@@ -38,10 +38,25 @@ const (
 	Single  = "single"
 )
 
-// Fault values for Config.Fault.
+// Fault values for Config.Fault. The fault is always in the first region
+// (ord); with one, placement propagation is measured on the other regions'
+// placements only.
 const (
+	// FaultNone runs no fault.
 	FaultNone = "none"
+	// FaultReducer has the first region's gateways run a faulty reducer
+	// (testdata/reducers/leakid, which copies machine ids, regional_only,
+	// into its records; Config.FaultWasm). The single topology has no
+	// reducers: it runs fault-free.
+	FaultReducer = "reducer"
+	// FaultWrites sends the first region a burst of invalid writes through
+	// the API during the window: global records that break the contract
+	// (two-tier) or machine rows that do (single).
+	FaultWrites = "writes"
 )
+
+// faultRegion is the index of the region a fault is injected in.
+const faultRegion = 0
 
 // ErrConfig is returned for a Config that cannot run.
 var ErrConfig = errors.New("tierbench: bad configuration")
@@ -68,14 +83,18 @@ type Config struct {
 	DurationS float64 `json:"duration_s"`
 	// Seed seeds the workload.
 	Seed uint64 `json:"seed"`
-	// Fault is "none" (the only one built so far).
+	// Fault is FaultNone, FaultReducer or FaultWrites.
 	Fault string `json:"fault"`
 	// Wasm is the path of the built app-regions reducer.
 	Wasm string `json:"-"`
+	// FaultWasm is the path of the faulty reducer, for FaultReducer.
+	FaultWasm string `json:"-"`
 	// Dir holds the agents' data directories; default a temporary one.
 	Dir string `json:"-"`
 	// Progress, when set, receives a progress line every few seconds.
 	Progress io.Writer `json:"-"`
+
+	only string // run this topology only (tests)
 }
 
 // Result is what one topology measured. Every figure is measured in the
@@ -113,6 +132,12 @@ type Result struct {
 	PlacementSamples int `json:"-"`
 	PlacementMissed  int `json:"-"`
 	Writes           int `json:"-"`
+	// InvalidSent and InvalidAcked count FaultWrites' invalid writes and
+	// those the API acknowledged (must be 0).
+	InvalidSent, InvalidAcked int `json:"-"`
+	// FaultyRejected is the records the faulty reducer's region refused to
+	// publish (FaultReducer, two-tier).
+	FaultyRejected int `json:"-"`
 }
 
 // Report is the JSON document of `strata bench tiers --json`.
@@ -148,8 +173,10 @@ func (c *Config) check() error {
 		return fmt.Errorf("%w: --churn and --placements must not be negative", ErrConfig)
 	case c.Duration <= 0:
 		return fmt.Errorf("%w: --duration %s: want more than 0", ErrConfig, c.Duration)
-	case c.Fault != FaultNone:
-		return fmt.Errorf("%w: --fault %q: only \"none\" is built so far", ErrConfig, c.Fault)
+	case c.Fault != FaultNone && c.Fault != FaultReducer && c.Fault != FaultWrites:
+		return fmt.Errorf("%w: --fault %q: want none, reducer or writes", ErrConfig, c.Fault)
+	case c.Fault == FaultReducer && c.FaultWasm == "":
+		return fmt.Errorf("%w: --fault reducer: no faulty reducer module", ErrConfig)
 	case c.Wasm == "":
 		return fmt.Errorf("%w: no app-regions module", ErrConfig)
 	}
@@ -175,6 +202,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{Config: cfg}
 	for _, topo := range []string{TwoTier, Single} {
+		if cfg.only != "" && topo != cfg.only {
+			continue
+		}
 		res, err := runTopology(ctx, cfg, topo)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", topo, err)
@@ -186,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		runtime.GC()
 	}
-	if rep.Single.CrossRegionBytesPerS > 0 {
+	if rep.TwoTier != nil && rep.Single != nil && rep.Single.CrossRegionBytesPerS > 0 {
 		r := rep.TwoTier.CrossRegionBytesPerS / rep.Single.CrossRegionBytesPerS
 		rep.CrossRegionRatio = &r
 	}
@@ -290,6 +320,12 @@ func start(ctx context.Context, cfg Config, topo string) (f *fleet, err error) {
 	return f, nil
 }
 
+// silent reports whether region ri publishes nothing by design: its
+// reducer is the faulty one.
+func (f *fleet) silent(ri int) bool {
+	return f.topo == TwoTier && f.cfg.Fault == FaultReducer && ri == faultRegion
+}
+
 func (f *fleet) close() {
 	f.stop()
 	f.runs.Wait()
@@ -323,6 +359,10 @@ sync_interval = "2s"
 addr = "127.0.0.1:0"
 `, n.name, filepath.Join(dir, "data"), region, rbind, q(rjoin))
 	if gt != nil {
+		name, wasm := "app-regions", cfg.Wasm
+		if cfg.Fault == FaultReducer && n.region == regionName(faultRegion) {
+			name, wasm = "faulty", cfg.FaultWasm
+		}
 		text += fmt.Sprintf(`[global]
 bind = %q
 join = [%s]
@@ -330,12 +370,12 @@ stale_after = "10s"
 gossip_interval = "100ms"
 sync_interval = "5s"
 [[reducers]]
-name = "app-regions"
+name = %q
 wasm = %q
 inputs = ["machines"]
 outputs = ["app_placements"]
 debounce = "100ms"
-`, gt.addr, q(gjoin), cfg.Wasm)
+`, gt.addr, q(gjoin), name, wasm)
 	}
 	return config.Parse([]byte(text), n.name+".toml")
 }
@@ -370,6 +410,11 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	var peak peakHeap
 	var wg sync.WaitGroup
 	var regional, placement samples
+	var inv invalidWrites
+	if cfg.Fault == FaultWrites {
+		wg.Add(1)
+		go func() { defer wg.Done(); f.invalidWrites(winCtx, &inv) }()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); peak.sample(winCtx) }()
 	go func() { defer wg.Done(); w.churn(winCtx, f) }()
@@ -416,6 +461,16 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	res.PlacementP50Ms, res.PlacementP99Ms = placement.percentiles()
 	res.RegionalSamples, res.PlacementSamples, res.PlacementMissed = regional.n(), placement.n(), placement.missed
 	res.Writes = int(writes)
+	res.InvalidSent, res.InvalidAcked = int(inv.sent.Load()), int(inv.acked.Load())
+	if topo == TwoTier && cfg.Fault == FaultReducer {
+		for _, n := range f.regions[faultRegion] {
+			if n.a.Publisher() != nil {
+				for _, st := range n.a.Publisher().Status() {
+					res.FaultyRejected += int(st.Rejected)
+				}
+			}
+		}
+	}
 	if topo == TwoTier {
 		n, err := f.invalidRecords()
 		if err != nil {
@@ -459,7 +514,7 @@ func (f *fleet) converge(ctx context.Context, w *workload) error {
 					if err != nil {
 						return err
 					}
-					if len(recs) < len(w.apps) {
+					if len(recs) < len(w.apps) && !f.silent(ri) {
 						lagging = fmt.Sprintf("%s holds %d of %s's %d placements", n.name, len(recs), regionName(ri), len(w.apps))
 						break
 					}

@@ -115,3 +115,41 @@ func (w tsWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s %s", time.Now().Format("15:04:05.000"), p)
 	return len(p), nil
 }
+
+// TestSmokeFaults runs each fault in the two-tier topology on a tiny
+// fleet: the fault was really injected (the faulty reducer's records were
+// refused, the invalid writes were sent), no invalid record is stored or
+// acknowledged anywhere, and every other region's placement change reached
+// every other region.
+func TestSmokeFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts 4 agents per fault")
+	}
+	mods := reducertest.Modules(t, "app-regions", "leakid")
+	for _, fault := range []string{FaultReducer, FaultWrites} {
+		t.Run(fault, func(t *testing.T) {
+			cfg := Config{Regions: 2, Nodes: 2, Gateways: 1, Machines: 20, Churn: 10, Placements: 60,
+				Duration: 2 * time.Second, Seed: 1, Fault: fault, Wasm: mods["app-regions"], FaultWasm: mods["leakid"],
+				Dir: t.TempDir(), only: TwoTier}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := Run(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rep.TwoTier
+			if r.InvalidRecords == nil || *r.InvalidRecords != 0 || r.InvalidAcked != 0 {
+				t.Errorf("invalid records stored %v, invalid writes acknowledged %d: want 0 and 0", r.InvalidRecords, r.InvalidAcked)
+			}
+			if fault == FaultReducer && r.FaultyRejected == 0 {
+				t.Error("the faulty reducer's records were not refused: was the fault injected?")
+			}
+			if fault == FaultWrites && r.InvalidSent == 0 {
+				t.Error("no invalid write was sent")
+			}
+			if r.PlacementSamples == 0 || r.PlacementMissed != 0 {
+				t.Errorf("other regions' placements: %d seen everywhere, %d never", r.PlacementSamples, r.PlacementMissed)
+			}
+		})
+	}
+}

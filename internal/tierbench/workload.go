@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -146,6 +147,9 @@ func (f *fleet) placements(ctx context.Context, w *workload, s *samples) {
 	var wg sync.WaitGroup
 	every := time.Minute / time.Duration(w.cfg.Placements)
 	for ri := range f.regions {
+		if w.cfg.Fault != FaultNone && ri == faultRegion {
+			continue // with a fault, the other regions' propagation is what counts
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -322,4 +326,57 @@ func (f *fleet) invalidRecords() (int, error) {
 
 func listPlacements(n *node, region string) ([]global.Stored, error) {
 	return global.List(n.a.Global(), "app_placements", region)
+}
+
+// invalidWrites counts FaultWrites' writes.
+type invalidWrites struct{ sent, acked atomic.Int64 }
+
+// invalidBodies break the contract each in its own way: a key that is not
+// an app name, a field the contract lacks, a key field that disagrees
+// with the key, and (for rows) an id with capitals and spaces.
+var (
+	invalidRecords = []struct{ key, body string }{
+		{"Bad App", `{"app":"Bad App","serving":true}`},
+		{"web", `{"app":"web","serving":true,"machine_ip":"10.0.0.1"}`},
+		{"web", `{"app":"api","serving":true}`},
+	}
+	invalidRows = []struct{ key, body string }{
+		{"BAD ID", `{"id":"BAD ID","app":"web","state":"MACHINE_STATE_STARTED","healthy":true}`},
+		{"ord-bad", `{"id":"ord-bad","app":"web","state":"MACHINE_STATE_STARTED","machine_ip":"x"}`},
+		{"ord-bad2", `{"id":"ord-bad2","app":"Web!","state":"MACHINE_STATE_STARTED"}`},
+	}
+)
+
+// invalidWrites sends the fault region 100 invalid writes a second through
+// its nodes' APIs: global records to its gateways (two-tier), machine
+// rows to its nodes (single).
+func (f *fleet) invalidWrites(ctx context.Context, c *invalidWrites) {
+	nodes := f.regions[faultRegion]
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for k := 0; ; k++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := nodes[k%len(nodes)]
+		var err error
+		if f.topo == TwoTier {
+			gws := nodes[:f.cfg.Gateways]
+			n = gws[k%len(gws)]
+			w := invalidRecords[k%len(invalidRecords)]
+			err = n.client.PutJSON(ctx, "/v1/global/app_placements/"+url.PathEscape(w.key), []byte(w.body), nil)
+		} else {
+			w := invalidRows[k%len(invalidRows)]
+			_, err = n.client.Put(ctx, "machines", w.key, json.RawMessage(w.body))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.sent.Add(1)
+		if err == nil {
+			c.acked.Add(1)
+		}
+	}
 }

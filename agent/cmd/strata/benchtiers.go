@@ -40,7 +40,13 @@ region), placement propagation (write → every gateway (two-tier) or every
 node (single) of every other region), CPU seconds per node and peak heap (of
 this one process), and invalid global records held by any gateway.
 
-Run it from a strata checkout: it builds plugins/app-regions.`,
+--fault reducer has the first region's gateways run testdata/reducers/leakid,
+which copies machine ids (regional_only) into its records; --fault writes
+sends the first region 100 invalid writes a second through its API. With a
+fault, placement propagation is measured on the other regions' placements.
+
+Run it from a strata checkout: it builds plugins/app-regions (and for
+--fault reducer, testdata/reducers/leakid).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -58,6 +64,14 @@ Run it from a strata checkout: it builds plugins/app-regions.`,
 			fmt.Fprintln(cmd.ErrOrStderr(), "building plugins/app-regions ...")
 			if err := reducer.Build(ctx, src, cfg.Wasm, reducer.BuildOptions{}); err != nil {
 				return fmt.Errorf("building %s: %w", src, err)
+			}
+			if cfg.Fault == tierbench.FaultReducer {
+				const faulty = "testdata/reducers/leakid"
+				fmt.Fprintln(cmd.ErrOrStderr(), "building the faulty reducer", faulty, "...")
+				cfg.FaultWasm = filepath.Join(tmp, "leakid.wasm")
+				if err := reducer.Build(ctx, faulty, cfg.FaultWasm, reducer.BuildOptions{}); err != nil {
+					return fmt.Errorf("building %s: %w", faulty, err)
+				}
 			}
 			cfg.Progress = cmd.ErrOrStderr()
 			rep, err := tierbench.Run(ctx, cfg)
@@ -86,7 +100,7 @@ Run it from a strata checkout: it builds plugins/app-regions.`,
 	f.IntVar(&cfg.Placements, "placements", 6, "apps starting in or leaving a region per minute per region")
 	f.DurationVar(&cfg.Duration, "duration", 60*time.Second, "measured window per topology, after loading and convergence")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
-	f.StringVar(&cfg.Fault, "fault", tierbench.FaultNone, "fault to inject: none (reducer and writes are not built yet)")
+	f.StringVar(&cfg.Fault, "fault", tierbench.FaultNone, "fault in the first region: none, reducer (a reducer that leaks regional_only ids; two-tier only) or writes (a burst of invalid writes through its API)")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	return cmd
 }
@@ -113,7 +127,18 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	row("CPU s per node (process/nodes)", fmt.Sprintf("%.2f", t.CPUSecondsPerNode), fmt.Sprintf("%.2f", s.CPUSecondsPerNode))
 	row("peak heap (process)", mib(t.PeakHeapBytes), mib(s.PeakHeapBytes))
 	row("invalid global records", count(t.InvalidRecords), count(s.InvalidRecords))
+	if c.Fault == tierbench.FaultWrites {
+		row("invalid writes sent / acknowledged", fmt.Sprintf("%d / %d", t.InvalidSent, t.InvalidAcked),
+			fmt.Sprintf("%d / %d", s.InvalidSent, s.InvalidAcked))
+	}
+	if c.Fault == tierbench.FaultReducer {
+		row("faulty reducer's records refused", fmt.Sprint(t.FaultyRejected), "n/a (no reducers)")
+	}
 	tw.Flush()
+	if c.Fault != tierbench.FaultNone {
+		fmt.Fprintf(out, "\nfault %q in the first region: placement figures are the other regions' placements; "+
+			"compare them with a run with --fault none.\n", c.Fault)
+	}
 	if rep.CrossRegionRatio != nil {
 		fmt.Fprintf(out, "\ncross-region bytes, two-tier / single: %.4f (%.2f%%)\n", *rep.CrossRegionRatio, 100**rep.CrossRegionRatio)
 	} else {
