@@ -331,9 +331,10 @@ func (f *fleet) close() {
 	f.runs.Wait()
 }
 
-// nodeConfig is a node's agent.toml. In the single topology every node
-// is in one region ("fleet") of one regional tier and no node is a
-// gateway: every machine row reaches every node.
+// nodeConfig is a node's agent.toml, with the agent's defaults for
+// gossip, anti-entropy and the reducer's debounce. In the single topology
+// every node is in one region ("fleet") of one regional tier and no node
+// is a gateway: every machine row reaches every node.
 func nodeConfig(cfg Config, topo string, n *node, dir, rbind, rjoin string, gt *countingTransport, gjoin string) (*config.Config, error) {
 	q := func(s string) string {
 		if s == "" {
@@ -354,7 +355,6 @@ files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
 region = %q
 bind = %q
 join = [%s]
-sync_interval = "2s"
 [api]
 addr = "127.0.0.1:0"
 `, n.name, filepath.Join(dir, "data"), region, rbind, q(rjoin))
@@ -366,15 +366,11 @@ addr = "127.0.0.1:0"
 		text += fmt.Sprintf(`[global]
 bind = %q
 join = [%s]
-stale_after = "10s"
-gossip_interval = "100ms"
-sync_interval = "5s"
 [[reducers]]
 name = %q
 wasm = %q
 inputs = ["machines"]
 outputs = ["app_placements"]
-debounce = "100ms"
 `, gt.addr, q(gjoin), name, wasm)
 	}
 	return config.Parse([]byte(text), n.name+".toml")
