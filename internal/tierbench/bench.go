@@ -132,6 +132,7 @@ type Result struct {
 	PlacementSamples int `json:"-"`
 	PlacementMissed  int `json:"-"`
 	Writes           int `json:"-"`
+	ChurnSkipped     int `json:"-"`
 	// InvalidSent and InvalidAcked count FaultWrites' invalid writes and
 	// those the API acknowledged (must be 0).
 	InvalidSent, InvalidAcked int `json:"-"`
@@ -440,7 +441,7 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	cross1, total1 := f.wire.cross.Load(), f.wire.total.Load()
 	var usage1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &usage1)
-	writes := w.writes.Load()
+	writes, skipped := w.writes.Load(), w.skipped.Load()
 	tick.Stop()
 	<-done
 	wg.Wait()
@@ -456,7 +457,7 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	res.RegionalP50Ms, res.RegionalP99Ms = regional.percentiles()
 	res.PlacementP50Ms, res.PlacementP99Ms = placement.percentiles()
 	res.RegionalSamples, res.PlacementSamples, res.PlacementMissed = regional.n(), placement.n(), placement.missed
-	res.Writes = int(writes)
+	res.Writes, res.ChurnSkipped = int(writes), int(skipped)
 	res.InvalidSent, res.InvalidAcked = int(inv.sent.Load()), int(inv.acked.Load())
 	if topo == TwoTier && cfg.Fault == FaultReducer {
 		for _, n := range f.regions[faultRegion] {

@@ -20,6 +20,9 @@ import (
 // appsPerRegion is how many apps the loaded machines belong to.
 const appsPerRegion = 20
 
+// churnInFlight bounds the churn writes in flight per region.
+const churnInFlight = 32
+
 // visibleWithin bounds how long a probe waits for a write to be seen
 // everywhere; beyond it the write is counted as missed.
 const visibleWithin = 30 * time.Second
@@ -55,6 +58,7 @@ type workload struct {
 	apps    []string
 	regions []*regionLoad
 	writes  atomic.Int64
+	skipped atomic.Int64 // churn ticks skipped: churnInFlight writes in flight
 }
 
 func newWorkload(cfg Config) *workload {
@@ -97,7 +101,9 @@ func (w *workload) load(ctx context.Context, f *fleet) error {
 }
 
 // churn flips machines' health (4 in 5) or state (1 in 5), Churn times a
-// second in every region, through a random node of the region.
+// second in every region, through a random node of the region. Writes
+// are sent without waiting for the previous one, up to churnInFlight per
+// region; a tick that finds that many in flight is skipped and counted.
 func (w *workload) churn(ctx context.Context, f *fleet) {
 	if w.cfg.Churn == 0 {
 		return
@@ -107,6 +113,7 @@ func (w *workload) churn(ctx context.Context, f *fleet) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			inFlight := make(chan struct{}, churnInFlight)
 			t := time.NewTicker(time.Second / time.Duration(w.cfg.Churn))
 			defer t.Stop()
 			for {
@@ -114,6 +121,12 @@ func (w *workload) churn(ctx context.Context, f *fleet) {
 				case <-ctx.Done():
 					return
 				case <-t.C:
+				}
+				select {
+				case inFlight <- struct{}{}:
+				default:
+					w.skipped.Add(1)
+					continue
 				}
 				rl.mu.Lock()
 				i := rl.rng.IntN(len(rl.machines))
@@ -123,12 +136,17 @@ func (w *workload) churn(ctx context.Context, f *fleet) {
 				} else {
 					m.healthy = !m.healthy
 				}
-				row := m.json(i)
+				row, id := m.json(i), m.id
 				n := f.regions[ri][rl.rng.IntN(len(f.regions[ri]))]
 				rl.mu.Unlock()
-				if _, err := n.client.Put(ctx, "machines", m.id, row); err == nil {
-					w.writes.Add(1)
-				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-inFlight }()
+					if _, err := n.client.Put(ctx, "machines", id, row); err == nil {
+						w.writes.Add(1)
+					}
+				}()
 			}
 		}()
 	}

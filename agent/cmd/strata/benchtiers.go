@@ -123,7 +123,8 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	row("regional / placement samples", fmt.Sprintf("%d / %d", t.RegionalSamples, t.PlacementSamples),
 		fmt.Sprintf("%d / %d", s.RegionalSamples, s.PlacementSamples))
 	row("placements never seen (30 s)", fmt.Sprint(t.PlacementMissed), fmt.Sprint(s.PlacementMissed))
-	row("writes in window", fmt.Sprint(t.Writes), fmt.Sprint(s.Writes))
+	row("writes in window (per s)", perS(t.Writes, c.Duration), perS(s.Writes, c.Duration))
+	row("churn ticks skipped (32 in flight)", fmt.Sprint(t.ChurnSkipped), fmt.Sprint(s.ChurnSkipped))
 	row("CPU s per node (process/nodes)", fmt.Sprintf("%.2f", t.CPUSecondsPerNode), fmt.Sprintf("%.2f", s.CPUSecondsPerNode))
 	row("peak heap (process)", mib(t.PeakHeapBytes), mib(s.PeakHeapBytes))
 	row("invalid global records", count(t.InvalidRecords), count(s.InvalidRecords))
@@ -144,6 +145,10 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	} else {
 		fmt.Fprintln(out, "\ncross-region ratio: not measured (single sent no cross-region bytes)")
 	}
+}
+
+func perS(n int, d time.Duration) string {
+	return fmt.Sprintf("%d (%.0f/s)", n, float64(n)/d.Seconds())
 }
 
 func kb(b float64) string { return fmt.Sprintf("%.1f KB", b/1024) }
