@@ -124,6 +124,7 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 		fmt.Sprintf("%d / %d", s.RegionalSamples, s.PlacementSamples))
 	row("placements never seen (30 s)", fmt.Sprint(t.PlacementMissed), fmt.Sprint(s.PlacementMissed))
 	row("writes in window (per s)", perS(t.Writes, c.Duration), perS(s.Writes, c.Duration))
+	row("cross-region bytes per write", perWrite(t, c.Duration), perWrite(s, c.Duration))
 	row("churn ticks skipped (32 in flight)", fmt.Sprint(t.ChurnSkipped), fmt.Sprint(s.ChurnSkipped))
 	row("CPU s per node (process/nodes)", fmt.Sprintf("%.2f", t.CPUSecondsPerNode), fmt.Sprintf("%.2f", s.CPUSecondsPerNode))
 	row("peak heap (process)", mib(t.PeakHeapBytes), mib(s.PeakHeapBytes))
@@ -149,6 +150,15 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 
 func perS(n int, d time.Duration) string {
 	return fmt.Sprintf("%d (%.0f/s)", n, float64(n)/d.Seconds())
+}
+
+// perWrite is cross-region bytes over writes, both measured in the window:
+// the fair comparison when a topology could not keep up with the churn.
+func perWrite(r *tierbench.Result, d time.Duration) string {
+	if r.Writes == 0 {
+		return "not measured (no writes)"
+	}
+	return fmt.Sprintf("%.0f B", r.CrossRegionBytesPerS*d.Seconds()/float64(r.Writes))
 }
 
 func kb(b float64) string { return fmt.Sprintf("%.1f KB", b/1024) }
