@@ -18,8 +18,8 @@ import (
 // bytes between regions and measured writes, no invalid global record is
 // stored, and the JSON report has the shape.
 func TestSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts 8 agents")
+	if testing.Short() || raceEnabled {
+		t.Skip("starts 8 agents and 2 reducer hosts; .ci/run runs it without -race")
 	}
 	wasm := reducertest.Module(t, "app-regions")
 	var progress bytes.Buffer
@@ -122,8 +122,8 @@ func (w tsWriter) Write(p []byte) (int, error) {
 // acknowledged anywhere, and every other region's placement change reached
 // every other region.
 func TestSmokeFaults(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts 4 agents per fault")
+	if testing.Short() || raceEnabled {
+		t.Skip("starts 4 agents and 2 reducer hosts per fault; .ci/run runs it without -race")
 	}
 	mods := reducertest.Modules(t, "app-regions", "leakid")
 	for _, fault := range []string{FaultReducer, FaultWrites} {
