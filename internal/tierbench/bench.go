@@ -136,8 +136,9 @@ type Result struct {
 	// InvalidSent and InvalidAcked count FaultWrites' invalid writes and
 	// those the API acknowledged (must be 0).
 	InvalidSent, InvalidAcked int `json:"-"`
-	// FaultyRejected is the records the faulty reducer's region refused to
-	// publish (FaultReducer, two-tier).
+	// FaultyRejected is the records the faulty region's publishers refused
+	// to publish in their last run (reducer.Status.Rejected; FaultReducer,
+	// two-tier): above 0 shows the fault was injected and caught.
 	FaultyRejected int `json:"-"`
 }
 

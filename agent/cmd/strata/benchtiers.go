@@ -134,7 +134,7 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 			fmt.Sprintf("%d / %d", s.InvalidSent, s.InvalidAcked))
 	}
 	if c.Fault == tierbench.FaultReducer {
-		row("faulty reducer's records refused", fmt.Sprint(t.FaultyRejected), "n/a (no reducers)")
+		row("faulty region: records refused, last run", fmt.Sprint(t.FaultyRejected), "n/a (no reducers)")
 	}
 	tw.Flush()
 	if c.Fault != tierbench.FaultNone {
