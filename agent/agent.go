@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -42,6 +43,11 @@ type Options struct {
 	ContractFS fs.FS
 	// Level, when set, is the Logger's level, which Reload changes.
 	Level *slog.LevelVar
+	// Transport, when set, supplies each tier's memberlist transport
+	// (tier is cluster.Regional or cluster.Global) instead of one bound
+	// from the tier's bind address: `strata bench tiers` wraps it to count
+	// the bytes sent between regions.
+	Transport func(tier string) (memberlist.NodeAwareTransport, error)
 }
 
 // Agent is one running strata node.
@@ -56,6 +62,7 @@ type Agent struct {
 	apiAddr  string // the API address peers are told
 	metrics  *cluster.Metrics
 	api      *api.Server // for SIGHUP reloads
+	opts     Options
 	reloadState
 
 	// On gateways only:
@@ -77,7 +84,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, log: opts.Logger}
+	a := &Agent{cfg: cfg, log: opts.Logger, opts: opts}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -137,6 +144,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	rc := cfg.Regional
 	tierMetrics := cluster.NewMetrics(reg)
 	a.metrics = tierMetrics
+	transport, err := a.transport(cluster.Regional)
+	if err != nil {
+		return nil, err
+	}
 	a.tier, err = cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Regional, Cluster: cfg.Cluster, Region: rc.Region,
 		Bind: rc.Bind, Advertise: rc.Advertise, Join: rc.Join, Keys: keys, KeyringFile: rc.Keyring,
@@ -150,6 +161,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Accept:    acceptRegional(a.contract),
 		Logger:    a.log,
 		Metrics:   tierMetrics,
+		Transport: transport,
 	}, a.regional)
 	if err != nil {
 		return nil, fmt.Errorf("regional tier: %w", err)
@@ -369,6 +381,10 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		Contract: a.contract, Store: a.global, Clock: clock, Node: cfg.Node, Region: cfg.Regional.Region,
 		Signer: signer, Trust: trust, Logger: a.log, Registry: reg,
 	})
+	transport, err := a.transport(cluster.Global)
+	if err != nil {
+		return err
+	}
 	tier, err := cluster.New(cluster.Config{
 		Node: cfg.Node, Tier: cluster.Global, Cluster: cfg.Cluster, Region: cfg.Regional.Region,
 		Bind: g.Bind, Advertise: g.Advertise, Join: g.Join, Keys: keys, KeyringFile: g.Keyring,
@@ -383,6 +399,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 		Accept:       a.writer.Accept,
 		Logger:       a.log,
 		Metrics:      tm,
+		Transport:    transport,
 	}, a.global)
 	if err != nil {
 		return fmt.Errorf("global tier: %w", err)
@@ -565,6 +582,19 @@ func (a *Agent) gatewayAPI() string {
 		}
 	}
 	return ""
+}
+
+// transport returns Options.Transport's transport for tier, or nil (the
+// tier binds its own).
+func (a *Agent) transport(tier string) (memberlist.NodeAwareTransport, error) {
+	if a.opts.Transport == nil {
+		return nil, nil
+	}
+	t, err := a.opts.Transport(tier)
+	if err != nil {
+		return nil, fmt.Errorf("%s tier transport: %w", tier, err)
+	}
+	return t, nil
 }
 
 // WireBytes returns the bytes a tier of this agent sent and received on

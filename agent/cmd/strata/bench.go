@@ -27,7 +27,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure a real agent process (load, memory, restart time)",
 	}
-	cmd.AddCommand(newBenchRestartCmd())
+	cmd.AddCommand(newBenchRestartCmd(), newBenchTiersCmd())
 	return cmd
 }
 

@@ -1,0 +1,5 @@
+//go:build !race
+
+package tierbench
+
+const raceEnabled = false
