@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/strata-state/strata/internal/levenshtein"
 )
 
 // decodeTOML parses data into its generic form: tables as map[string]any,
@@ -104,7 +106,7 @@ func suggest(key string, fields map[string]int) string {
 		if strings.EqualFold(name, key) {
 			return fmt.Sprintf("; keys are case-sensitive: did you mean %q?", name)
 		}
-		if d := editDistance(key, name); d < bestDist && d < len(name)/2 {
+		if d := levenshtein.Distance(key, name); d < bestDist && d < len(name)/2 {
 			best, bestDist = name, d
 		}
 	}
@@ -282,25 +284,4 @@ func tomlFields(t reflect.Type) map[string]int {
 		}
 	}
 	return fields
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

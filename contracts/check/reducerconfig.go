@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/levenshtein"
 )
 
 // ReducerConfig checks that every reducer's inputs are tables of c and its
@@ -89,32 +90,11 @@ func closest(name string, candidates []string) string {
 		if strings.EqualFold(c, name) {
 			return c
 		}
-		if d := editDistance(name, c); d <= limit && (best == "" || d < bestDist) {
+		if d := levenshtein.Distance(name, c); d <= limit && (best == "" || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // configLine returns the line of key ("inputs" or "outputs") in the
