@@ -410,4 +410,3 @@ With --lang rust it writes the Rust types for the crate strata-reducer
 	cmd.Flags().BoolVar(&protocGenGo, "protoc-gen-go", false, "generate protoc-gen-go's types instead")
 	return cmd
 }
-
