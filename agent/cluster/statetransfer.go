@@ -2,11 +2,14 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
@@ -89,11 +92,33 @@ func (t *Tier) awayTooLong() bool {
 	return !last.IsZero() && time.Since(last) > t.cfg.TombstoneTTL
 }
 
-// requestTransfer asks peer for a snapshot, unless one is in flight.
+// requestTransfer asks peer for a snapshot, unless one is in flight. A
+// peer whose build predates state transfer (it advertises no protocol
+// version above protoGossip) would drop the request: another peer is asked
+// instead, and when no alive peer can answer, the node reconciles by
+// anti-entropy, as builds before state transfer did.
 func (t *Tier) requestTransfer(peer string) {
 	n := t.node(peer)
 	if n == nil {
 		return
+	}
+	if !speaksTransfer(n) {
+		var able []*memberlist.Node
+		for _, p := range t.peers() {
+			if speaksTransfer(p) {
+				able = append(able, p)
+			}
+		}
+		if len(able) == 0 {
+			t.xfer.mu.Lock()
+			t.xfer.fallback = true
+			t.xfer.mu.Unlock()
+			t.logOnceTransfer("no alive peer of a build with state transfer (protocol 2 or later): reconciling by anti-entropy instead", peer)
+			t.SyncWith(peer)
+			return
+		}
+		n = able[rand.N(len(able))]
+		peer = n.Name
 	}
 	x := &t.xfer
 	x.mu.Lock()
@@ -200,7 +225,7 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		x.unavailable[m.Sender] = true
 		all := true
 		for _, p := range t.peers() {
-			all = all && x.unavailable[p.Name]
+			all = all && (x.unavailable[p.Name] || !speaksTransfer(p))
 		}
 		if all {
 			x.fallback = true
@@ -268,4 +293,15 @@ func allLeaves() []int {
 		out[i] = i
 	}
 	return out
+}
+
+// speaksTransfer reports whether member n's build has state transfer:
+// it came with the push path, protocol version 2.
+func speaksTransfer(n *memberlist.Node) bool {
+	var m Meta
+	if json.Unmarshal(n.Meta, &m) != nil {
+		return false
+	}
+	_, hi := m.protocolRange()
+	return hi >= protoPush
 }

@@ -116,3 +116,37 @@ func TestWholeTierAwayFallsBackToAntiEntropy(t *testing.T) {
 		return converged(a, b)
 	})
 }
+
+// TestAwayAmongOlderBuildsReconcilesByAntiEntropy: in a region being
+// upgraded, a node away longer than the TTL whose peers all advertise
+// only protocol 1 (builds before state transfer, which drop a transfer
+// request) does not ask them for one and wait: it reconciles by
+// anti-entropy, as those builds do.
+func TestAwayAmongOlderBuildsReconcilesByAntiEntropy(t *testing.T) {
+	const ttl = 4 * time.Second
+	c := newCluster(t)
+	old := func(cfg *Config) { cfg.TombstoneTTL = ttl; cfg.Meta.Proto = []int{1, 1} }
+	a, b := c.add("a", old), c.add("b", old)
+	x := c.add("x", func(cfg *Config) { cfg.TombstoneTTL = ttl })
+	waitFor(t, 10*time.Second, membersSee(3, a, b, x))
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return !x.store.LastSynced().IsZero(), "x has completed no exchange"
+	})
+	c.faults.Partition([]string{x.ft.Addr()}, []string{a.ft.Addr(), b.ft.Addr()})
+	waitFor(t, 20*time.Second, membersSee(1, x))
+	a.put(t, "from-a", "v")
+	x.put(t, "from-x", "v")
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		return x.tier.awayTooLong(), "x not yet away longer than the TTL"
+	})
+	c.faults.Heal()
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		if x.tier.awayTooLong() {
+			return false, "x is still away: it has completed no exchange since the heal"
+		}
+		return converged(a, b, x)
+	})
+	if n := x.tier.Transfers(); n != 0 {
+		t.Fatalf("x took %d state transfers from peers that advertise protocol 1 only, want 0", n)
+	}
+}
