@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/internal/waitfor"
 )
@@ -114,16 +116,20 @@ func TestStalledWatcherIsCutOff(t *testing.T) {
 		store.Options{}, func(l net.Listener) net.Listener { return smallBuffers{l} })
 	putRows(t, a, "m-", 2000)
 	c := stalledWatcher(t, a)
-	// Wait well past the write timeout, then read everything buffered:
-	// the stream must end (the server closed it) instead of continuing.
-	waitfor.Until(t, 10*time.Second, "the server cuts off the stalled watcher", func() error {
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, err := io.Copy(io.Discard, c)
-		if err == nil {
-			return nil // EOF: closed by the server
+	// The handler ends, without the client reading a byte more: the
+	// server cut the watcher off on its own (counted when the handler
+	// returns). Reading before that would unblock the server's writes.
+	waitfor.Until(t, 10*time.Second, "the server cuts off the stalled watcher (its handler ends)", func() error {
+		if n := testutil.ToFloat64(a.srv.metrics.requests.WithLabelValues("GET /v1/watch/regional/{table}", "200")); n != 1 {
+			return fmt.Errorf("%v watch requests ended", n)
 		}
-		return fmt.Errorf("read %d more bytes, then %v", n, err)
+		return nil
 	})
+	// Then the stream ends: what the server had buffered, then EOF.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("read %d more bytes, then %v; want the stream closed by the server", n, err)
+	}
 }
 
 // /v1/health must fail while the commit loop is stuck, and recover once it
