@@ -179,29 +179,23 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		}
 	}
 	srv := api.New(api.Options{
-		Contract: a.contract,
-		Regional: a.regional,
-		Node:     cfg.Node,
-		Region:   cfg.Regional.Region,
-		Cluster:  cfg.Cluster,
-		Version:  opts.Version,
-		Token:    token,
-		Addr:     cfg.API.Addr,
-		Hosts:    []string{apiAddr},
-		MaxBody:  int64(cfg.API.MaxBody),
-		Registry: reg,
-		Logger:   a.log,
-		Tiers:    a.tiers(),
-		Global:   a.global,
-		Writer:   a.writer,
-		Trust:    apiTrust,
-		NodeKeys: func() [][]byte {
-			keys, err := cluster.LoadKeyring(cfg.Regional.Keyring) // reread: keys rotate at run time
-			if err != nil {
-				a.log.Warn("reading regional.keyring for a forwarded read", "err", err)
-			}
-			return keys
-		},
+		Contract:  a.contract,
+		Regional:  a.regional,
+		Node:      cfg.Node,
+		Region:    cfg.Regional.Region,
+		Cluster:   cfg.Cluster,
+		Version:   opts.Version,
+		Token:     token,
+		Addr:      cfg.API.Addr,
+		Hosts:     []string{apiAddr},
+		MaxBody:   int64(cfg.API.MaxBody),
+		Registry:  reg,
+		Logger:    a.log,
+		Tiers:     a.tiers(),
+		Global:    a.global,
+		Writer:    a.writer,
+		Trust:     apiTrust,
+		NodeKeys:  a.tier.KeyringKeys, // in memory: follows rotations and reloads
 		Reducers:  a.reducerStatus,
 		Gateway:   a.gatewayAPI,
 		Publisher: a.publisherStatus,

@@ -40,8 +40,10 @@ func (t *Tier) encodeMeta(keys [][]byte) ([]byte, error) {
 	return b, nil
 }
 
-// keyringKeys returns the keyring's keys, the primary first.
-func (t *Tier) keyringKeys() [][]byte {
+// KeyringKeys returns the keys the tier holds now, the primary first (nil
+// without encryption). It reads memberlist's keyring, so it follows key
+// changes made through the API and reloads, with no file I/O.
+func (t *Tier) KeyringKeys() [][]byte {
 	if t.keyring == nil {
 		return nil
 	}
@@ -58,7 +60,7 @@ func (t *Tier) keyringKeys() [][]byte {
 // advertiseKeys publishes the keyring's fingerprints in this node's meta,
 // after a key change, so that peers can tell which keys it holds.
 func (t *Tier) advertiseKeys() error {
-	meta, err := t.encodeMeta(t.keyringKeys())
+	meta, err := t.encodeMeta(t.KeyringKeys())
 	if err != nil {
 		return err
 	}
@@ -184,7 +186,7 @@ func (t *Tier) ReloadKeys(keys [][]byte) (changed bool, err error) {
 	}
 	t.keysMu.Lock()
 	defer t.keysMu.Unlock()
-	if slices.EqualFunc(t.keyringKeys(), keys, func(a, b []byte) bool { return string(a) == string(b) }) {
+	if slices.EqualFunc(t.KeyringKeys(), keys, func(a, b []byte) bool { return string(a) == string(b) }) {
 		return false, nil
 	}
 	for _, k := range keys {
