@@ -284,7 +284,12 @@ func (p *pusher) carryOut() {
 			p.sender(s.To).enqueue(s.Msg)
 		}
 		for _, peer := range rd.AntiEntropy {
-			go t.SyncWith(peer)
+			// The anti-entropy loop runs it: one exchange at a time, joined
+			// on close; a burst beyond its queue waits for the periodic ones.
+			select {
+			case t.syncNow <- peer:
+			default:
+			}
 		}
 	}
 	clear(p.decoded)

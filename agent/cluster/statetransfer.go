@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -93,8 +92,8 @@ func (t *Tier) awayTooLong() bool {
 }
 
 // requestTransfer asks peer for a snapshot, unless one is in flight. A
-// peer whose build predates state transfer (it advertises no protocol
-// version above protoGossip) would drop the request: another peer is asked
+// peer with which this node shares no protocol version with state
+// transfer (protoPush, which brought it) would drop the request: another peer is asked
 // instead, and when no alive peer can answer, the node reconciles by
 // anti-entropy, as builds before state transfer did.
 func (t *Tier) requestTransfer(peer string) {
@@ -102,10 +101,10 @@ func (t *Tier) requestTransfer(peer string) {
 	if n == nil {
 		return
 	}
-	if !speaksTransfer(n) {
+	if !t.speaksPush(n) {
 		var able []*memberlist.Node
 		for _, p := range t.peers() {
-			if speaksTransfer(p) {
+			if t.speaksPush(p) {
 				able = append(able, p)
 			}
 		}
@@ -225,7 +224,7 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		x.unavailable[m.Sender] = true
 		all := true
 		for _, p := range t.peers() {
-			all = all && (x.unavailable[p.Name] || !speaksTransfer(p))
+			all = all && (x.unavailable[p.Name] || !t.speaksPush(p))
 		}
 		if all {
 			x.fallback = true
@@ -293,15 +292,4 @@ func allLeaves() []int {
 		out[i] = i
 	}
 	return out
-}
-
-// speaksTransfer reports whether member n's build has state transfer:
-// it came with the push path, protocol version 2.
-func speaksTransfer(n *memberlist.Node) bool {
-	var m Meta
-	if json.Unmarshal(n.Meta, &m) != nil {
-		return false
-	}
-	_, hi := m.protocolRange()
-	return hi >= protoPush
 }
