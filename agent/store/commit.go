@@ -206,19 +206,28 @@ type txState struct {
 // commit commits a batch of requests and completes them. The batch is
 // tried as one transaction; if that fails, each request is retried in a
 // transaction of its own, so a request that cannot commit fails alone and
-// the others commit: only its writer gets the error.
+// the others commit: only its writer gets the error. A failure that every
+// request shares (a damaged file, a full or read-only disk) is not
+// retried: each writer gets it.
 func (s *Store) commit(batch []*request) {
 	var local, remote []Change
 	err := s.commitGroup(batch, &local, &remote)
-	if err != nil && len(batch) > 1 {
+	switch {
+	case err == nil:
+	case len(batch) > 1 && !errors.Is(err, ErrCorrupt) && !isDiskFull(err):
 		for _, r := range batch {
 			r.reset()
 			if err := s.commitGroup([]*request{r}, &local, &remote); err != nil {
 				r.err = s.commitError(err)
 			}
 		}
-	} else if err != nil {
-		batch[0].err = s.commitError(err)
+	default:
+		// One request, or a cause every request shares (a damaged file, a
+		// full or read-only disk): retrying each alone would fail the same
+		// way, one transaction at a time, while writers wait.
+		for _, r := range batch {
+			r.err = s.commitError(err)
+		}
 	}
 	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
 		(*fn)(local, remote)

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -70,6 +71,9 @@ func (s *Store) backupBeforeMigration(from uint64) error {
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path)) // the rename survives a crash before the migration commits
 	}
 	if err != nil {
 		os.Remove(tmp)

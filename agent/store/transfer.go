@@ -86,8 +86,8 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 
 	snapshot := make(map[rowKey]Row, len(rep.Rows))
 	for _, ch := range rep.Rows {
-		if ch.Table == "" || ch.Key == "" || len(ch.Table) > MaxTableLen || len(ch.Key) > MaxKeyLen {
-			r.rejected = append(r.rejected, Rejected{ch, fmt.Errorf("%w: table or key empty or over its limit", ErrInvalid)})
+		if err := checkName(ch.Table, ch.Key); err != nil {
+			r.rejected = append(r.rejected, Rejected{ch, fmt.Errorf("%w: %v", ErrInvalid, err)})
 			continue
 		}
 		if err := validRow(ch.Row); err != nil {
