@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/strata-state/strata/agent/api/client"
 	"github.com/strata-state/strata/agent/global"
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
@@ -131,12 +131,7 @@ func (s *Server) forwardedView(w http.ResponseWriter, r *http.Request, sch *cont
 		return globalView{}, false
 	}
 	w.Header().Set("X-Strata-Forwarded-To", gw)
-	path := "/v1/global/" + url.PathEscape(sch.Name)
-	if !all {
-		path += "/" + url.PathEscape(key)
-	}
-	path += "?format=signed"
-	rows, err := s.fetchSigned(r.Context(), gw, path)
+	rows, err := s.fetchSigned(r.Context(), gw, signedPath(sch.Name, key, all))
 	if err != nil {
 		writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable, Message: fmt.Sprintf("forwarding to gateway %s: %v", gw, err)})
 		return globalView{}, false
@@ -149,6 +144,24 @@ func (s *Server) forwardedView(w http.ResponseWriter, r *http.Request, sch *cont
 	}
 	return v, true
 }
+
+// signedPath is the gateway's path for a signed read of record name (all
+// its keys, or key). Each segment is escaped with client.Segment, which
+// also escapes "." and "..": url.PathEscape leaves them, and the gateway's
+// router would clean them away (a read of key ".." became a 404, of "."
+// a list).
+func signedPath(name, key string, all bool) string {
+	path := "/v1/global/" + client.Segment(name)
+	if !all {
+		path += "/" + client.Segment(key)
+	}
+	return path + "?format=signed"
+}
+
+// forwardClient sends forwarded reads. It does not follow redirects: a
+// gateway answers a signed read directly, and a redirect would carry the
+// node credential to wherever it points.
+var forwardClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // fetchSigned performs a signed read at gateway gw.
 func (s *Server) fetchSigned(ctx context.Context, gw, path string) (*SignedRows, error) {
@@ -165,7 +178,7 @@ func (s *Server) fetchSigned(ctx context.Context, gw, path string) (*SignedRows,
 			req.Header.Set(NodeAuthHeader, fmt.Sprintf("%s %d %s", s.opts.Node, at, base64.StdEncoding.EncodeToString(mac)))
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := forwardClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
