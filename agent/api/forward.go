@@ -210,10 +210,8 @@ func (s *Server) fetchSigned(ctx context.Context, gw, path string) (*SignedRows,
 // it holds only what was asked for.
 func (s *Server) verifyView(rows *SignedRows, name, key string, all bool) (globalView, error) {
 	v := globalView{beats: map[string]global.Stored{}}
-	var verifier *global.Verifier
-	if s.opts.Trust != nil {
-		verifier = global.NewVerifier(s.opts.Trust)
-	} else {
+	verifier := s.verifier
+	if verifier == nil {
 		s.untrustedOnce.Do(func() {
 			s.opts.Logger.Warn("api.trusted_regions is not set: global reads forwarded to a gateway are checked against the contract, " +
 				"but not against the regions' signatures (docs/SECURITY.md)")

@@ -155,6 +155,10 @@ type Server struct {
 	auth    authState // the current token and open paths; SetToken replaces the token
 
 	untrustedOnce sync.Once // the warning of a forwarded read without api.trusted_regions
+	// verifier checks forwarded global reads; one for the server's life,
+	// so batches it has verified cost a lookup on later reads. Nil
+	// without Options.Trust.
+	verifier *global.Verifier
 }
 
 // New returns a Server for opts.
@@ -181,6 +185,9 @@ func New(opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{opts: opts, started: time.Now()}
+	if opts.Trust != nil {
+		s.verifier = global.NewVerifier(opts.Trust)
+	}
 	s.auth.token.set(opts.Token)
 	s.auth.publicMetrics.Store(opts.PublicMetrics)
 	stores := map[string]*store.Store{"regional": opts.Regional}
