@@ -358,7 +358,18 @@ func (p *Publisher) inputs(names []string, leaks *contracts.LeakSet) ([]reducer.
 			return nil, fmt.Errorf("input table %q is not in the contract", in)
 		}
 		t := reducer.Table{Name: in}
-		_, err := p.opts.Regional.Scan(in, func(kr store.KeyRow) error {
+		// One read transaction gives the reducer one consistent state;
+		// it only collects the rows (Scan hands out copies), and the
+		// decoding and the leak values come after it has ended, as
+		// Scan's contract asks.
+		var rows []store.KeyRow
+		if _, err := p.opts.Regional.Scan(in, func(kr store.KeyRow) error {
+			rows = append(rows, kr)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for _, kr := range rows {
 			fields := make([]contracts.FieldValue, 0, len(kr.Row.Fields))
 			var row []byte
 			for _, f := range kr.Row.Fields {
@@ -369,16 +380,12 @@ func (p *Publisher) inputs(names []string, leaks *contracts.LeakSet) ([]reducer.
 			}
 			m, err := sch.Join(fields)
 			if err != nil {
-				return fmt.Errorf("%s/%s: %w", in, kr.Key, err)
+				return nil, fmt.Errorf("%s/%s: %w", in, kr.Key, err)
 			}
 			if err := leaks.Collect(sch, m); err != nil {
-				return err
+				return nil, err
 			}
 			t.Rows = append(t.Rows, row)
-			return nil
-		})
-		if err != nil {
-			return nil, err
 		}
 		tables = append(tables, t)
 	}
