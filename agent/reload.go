@@ -74,6 +74,10 @@ func (a *Agent) Reload(cfg *config.Config) ReloadReport {
 	}
 	if tok, err := readToken(cfg.API.TokenFile); err != nil {
 		r.Errors = append(r.Errors, err)
+	} else if tok == "" && a.token != "" {
+		// token_file removed from the configuration: turning
+		// authentication off on a running agent is not a reload's to do.
+		r.NeedRestart = append(r.NeedRestart, "api.token_file")
 	} else if tok != a.token {
 		a.api.SetToken(tok)
 		a.token = tok

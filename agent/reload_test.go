@@ -114,4 +114,17 @@ sync_interval = "3s"`, 1)
 	if _, err := api.NewClient(a.Addr(), "new-token").Status(ctx); err != nil {
 		t.Errorf("a failed token reload dropped the token in effect: %v", err)
 	}
+	// token_file taken out of the configuration does not turn
+	// authentication off on the running agent: it needs a restart.
+	write("token", "new-token\n")
+	noToken, err := config.Load(write("agent-no-token.toml", strings.Replace(conf, "token_file = \"token\"\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Reload(noToken); !slices.Contains(r.NeedRestart, "api.token_file") || slices.Contains(r.Applied, "api.token_file") {
+		t.Errorf("reload without token_file: %+v, want api.token_file among what needs a restart", r)
+	}
+	if _, err := api.NewClient(a.Addr(), "").Status(ctx); err == nil {
+		t.Error("a reload without token_file turned authentication off")
+	}
 }
