@@ -186,11 +186,14 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 			return err
 		}
 		for _, m := range res.Tiers["regional"] {
-			if m.Name == p2.name && m.State != "left" {
-				return fmt.Errorf("p2 is %s", m.State)
+			if m.Name == p2.name {
+				if m.State != "left" {
+					return fmt.Errorf("p2 is %s", m.State)
+				}
+				return nil
 			}
 		}
-		return nil
+		return fmt.Errorf("p2 is not among p0's members")
 	})
 	for i := 0; i < 10; i++ {
 		key := fmt.Sprintf("late-%d", i)
