@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/strata-state/strata/agent/cluster/plumtree"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
@@ -197,5 +198,23 @@ func TestRejectionLogIsBounded(t *testing.T) {
 	}
 	if got := a.tier.logged.size(); got > maxLogged {
 		t.Fatalf("log-once set holds %d entries, bound %d", got, maxLogged)
+	}
+}
+
+// TestInboxBoundsPushedBundles: a pushed bundle goes through the same
+// byte bound as gossip and sync messages; the push path's queue alone
+// bounded only how many bundles wait, whatever their size.
+func TestInboxBoundsPushedBundles(t *testing.T) {
+	c := newCluster(t)
+	a := c.add("a", func(cfg *Config) { cfg.SyncInterval = time.Hour; cfg.InboxBytes = 4 << 10 })
+	dropped0 := testutil.ToFloat64(a.tier.m.dropped.WithLabelValues(Regional))
+	payload := encodePayload(liveChange("evil", "machines", "big", strings.Repeat("v", 8<<10)))
+	(*delegate)(a.tier).NotifyMsg(encodePlum("evil", []plumtree.Message{{Kind: plumtree.Push,
+		Items: []plumtree.Item{{ID: plumtree.ID{Origin: "evil", Epoch: 1, Seq: 1}, Payload: payload}}}}))
+	if d := testutil.ToFloat64(a.tier.m.dropped.WithLabelValues(Regional)) - dropped0; d != 1 {
+		t.Fatalf("%v bundles dropped, want 1: an 8 KiB bundle was queued past a 4 KiB inbox", d)
+	}
+	if n := a.tier.inbox.bytes.Load(); n != 0 {
+		t.Fatalf("inbox holds %d bytes after refusing the bundle, want 0", n)
 	}
 }

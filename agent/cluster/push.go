@@ -158,9 +158,19 @@ func (p *pusher) receive(b []byte) {
 	}
 	t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "received").Inc()
 	t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "received").Add(float64(len(b)))
+	// The tier's inbox bounds the bytes of every received message waiting
+	// to be handled, pushed bundles included (the channel bounds only
+	// their number).
+	if !t.inbox.admit(len(b)) {
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		p.event(m.Sender, evResync)
+		return
+	}
+	m.size = len(b)
 	select {
 	case p.inbox <- m:
 	default:
+		t.inbox.release(m.size)
 		// The loop is far behind: drop, and resync with the sender so it
 		// tells this node what it has.
 		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
@@ -240,6 +250,7 @@ func (p *pusher) loop() {
 // applied nor forwarded.
 func (p *pusher) step(m *plumBundle) {
 	t := p.t
+	defer t.inbox.release(m.size)
 	for _, msg := range m.Msgs {
 		if msg.Kind == plumtree.Push {
 			kept := msg.Items[:0]

@@ -33,6 +33,7 @@ const (
 type plumBundle struct {
 	Sender string
 	Msgs   []plumtree.Message
+	size   int // bytes it holds in the tier's inbox until stepped; not on the wire
 }
 
 // encodePlum encodes a bundle of messages from sender.

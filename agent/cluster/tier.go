@@ -758,7 +758,7 @@ func (d *delegate) NotifyMsg(buf []byte) {
 	case msgLeaving:
 		t.noteLeaving(bytes.Clone(buf))
 		return
-	case msgPlum: // the push path bounds its own inbound queue
+	case msgPlum: // the push path admits it to the inbox once decoded
 		t.plum.receive(bytes.Clone(buf))
 		return
 	}
