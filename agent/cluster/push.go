@@ -389,6 +389,9 @@ func (p *pusher) sender(name string) *peerSender {
 	if s == nil {
 		s = &peerSender{p: p, peer: name, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 		p.senders[name] = s
+		// Joined by Tier.Close: only the loop creates senders, while it
+		// holds its own count of t.done, so the count is never zero here.
+		p.t.done.Add(1)
 		go s.run()
 	}
 	return s
@@ -444,6 +447,7 @@ func (s *peerSender) close() { s.once.Do(func() { close(s.stop) }) }
 // are queued: a busy link carries at most one stream per BatchDelay.
 func (s *peerSender) run() {
 	t := s.p.t
+	defer t.done.Done()
 	var last time.Time
 	for {
 		select {
