@@ -200,7 +200,13 @@ func (p *Publisher) Run(ctx context.Context) {
 	for {
 		changed := p.opts.Regional.Changed()
 		now := p.opts.Now()
-		pos = p.readChanges(sched, pos, now)
+		if sched.Active() {
+			pos = p.readChanges(sched, pos, now)
+		} else {
+			// Not the publisher: nothing to run, so no need to decode the
+			// feed; becoming the publisher marks every job due anyway.
+			pos = p.opts.Regional.Seq()
+		}
 		wasActive := sched.Active()
 		sched.SetActive(p.opts.Role.Publishing(), now)
 		if sched.Active() && !wasActive {
