@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -102,7 +103,7 @@ func (s *Server) storeView(name, key string, all bool) (globalView, error) {
 	}
 	// Every region that publishes writes a heartbeat: look the key up in
 	// each of them rather than listing every record.
-	for _, region := range sortedKeys(v.beats) {
+	for _, region := range slices.Sorted(maps.Keys(v.beats)) {
 		rec, err := global.Get(s.opts.Global, name, region, key)
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, global.ErrLayout) {
 			continue
@@ -113,15 +114,6 @@ func (s *Server) storeView(name, key string, all bool) (globalView, error) {
 		v.records = append(v.records, rec)
 	}
 	return v, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // regionRecord renders one record.

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -310,7 +311,7 @@ func (p *Publisher) Publish(ctx context.Context, r Reducer) bool {
 		switch {
 		case done[i].Err != nil:
 			rejected++
-			firstReject = cmpOr(firstReject, done[i].Err)
+			firstReject = cmp.Or(firstReject, done[i].Err)
 		case w.Deleted():
 			deletes++
 		default:
@@ -345,13 +346,6 @@ func (p *Publisher) Publish(ctx context.Context, r Reducer) bool {
 	}
 	p.runs.WithLabelValues(r.Name(), result).Inc()
 	return rejected == 0
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // inputs reads the reducer's input tables and collects their regional_only
