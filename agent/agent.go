@@ -227,7 +227,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	a.server = api.NewHTTPServer(srv.Handler(), limits)
 	a.listener = api.LimitListener(a.listener, limits)
 	warnOpen(a.log, cfg, token)
-	srv.SetPublicMetrics(cfg.API.PublicMetrics)
 	a.reloadState = reloadState{token: token, level: opts.Level}
 	a.api = srv
 	return a, nil
