@@ -723,19 +723,34 @@ func BenchmarkIdleBytes(b *testing.B) {
 				}
 				return out
 			})
-			time.Sleep(2 * time.Second) // let the join traffic settle
-			var s0 int64
-			for _, t := range nodes {
-				s, _ := t.m.WireBytes()
-				s0 += s
+			sent := func() (total int64) {
+				for _, t := range nodes {
+					s, _ := t.m.WireBytes()
+					total += s
+				}
+				return total
 			}
+			// The join traffic has settled when two consecutive 2-second
+			// windows send within 25% of each other (each window is a
+			// measurement, not a wait for an event).
+			settled := false
+			for deadline, prev := time.Now().Add(30*time.Second), int64(-1); time.Now().Before(deadline); {
+				a := sent()
+				time.Sleep(2 * time.Second)
+				rate := sent() - a
+				if prev >= 0 && rate <= prev+prev/4 && rate >= prev-prev/4 {
+					settled = true
+					break
+				}
+				prev = rate
+			}
+			if !settled {
+				b.Fatal("the join traffic did not settle within 30 s: two 2-second windows never sent within 25% of each other")
+			}
+			s0 := sent()
 			start := time.Now()
 			time.Sleep(secs * time.Second)
-			var s1 int64
-			for _, t := range nodes {
-				s, _ := t.m.WireBytes()
-				s1 += s
-			}
+			s1 := sent()
 			b.ReportMetric(float64(s1-s0)/time.Since(start).Seconds()/n, "sent_B/s/node")
 		})
 	}
