@@ -289,7 +289,8 @@ func (p *pusher) carryOut() {
 				pushed = append(pushed, c)
 			}
 		}
-		p.apply(pushed, repaired)
+		p.apply(pushed, pathPush)
+		p.apply(repaired, pathRepair)
 		for _, s := range rd.Sends {
 			p.sender(s.To).enqueue(s.Msg)
 		}
@@ -318,32 +319,17 @@ func (p *pusher) carryOut() {
 // apply merges changes that arrived by push or repair. They are merged
 // quietly (store.Repair): the push path forwards them itself, so the
 // store's commit hook must not gossip them again.
-func (p *pusher) apply(pushed, repaired []store.Change) {
-	if len(pushed)+len(repaired) == 0 {
+func (p *pusher) apply(cs []store.Change, path string) {
+	if len(cs) == 0 {
 		return
 	}
 	t := p.t
-	// One commit (one fsync) for both: the push loop waits for it.
-	cs := append(pushed[:len(pushed):len(pushed)], repaired...)
 	applied, rejected, err := t.store.Repair(context.Background(), cs)
 	if err != nil {
 		t.log.Error("merging pushed changes", "err", err)
 		return
 	}
-	byRepair := 0
-	if len(repaired) > 0 {
-		keys := make(map[[2]string]bool, len(repaired))
-		for _, c := range repaired {
-			keys[[2]string{c.Table, c.Key}] = true
-		}
-		for _, c := range applied {
-			if keys[[2]string{c.Table, c.Key}] {
-				byRepair++
-			}
-		}
-	}
-	t.m.bcast.applied.WithLabelValues(t.cfg.Tier, pathPush).Add(float64(len(applied) - byRepair))
-	t.m.bcast.applied.WithLabelValues(t.cfg.Tier, pathRepair).Add(float64(byRepair))
+	t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
 	for _, r := range rejected {
 		t.reject("?", rejectReason(r.Err), r.Err)
 	}
