@@ -237,7 +237,15 @@ func TestUnwritableFileOpensReadOnly(t *testing.T) {
 // A full disk (here: the process's file size limit, which makes writes
 // that grow the file fail as a full disk does) fails writes with
 // ErrUnwritable, keeps reads, and clears once space is back.
+//
+// The limit is per process, so the body runs in a child copy of the test
+// binary: set in this process it would also fail the writes of tests
+// running in parallel and of the testing package itself (its test log).
 func TestFullDiskFailsWritesAndRecovers(t *testing.T) {
+	if os.Getenv(fullDiskChild) == "" {
+		runInChild(t, "TestFullDiskFailsWritesAndRecovers", fullDiskChild)
+		return
+	}
 	path := filepath.Join(t.TempDir(), "regional.db")
 	fillAndClose(t, path, 10)
 	used := dataPages(t, path) * pageSize
@@ -277,6 +285,27 @@ func TestFullDiskFailsWritesAndRecovers(t *testing.T) {
 	}
 	if err := s.Unwritable(); err != nil {
 		t.Errorf("Unwritable after a successful commit: %v", err)
+	}
+}
+
+const fullDiskChild = "STRATA_STORE_TEST_FULL_DISK_CHILD"
+
+// runInChild runs the test named name alone in a child copy of this test
+// binary with env set. A failure, or a child that did not run the test,
+// fails t with the child's output; a skip in the child skips t.
+func runInChild(t *testing.T, name, env string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+name+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child run of %s: %v\n%s", name, err, out)
+	}
+	switch {
+	case bytes.Contains(out, []byte("--- SKIP: "+name)):
+		t.Skipf("child run of %s skipped:\n%s", name, out)
+	case !bytes.Contains(out, []byte("--- PASS: "+name)):
+		t.Fatalf("child run of %s did not run the test:\n%s", name, out)
 	}
 }
 
