@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/strata-state/strata/internal/testbin"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
@@ -44,66 +44,8 @@ func envInt(t *testing.T, name string, def int64) int64 {
 	return n
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-	buildDir  string
-)
-
 // TestMain removes the binary the tests built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// buildStrata builds the agent binary from this checkout, once for all
-// the tests of a run.
-func buildStrata(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "crashtest"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(buildDir, "strata")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/strata-state/strata/agent/cmd/strata").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// freePort returns a 127.0.0.1 address free for TCP, and for UDP too when
-// both is set (memberlist binds both on one port).
-func freePort(t *testing.T, both bool) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		if !both {
-			l.Close()
-			return addr
-		}
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
 // agent is one strata agent process and its data directory, kept across
 // its restarts.
@@ -119,7 +61,7 @@ type agent struct {
 }
 
 func newAgent(t *testing.T, bin, name string, join []string) *agent {
-	return &agent{t: t, bin: bin, name: name, dir: t.TempDir(), api: freePort(t, false), gossip: freePort(t, true),
+	return &agent{t: t, bin: bin, name: name, dir: t.TempDir(), api: testbin.FreeAddr(t, false), gossip: testbin.FreeAddr(t, true),
 		join: join, http: &http.Client{Timeout: 10 * time.Second}}
 }
 
@@ -457,7 +399,7 @@ func TestCrashRounds(t *testing.T) {
 	rounds := int(envInt(t, "STRATA_CRASH_ROUNDS", 3))
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xc4a5))
 	replay := fmt.Sprintf("replay: STRATA_CRASH_SEED=%d STRATA_CRASH_ROUNDS=%d go test -count=1 -run TestCrashRounds ./internal/crashtest (kill times vary with timing)", seed, rounds)
-	a := newAgent(t, buildStrata(t), "solo", nil)
+	a := newAgent(t, testbin.Strata(t), "solo", nil)
 	clients := newClients(rng, []*agent{a, a, a, a})
 	total, unknowns := 0, 0
 	for round := range rounds {
@@ -528,7 +470,7 @@ func TestCrashRoundsRegion(t *testing.T) {
 	rounds := int(envInt(t, "STRATA_CRASH_REGION_ROUNDS", 2))
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x3e61))
 	replay := fmt.Sprintf("replay: STRATA_CRASH_SEED=%d STRATA_CRASH_REGION_ROUNDS=%d go test -count=1 -run TestCrashRoundsRegion ./internal/crashtest (kill times vary with timing)", seed, rounds)
-	bin := buildStrata(t)
+	bin := testbin.Strata(t)
 	var agents []*agent
 	for i := range 3 {
 		var join []string

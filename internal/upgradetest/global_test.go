@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-state/strata/agent/api/client"
+	"github.com/strata-state/strata/internal/testbin"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
@@ -25,7 +26,7 @@ import (
 // (stale_after / 3) and a 500ms anti-entropy interval keep the test short.
 func (a *agent) gateway(t *testing.T, join []string) string {
 	t.Helper()
-	addr := freeAddr(t, true)
+	addr := testbin.FreeAddr(t, true)
 	a.extra = fmt.Sprintf(`[global]
 bind = %q
 join = [%s]

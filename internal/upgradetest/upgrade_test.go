@@ -3,17 +3,16 @@ package upgradetest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/strata-state/strata/agent/api/client"
+	"github.com/strata-state/strata/internal/testbin"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
@@ -22,41 +21,12 @@ import (
 // signatures and data format versions (docs/UPGRADING.md, Release history).
 const PreviousCommit = "604301e"
 
-var (
-	newOnce sync.Once
-	newBin  string
-	newErr  error
-	tmpDir  string
-)
-
 // TestMain removes the binary built from this checkout (the old one stays
 // in the cache).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if tmpDir != "" {
-		os.RemoveAll(tmpDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
 // newBinary builds the agent from this checkout, once per test run.
-func newBinary(t *testing.T) string {
-	t.Helper()
-	newOnce.Do(func() {
-		if tmpDir, newErr = os.MkdirTemp("", "upgradetest"); newErr != nil {
-			return
-		}
-		newBin = filepath.Join(tmpDir, "strata-new")
-		out, err := exec.Command("go", "build", "-o", newBin, "github.com/strata-state/strata/agent/cmd/strata").CombinedOutput()
-		if err != nil {
-			newErr = fmt.Errorf("go build (this checkout): %v\n%s", err, out)
-		}
-	})
-	if newErr != nil {
-		t.Fatal(newErr)
-	}
-	return newBin
-}
+func newBinary(t *testing.T) string { return testbin.Strata(t) }
 
 // oldBinary returns the agent built from PreviousCommit, building it in a
 // git worktree the first time and caching it by full commit hash. It skips
@@ -117,41 +87,6 @@ func repoPath(t *testing.T, rel string) string {
 	return a
 }
 
-// given are the addresses freeAddr handed out: a port is closed again
-// before its agent binds it, so the kernel may offer it twice.
-var given = map[string]bool{}
-
-// freeAddr finds a 127.0.0.1 port free for TCP and, when both is set, UDP
-// too (memberlist binds both on one port), not handed out before.
-func freeAddr(t *testing.T, both bool) string {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		if given[addr] {
-			l.Close()
-			continue
-		}
-		if !both {
-			l.Close()
-			given[addr] = true
-			return addr
-		}
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			given[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return ""
-}
-
 // agent is one strata agent process; its directory, addresses and config
 // outlive the process, so another build can start on the same data_dir.
 type agent struct {
@@ -172,7 +107,7 @@ func newAgent(t *testing.T, name string, join []string) *agent {
 // extra TOML, if any, is appended when it starts.
 func newAgentIn(t *testing.T, name, region string, join []string) *agent {
 	t.Helper()
-	a := &agent{name: name, dir: t.TempDir(), api: freeAddr(t, false), gossip: freeAddr(t, true)}
+	a := &agent{name: name, dir: t.TempDir(), api: testbin.FreeAddr(t, false), gossip: testbin.FreeAddr(t, true)}
 	// Only keys both builds know: an old agent refuses unknown keys.
 	conf := fmt.Sprintf(`node = %q
 cluster = "upgrade-test"

@@ -3,12 +3,14 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/strata-state/strata/internal/testbin"
 )
 
 // TestUnreachableAgentMessage: a client command that cannot reach the
 // agent says "strata:" once and hints at --addr and STRATA_ADDR.
 func TestUnreachableAgentMessage(t *testing.T) {
-	addr := freeAddr(t, "tcp") // closed again: nothing listens there
+	addr := testbin.FreeAddr(t, false) // closed again: nothing listens there
 	_, err := runStrata(t, "--addr", addr, "status")
 	if err == nil {
 		t.Fatal("status against a closed port succeeded")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,46 +12,12 @@ import (
 	"time"
 
 	"github.com/strata-state/strata/agent/api"
+	"github.com/strata-state/strata/internal/testbin"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
-// buildStrata builds the strata binary once per test binary run.
-func buildStrata(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "strata")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func freeAddr(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp+tcp" {
-		// memberlist binds both on one port: find one free for both.
-		for i := 0; i < 50; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := l.Addr().String()
-			u, err := net.ListenPacket("udp", addr)
-			l.Close()
-			if err == nil {
-				u.Close()
-				return addr
-			}
-		}
-		t.Fatal("no free port for UDP and TCP")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// TestMain removes the strata binary the process tests built.
+func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
 
 // agentProc is one strata agent process.
 type agentProc struct {
@@ -133,11 +98,11 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	bin := buildStrata(t)
+	bin := testbin.Strata(t)
 	ctx := context.Background()
 	var procs []*agentProc
 	for i := 0; i < 3; i++ {
-		p := &agentProc{name: fmt.Sprintf("p%d", i), dir: t.TempDir(), api: freeAddr(t, "tcp"), gossip: freeAddr(t, "udp+tcp")}
+		p := &agentProc{name: fmt.Sprintf("p%d", i), dir: t.TempDir(), api: testbin.FreeAddr(t, false), gossip: testbin.FreeAddr(t, true)}
 		var join []string
 		if i > 0 {
 			join = []string{procs[0].gossip}
