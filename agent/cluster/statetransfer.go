@@ -169,21 +169,17 @@ func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 	go func() {
 		defer t.done.Done()
 		defer t.xfer.serving.Store(false)
-		keys, err := t.store.LeafKeys(allLeaves())
-		if err != nil {
-			t.log.Error("state transfer: reading keys", "err", err)
-			return
-		}
+		var pos store.RowPos
 		sent := 0
 		batch := uint64(0)
 		for {
-			chunk := keys[:min(transferChunk, len(keys))]
-			keys = keys[len(chunk):]
-			rows, err := t.store.Rows(chunk)
+			rows, next, err := t.store.RowsAfter(pos, transferChunk)
 			if err != nil {
 				t.log.Error("state transfer: reading rows", "err", err)
 				return
 			}
+			pos = next
+			last := len(rows) < transferChunk
 			batches := batchRows(rows, maxRowsBytes)
 			for i, rows := range batches {
 				select {
@@ -192,14 +188,14 @@ func (t *Tier) onTransferRequest(m *transferRequestMsg) {
 				default:
 				}
 				msg := &transferRowsMsg{header: t.hdr(msgTransferRows), Session: m.Session, Batch: batch, Rows: rows,
-					Final: len(keys) == 0 && i == len(batches)-1, Horizon: t.store.Horizon()}
+					Final: last && i == len(batches)-1, Horizon: t.store.Horizon()}
 				if !t.send(n, msg) {
 					return
 				}
 				sent += len(rows)
 				batch++
 			}
-			if len(keys) == 0 {
+			if last {
 				break
 			}
 		}
@@ -285,11 +281,3 @@ func (t *Tier) resetTransfer() {
 
 // Transfers is the number of full state transfers this node has taken.
 func (t *Tier) Transfers() int64 { return t.xfer.done.Load() }
-
-func allLeaves() []int {
-	out := make([]int, store.Leaves)
-	for i := range out {
-		out[i] = i
-	}
-	return out
-}

@@ -153,6 +153,7 @@ type Store struct {
 	checkpointed time.Time
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
+	synced   atomic.Int64 // unix ms of the last completed exchange (0: never); mirrors metaSynced
 
 	waiting waiters // writers waiting for the commit loop
 	health  health  // what keeps the store from taking writes
@@ -352,6 +353,9 @@ func (s *Store) read(tx *bolt.Tx, l *loaded) error {
 	if v := meta.Get(metaReaped); len(v) == 8 {
 		s.reaped = hlc.Timestamp(binary.BigEndian.Uint64(v))
 	}
+	if v := meta.Get(metaSynced); len(v) == 8 {
+		s.synced.Store(int64(binary.BigEndian.Uint64(v)))
+	}
 	s.firstSeq = s.seq + 1
 	if k, _ := tx.Bucket(bucketFeed).Cursor().First(); len(k) == 8 {
 		s.firstSeq = binary.BigEndian.Uint64(k)
@@ -448,22 +452,23 @@ func (s *Store) SetOnCommit(fn func(local, remote []Change)) {
 // whose last exchange is older than the tombstone TTL must not rejoin with
 // its old rows (see LastSynced).
 func (s *Store) MarkSynced(t time.Time) error {
-	return s.update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(metaSynced, binary.BigEndian.AppendUint64(nil, uint64(t.UnixMilli())))
 	})
+	if err == nil {
+		s.synced.Store(t.UnixMilli())
+	}
+	return err
 }
 
 // LastSynced is when an anti-entropy exchange last completed (zero if
-// never).
+// never). It is read from memory: the tier asks on every digest.
 func (s *Store) LastSynced() time.Time {
-	var t time.Time
-	s.view(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(metaSynced); len(v) == 8 {
-			t = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
-		}
-		return nil
-	})
-	return t
+	ms := s.synced.Load()
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // Path is the file the store lives in.
@@ -661,6 +666,60 @@ func (s *Store) Rows(keys []KeyHash) ([]Change, error) {
 		return nil
 	})
 	return out, err
+}
+
+// RowPos is a position in the store's rows, in table and key order: the
+// last row of a page of RowsAfter. The zero RowPos is before every row.
+type RowPos struct {
+	Table, Key string
+}
+
+// RowsAfter returns up to limit rows after pos, in table and key order,
+// tombstones included, as changes to ship to a peer, and the position of
+// the last one returned. Fewer than limit rows means none follow. Each
+// call is one short read transaction, so a caller paging through a large
+// store never holds one open across network I/O; rows written between
+// pages are seen or not according to their place.
+func (s *Store) RowsAfter(pos RowPos, limit int) ([]Change, RowPos, error) {
+	if limit <= 0 {
+		return nil, pos, nil
+	}
+	var out []Change
+	err := s.view(func(tx *bolt.Tx) error {
+		rows := tx.Bucket(bucketRows)
+		tables := rows.Cursor()
+		t, _ := tables.Seek([]byte(pos.Table))
+		for ; t != nil && len(out) < limit; t, _ = tables.Next() {
+			b := rows.Bucket(t)
+			if b == nil {
+				continue
+			}
+			table := string(t)
+			c := b.Cursor()
+			var k, v []byte
+			if table == pos.Table {
+				k, v = c.Seek([]byte(pos.Key))
+				if k != nil && string(k) == pos.Key {
+					k, v = c.Next()
+				}
+			} else {
+				k, v = c.First()
+			}
+			for ; k != nil && len(out) < limit; k, v = c.Next() {
+				r, err := DecodeRow(bytes.Clone(v))
+				if err != nil {
+					return fmt.Errorf("%s/%s: %w", table, k, err)
+				}
+				out = append(out, Change{Table: table, Key: string(k), Row: r})
+			}
+		}
+		return nil
+	})
+	if err != nil || len(out) == 0 {
+		return nil, pos, err
+	}
+	last := out[len(out)-1]
+	return out, RowPos{last.Table, last.Key}, nil
 }
 
 func tableBucket(tx *bolt.Tx, table string) *bolt.Bucket {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -471,6 +472,10 @@ func TestReapTombstones(t *testing.T) {
 	if err := s2.MarkSynced(now); err != nil || !s2.LastSynced().Equal(now) {
 		t.Fatalf("last synced %v, %v", s2.LastSynced(), err)
 	}
+	s2.Close()
+	if s3 := openTest(t, path, Options{Clock: clock}); !s3.LastSynced().Equal(now) {
+		t.Fatalf("last synced after reopening: %v, want %v", s3.LastSynced(), now)
+	}
 }
 
 // TestDigestRebuiltAfterUncleanStop simulates a stop between digest
@@ -506,5 +511,51 @@ func TestListPrefix(t *testing.T) {
 	rows, err := s.ListPrefix("machines", "ord/")
 	if err != nil || len(rows) != 1 || rows[0].Key != "ord/web" {
 		t.Fatalf("ListPrefix(ord/) = %+v, %v", rows, err)
+	}
+}
+
+// RowsAfter pages through every row of every table, tombstones included,
+// in table and key order, whatever the page size: each row once.
+func TestRowsAfterPagesThroughEveryRow(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "regional.db"), Options{})
+	var muts []Mutation
+	var want []string
+	for _, table := range []string{"apps", "machines", "volumes"} {
+		for i := range 7 {
+			key := fmt.Sprintf("k-%02d", i)
+			muts = append(muts, Mutation{Op: OpPut, Table: table, Key: key, Fields: []FieldValue{{Num: 1, Value: []byte("v")}}})
+			want = append(want, table+"/"+key)
+		}
+	}
+	mustApply(t, s, muts...)
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "k-03"}) // a tombstone is still a row to ship
+	for _, limit := range []int{1, 2, 3, 7, 21, 100} {
+		var got []string
+		var pos RowPos
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("limit %d: no end after %d pages", limit, pages)
+			}
+			rows, next, err := s.RowsAfter(pos, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) > limit {
+				t.Fatalf("limit %d: a page of %d rows", limit, len(rows))
+			}
+			for _, r := range rows {
+				got = append(got, r.Table+"/"+r.Key)
+				if r.Table == "machines" && r.Key == "k-03" && r.Row.Alive() {
+					t.Errorf("machines/k-03 is shipped alive; it was deleted")
+				}
+			}
+			pos = next
+			if len(rows) < limit {
+				break
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("limit %d: rows\n%v\nwant\n%v", limit, got, want)
+		}
 	}
 }
