@@ -197,7 +197,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		Trust:     apiTrust,
 		NodeKeys:  a.tier.KeyringKeys, // in memory: follows rotations and reloads
 		Reducers:  a.reducerStatus,
-		Gateway:   a.gatewayAPI,
+		Gateways:  a.gatewayAPIs,
 		Publisher: a.publisherStatus,
 		Problems: func() []string {
 			if a.publisher == nil {
@@ -210,7 +210,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 			if cfg.Global != nil {
 				return cfg.Global.StaleAfter.Duration
 			}
-			return 0
+			// A node without [global] judges the records it forwards
+			// with the default, which its gateways also use unless set.
+			return config.DefaultStaleAfter
 		}(),
 		WatchHeartbeat:    cfg.API.WatchHeartbeat.Duration,
 		WatchWriteTimeout: cfg.API.WatchWriteTimeout.Duration,
@@ -566,15 +568,16 @@ func advertisedAPI(bound *net.TCPAddr, rc config.Regional) string {
 	return net.JoinHostPort(host, fmt.Sprint(bound.Port))
 }
 
-// gatewayAPI returns the API address of an alive gateway of this region,
-// for a node that is not one to forward global reads to; "" if none.
-func (a *Agent) gatewayAPI() string {
+// gatewayAPIs returns the API addresses of the alive gateways of this
+// region, for a node that is not one to forward global reads to.
+func (a *Agent) gatewayAPIs() []string {
+	var out []string
 	for _, m := range a.tier.Members() {
 		if m.State == "alive" && m.Name != a.cfg.Node && m.Region == a.cfg.Regional.Region && slices.Contains(m.Roles, "gateway") && m.API != "" {
-			return m.API
+			out = append(out, m.API)
 		}
 	}
-	return ""
+	return out
 }
 
 // transport returns Options.Transport's transport for tier, or nil (the

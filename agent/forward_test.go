@@ -184,3 +184,105 @@ func TestForwardedReadsKeepTheTokenAndVerifyTheAnswer(t *testing.T) {
 		}
 	}
 }
+
+// joinFakeGateway joins region ord's regional tier at join as a member
+// named node that says it is a gateway with its API at addr.
+func joinFakeGateway(t *testing.T, node, join, addr string, key []byte) {
+	t.Helper()
+	clock := hlc.NewClock(nil, time.Minute)
+	st, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), store.Options{Node: node, Clock: clock, NoSync: true})
+	must(t, err)
+	tier, err := cluster.New(cluster.Config{
+		Node: node, Tier: cluster.Regional, Cluster: "test", Region: "ord",
+		Bind: "127.0.0.1:0", Join: []string{join}, Keys: [][]byte{key},
+		GossipInterval: 50 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		Meta:   cluster.Meta{Region: "ord", Roles: []string{"gateway"}, API: addr},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, st)
+	must(t, err)
+	tier.Start()
+	t.Cleanup(func() { tier.Close(); st.Close() })
+}
+
+// TestForwardedReadsPassOverDeadAndLyingGateways runs region ord with a
+// real gateway (ord-1), a node that is not one (ord-9), and two members
+// that claim to be gateways and sort before the real one: ord-0a, whose
+// API address refuses connections, and ord-0b, which answers with an
+// unsigned record. ord-9's reads keep being answered, by ord-1. Then
+// ord-1 goes and ord-0b answers with a record and heartbeat that ord
+// signed a minute ago: ord-9 serves them marked stale (stale_after is
+// 30 s by default), although ord-9 has no [global] section of its own.
+func TestForwardedReadsPassOverDeadAndLyingGateways(t *testing.T) {
+	ctx := context.Background()
+	fsys := trustContract(t)
+	k := newTrustKeys(t, "ord", "ams")
+	regionalKey := make([]byte, 32)
+	rand.Read(regionalKey)
+	regionalKeyring := filepath.Join(t.TempDir(), "regional.key")
+	must(t, os.WriteFile(regionalKeyring, []byte(base64.StdEncoding.EncodeToString(regionalKey)+"\n"), 0o600))
+
+	gwCfg := trustGateway(t, "ord-1", "ord", k, nil, nil)
+	gwCfg.Regional.Keyring = regionalKeyring
+	gw := startWith(t, gwCfg, fsys)
+	plainCfg := trustGateway(t, "ord-9", "ord", k, []string{gw.a.Tier().Addr()}, nil)
+	plainCfg.Global, plainCfg.Reducers = nil, nil
+	plainCfg.Regional.Keyring = regionalKeyring
+	plainCfg.API.TrustedRegions = k.trusted
+	plain := startWith(t, plainCfg, fsys)
+	must(t, gw.client.PutJSON(ctx, "/v1/global/app_placements/web", []byte(`{"app":"web","serving":true}`), nil))
+
+	// ord-0a: nothing listens at its API address.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	deadAPI := ln.Addr().String()
+	ln.Close()
+	joinFakeGateway(t, "ord-0a", plain.a.Tier().Addr(), deadAPI, regionalKey)
+	// ord-0b: answers with whatever it is given, an unsigned record first.
+	fake := &fakeGateway{}
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	srv := &http.Server{Handler: fake}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	joinFakeGateway(t, "ord-0b", plain.a.Tier().Addr(), ln.Addr().String(), regionalKey)
+	old := store.Stamp{HLC: hlc.New(time.Now().Add(-time.Minute).UnixMilli(), 0), Node: store.NodeIDOf("ord-1")}
+	signed := func(rec global.Record) store.Change {
+		one := []global.Stored{{Record: rec, CL: 1, Stamp: old}}
+		must(t, k.signers["ord"].Sign(one))
+		return one[0].Change()
+	}
+	web := signed(global.Record{Name: "app_placements", Region: "ord", Key: "web", Value: placementValue("web", true)})
+	unsigned := web
+	unsigned.Row.Fields = web.Row.Fields[:1]
+	fake.set(unsigned)
+
+	waitfor.Until(t, 15*time.Second, "ord-9 to see ord-0a, ord-0b and ord-1 as gateways", func() error {
+		if gws := plain.a.gatewayAPIs(); len(gws) != 3 {
+			return fmt.Errorf("gateways %v", gws)
+		}
+		return nil
+	})
+	for i := range 5 {
+		p, err := placement(ctx, plain.client, "web")
+		if err != nil {
+			t.Fatalf("read %d through ord-9 with two bad gateways and a good one: %v", i, err)
+		}
+		if !strings.Contains(p["ord"], `"serving":true`) || !strings.HasSuffix(p["ord"], "stale=false") {
+			t.Fatalf("read %d through ord-9: %v", i, p)
+		}
+	}
+
+	gw.stop()
+	beat := signed(global.Record{Name: global.HeartbeatTable, Region: "ord", Key: "ord", Value: []byte("ord-1")})
+	fake.set(web, beat)
+	waitfor.Until(t, 15*time.Second, "ord-9 to serve ord-0b's minute-old record as stale", func() error {
+		p, err := placement(ctx, plain.client, "web")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(p["ord"], `"serving":true`) || !strings.HasSuffix(p["ord"], "stale=true") {
+			return fmt.Errorf("ord-9 answers %v", p)
+		}
+		return nil
+	})
+}

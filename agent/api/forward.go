@@ -121,30 +121,52 @@ func mapValues[V any](m map[string]V) []V {
 	return out
 }
 
-// forwardedView asks a gateway of this region for the signed rows of the
-// view and verifies them; it answers errors itself.
+// forwardedView asks the gateways of this region in turn for the signed
+// rows of the view, until one answers with rows that verify; it answers
+// errors itself. A gateway that cannot be reached, refuses or answers rows
+// that fail verification is passed over, so one member that only claims
+// to be a gateway (or one that is down) does not stop forwarded reads
+// while another answers. The gateway that answered is asked first next
+// time.
 func (s *Server) forwardedView(w http.ResponseWriter, r *http.Request, sch *contracts.Schema, key string, all bool) (globalView, bool) {
-	gw := ""
-	if s.opts.Gateway != nil {
-		gw = s.opts.Gateway()
+	var gws []string
+	if s.opts.Gateways != nil {
+		gws = s.opts.Gateways()
 	}
-	if gw == "" {
+	if len(gws) == 0 {
 		notGateway(w, "no gateway of its region is alive to answer global reads (see strata members)")
 		return globalView{}, false
 	}
-	w.Header().Set("X-Strata-Forwarded-To", gw)
-	rows, err := s.fetchSigned(r.Context(), gw, signedPath(sch.Name, key, all))
-	if err != nil {
-		writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable, Message: fmt.Sprintf("forwarding to gateway %s: %v", gw, err)})
-		return globalView{}, false
+	if good, _ := s.goodGateway.Load().(string); good != "" {
+		if i := slices.Index(gws, good); i > 0 {
+			gws = append([]string{good}, slices.Delete(slices.Clone(gws), i, i+1)...)
+		}
 	}
-	v, err := s.verifyView(rows, sch.Name, key, all)
-	if err != nil {
-		writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
-			Message: fmt.Sprintf("gateway %s answered a global read that fails verification, not served: %v", gw, err)})
-		return globalView{}, false
+	var failed []string
+	for _, gw := range gws {
+		if r.Context().Err() != nil {
+			break
+		}
+		rows, err := s.fetchSigned(r.Context(), gw, signedPath(sch.Name, key, all))
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("gateway %s: %v", gw, err))
+			continue
+		}
+		v, err := s.verifyView(rows, sch.Name, key, all)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("gateway %s answered a global read that fails verification, not served: %v", gw, err))
+			continue
+		}
+		s.goodGateway.Store(gw)
+		w.Header().Set("X-Strata-Forwarded-To", gw)
+		return v, true
 	}
-	return v, true
+	if len(failed) == 0 {
+		failed = append(failed, r.Context().Err().Error())
+	}
+	writeError(w, &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+		Message: fmt.Sprintf("no gateway of this region answered the forwarded read: %s", strings.Join(failed, "; "))})
+	return globalView{}, false
 }
 
 // signedPath is the gateway's path for a signed read of record name (all

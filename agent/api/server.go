@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,9 +103,11 @@ type Options struct {
 	// until it returns nil (for example until the node's first exchange
 	// with its peers finished). Nil: ready whenever healthy.
 	Ready ReadyChecker
-	// Gateway returns the API address of a gateway of this region, where a
-	// node without a global store forwards global reads; "" if none.
-	Gateway func() string
+	// Gateways returns the API addresses of the alive gateways of this
+	// region, where a node without a global store forwards global reads;
+	// none if none. A read tries them in turn, the one that last answered
+	// with a verified read first.
+	Gateways func() []string
 	// Publisher returns the region's publisher as this node sees it, for
 	// /v1/status, /v1/members and the strata_publisher metric; nil: not
 	// shown.
@@ -154,7 +157,8 @@ type Server struct {
 	handler http.Handler
 	auth    authState // the current token and open paths; SetToken replaces the token
 
-	untrustedOnce sync.Once // the warning of a forwarded read without api.trusted_regions
+	untrustedOnce sync.Once    // the warning of a forwarded read without api.trusted_regions
+	goodGateway   atomic.Value // string: the gateway that last answered a forwarded read verified
 	// verifier checks forwarded global reads; one for the server's life,
 	// so batches it has verified cost a lookup on later reads. Nil
 	// without Options.Trust.

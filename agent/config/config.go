@@ -383,7 +383,7 @@ const (
 	defaultPushPeerBound  = 8 * MiB
 
 	defaultGlobalBind           = "0.0.0.0:7947"
-	defaultStaleAfter           = 30 * time.Second
+	defaultStaleAfter           = DefaultStaleAfter
 	defaultGlobalGossipInterval = 200 * time.Millisecond
 	defaultGlobalGossipNodes    = 3
 	defaultGlobalProbeInterval  = 5 * time.Second
@@ -465,6 +465,10 @@ func (r *Regional) setDefaults() {
 		PushPeerBound:  defaultPushPeerBound,
 	}
 }
+
+// DefaultStaleAfter is global.stale_after when not set; a node without
+// [global] uses it for the global reads it forwards to its gateways.
+const DefaultStaleAfter = 30 * time.Second
 
 func (g *Global) setDefaults() {
 	*g = Global{
