@@ -383,3 +383,44 @@ func TestUnknownRecordNamesShareOneLabel(t *testing.T) {
 		t.Fatalf("rejections of 100 made-up record names counted under %d labels, want 1 (unknown)", n)
 	}
 }
+
+// TestWarmVerifierChecksTheWholeProof: a record's proof is checked in
+// full however much of its batch the verifier has already proven. The
+// proof is stored and sent on with the record, so one that does not
+// verify by itself must never be accepted: a receiver that had not seen
+// the batch would refuse it, and stamps being equal, the larger proof
+// bytes win the merge, so such a copy could replace the good one.
+func TestWarmVerifierChecksTheWholeProof(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	batch := make([]Stored, 8)
+	for i := range batch {
+		batch[i] = stored("ord", fmt.Sprintf("app-%d", i), placement(fmt.Sprintf("app-%d", i)), 1000+int64(i))
+	}
+	if err := keys["ord"].Sign(batch); err != nil {
+		t.Fatal(err)
+	}
+	const head = 1 + 32 + 64 + 2 // version, key, signature, n, index
+	for name, alter := range map[string]func(p []byte){
+		"signature":     func(p []byte) { p[33] ^= 0xff },
+		"batch size":    func(p []byte) { p[97] = 7 },
+		"first sibling": func(p []byte) { p[head] ^= 0xff },
+		"last sibling":  func(p []byte) { p[len(p)-1] ^= 0xff },
+	} {
+		for i := range batch {
+			v := NewVerifier(trust)
+			for j := range batch { // every other record first: the verifier knows the whole tree
+				if j != i {
+					if err := v.Verify(&batch[j]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s := batch[i]
+			s.Proof = append([]byte(nil), s.Proof...)
+			alter(s.Proof)
+			if err := v.Verify(&s); Reason(err) != ReasonSignature {
+				t.Errorf("record %d with its proof's %s altered, verified after the rest of its batch: %v, want refused [signature]", i, name, err)
+			}
+		}
+	}
+}
