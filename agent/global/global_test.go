@@ -1,9 +1,11 @@
 package global
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -421,6 +423,163 @@ func TestWarmVerifierChecksTheWholeProof(t *testing.T) {
 			if err := v.Verify(&s); Reason(err) != ReasonSignature {
 				t.Errorf("record %d with its proof's %s altered, verified after the rest of its batch: %v, want refused [signature]", i, name, err)
 			}
+		}
+	}
+}
+
+// TestVerifierCacheNeverChangesAVerdict: through one verifier that has
+// seen other records of the same batches, in any order, every record gets
+// the verdict a fresh verifier gives it alone: good records pass, and a
+// record altered, carrying another record's proof (of its own batch or of
+// another batch: a replay), or with any byte of its proof changed is
+// refused, and refusing it costs no other record anything.
+func TestVerifierCacheNeverChangesAVerdict(t *testing.T) {
+	keys, trust := signers(t, "ord", "ams")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []Stored
+	for b, n := range []int{1, 2, 3, 7, 64, 255, MaxBatch} {
+		batch := make([]Stored, n)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, batch...)
+	}
+	type item struct {
+		s    Stored
+		good bool
+		what string
+	}
+	var items []item
+	for i, s := range all {
+		items = append(items, item{s, true, "as signed"})
+		bad := s
+		switch i % 5 {
+		case 0:
+			bad.Value = placement("evil")
+			items = append(items, item{bad, false, "altered value"})
+		case 1:
+			bad.Proof = all[rng.IntN(len(all))].Proof // a replay, unless it drew its own proof
+			items = append(items, item{bad, bytes.Equal(bad.Proof, s.Proof), "another record's proof"})
+		case 2, 3:
+			bad.Proof = append([]byte(nil), s.Proof...)
+			bad.Proof[1+32+rng.IntN(len(bad.Proof)-33)] ^= byte(1 + rng.IntN(255)) // after the key
+			items = append(items, item{bad, false, "a proof byte changed"})
+		case 4:
+			bad.Stamp.HLC++
+			items = append(items, item{bad, false, "altered stamp"})
+		}
+	}
+	for round := range 3 {
+		rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+		v := NewVerifier(trust)
+		for _, it := range items {
+			s := it.s
+			warm := v.Verify(&s)
+			cold := NewVerifier(trust).Verify(&s)
+			if (warm == nil) != it.good || (cold == nil) != it.good {
+				t.Fatalf("round %d: %s (%s): warm verifier %v, fresh verifier %v, want accepted %v", round, s.Record, it.what, warm, cold, it.good)
+			}
+		}
+	}
+}
+
+// TestVerifierForgetsTreesNotRoots: past treeCap nodes of proven trees,
+// the oldest are dropped; records of their batches still verify (by their
+// full path and the proven root) and forgeries are still refused.
+func TestVerifierForgetsTreesNotRoots(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	var batches [][]Stored
+	for b := range 3 * treeCap / (2 * MaxBatch) {
+		batch := make([]Stored, MaxBatch)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, batch)
+	}
+	v := NewVerifier(trust)
+	for round := range 2 {
+		for b := range batches {
+			for _, i := range []int{round, MaxBatch - 1 - round} {
+				if err := v.Verify(&batches[b][i]); err != nil {
+					t.Fatalf("round %d, batch %d, record %d: %v", round, b, i, err)
+				}
+				bad := batches[b][i]
+				bad.Value = placement("evil")
+				if err := v.Verify(&bad); Reason(err) != ReasonSignature {
+					t.Fatalf("round %d, batch %d, record %d altered: %v", round, b, i, err)
+				}
+			}
+		}
+	}
+	if len(v.roots) != len(batches) || v.curNodes > treeCap {
+		t.Fatalf("%d roots for %d batches, %d nodes in the current generation (cap %d)", len(v.roots), len(batches), v.curNodes, treeCap)
+	}
+}
+
+// TestAcceptKeepsGoodProofs: a gateway that holds a region's records
+// refuses copies of them whose proof was garbled, although the rest of
+// their batch is known to it; with equal stamps the larger proof bytes
+// would win the merge, so accepting one would replace a good proof with
+// one no other node can verify.
+func TestAcceptKeepsGoodProofs(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord", "ams")
+	now := time.Unix(1_000_000, 0)
+	ord := gateway(t, c, "ord", keys["ord"], trust, &now)
+	ams := gateway(t, c, "ams", keys["ams"], trust, &now)
+	var recs []Record
+	for _, k := range []string{"a", "b", "c", "d"} {
+		recs = append(recs, Record{Name: "app_placements", Key: k, Value: placement(k)})
+	}
+	if _, err := ord.Write(ctx, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	in := changes(t, ord, "app_placements")
+	for _, ch := range in {
+		if err := ams.Accept(ch, "ord-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rej, err := ams.opts.Store.Merge(ctx, in); err != nil || len(rej) > 0 {
+		t.Fatal(err, rej)
+	}
+	for _, ch := range in {
+		for name, garble := range map[string]func(p []byte){
+			"signature": func(p []byte) { p[33] = 0xff },
+			"last hash": func(p []byte) { p[len(p)-32] = 0xff },
+		} {
+			forged := ch
+			forged.Row.Fields = append([]store.Field(nil), ch.Row.Fields...)
+			forged.Row.Fields[1].Value = append([]byte(nil), ch.Row.Fields[1].Value...)
+			garble(forged.Row.Fields[1].Value)
+			now = now.Add(time.Minute) // budget to spare: only the proof can refuse it
+			err := ams.Accept(forged, "x")
+			if Reason(err) != ReasonSignature {
+				t.Errorf("%s with its proof's %s garbled: %v, want refused [signature]", ch.Key, name, err)
+			}
+			if err == nil { // as the tier would
+				if _, _, err := ams.opts.Store.Merge(ctx, []store.Change{forged}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, ch := range changes(t, ams, "app_placements") {
+		s, err := FromRow(ch.Table, ch.Key, ch.Row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := NewVerifier(trust).Verify(&s); err != nil {
+			t.Errorf("ams holds %s with a proof that does not verify: %v", ch.Key, err)
 		}
 	}
 }
