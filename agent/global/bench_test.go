@@ -1,7 +1,9 @@
 package global
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -118,4 +120,47 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
+}
+
+// BenchmarkWriterWrite measures one write of one record (an update, as an
+// API PUT or a publisher's run makes) by a gateway whose region holds
+// that many records of the type, on a real store without fsync. The count
+// budget needs the region's holdings; reading them from the store on
+// every write made a write's cost grow with them.
+func BenchmarkWriterWrite(b *testing.B) {
+	ctx := context.Background()
+	for _, held := range []int{100, 5000} {
+		b.Run(fmt.Sprintf("held=%d", held), func(b *testing.B) {
+			keys, trust := signers(b, "ord")
+			now := time.Unix(1_000_000, 0)
+			clock := hlc.NewClock(nil, time.Minute)
+			st, err := store.Open(filepath.Join(b.TempDir(), "global.db"), store.Options{Node: "ord-1", Clock: clock, NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			w := NewWriter(Options{Contract: contract(b, 10_000), Store: st, Clock: clock, Node: "ord-1", Region: "ord",
+				Signer: keys["ord"], Trust: trust, Rate: 1e12, Burst: 1 << 30, Now: func() time.Time { return now }})
+			recs := make([]Record, held)
+			for i := range recs {
+				app := fmt.Sprintf("app-%d", i)
+				recs[i] = Record{Name: "app_placements", Key: app, Value: placement(app)}
+			}
+			for i := 0; i < held; i += MaxBatch {
+				if _, err := w.Write(ctx, recs[i:min(i+MaxBatch, held)], nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				r := recs[i%held]
+				r.Value = append(placement(r.Key), 0x18, byte(1+i%100))
+				res, err := w.Write(ctx, []Record{r}, nil)
+				if err != nil || res[0].Err != nil {
+					b.Fatal(err, res[0].Err)
+				}
+			}
+		})
+	}
 }

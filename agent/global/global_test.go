@@ -583,3 +583,87 @@ func TestAcceptKeepsGoodProofs(t *testing.T) {
 		}
 	}
 }
+
+// gatewayNode is a Writer of node for region on a real store opened with
+// opts (Node, Clock and NoSync set here).
+func gatewayNode(t testing.TB, c *contracts.Contract, node, region string, signer *Signer, trust *Trust, now *time.Time, opts store.Options) *Writer {
+	t.Helper()
+	clock := hlc.NewClock(nil, time.Minute)
+	opts.Node, opts.Clock, opts.NoSync = node, clock, true
+	st, err := store.Open(filepath.Join(t.TempDir(), "global.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return NewWriter(Options{Contract: c, Store: st, Clock: clock, Node: node, Region: region,
+		Signer: signer, Trust: trust, Rate: 1e6, Burst: 1e6, Now: func() time.Time { return *now }})
+}
+
+// TestWriterCountFollowsTheStore: the count budget of a gateway's own
+// writes sees the records its region's other gateway wrote and it
+// received, and their deletes, also when more changes than the store's
+// feed keeps were committed in between.
+func TestWriterCountFollowsTheStore(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 3)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	for _, retention := range []int{0, 4} {
+		a := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{FeedRetention: retention})
+		b := gatewayNode(t, c, "ord-2", "ord", keys["ord"], trust, &now, store.Options{FeedRetention: retention})
+		write := func(w *Writer, key string, value []byte) error {
+			t.Helper()
+			res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res[0].Err
+		}
+		// b's store changes reach a's as the tier would bring them.
+		deliver := func() {
+			t.Helper()
+			for _, ch := range changes(t, b, "app_placements") {
+				if err := a.Accept(ch, "ord-2"); err != nil {
+					t.Fatal(err)
+				}
+				if _, rej, err := a.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+					t.Fatal(err, rej)
+				}
+			}
+		}
+		for _, k := range []string{"a", "b"} {
+			if err := write(a, k, placement(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := write(b, "c", placement("c")); err != nil {
+			t.Fatal(err)
+		}
+		deliver()
+		if err := write(a, "d", placement("d")); Reason(err) != "budget" {
+			t.Fatalf("retention %d: a fourth record of max 3, the third written by the other gateway: %v, want refused [budget]", retention, err)
+		}
+		// Updates take no slot; and more commits than a short feed keeps
+		// come between two writes.
+		for i := range 3 {
+			if err := write(a, "a", append(placement("a"), 0x18, byte(i))); err != nil {
+				t.Fatalf("retention %d: update: %v", retention, err)
+			}
+		}
+		for range 6 {
+			if err := a.Beat(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := write(b, "c", nil); err != nil {
+			t.Fatal(err)
+		}
+		deliver()
+		if err := write(a, "d", placement("d")); err != nil {
+			t.Fatalf("retention %d: after the other gateway's delete: %v", retention, err)
+		}
+		if err := write(a, "e", placement("e")); Reason(err) != "budget" {
+			t.Fatalf("retention %d: a fourth record again: %v, want refused [budget]", retention, err)
+		}
+	}
+}
