@@ -667,3 +667,60 @@ func TestWriterCountFollowsTheStore(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletesAreReaped: a record's signed delete is reaped from a global
+// store opened with DeletedRow, as the agent opens it, once older than
+// the horizon (now - tombstone_ttl), like a regional tombstone; the
+// delete or the record it deleted, sent again by a peer that has not
+// reaped yet, is refused as stale, and the region writes the key afresh.
+func TestDeletesAreReaped(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	a := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{Deleted: DeletedRow})
+	b := gatewayNode(t, c, "ord-2", "ord", keys["ord"], trust, &now, store.Options{Deleted: DeletedRow})
+	write := func(w *Writer, key string, value []byte) {
+		t.Helper()
+		if res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil); err != nil || res[0].Err != nil {
+			t.Fatal(err, res[0].Err)
+		}
+	}
+	write(a, "kept", placement("kept"))
+	write(a, "gone", placement("gone"))
+	old := changes(t, a, "app_placements") // both live
+	write(a, "gone", nil)
+	for _, ch := range changes(t, a, "app_placements") {
+		if _, rej, err := b.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+			t.Fatal(err, rej)
+		}
+	}
+	horizon := a.opts.Clock.Now() // after every write so far
+	if n, err := a.opts.Store.Reap(ctx, horizon); err != nil || n != 1 {
+		t.Fatalf("reaped %d rows (%v), want the one delete", n, err)
+	}
+	rows := changes(t, a, "app_placements")
+	if len(rows) != 1 || rows[0].Key != "ord/kept" {
+		t.Fatalf("after reaping, the store holds %v, want ord/kept only", rows)
+	}
+	if n := a.opts.Store.Stats().Rows["app_placements"]; n != 1 {
+		t.Fatalf("the store counts %d live rows, want 1", n)
+	}
+	// b has not reaped: its delete, and the record before it, come back
+	// by anti-entropy and are refused.
+	for _, ch := range append(changes(t, b, "app_placements"), old...) {
+		if ch.Key != "ord/gone" {
+			continue
+		}
+		if err := a.Accept(ch, "ord-2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, rej, err := a.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) != 1 || !errors.Is(rej[0].Err, store.ErrStale) {
+			t.Fatalf("a reaped delete's row sent again: rejected %v (%v), want refused as stale", rej, err)
+		}
+	}
+	write(a, "gone", placement("gone"))
+	if _, err := Get(a.opts.Store, "app_placements", "ord", "gone"); err != nil {
+		t.Fatalf("written afresh after the reap: %v", err)
+	}
+}

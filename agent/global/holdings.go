@@ -118,6 +118,12 @@ func (x *liveIndex) follow(lk *liveKeys, name, region string, head uint64) error
 	return nil
 }
 
+// DeletedRow reports whether row, of the global store, is a record's
+// signed delete: alive to the store, but with an empty value. It is the
+// global store's store.Options.Deleted, so that tombstone_ttl reaps
+// deletes as it reaps the regional tier's tombstones.
+func DeletedRow(_ string, row store.Row) bool { return row.Alive() && !live(row) }
+
 // live reports whether row holds a record: alive in the store and not a
 // signed delete.
 func live(row store.Row) bool {
