@@ -724,3 +724,48 @@ func TestDeletesAreReaped(t *testing.T) {
 		t.Fatalf("written afresh after the reap: %v", err)
 	}
 }
+
+// TestVerifierConcurrent: goroutines verifying records of the same
+// batches at once, in different orders, share the proven trees and each
+// get the right verdicts (run with -race).
+func TestVerifierConcurrent(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	var all []Stored
+	for b := range 6 {
+		batch := make([]Stored, 100)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, batch...)
+	}
+	v := NewVerifier(trust)
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			for _, i := range rng.Perm(len(all)) {
+				s := all[i]
+				if err := v.Verify(&s); err != nil {
+					errs <- fmt.Errorf("%s: %v", s.Record, err)
+					return
+				}
+				s.Proof = append([]byte(nil), s.Proof...)
+				s.Proof[len(s.Proof)-1-rng.IntN(32)] ^= 1
+				if err := v.Verify(&s); Reason(err) != ReasonSignature {
+					errs <- fmt.Errorf("%s with a path byte changed: %v", s.Record, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
