@@ -2,7 +2,6 @@ package global
 
 import (
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -11,24 +10,25 @@ import (
 
 // liveIndex is the live records of each (record type, region) in the
 // global store: what the count budget needs. It lists a region's records
-// once, then follows the store's change feed, so that a write or a
-// received change costs the changes committed since the last one, not a
-// scan of the region's records. It is safe for concurrent use.
+// once, then follows the store's change feed, one pass a record type for
+// all its regions, so that a write or a received change costs the changes
+// committed since the last one, not a scan of the region's records. It is
+// safe for concurrent use.
 type liveIndex struct {
 	st *store.Store
 	mu sync.Mutex
-	m  map[[2]string]*liveKeys // record type, region
+	m  map[string]*tableIndex // record type
 }
 
-// liveKeys is one region's live records of one type, as of feed position
-// seq.
-type liveKeys struct {
-	seq  uint64
-	keys map[string]bool // record keys, without the region
+// tableIndex is the live records of one record type, by region, as of
+// feed position seq.
+type tableIndex struct {
+	seq     uint64
+	regions map[string]map[string]bool // region → record keys
 }
 
 func newLiveIndex(st *store.Store) *liveIndex {
-	return &liveIndex{st: st, m: map[[2]string]*liveKeys{}}
+	return &liveIndex{st: st, m: map[string]*tableIndex{}}
 }
 
 // feedPage is how many feed events one read of the feed takes.
@@ -40,11 +40,11 @@ const feedPage = 4096
 func (x *liveIndex) view(name, region string, fn func(keys map[string]bool, seq uint64)) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	lk, err := x.caughtUp(name, region)
+	ti, keys, err := x.caughtUp(name, region)
 	if err != nil {
 		return err
 	}
-	fn(lk.keys, lk.seq)
+	fn(keys, ti.seq)
 	return nil
 }
 
@@ -57,63 +57,70 @@ func (x *liveIndex) Holds(name, region, key string) (exists bool, n int, err err
 	return exists, n, err
 }
 
-// caughtUp returns the index of (name, region) brought up to the store's
-// last commit. x.mu is held.
-func (x *liveIndex) caughtUp(name, region string) (*liveKeys, error) {
-	nr := [2]string{name, region}
-	head := x.st.Seq()
-	if lk := x.m[nr]; lk != nil {
-		err := x.follow(lk, name, region, head)
-		if err == nil {
-			return lk, nil
+// caughtUp returns the index of type name brought up to the store's last
+// commit, and region's keys in it. x.mu is held.
+func (x *liveIndex) caughtUp(name, region string) (*tableIndex, map[string]bool, error) {
+	ti := x.m[name]
+	if ti != nil {
+		err := x.follow(ti, name, x.st.Seq())
+		if errors.Is(err, store.ErrFeedTrimmed) {
+			ti = nil // fallen behind the feed's horizon: list again
+		} else if err != nil {
+			return nil, nil, err
 		}
-		if !errors.Is(err, store.ErrFeedTrimmed) {
-			return nil, err
-		}
-		// Fallen behind the feed's horizon: list again.
+	}
+	if ti == nil {
+		ti = &tableIndex{seq: x.st.Seq(), regions: map[string]map[string]bool{}}
+		x.m[name] = ti
+	}
+	keys := ti.regions[region]
+	if keys != nil {
+		return ti, keys, nil
 	}
 	// List, then replay the feed from before the listing: each event
 	// holds a row's state after a change, so replaying in order ends at
 	// the latest state whatever the listing already saw.
-	lk := &liveKeys{seq: head, keys: map[string]bool{}}
+	keys = map[string]bool{}
 	rows, err := x.st.ListPrefix(name, region+"/")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, kr := range rows {
 		if live(kr.Row) {
-			lk.keys[kr.Key[len(region)+1:]] = true
+			keys[kr.Key[len(region)+1:]] = true
 		}
 	}
-	if err := x.follow(lk, name, region, x.st.Seq()); err != nil {
-		return nil, err
+	ti.regions[region] = keys
+	if err := x.follow(ti, name, x.st.Seq()); err != nil {
+		delete(x.m, name)
+		return nil, nil, err
 	}
-	x.m[nr] = lk
-	return lk, nil
+	return ti, keys, nil
 }
 
-// follow applies the feed's events of (name, region) after lk.seq, up to
-// head. x.mu is held.
-func (x *liveIndex) follow(lk *liveKeys, name, region string, head uint64) error {
-	prefix := region + "/"
-	for lk.seq < head {
-		evs, pos, err := x.st.FeedSince(lk.seq, name, feedPage)
+// follow applies the feed's events of type name after ti.seq, up to head,
+// to the regions ti holds. x.mu is held.
+func (x *liveIndex) follow(ti *tableIndex, name string, head uint64) error {
+	for ti.seq < head {
+		evs, pos, err := x.st.FeedSince(ti.seq, name, feedPage)
 		if err != nil {
 			return err
 		}
 		for _, ev := range evs {
-			if k, ok := strings.CutPrefix(ev.Key, prefix); ok {
-				if live(ev.Row) {
-					lk.keys[k] = true
-				} else {
-					delete(lk.keys, k)
-				}
+			region, k, ok := SplitStoreKey(ev.Key)
+			keys := ti.regions[region]
+			switch {
+			case !ok || keys == nil:
+			case live(ev.Row):
+				keys[k] = true
+			default:
+				delete(keys, k)
 			}
 		}
-		if pos == lk.seq {
+		if pos == ti.seq {
 			break // head is committed but not yet readable: later
 		}
-		lk.seq = pos
+		ti.seq = pos
 	}
 	return nil
 }
