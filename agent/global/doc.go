@@ -29,7 +29,9 @@
 // Holdings interface and the time from its caller. Writer wraps it with
 // the store: it signs and applies local writes, and checks (Writer.Accept)
 // every change a peer sends, after verifying its proof, before the store
-// merges it.
+// merges it. Its holdings come from an index of each region's live
+// records, listed once and then kept up to date from the store's change
+// feed, so a write reads only its own record's row.
 //
 // # Region identity
 //
