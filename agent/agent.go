@@ -356,7 +356,7 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 	g := cfg.Global
 	var err error
 	a.global, err = store.Open(filepath.Join(cfg.DataDir, "global.db"), store.Options{Node: cfg.Node, Clock: clock,
-		RefuseEmpty: hasWritten(cfg.DataDir, "global.db")})
+		RefuseEmpty: hasWritten(cfg.DataDir, "global.db"), Deleted: global.DeletedRow})
 	if err != nil {
 		return err
 	}

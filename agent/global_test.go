@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,6 +173,13 @@ func TestRegionsPublishAcrossTheGlobalTier(t *testing.T) {
 		}
 		return nil
 	})
+	// It does not forward watches, which it could not verify as they go:
+	// it answers 503, as README.md says.
+	err = plain.client.WatchGlobal(ctx, "app_placements", 0, func(api.WatchEvent) error { return nil })
+	var werr *api.Error
+	if !errors.As(err, &werr) || werr.Status != http.StatusServiceUnavailable {
+		t.Fatalf("global watch on a non-gateway: %v, want 503", err)
+	}
 	plain.stop()
 
 	// The record carries no regional detail.

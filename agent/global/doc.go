@@ -11,7 +11,9 @@
 // key, see Proof). Both fields are written together with one stamp, so
 // last-writer-wins keeps them paired. A delete is a write of an empty value
 // with its own proof: a bare store tombstone could not carry a signature,
-// so it would let any node delete any region's records. Region heartbeats
+// so it would let any node delete any region's records. The global store
+// reaps such deletes after tombstone_ttl as it reaps tombstones
+// (DeletedRow is its store.Options.Deleted). Region heartbeats
 // use the same layout in HeartbeatTable, under key R, with the publishing
 // node's name as the value.
 //
@@ -27,7 +29,9 @@
 // Holdings interface and the time from its caller. Writer wraps it with
 // the store: it signs and applies local writes, and checks (Writer.Accept)
 // every change a peer sends, after verifying its proof, before the store
-// merges it.
+// merges it. Its holdings come from an index of each region's live
+// records, listed once and then kept up to date from the store's change
+// feed, so a write reads only its own record's row.
 //
 // # Region identity
 //
@@ -37,6 +41,7 @@
 // signature per record would cost some 50 µs per record to verify, so
 // writes are signed in batches: the signature covers the root of a Merkle
 // tree over the batch's records, and each record carries the path from its
-// leaf to the root. A receiver hashes the path (a few hundred nanoseconds)
-// and verifies each root's signature once (Verifier caches it).
+// leaf to the root. A receiver checks each record's whole proof; it keeps
+// the trees it has proven, so a record of a known batch costs about two
+// hashes and a comparison of the rest of its path (see Verifier).
 package global

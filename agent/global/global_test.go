@@ -1,9 +1,11 @@
 package global
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -381,5 +383,389 @@ func TestUnknownRecordNamesShareOneLabel(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(w.receivedRejected); n != 1 {
 		t.Fatalf("rejections of 100 made-up record names counted under %d labels, want 1 (unknown)", n)
+	}
+}
+
+// TestWarmVerifierChecksTheWholeProof: a record's proof is checked in
+// full however much of its batch the verifier has already proven. The
+// proof is stored and sent on with the record, so one that does not
+// verify by itself must never be accepted: a receiver that had not seen
+// the batch would refuse it, and stamps being equal, the larger proof
+// bytes win the merge, so such a copy could replace the good one.
+func TestWarmVerifierChecksTheWholeProof(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	batch := make([]Stored, 8)
+	for i := range batch {
+		batch[i] = stored("ord", fmt.Sprintf("app-%d", i), placement(fmt.Sprintf("app-%d", i)), 1000+int64(i))
+	}
+	if err := keys["ord"].Sign(batch); err != nil {
+		t.Fatal(err)
+	}
+	const head = 1 + 32 + 64 + 2 // version, key, signature, n, index
+	for name, alter := range map[string]func(p []byte){
+		"signature":     func(p []byte) { p[33] ^= 0xff },
+		"batch size":    func(p []byte) { p[97] = 7 },
+		"first sibling": func(p []byte) { p[head] ^= 0xff },
+		"last sibling":  func(p []byte) { p[len(p)-1] ^= 0xff },
+	} {
+		for i := range batch {
+			v := NewVerifier(trust)
+			for j := range batch { // every other record first: the verifier knows the whole tree
+				if j != i {
+					if err := v.Verify(&batch[j]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			s := batch[i]
+			s.Proof = append([]byte(nil), s.Proof...)
+			alter(s.Proof)
+			if err := v.Verify(&s); Reason(err) != ReasonSignature {
+				t.Errorf("record %d with its proof's %s altered, verified after the rest of its batch: %v, want refused [signature]", i, name, err)
+			}
+		}
+	}
+}
+
+// TestVerifierCacheNeverChangesAVerdict: through one verifier that has
+// seen other records of the same batches, in any order, every record gets
+// the verdict a fresh verifier gives it alone: good records pass, and a
+// record altered, carrying another record's proof (of its own batch or of
+// another batch: a replay), or with any byte of its proof changed is
+// refused, and refusing it costs no other record anything.
+func TestVerifierCacheNeverChangesAVerdict(t *testing.T) {
+	keys, trust := signers(t, "ord", "ams")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []Stored
+	for b, n := range []int{1, 2, 3, 7, 64, 255, MaxBatch} {
+		batch := make([]Stored, n)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, batch...)
+	}
+	type item struct {
+		s    Stored
+		good bool
+		what string
+	}
+	var items []item
+	for i, s := range all {
+		items = append(items, item{s, true, "as signed"})
+		bad := s
+		switch i % 5 {
+		case 0:
+			bad.Value = placement("evil")
+			items = append(items, item{bad, false, "altered value"})
+		case 1:
+			bad.Proof = all[rng.IntN(len(all))].Proof // a replay, unless it drew its own proof
+			items = append(items, item{bad, bytes.Equal(bad.Proof, s.Proof), "another record's proof"})
+		case 2, 3:
+			bad.Proof = append([]byte(nil), s.Proof...)
+			bad.Proof[1+32+rng.IntN(len(bad.Proof)-33)] ^= byte(1 + rng.IntN(255)) // after the key
+			items = append(items, item{bad, false, "a proof byte changed"})
+		case 4:
+			bad.Stamp.HLC++
+			items = append(items, item{bad, false, "altered stamp"})
+		}
+	}
+	for round := range 3 {
+		rng.Shuffle(len(items), func(i, j int) { items[i], items[j] = items[j], items[i] })
+		v := NewVerifier(trust)
+		for _, it := range items {
+			s := it.s
+			warm := v.Verify(&s)
+			cold := NewVerifier(trust).Verify(&s)
+			if (warm == nil) != it.good || (cold == nil) != it.good {
+				t.Fatalf("round %d: %s (%s): warm verifier %v, fresh verifier %v, want accepted %v", round, s.Record, it.what, warm, cold, it.good)
+			}
+		}
+	}
+}
+
+// TestVerifierForgetsTreesNotRoots: past treeCap nodes of proven trees,
+// the oldest are dropped; records of their batches still verify (by their
+// full path and the proven root) and forgeries are still refused.
+func TestVerifierForgetsTreesNotRoots(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	var batches [][]Stored
+	for b := range 3 * treeCap / (2 * MaxBatch) {
+		batch := make([]Stored, MaxBatch)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, batch)
+	}
+	v := NewVerifier(trust)
+	for round := range 2 {
+		for b := range batches {
+			for _, i := range []int{round, MaxBatch - 1 - round} {
+				if err := v.Verify(&batches[b][i]); err != nil {
+					t.Fatalf("round %d, batch %d, record %d: %v", round, b, i, err)
+				}
+				bad := batches[b][i]
+				bad.Value = placement("evil")
+				if err := v.Verify(&bad); Reason(err) != ReasonSignature {
+					t.Fatalf("round %d, batch %d, record %d altered: %v", round, b, i, err)
+				}
+			}
+		}
+	}
+	if len(v.roots) != len(batches) || v.curNodes > treeCap {
+		t.Fatalf("%d roots for %d batches, %d nodes in the current generation (cap %d)", len(v.roots), len(batches), v.curNodes, treeCap)
+	}
+}
+
+// TestAcceptKeepsGoodProofs: a gateway that holds a region's records
+// refuses copies of them whose proof was garbled, although the rest of
+// their batch is known to it; with equal stamps the larger proof bytes
+// would win the merge, so accepting one would replace a good proof with
+// one no other node can verify.
+func TestAcceptKeepsGoodProofs(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord", "ams")
+	now := time.Unix(1_000_000, 0)
+	ord := gateway(t, c, "ord", keys["ord"], trust, &now)
+	ams := gateway(t, c, "ams", keys["ams"], trust, &now)
+	var recs []Record
+	for _, k := range []string{"a", "b", "c", "d"} {
+		recs = append(recs, Record{Name: "app_placements", Key: k, Value: placement(k)})
+	}
+	if _, err := ord.Write(ctx, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	in := changes(t, ord, "app_placements")
+	for _, ch := range in {
+		if err := ams.Accept(ch, "ord-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rej, err := ams.opts.Store.Merge(ctx, in); err != nil || len(rej) > 0 {
+		t.Fatal(err, rej)
+	}
+	for _, ch := range in {
+		for name, garble := range map[string]func(p []byte){
+			"signature": func(p []byte) { p[33] = 0xff },
+			"last hash": func(p []byte) { p[len(p)-32] = 0xff },
+		} {
+			forged := ch
+			forged.Row.Fields = append([]store.Field(nil), ch.Row.Fields...)
+			forged.Row.Fields[1].Value = append([]byte(nil), ch.Row.Fields[1].Value...)
+			garble(forged.Row.Fields[1].Value)
+			now = now.Add(time.Minute) // budget to spare: only the proof can refuse it
+			err := ams.Accept(forged, "x")
+			if Reason(err) != ReasonSignature {
+				t.Errorf("%s with its proof's %s garbled: %v, want refused [signature]", ch.Key, name, err)
+			}
+			if err == nil { // as the tier would
+				if _, _, err := ams.opts.Store.Merge(ctx, []store.Change{forged}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	for _, ch := range changes(t, ams, "app_placements") {
+		s, err := FromRow(ch.Table, ch.Key, ch.Row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := NewVerifier(trust).Verify(&s); err != nil {
+			t.Errorf("ams holds %s with a proof that does not verify: %v", ch.Key, err)
+		}
+	}
+}
+
+// gatewayNode is a Writer of node for region on a real store opened with
+// opts (Node, Clock and NoSync set here).
+func gatewayNode(t testing.TB, c *contracts.Contract, node, region string, signer *Signer, trust *Trust, now *time.Time, opts store.Options) *Writer {
+	t.Helper()
+	clock := hlc.NewClock(nil, time.Minute)
+	opts.Node, opts.Clock, opts.NoSync = node, clock, true
+	st, err := store.Open(filepath.Join(t.TempDir(), "global.db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return NewWriter(Options{Contract: c, Store: st, Clock: clock, Node: node, Region: region,
+		Signer: signer, Trust: trust, Rate: 1e6, Burst: 1e6, Now: func() time.Time { return *now }})
+}
+
+// TestWriterCountFollowsTheStore: the count budget of a gateway's own
+// writes sees the records its region's other gateway wrote and it
+// received, and their deletes, also when more changes than the store's
+// feed keeps were committed in between.
+func TestWriterCountFollowsTheStore(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 3)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	for _, retention := range []int{0, 4} {
+		a := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{FeedRetention: retention})
+		b := gatewayNode(t, c, "ord-2", "ord", keys["ord"], trust, &now, store.Options{FeedRetention: retention})
+		write := func(w *Writer, key string, value []byte) error {
+			t.Helper()
+			res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res[0].Err
+		}
+		// b's store changes reach a's as the tier would bring them.
+		deliver := func() {
+			t.Helper()
+			for _, ch := range changes(t, b, "app_placements") {
+				if err := a.Accept(ch, "ord-2"); err != nil {
+					t.Fatal(err)
+				}
+				if _, rej, err := a.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+					t.Fatal(err, rej)
+				}
+			}
+		}
+		for _, k := range []string{"a", "b"} {
+			if err := write(a, k, placement(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := write(b, "c", placement("c")); err != nil {
+			t.Fatal(err)
+		}
+		deliver()
+		if err := write(a, "d", placement("d")); Reason(err) != "budget" {
+			t.Fatalf("retention %d: a fourth record of max 3, the third written by the other gateway: %v, want refused [budget]", retention, err)
+		}
+		// Updates take no slot; and more commits than a short feed keeps
+		// come between two writes.
+		for i := range 3 {
+			if err := write(a, "a", append(placement("a"), 0x18, byte(i))); err != nil {
+				t.Fatalf("retention %d: update: %v", retention, err)
+			}
+		}
+		for range 6 {
+			if err := a.Beat(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := write(b, "c", nil); err != nil {
+			t.Fatal(err)
+		}
+		deliver()
+		if err := write(a, "d", placement("d")); err != nil {
+			t.Fatalf("retention %d: after the other gateway's delete: %v", retention, err)
+		}
+		if err := write(a, "e", placement("e")); Reason(err) != "budget" {
+			t.Fatalf("retention %d: a fourth record again: %v, want refused [budget]", retention, err)
+		}
+	}
+}
+
+// TestDeletesAreReaped: a record's signed delete is reaped from a global
+// store opened with DeletedRow, as the agent opens it, once older than
+// the horizon (now - tombstone_ttl), like a regional tombstone; the
+// delete or the record it deleted, sent again by a peer that has not
+// reaped yet, is refused as stale, and the region writes the key afresh.
+func TestDeletesAreReaped(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	a := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{Deleted: DeletedRow})
+	b := gatewayNode(t, c, "ord-2", "ord", keys["ord"], trust, &now, store.Options{Deleted: DeletedRow})
+	write := func(w *Writer, key string, value []byte) {
+		t.Helper()
+		if res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil); err != nil || res[0].Err != nil {
+			t.Fatal(err, res[0].Err)
+		}
+	}
+	write(a, "kept", placement("kept"))
+	write(a, "gone", placement("gone"))
+	old := changes(t, a, "app_placements") // both live
+	write(a, "gone", nil)
+	for _, ch := range changes(t, a, "app_placements") {
+		if _, rej, err := b.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+			t.Fatal(err, rej)
+		}
+	}
+	horizon := a.opts.Clock.Now() // after every write so far
+	if n, err := a.opts.Store.Reap(ctx, horizon); err != nil || n != 1 {
+		t.Fatalf("reaped %d rows (%v), want the one delete", n, err)
+	}
+	rows := changes(t, a, "app_placements")
+	if len(rows) != 1 || rows[0].Key != "ord/kept" {
+		t.Fatalf("after reaping, the store holds %v, want ord/kept only", rows)
+	}
+	if n := a.opts.Store.Stats().Rows["app_placements"]; n != 1 {
+		t.Fatalf("the store counts %d live rows, want 1", n)
+	}
+	// b has not reaped: its delete, and the record before it, come back
+	// by anti-entropy and are refused.
+	for _, ch := range append(changes(t, b, "app_placements"), old...) {
+		if ch.Key != "ord/gone" {
+			continue
+		}
+		if err := a.Accept(ch, "ord-2"); err != nil {
+			t.Fatal(err)
+		}
+		if _, rej, err := a.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) != 1 || !errors.Is(rej[0].Err, store.ErrStale) {
+			t.Fatalf("a reaped delete's row sent again: rejected %v (%v), want refused as stale", rej, err)
+		}
+	}
+	write(a, "gone", placement("gone"))
+	if _, err := Get(a.opts.Store, "app_placements", "ord", "gone"); err != nil {
+		t.Fatalf("written afresh after the reap: %v", err)
+	}
+}
+
+// TestVerifierConcurrent: goroutines verifying records of the same
+// batches at once, in different orders, share the proven trees and each
+// get the right verdicts (run with -race).
+func TestVerifierConcurrent(t *testing.T) {
+	keys, trust := signers(t, "ord")
+	var all []Stored
+	for b := range 6 {
+		batch := make([]Stored, 100)
+		for i := range batch {
+			k := fmt.Sprintf("app-%d-%d", b, i)
+			batch[i] = stored("ord", k, placement(k), int64(1000*b+i))
+		}
+		if err := keys["ord"].Sign(batch); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, batch...)
+	}
+	v := NewVerifier(trust)
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			for _, i := range rng.Perm(len(all)) {
+				s := all[i]
+				if err := v.Verify(&s); err != nil {
+					errs <- fmt.Errorf("%s: %v", s.Record, err)
+					return
+				}
+				s.Proof = append([]byte(nil), s.Proof...)
+				s.Proof[len(s.Proof)-1-rng.IntN(32)] ^= 1
+				if err := v.Verify(&s); Reason(err) != ReasonSignature {
+					errs <- fmt.Errorf("%s with a path byte changed: %v", s.Record, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }

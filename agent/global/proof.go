@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 )
 
 // Proof layout (field 2 of a global row):
@@ -91,9 +90,10 @@ func node(l, r *[32]byte) [32]byte {
 	return sha256.Sum256(b[:])
 }
 
-// rootMessage is what the region signs.
-func rootMessage(region string, root [32]byte, n int) []byte {
-	b := append([]byte("strata/global/root/v1\x00"), region...)
+// appendRootMessage appends what the region signs to b.
+func appendRootMessage(b []byte, region string, root [32]byte, n int) []byte {
+	b = append(b, "strata/global/root/v1\x00"...)
+	b = append(b, region...)
 	b = append(b, 0)
 	b = append(b, root[:]...)
 	return binary.AppendUvarint(b, uint64(n))
@@ -127,7 +127,7 @@ func (s *Signer) Sign(batch []Stored) error {
 		levels = append(levels, next)
 	}
 	root := levels[len(levels)-1][0]
-	sig := ed25519.Sign(s.key, rootMessage(s.Region, root, len(batch)))
+	sig := ed25519.Sign(s.key, appendRootMessage(nil, s.Region, root, len(batch)))
 	pub := s.Public()
 	for i := range batch {
 		p := make([]byte, 0, 1+32+64+4+32*len(levels))
@@ -146,145 +146,4 @@ func (s *Signer) Sign(batch []Stored) error {
 		batch[i].Proof = p
 	}
 	return nil
-}
-
-// Verifier checks proofs against a Trust. It remembers the batch roots it
-// has verified, so a batch costs one signature check however many of its
-// records arrive, and the tree nodes below them: a record whose path
-// reaches a node already proven to be under a signed root is proven too
-// (leaves and nodes are hashed apart, and a leaf covers all of its
-// record), so the second record of a batch costs about two hashes rather
-// than one per level. It is safe for concurrent use.
-type Verifier struct {
-	trust *Trust
-
-	mu       sync.Mutex
-	verified map[[32 + 64]byte]struct{} // root and signature
-	nodes    map[[32]byte]struct{}      // nodes under a verified root
-}
-
-// verifiedCap bounds the remembered roots, nodeCap the nodes; when full,
-// they start again.
-const (
-	verifiedCap = 8192
-	nodeCap     = 1 << 16
-)
-
-// NewVerifier returns a Verifier of proofs by the keys of t.
-func NewVerifier(t *Trust) *Verifier {
-	return &Verifier{trust: t, verified: map[[96]byte]struct{}{}, nodes: map[[32]byte]struct{}{}}
-}
-
-// Verify checks that s carries a proof, by a key trusted for s.Region, of
-// exactly these contents. It returns a *ProofError if not.
-func (v *Verifier) Verify(s *Stored) error {
-	bad := func(reason, format string, args ...any) error {
-		return &ProofError{Record: s.String(), Reason: reason, Detail: fmt.Sprintf(format, args...)}
-	}
-	p := s.Proof
-	if len(p) == 0 {
-		return bad(ReasonUnsigned, "the change carries no signature of region %s", s.Region)
-	}
-	if len(p) < 1+32+64+2 || p[0] != proofFormat {
-		return bad(ReasonSignature, "malformed proof")
-	}
-	pub, sig := p[1:33], p[33:97]
-	signer, ok := v.trust.RegionOf(pub)
-	switch {
-	case !ok:
-		return bad(ReasonWrongRegion, "signed by a key not in trusted_regions")
-	case signer != s.Region:
-		return bad(ReasonWrongRegion, "signed by region %s's key, but the record belongs to region %s", signer, s.Region)
-	}
-	rest := p[97:]
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n == 0 || n > MaxBatch {
-		return bad(ReasonSignature, "malformed proof: batch size")
-	}
-	rest = rest[k:]
-	idx, k := binary.Uvarint(rest)
-	if k <= 0 || idx >= n {
-		return bad(ReasonSignature, "malformed proof: leaf index")
-	}
-	rest = rest[k:]
-	h := leaf(s)
-	v.mu.Lock()
-	_, known := v.nodes[h] // a sibling of a record already proven
-	v.mu.Unlock()
-	if known {
-		return nil
-	}
-	// The nodes computed and the siblings on the path, to remember once
-	// the root is proven: they are all in the signed tree.
-	var path [16][32]byte
-	depth := 0
-	i, size := int(idx), int(n)
-	for size > 1 {
-		if i%2 == 1 || i+1 < size {
-			if len(rest) < 32 {
-				return bad(ReasonSignature, "malformed proof: path too short")
-			}
-			sib := [32]byte(rest[:32])
-			rest = rest[32:]
-			if depth < len(path) {
-				path[depth] = sib
-				depth++
-			}
-			if i%2 == 1 {
-				h = node(&sib, &h)
-			} else {
-				h = node(&h, &sib)
-			}
-			v.mu.Lock()
-			_, known := v.nodes[h]
-			if known {
-				v.remember(path[:depth])
-			}
-			v.mu.Unlock()
-			if known {
-				return nil
-			}
-			if depth < len(path) {
-				path[depth] = h
-				depth++
-			}
-		}
-		i, size = i/2, (size+1)/2
-	}
-	if len(rest) != 0 {
-		return bad(ReasonSignature, "malformed proof: trailing bytes")
-	}
-	var id [96]byte
-	copy(id[:32], h[:])
-	copy(id[32:], sig)
-	v.mu.Lock()
-	_, seen := v.verified[id]
-	v.mu.Unlock()
-	if seen {
-		v.mu.Lock()
-		v.remember(path[:depth])
-		v.mu.Unlock()
-		return nil
-	}
-	if !ed25519.Verify(pub, rootMessage(s.Region, h, int(n)), sig) {
-		return bad(ReasonSignature, "the signature does not match the record: altered, or not signed by region %s", s.Region)
-	}
-	v.mu.Lock()
-	if len(v.verified) >= verifiedCap {
-		clear(v.verified)
-	}
-	v.verified[id] = struct{}{}
-	v.remember(path[:depth])
-	v.mu.Unlock()
-	return nil
-}
-
-// remember adds nodes proven to be under a signed root. v.mu is held.
-func (v *Verifier) remember(nodes [][32]byte) {
-	if len(v.nodes)+len(nodes) > nodeCap {
-		clear(v.nodes)
-	}
-	for _, h := range nodes {
-		v.nodes[h] = struct{}{}
-	}
 }

@@ -53,6 +53,7 @@ type Writer struct {
 	verifier *Verifier
 	budgets  *Budgets // this node's writes
 	received *Budgets // changes from peers
+	index    *liveIndex
 	held     *receivedHoldings
 
 	mu sync.Mutex // serialises local writes: read causal length, then merge
@@ -69,9 +70,10 @@ func NewWriter(opts Options) *Writer {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	index := newLiveIndex(opts.Store)
 	w := &Writer{opts: opts, node: store.NodeIDOf(opts.Node),
 		budgets: NewBudgets(opts.Rate, opts.Burst), received: NewBudgets(opts.Rate, opts.Burst),
-		held: &receivedHoldings{st: opts.Store, counts: map[[2]string]heldCount{}, pending: map[[2]string]map[string]time.Time{}, now: opts.Now}}
+		index: index, held: newReceivedHoldings(index, opts.Now)}
 	if opts.Trust != nil {
 		w.verifier = NewVerifier(opts.Trust)
 	}
@@ -105,12 +107,15 @@ type Result struct {
 // Batch.Check), signs those accepted and applies them in one transaction.
 // It returns the outcome of each write, and the error of applying (then
 // nothing was written).
+//
+// It reads each record's row once, for the causal length of its write;
+// the count budget comes from an index of the region's live records kept
+// up to date from the store's change feed, not from a scan per write.
 func (w *Writer) Write(ctx context.Context, recs []Record, leaks *contracts.LeakSet) ([]Result, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.opts.Now()
-	b := &Batch{Contract: w.opts.Contract, Holdings: &storeHoldings{st: w.opts.Store, counts: map[[2]string]int{}},
-		Budgets: w.budgets, Leaks: leaks, Now: now}
+	b := &Batch{Contract: w.opts.Contract, Holdings: w.index, Budgets: w.budgets, Leaks: leaks, Now: now}
 	res := make([]Result, len(recs))
 	var accepted []Stored
 	for i, r := range recs {
@@ -263,7 +268,7 @@ func (w *Writer) accept(ch store.Change) error {
 		return err
 	}
 	if !s.Deleted() {
-		w.held.add(s.Name, s.Region, s.Key, now)
+		return w.held.add(s.Name, s.Region, s.Key, now)
 	}
 	return nil
 }
@@ -274,116 +279,6 @@ func (w *Writer) Verify(s *Stored) error {
 		return nil
 	}
 	return w.verifier.Verify(s)
-}
-
-// storeHoldings reads holdings from the store, counting each (record,
-// region) once: for one local Batch.
-type storeHoldings struct {
-	st     *store.Store
-	counts map[[2]string]int
-}
-
-func (h *storeHoldings) Holds(name, region, key string) (bool, int, error) {
-	exists, err := liveIn(h.st, name, StoreKey(region, key))
-	if err != nil {
-		return false, 0, err
-	}
-	n, ok := h.counts[[2]string{name, region}]
-	if !ok {
-		if n, err = countLive(h.st, name, region, nil); err != nil {
-			return false, 0, err
-		}
-		h.counts[[2]string{name, region}] = n
-	}
-	return exists, n, nil
-}
-
-// receivedHoldings are a receiver's holdings: the store's, plus the new
-// records accepted but not yet merged (the tier checks a whole message,
-// then merges it). Counts are cached until the store commits again.
-// pending entries are dropped once the store holds them, or after
-// pendingTTL (a change accepted, then refused by the store).
-type receivedHoldings struct {
-	st      *store.Store
-	now     func() time.Time
-	mu      sync.Mutex
-	counts  map[[2]string]heldCount
-	pending map[[2]string]map[string]time.Time // (name, region) → key → accepted at
-}
-
-type heldCount struct {
-	seq  uint64
-	keys map[string]bool
-}
-
-const pendingTTL = time.Minute
-
-// add records an accepted change to a record the store does not hold yet.
-// It follows a Holds of the same record.
-func (h *receivedHoldings) add(name, region, key string, at time.Time) {
-	nr := [2]string{name, region}
-	if h.counts[nr].keys[key] {
-		return
-	}
-	if h.pending[nr] == nil {
-		h.pending[nr] = map[string]time.Time{}
-	}
-	h.pending[nr][key] = at
-}
-
-func (h *receivedHoldings) Holds(name, region, key string) (bool, int, error) {
-	nr := [2]string{name, region}
-	seq := h.st.Seq()
-	c, ok := h.counts[nr]
-	pending := h.pending[nr]
-	if !ok || c.seq != seq {
-		c = heldCount{seq: seq, keys: map[string]bool{}}
-		if _, err := countLive(h.st, name, region, c.keys); err != nil {
-			return false, 0, err
-		}
-		h.counts[nr] = c
-		now := h.now()
-		for k, at := range pending {
-			if c.keys[k] || now.Sub(at) > pendingTTL {
-				delete(pending, k)
-			}
-		}
-	}
-	// After the pruning above, pending keys are not in the store.
-	_, isPending := pending[key]
-	return c.keys[key] || isPending, len(c.keys) + len(pending), nil
-}
-
-// liveIn reports whether the store holds a live (not deleted) record.
-func liveIn(st *store.Store, table, key string) (bool, error) {
-	row, err := st.Get(table, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	f, _ := row.Field(ValueField)
-	return len(f.Value) > 0, nil
-}
-
-// countLive counts region's live records of type name, adding their keys
-// to keys if not nil.
-func countLive(st *store.Store, name, region string, keys map[string]bool) (int, error) {
-	rows, err := st.ListPrefix(name, region+"/")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, kr := range rows {
-		if f, _ := kr.Row.Field(ValueField); len(f.Value) > 0 {
-			n++
-			if keys != nil {
-				keys[kr.Key[len(region)+1:]] = true
-			}
-		}
-	}
-	return n, nil
 }
 
 // List returns the live records of type name in the store, of every

@@ -148,8 +148,9 @@ func (s *Store) Repair(ctx context.Context, changes []Change) (applied []Change,
 	return r.applied, r.rejected, nil
 }
 
-// Reap deletes the tombstones stamped before horizon for good, and
-// remembers the horizon: from then on, a remote change for a row this
+// Reap deletes the tombstones stamped before horizon for good (and the
+// live rows Options.Deleted says stand for deletes), and remembers the
+// horizon: from then on, a remote change for a row this
 // store does not hold that is older than the horizon is rejected with
 // ErrStale (it could be a deleted row coming back). The agent reaps with
 // horizon = now - tombstone_ttl; a node away longer than that must rejoin
@@ -443,6 +444,7 @@ func (s *Store) applyReap(tx *bolt.Tx, st *txState, r *request) error {
 	type victim struct {
 		table, key string
 		enc        []byte
+		live       bool // counted as a live row (Options.Deleted)
 	}
 	var victims []victim
 	err := rows.ForEachBucket(func(table []byte) error {
@@ -451,8 +453,13 @@ func (s *Store) applyReap(tx *bolt.Tx, st *txState, r *request) error {
 			if err != nil {
 				return fmt.Errorf("%s/%s: %w", table, k, err)
 			}
-			if !row.Alive() && row.Stamp.HLC < r.reap {
-				victims = append(victims, victim{string(table), string(k), bytes.Clone(v)})
+			if row.Stamp.HLC >= r.reap {
+				return nil
+			}
+			if !row.Alive() {
+				victims = append(victims, victim{string(table), string(k), bytes.Clone(v), false})
+			} else if s.opts.Deleted != nil && s.opts.Deleted(string(table), row) {
+				victims = append(victims, victim{string(table), string(k), bytes.Clone(v), true})
 			}
 			return nil
 		})
@@ -469,6 +476,9 @@ func (s *Store) applyReap(tx *bolt.Tx, st *txState, r *request) error {
 			st.dirty = append(st.dirty, leaf)
 		}
 		st.leaves[leaf].xor(RowHash(v.table, v.key, v.enc))
+		if v.live {
+			st.counts[v.table]--
+		}
 	}
 	if r.reap > st.reaped {
 		st.reaped = r.reap

@@ -110,6 +110,12 @@ type Options struct {
 	// not block and must not call back into the store's write methods.
 	// The changes must not be modified.
 	OnCommit func(local, remote []Change)
+	// Deleted, when set, reports whether a live row (odd causal length)
+	// of table stands for a deleted entry: the global tier's deletes are
+	// signed writes of an empty value, since a bare tombstone could carry
+	// no signature. Reap removes such rows past the horizon as it removes
+	// tombstones. It must be a pure function of its arguments.
+	Deleted func(table string, row Row) bool
 }
 
 // Change is a delta for one row: the part of the row's state a write

@@ -1,0 +1,196 @@
+package global
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/strata-state/strata/agent/store"
+)
+
+// liveIndex is the live records of each (record type, region) in the
+// global store: what the count budget needs. It lists a region's records
+// once, then follows the store's change feed, one pass a record type for
+// all its regions, so that a write or a received change costs the changes
+// committed since the last one, not a scan of the region's records. It is
+// safe for concurrent use.
+type liveIndex struct {
+	st *store.Store
+	mu sync.Mutex
+	m  map[string]*tableIndex // record type
+}
+
+// tableIndex is the live records of one record type, by region, as of
+// feed position seq.
+type tableIndex struct {
+	seq     uint64
+	regions map[string]map[string]bool // region → record keys
+}
+
+func newLiveIndex(st *store.Store) *liveIndex {
+	return &liveIndex{st: st, m: map[string]*tableIndex{}}
+}
+
+// feedPage is how many feed events one read of the feed takes.
+const feedPage = 4096
+
+// view calls fn with region's live records of type name, up to date with
+// the store, and their feed position. fn runs under x.mu and must not
+// keep keys.
+func (x *liveIndex) view(name, region string, fn func(keys map[string]bool, seq uint64)) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ti, keys, err := x.caughtUp(name, region)
+	if err != nil {
+		return err
+	}
+	fn(keys, ti.seq)
+	return nil
+}
+
+// Holds reports whether region holds name/key live, and how many live
+// records of type name it holds. It reads no row: the index knows.
+func (x *liveIndex) Holds(name, region, key string) (exists bool, n int, err error) {
+	err = x.view(name, region, func(keys map[string]bool, _ uint64) {
+		exists, n = keys[key], len(keys)
+	})
+	return exists, n, err
+}
+
+// caughtUp returns the index of type name brought up to the store's last
+// commit, and region's keys in it. x.mu is held.
+func (x *liveIndex) caughtUp(name, region string) (*tableIndex, map[string]bool, error) {
+	ti := x.m[name]
+	if ti != nil {
+		err := x.follow(ti, name, x.st.Seq())
+		if errors.Is(err, store.ErrFeedTrimmed) {
+			ti = nil // fallen behind the feed's horizon: list again
+		} else if err != nil {
+			return nil, nil, err
+		}
+	}
+	if ti == nil {
+		ti = &tableIndex{seq: x.st.Seq(), regions: map[string]map[string]bool{}}
+		x.m[name] = ti
+	}
+	keys := ti.regions[region]
+	if keys != nil {
+		return ti, keys, nil
+	}
+	// List, then replay the feed from before the listing: each event
+	// holds a row's state after a change, so replaying in order ends at
+	// the latest state whatever the listing already saw.
+	keys = map[string]bool{}
+	rows, err := x.st.ListPrefix(name, region+"/")
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, kr := range rows {
+		if live(kr.Row) {
+			keys[kr.Key[len(region)+1:]] = true
+		}
+	}
+	ti.regions[region] = keys
+	if err := x.follow(ti, name, x.st.Seq()); err != nil {
+		delete(x.m, name)
+		return nil, nil, err
+	}
+	return ti, keys, nil
+}
+
+// follow applies the feed's events of type name after ti.seq, up to head,
+// to the regions ti holds. x.mu is held.
+func (x *liveIndex) follow(ti *tableIndex, name string, head uint64) error {
+	for ti.seq < head {
+		evs, pos, err := x.st.FeedSince(ti.seq, name, feedPage)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			region, k, ok := SplitStoreKey(ev.Key)
+			keys := ti.regions[region]
+			switch {
+			case !ok || keys == nil:
+			case live(ev.Row):
+				keys[k] = true
+			default:
+				delete(keys, k)
+			}
+		}
+		if pos == ti.seq {
+			break // head is committed but not yet readable: later
+		}
+		ti.seq = pos
+	}
+	return nil
+}
+
+// DeletedRow reports whether row, of the global store, is a record's
+// signed delete: alive to the store, but with an empty value. It is the
+// global store's store.Options.Deleted, so that tombstone_ttl reaps
+// deletes as it reaps the regional tier's tombstones.
+func DeletedRow(_ string, row store.Row) bool { return row.Alive() && !live(row) }
+
+// live reports whether row holds a record: alive in the store and not a
+// signed delete.
+func live(row store.Row) bool {
+	if !row.Alive() {
+		return false
+	}
+	f, _ := row.Field(ValueField)
+	return len(f.Value) > 0
+}
+
+// receivedHoldings are a receiver's holdings: the store's, plus the new
+// records accepted but not yet merged (the tier checks a whole message,
+// then merges it). pending entries are dropped once the store holds them,
+// or after pendingTTL (a change accepted, then refused by the store).
+type receivedHoldings struct {
+	index   *liveIndex
+	now     func() time.Time
+	mu      sync.Mutex
+	pending map[[2]string]map[string]time.Time // (name, region) → key → accepted at
+	pruned  map[[2]string]uint64               // (name, region) → feed position pending was pruned at
+}
+
+const pendingTTL = time.Minute
+
+func newReceivedHoldings(x *liveIndex, now func() time.Time) *receivedHoldings {
+	return &receivedHoldings{index: x, now: now, pending: map[[2]string]map[string]time.Time{}, pruned: map[[2]string]uint64{}}
+}
+
+// add records an accepted change to a record the store does not hold yet.
+// h.mu is held.
+func (h *receivedHoldings) add(name, region, key string, at time.Time) error {
+	nr := [2]string{name, region}
+	return h.index.view(name, region, func(keys map[string]bool, _ uint64) {
+		if keys[key] {
+			return
+		}
+		if h.pending[nr] == nil {
+			h.pending[nr] = map[string]time.Time{}
+		}
+		h.pending[nr][key] = at
+	})
+}
+
+// Holds is the store's holdings plus the pending records. h.mu is held.
+func (h *receivedHoldings) Holds(name, region, key string) (exists bool, n int, err error) {
+	nr := [2]string{name, region}
+	err = h.index.view(name, region, func(keys map[string]bool, seq uint64) {
+		pending := h.pending[nr]
+		if p, ok := h.pruned[nr]; !ok || p != seq {
+			now := h.now()
+			for k, at := range pending {
+				if keys[k] || now.Sub(at) > pendingTTL {
+					delete(pending, k)
+				}
+			}
+			h.pruned[nr] = seq
+		}
+		// After the pruning above, pending keys are not in the store.
+		_, isPending := pending[key]
+		exists, n = keys[key] || isPending, len(keys)+len(pending)
+	})
+	return exists, n, err
+}
