@@ -179,16 +179,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		}
 	}
 	srv := api.New(api.Options{
-		Contract:  a.contract,
-		Regional:  a.regional,
-		Node:      cfg.Node,
-		Region:    cfg.Regional.Region,
-		Cluster:   cfg.Cluster,
-		Version:   opts.Version,
-		Token:     token,
-		Addr:      cfg.API.Addr,
-		Hosts:     []string{apiAddr},
-		MaxBody:   int64(cfg.API.MaxBody),
+		Contract: a.contract,
+		Regional: a.regional,
+		Node:     cfg.Node,
+		Region:   cfg.Regional.Region,
+		Cluster:  cfg.Cluster,
+		Version:  opts.Version,
+		Token:    token,
+		Addr:     cfg.API.Addr,
+		Hosts:    []string{apiAddr},
+		MaxBody:  int64(cfg.API.MaxBody),
+		// A write is answered within the server's write timeout, even
+		// when the store has not confirmed it.
+		WriteWait: cfg.API.WriteTimeout.Duration * 4 / 5,
 		Registry:  reg,
 		Logger:    a.log,
 		Tiers:     a.tiers(),

@@ -76,6 +76,12 @@ func storeError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}
 	case errors.Is(err, store.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: err.Error()}
+	case errors.Is(err, store.ErrUnconfirmed):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: err.Error() + ": the store is busy; read the row back before retrying a write that is not idempotent"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "the store did not take the write in time (it is busy or stuck, see /v1/health): not applied; retry later"}
 	case errors.Is(err, context.Canceled):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "request canceled"}
 	case errors.Is(err, store.ErrReadOnly), errors.Is(err, store.ErrUnwritable), errors.Is(err, store.ErrCorrupt):

@@ -33,7 +33,7 @@ func (s *Server) regionalTable(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		s.list(w, r, sch)
 	case http.MethodPost:
-		s.batch(w, r, sch)
+		s.writing(w, r, func(r *http.Request) { s.batch(w, r, sch) })
 	default:
 		methodNotAllowed(w, r, "GET", "POST")
 	}
@@ -59,11 +59,11 @@ func (s *Server) regionalRow(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet:
 		s.get(w, r, sch, key)
 	case http.MethodPut:
-		s.put(w, r, sch, key)
+		s.writing(w, r, func(r *http.Request) { s.put(w, r, sch, key) })
 	case http.MethodPatch:
-		s.patch(w, r, sch, key)
+		s.writing(w, r, func(r *http.Request) { s.patch(w, r, sch, key) })
 	case http.MethodDelete:
-		s.delete(w, r, sch, key)
+		s.writing(w, r, func(r *http.Request) { s.delete(w, r, sch, key) })
 	default:
 		methodNotAllowed(w, r, "GET", "PUT", "PATCH", "DELETE")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/strata-state/strata/agent/api/client"
 	"github.com/strata-state/strata/agent/cluster"
@@ -103,6 +104,12 @@ type Options struct {
 	// until it returns nil (for example until the node's first exchange
 	// with its peers finished). Nil: ready whenever healthy.
 	Ready ReadyChecker
+	// WriteWait bounds how long a write (PUT, PATCH, DELETE, batch POST)
+	// waits for room in the large-body budget and for the store to commit
+	// it; past it the client gets a 503 saying the write may still be
+	// applied. Keep it below the HTTP server's write timeout, so the
+	// client always gets an answer. Default DefaultWriteWait.
+	WriteWait time.Duration
 	// Gateways returns the API addresses of the alive gateways of this
 	// region, where a node without a global store forwards global reads;
 	// none if none. A read tries them in turn, the one that last answered
@@ -159,6 +166,10 @@ type Server struct {
 
 	untrustedOnce sync.Once    // the warning of a forwarded read without api.trusted_regions
 	goodGateway   atomic.Value // string: the gateway that last answered a forwarded read verified
+	// bodies bounds the bytes of large write bodies being decoded and
+	// applied at once (writeBudget × MaxBody): each is held many times
+	// over in memory while it is decoded.
+	bodies *semaphore.Weighted
 	// verifier checks forwarded global reads; one for the server's life,
 	// so batches it has verified cost a lookup on later reads. Nil
 	// without Options.Trust.
@@ -169,6 +180,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.WriteWait <= 0 {
+		opts.WriteWait = DefaultWriteWait
 	}
 	if opts.WatchHeartbeat <= 0 {
 		opts.WatchHeartbeat = DefaultWatchHeartbeat
@@ -188,7 +202,7 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, started: time.Now()}
+	s := &Server{opts: opts, started: time.Now(), bodies: semaphore.NewWeighted(writeBudget * opts.MaxBody)}
 	if opts.Trust != nil {
 		s.verifier = global.NewVerifier(opts.Trust)
 	}
@@ -213,9 +227,17 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v1/keys", s.keys)
 	mux.HandleFunc("POST /v1/keys/{tier}/{op}", s.changeKey)
 	mux.HandleFunc("GET /v1/global/{record}", s.globalList)
+	mux.HandleFunc("/v1/global/{record}", func(w http.ResponseWriter, r *http.Request) { methodNotAllowed(w, r, "GET") })
 	mux.HandleFunc("GET /v1/global/{record}/{key...}", s.globalGet)
-	mux.HandleFunc("PUT /v1/global/{record}/{key...}", s.globalPut)
-	mux.HandleFunc("DELETE /v1/global/{record}/{key...}", s.globalDelete)
+	mux.HandleFunc("PUT /v1/global/{record}/{key...}", func(w http.ResponseWriter, r *http.Request) {
+		s.writing(w, r, func(r *http.Request) { s.globalPut(w, r) })
+	})
+	mux.HandleFunc("DELETE /v1/global/{record}/{key...}", func(w http.ResponseWriter, r *http.Request) {
+		s.writing(w, r, func(r *http.Request) { s.globalDelete(w, r) })
+	})
+	mux.HandleFunc("/v1/global/{record}/{key...}", func(w http.ResponseWriter, r *http.Request) {
+		methodNotAllowed(w, r, "GET", "PUT", "DELETE")
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})

@@ -140,37 +140,7 @@ func TestHealthFailsWhileCommitsAreStuck(t *testing.T) {
 	if code, body := a.call("GET", "/v1/health", ""); code != 200 {
 		t.Fatalf("health of an idle store: %d %s", code, body)
 	}
-	// A read transaction held open (Scan's callback waits): once the file
-	// outgrows its mapping, commits wait for it.
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	stopStall := func() { releaseOnce.Do(func() { close(release) }) }
-	t.Cleanup(stopStall) // before the store closes, even if the test fails
-	scanning := make(chan struct{})
-	go a.store.Scan("machines", func(store.KeyRow) error {
-		select {
-		case <-scanning:
-		default:
-			close(scanning)
-		}
-		<-release
-		return nil
-	})
-	<-scanning
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		value := bytes.Repeat([]byte("x"), 64<<10)
-		for i := 0; ; i++ {
-			select {
-			case <-release:
-				return
-			default:
-			}
-			a.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "blobs", Key: fmt.Sprintf("b-%d", i),
-				Fields: []store.FieldValue{{Num: 1, Value: value}}})
-		}
-	}()
+	stopStall := stallCommits(t, a)
 	waitfor.Until(t, 20*time.Second, "health reports the stuck store", func() error {
 		code, body := a.call("GET", "/v1/health", "")
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "commit loop") {
@@ -179,7 +149,6 @@ func TestHealthFailsWhileCommitsAreStuck(t *testing.T) {
 		return nil
 	})
 	stopStall()
-	<-writerDone
 	waitfor.Until(t, 10*time.Second, "health recovers", func() error {
 		if code, body := a.call("GET", "/v1/health", ""); code != 200 {
 			return fmt.Errorf("health: %d %s", code, body)
@@ -268,4 +237,49 @@ func TestWatcherFallingBehindIsCutOffThenReset(t *testing.T) {
 	if got := r.next(); !strings.Contains(got, "snapshot") {
 		t.Fatalf("after the reset: %q, want a snapshot", got)
 	}
+}
+
+// stallCommits stalls a's commit loop: a read transaction is held open
+// (Scan's callback waits) while a writer grows the file past its mapping
+// (the store must be opened with InitialMmapSize -1), so commits wait for
+// the read. The returned function ends the stall and waits for the
+// writer; it also runs at cleanup.
+func stallCommits(t *testing.T, a *testAgent) func() {
+	t.Helper()
+	// A read transaction held open (Scan's callback waits): once the file
+	// outgrows its mapping, commits wait for it.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	stopStall := func() { releaseOnce.Do(func() { close(release) }) }
+	scanning := make(chan struct{})
+	go a.store.Scan("machines", func(store.KeyRow) error {
+		select {
+		case <-scanning:
+		default:
+			close(scanning)
+		}
+		<-release
+		return nil
+	})
+	<-scanning
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		value := bytes.Repeat([]byte("x"), 64<<10)
+		for i := 0; ; i++ {
+			select {
+			case <-release:
+				return
+			default:
+			}
+			a.store.Apply(context.Background(), store.Mutation{Op: store.OpPut, Table: "blobs", Key: fmt.Sprintf("b-%d", i),
+				Fields: []store.FieldValue{{Num: 1, Value: value}}})
+		}
+	}()
+	stop := func() {
+		stopStall()
+		<-writerDone
+	}
+	t.Cleanup(stop) // before the store closes, even if the test fails
+	return stop
 }

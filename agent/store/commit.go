@@ -233,6 +233,7 @@ func (s *Store) commit(batch []*request) {
 	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
 		(*fn)(local, remote)
 	}
+	s.lastCommit.Store(time.Now().UnixNano())
 	for _, r := range batch {
 		close(r.done)
 	}

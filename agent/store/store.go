@@ -26,6 +26,10 @@ var (
 	ErrNotFound = errors.New("store: row not found")
 	// ErrClosed is returned by calls on a closed store.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnconfirmed: the caller stopped waiting (its context ended) after
+	// the write reached the commit loop, which will still commit or fail
+	// it; whether it was applied is unknown to the caller.
+	ErrUnconfirmed = errors.New("store: the write was queued but not confirmed in time; it may still be applied")
 	// ErrLocked is returned by Open when another process holds the file.
 	ErrLocked = errors.New("store: data file is locked by another process")
 	// ErrFeedTrimmed is returned by FeedSince when the requested position
@@ -160,6 +164,9 @@ type Store struct {
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
 	synced   atomic.Int64 // unix ms of the last completed exchange (0: never); mirrors metaSynced
+	// lastCommit is when the commit loop last completed a commit, in
+	// unix nanoseconds (CommitStall).
+	lastCommit atomic.Int64
 
 	waiting waiters // writers waiting for the commit loop
 	health  health  // what keeps the store from taking writes
@@ -825,22 +832,28 @@ func (w *waiters) oldest() (time.Time, bool) {
 	return first, !first.IsZero()
 }
 
-// CommitStall is how long the oldest write still waiting for the commit
-// loop has waited: 0 when no write is waiting. A healthy store commits a
-// queued write within milliseconds (a large batch within a second or
-// two); a stall that keeps growing means the loop is stuck, for example
-// behind a read transaction that blocks a remap. It never blocks on the
-// store, so a health check can call it while the store is stuck.
+// CommitStall is how long writes have waited for the commit loop without
+// it completing a commit: 0 when no write is waiting, else the time since
+// the later of the oldest waiting write's arrival and the last completed
+// commit. A loop that keeps committing while a long queue drains (many
+// large batches at once) is busy, not stalled; a stall that keeps growing
+// means the loop is stuck, for example behind a read transaction that
+// blocks a remap, or in one commit that never ends. It never blocks on
+// the store, so a health check can call it while the store is stuck.
 func (s *Store) CommitStall() time.Duration {
 	first, ok := s.waiting.oldest()
 	if !ok {
 		return 0
 	}
-	return time.Since(first)
+	if last := s.lastCommit.Load(); last > first.UnixNano() {
+		first = time.Unix(0, last)
+	}
+	return max(0, time.Since(first))
 }
 
 // submit hands a request to the commit loop and waits for its outcome. A
-// request that reached the loop is always completed, even if ctx ends.
+// request that reached the loop is always completed, even if ctx ends:
+// the caller then gets ErrUnconfirmed, not the outcome.
 func (s *Store) submit(ctx context.Context, r *request) error {
 	if err := s.refusesWrites(); err != nil {
 		return err
@@ -855,6 +868,12 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	<-r.done
-	return r.err
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		// The loop has the request and will complete it; the caller
+		// stops waiting and is told the outcome is unknown.
+		return fmt.Errorf("%w: %w", ErrUnconfirmed, ctx.Err())
+	}
 }

@@ -559,3 +559,23 @@ func TestRowsAfterPagesThroughEveryRow(t *testing.T) {
 		}
 	}
 }
+
+// A loop that keeps committing is busy, not stalled: CommitStall counts
+// from the last completed commit when that is later than the oldest
+// waiting write, and from that write otherwise.
+func TestCommitStallCountsFromTheLastCommit(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "regional.db"), Options{})
+	if d := s.CommitStall(); d != 0 {
+		t.Fatalf("no write waiting: stall %s", d)
+	}
+	id := s.waiting.add(time.Now().Add(-time.Hour)) // a write queued an hour ago
+	defer s.waiting.remove(id)
+	mustApply(t, s, put("m-1", "x")) // the loop completes a commit now
+	if d := s.CommitStall(); d > time.Minute {
+		t.Fatalf("stall %s right after a commit, while a write queued an hour ago waits", d)
+	}
+	s.lastCommit.Store(time.Now().Add(-2 * time.Hour).UnixNano()) // no commit since before the write came
+	if d := s.CommitStall(); d < 59*time.Minute {
+		t.Fatalf("stall %s: a write has waited an hour with no commit since", d)
+	}
+}
