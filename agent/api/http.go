@@ -92,12 +92,12 @@ func refuse(w http.ResponseWriter, e *Error) {
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	guarded := s.sameOrigin(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := s.auth.token.header()
+		want := s.auth.token.token()
 		if want == nil {
 			guarded.ServeHTTP(w, r)
 			return
 		}
-		if !s.open(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
+		if !s.open(r.URL.Path) && subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})

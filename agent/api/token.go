@@ -1,6 +1,9 @@
 package api
 
-import "sync/atomic"
+import (
+	"strings"
+	"sync/atomic"
+)
 
 // authState is what authentication depends on that may change while the
 // server runs (on a SIGHUP reload).
@@ -23,17 +26,27 @@ func (h *tokenHolder) set(tok string) {
 		h.want.Store(nil)
 		return
 	}
-	b := []byte("Bearer " + tok)
+	b := []byte(tok)
 	h.want.Store(&b)
 }
 
-// header is the Authorization header value requests must carry, or nil
-// when authentication is off.
-func (h *tokenHolder) header() []byte {
+// token is the bearer token requests must carry, or nil when
+// authentication is off.
+func (h *tokenHolder) token() []byte {
 	if p := h.want.Load(); p != nil {
 		return *p
 	}
 	return nil
+}
+
+// bearer returns the credentials of an Authorization header of the Bearer
+// scheme, whose name is case-insensitive (RFC 9110, 11.1), or nil.
+func bearer(header string) []byte {
+	scheme, cred, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	return []byte(strings.TrimLeft(cred, " "))
 }
 
 // SetToken replaces the bearer token requests must carry ("" turns

@@ -45,3 +45,25 @@ func TestSetToken(t *testing.T) {
 		t.Errorf("after SetToken(\"\"), no token = %d, want 200", code)
 	}
 }
+
+// The Bearer scheme's name is case-insensitive (RFC 9110, 11.1); the
+// token is not, and nothing else passes for it.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	a := newTestAgent(t, Options{Token: "s3cret"})
+	for header, want := range map[string]int{
+		"Bearer s3cret":  200,
+		"bearer s3cret":  200,
+		"BEARER s3cret":  200,
+		"Bearer  s3cret": 200,
+		"Bearer S3CRET":  401,
+		"Basic s3cret":   401,
+		"Bearers3cret":   401,
+		"Bearer ":        401,
+		"s3cret":         401,
+		"":               401,
+	} {
+		if code, body := a.call("GET", "/v1/status", "", "Authorization", header); code != want {
+			t.Errorf("Authorization %q: %d %s, want %d", header, code, body, want)
+		}
+	}
+}
