@@ -368,6 +368,14 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request, sch *contracts.Sc
 		s.reject(w, sch, index, err)
 		return
 	}
+	first := make(map[string]int, len(muts))
+	for i, m := range muts {
+		if j, dup := first[m.Key]; dup {
+			s.reject(w, sch, i, fmt.Errorf("duplicate key %q, also row %d's: a batch writes each row once", m.Key, j))
+			return
+		}
+		first[m.Key] = i
+	}
 	if len(muts) == 0 {
 		writeJSON(w, http.StatusOK, BatchResult{})
 		return

@@ -110,3 +110,17 @@ func TestGlobalRoutesAnswerMethodNotAllowed(t *testing.T) {
 		}
 	}
 }
+
+// A batch that names a key twice is refused whole, naming both rows,
+// instead of the later row silently winning.
+func TestBatchWithADuplicateKeyIsRefused(t *testing.T) {
+	a := newTestAgent(t, Options{})
+	batch := "[" + m1 + "," + strings.ReplaceAll(m1, "m-1", "m-2") + "," + strings.ReplaceAll(m1, `"h1"`, `"h9"`) + "]"
+	code, body := a.call("POST", "/v1/regional/machines", batch)
+	if code != http.StatusBadRequest || !strings.Contains(body, `duplicate key \"m-1\", also row 0`) || !strings.Contains(body, "row 2") {
+		t.Fatalf("a batch naming m-1 twice: %d %s, want a 400 naming rows 0 and 2", code, body)
+	}
+	if code, _ := a.call("GET", "/v1/regional/machines/m-2", ""); code != http.StatusNotFound {
+		t.Fatalf("a refused batch wrote m-2: %d", code)
+	}
+}
