@@ -140,6 +140,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 	var roles []string
 	if cfg.Global != nil {
 		roles = append(roles, "gateway")
+		if w := loopbackGatewayAPI(apiAddr, cfg.Regional); w != "" {
+			a.log.Warn(w)
+		}
 	}
 	rc := cfg.Regional
 	tierMetrics := cluster.NewMetrics(reg)
@@ -569,6 +572,29 @@ func advertisedAPI(bound *net.TCPAddr, rc config.Regional) string {
 		}
 	}
 	return net.JoinHostPort(host, fmt.Sprint(bound.Port))
+}
+
+// loopbackGatewayAPI returns a warning when a gateway advertises a
+// loopback API address to a regional tier that reaches other hosts: the
+// region's other nodes forward global reads there, that is to their own
+// loopback. "" when there is nothing to say.
+func loopbackGatewayAPI(api string, rc config.Regional) string {
+	h, _, err := net.SplitHostPort(api)
+	if err != nil || !net.ParseIP(h).IsLoopback() {
+		return ""
+	}
+	for _, hp := range []string{rc.Advertise, rc.Bind} {
+		gh, _, err := net.SplitHostPort(hp)
+		if err != nil || gh == "" {
+			continue
+		}
+		if ip := net.ParseIP(gh); ip == nil || !ip.IsLoopback() {
+			return fmt.Sprintf("this gateway advertises its API at %s, a loopback address, to a regional tier bound to %s: "+
+				"the region's other hosts will forward global reads to their own loopback and fail; set api.addr to an address they reach", api, hp)
+		}
+		return ""
+	}
+	return ""
 }
 
 // gatewayAPIs returns the API addresses of the alive gateways of this
