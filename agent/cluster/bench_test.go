@@ -696,6 +696,11 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 	b.ReportMetric(ov["dups"]/float64(total*(n-1)), "dups/change/node")
 	b.ReportMetric(ov["batches"]/float64(total*(n-1)), "batches/change/node")
 	b.ReportMetric(ov["grafts"], "grafts")
+	eager := 0.0
+	for _, t := range nodes {
+		eager += testutil.ToFloat64(t.m.bcast.peers.WithLabelValues(t.cfg.Tier, "eager"))
+	}
+	b.ReportMetric(eager/float64(n), "eager/node") // as last reconciled (each second)
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")

@@ -260,6 +260,12 @@ func (p *pusher) step(m *plumBundle) {
 		if msg.Kind == plumtree.Push {
 			kept := msg.Items[:0]
 			for _, it := range msg.Items {
+				if p.node.Seen(it.ID) {
+					// A duplicate: the core counts it (and prunes the
+					// link); its payload is not needed.
+					kept = append(kept, it)
+					continue
+				}
 				c, err := decodePayload(it.Payload)
 				if err != nil {
 					t.reject(m.Sender, "malformed", err)
@@ -277,7 +283,7 @@ func (p *pusher) step(m *plumBundle) {
 	}
 }
 
-// carryOut applies deliveries, then queues sends, then starts anti-entropy.
+// carryOut queues sends, then applies deliveries, then starts anti-entropy.
 func (p *pusher) carryOut() {
 	t := p.t
 	for p.node.HasReady() {
@@ -294,11 +300,16 @@ func (p *pusher) carryOut() {
 				pushed = append(pushed, c)
 			}
 		}
-		p.apply(pushed, pathPush)
-		p.apply(repaired, pathRepair)
+		// Forwards go before the merge: a hop costs the next node the
+		// time to read and check a batch, not a commit as well. Nothing
+		// acknowledged depends on it (the writer acknowledged its own
+		// commit), and a node that dies before its merge is repaired like
+		// any node that missed a change.
 		for _, s := range rd.Sends {
 			p.sender(s.To).enqueue(s.Msg)
 		}
+		p.apply(pushed, pathPush)
+		p.apply(repaired, pathRepair)
 		for _, peer := range rd.AntiEntropy {
 			// The anti-entropy loop runs it: one exchange at a time, joined
 			// on close; a burst beyond its queue waits for the periodic ones.

@@ -157,6 +157,23 @@ func (n *Node) HasReady() bool {
 	return len(n.ready.Deliveries) > 0 || len(n.ready.Sends) > 0 || len(n.ready.AntiEntropy) > 0
 }
 
+// Seen reports whether the node has already seen a message (or one of a
+// later epoch of its origin): Step would count it as a duplicate. The
+// caller may skip decoding and checking the payloads of such items.
+func (n *Node) Seen(id ID) bool {
+	if id.Origin == n.cfg.Self {
+		return true
+	}
+	t := n.tracks[id.Origin]
+	switch {
+	case t == nil || t.epoch < id.Epoch:
+		return false
+	case t.epoch > id.Epoch:
+		return true
+	}
+	return t.seen(id.Seq)
+}
+
 // Peers returns the eager and the lazy peers, sorted.
 func (n *Node) Peers() (eagerPeers, lazyPeers []string) {
 	for name, p := range n.peers {
