@@ -530,6 +530,14 @@ func (s *peerSender) send(batch []plumtree.Message) {
 	if s.stream != nil && !s.stream.alive() {
 		s.dropStream()
 	}
+	if time.Now().Before(s.legacyUntil) {
+		// A peer of an older build knows prunes for the whole link only.
+		for i := range batch {
+			if batch[i].Kind == plumtree.Prune {
+				batch[i].Heads = nil
+			}
+		}
+	}
 	stream := batch
 	if s.stream == nil {
 		var packet []plumtree.Message

@@ -24,6 +24,9 @@ func TestPushDeliversWithoutAntiEntropyOrGossip(t *testing.T) {
 		nodes = append(nodes, c.add(fmt.Sprintf("n%d", i), noAntiEntropy))
 	}
 	waitFor(t, 10*time.Second, membersSee(5, nodes...))
+	// Until a node's push loop has taken in the membership, it gossips its
+	// writes as well (it cannot tell yet that every peer pushes).
+	waitFor(t, 10*time.Second, pushPeersSee(4, nodes...))
 	for i := 0; i < 300; i++ {
 		nodes[i%5].put(t, fmt.Sprintf("k%03d", i), "v")
 	}
@@ -159,3 +162,17 @@ func (s *syncBuffer) String() string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// pushPeersSee waits until every node's push loop counts n peers.
+func pushPeersSee(n int, nodes ...*testNode) func() (bool, string) {
+	return func() (bool, string) {
+		for _, nd := range nodes {
+			b := nd.tier.m.bcast.peers
+			got := testutil.ToFloat64(b.WithLabelValues(Regional, "eager")) + testutil.ToFloat64(b.WithLabelValues(Regional, "lazy"))
+			if int(got) != n || nd.tier.plum.gossipNeeded.Load() {
+				return false, fmt.Sprintf("%s's push loop knows %v peers, want %d", nd.name, got, n)
+			}
+		}
+		return true, ""
+	}
+}
