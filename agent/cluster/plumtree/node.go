@@ -118,9 +118,9 @@ const (
 type peer struct {
 	mode      mode
 	origins   map[string]mode // per origin, where it differs from mode
-	retry     bool      // sends failed: announce all heads again at retryDue, until a send succeeds
-	retryDue  time.Time //
-	resync    bool      // sends were lost since the heads were last exchanged
+	retry     bool            // sends failed: announce all heads again at retryDue, until a send succeeds
+	retryDue  time.Time       //
+	resync    bool            // sends were lost since the heads were last exchanged
 	announced map[string]Head
 }
 
@@ -375,7 +375,6 @@ func (n *Node) Broadcast(payloads ...[]byte) {
 		}
 	}
 }
-
 
 // trackOf returns the origin's track for epoch, starting a fresh one for a
 // newer epoch; nil for an older epoch.
