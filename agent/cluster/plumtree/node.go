@@ -269,6 +269,9 @@ func (n *Node) PeerDown(name string) {
 		return
 	}
 	delete(n.peers, name)
+	for _, q := range n.peers {
+		delete(q.origins, name) // its tree goes with it
+	}
 	for _, w := range n.wants {
 		w.announcers = slices.DeleteFunc(w.announcers, func(a string) bool { return a == name })
 	}
@@ -395,6 +398,9 @@ func (n *Node) trackOf(origin string, epoch uint64) *track {
 		}
 		delete(n.tracks, oldest)
 		delete(n.wants, oldest)
+		for _, q := range n.peers {
+			delete(q.origins, oldest)
+		}
 	}
 	t = &track{epoch: epoch, above: map[uint64]struct{}{}, active: n.now}
 	n.tracks[origin] = t
