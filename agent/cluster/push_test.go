@@ -109,7 +109,19 @@ func TestOldProtocolPeerGetsGossip(t *testing.T) {
 			t.Errorf("a sees member %s with protocol %q build %q, want %s and a build", m.Name, m.Protocol, m.Build, want)
 		}
 	}
-	a.put(t, "from-new", "v")
+	// The exchanges that joins start could bring a row written now before
+	// gossip does: wait for the catch-up, and write a few.
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		for _, n := range []*testNode{a, b, old} {
+			if err := n.tier.Ready(); err != nil {
+				return false, err.Error()
+			}
+		}
+		return true, ""
+	})
+	for i := 0; i < 5; i++ {
+		a.put(t, fmt.Sprintf("from-new-%d", i), "v")
+	}
 	old.put(t, "from-old", "v")
 	waitFor(t, 10*time.Second, func() (bool, string) { return converged(a, b, old) })
 	if n := testutil.ToFloat64(old.tier.m.bcast.batches.WithLabelValues(Regional, "received")); n != 0 {
