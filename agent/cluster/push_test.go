@@ -68,6 +68,10 @@ func TestPartitionedNodeCatchesUpByRepair(t *testing.T) {
 	}
 	a, b, x := c.add("a", slowFD), c.add("b", slowFD), c.add("x", slowFD)
 	waitFor(t, 10*time.Second, membersSee(3, a, b, x))
+	// The joins' catch-up exchanges could bring the first row to x before
+	// the push path does.
+	waitFor(t, 10*time.Second, allReady(a, b, x))
+	waitFor(t, 10*time.Second, pushPeersSee(2, a, b, x))
 	a.put(t, "before", "v")
 	waitFor(t, 5*time.Second, func() (bool, string) { return converged(a, b, x) })
 	c.faults.Partition([]string{x.ft.Addr()}, []string{a.ft.Addr(), b.ft.Addr()})
@@ -111,14 +115,7 @@ func TestOldProtocolPeerGetsGossip(t *testing.T) {
 	}
 	// The exchanges that joins start could bring a row written now before
 	// gossip does: wait for the catch-up, and write a few.
-	waitFor(t, 10*time.Second, func() (bool, string) {
-		for _, n := range []*testNode{a, b, old} {
-			if err := n.tier.Ready(); err != nil {
-				return false, err.Error()
-			}
-		}
-		return true, ""
-	})
+	waitFor(t, 10*time.Second, allReady(a, b, old))
 	for i := 0; i < 5; i++ {
 		a.put(t, fmt.Sprintf("from-new-%d", i), "v")
 	}
@@ -183,6 +180,18 @@ func pushPeersSee(n int, nodes ...*testNode) func() (bool, string) {
 			got := testutil.ToFloat64(b.WithLabelValues(Regional, "eager")) + testutil.ToFloat64(b.WithLabelValues(Regional, "lazy"))
 			if int(got) != n || nd.tier.plum.gossipNeeded.Load() {
 				return false, fmt.Sprintf("%s's push loop knows %v peers, want %d", nd.name, got, n)
+			}
+		}
+		return true, ""
+	}
+}
+
+// allReady waits until every node has caught up with its tier.
+func allReady(nodes ...*testNode) func() (bool, string) {
+	return func() (bool, string) {
+		for _, n := range nodes {
+			if err := n.tier.Ready(); err != nil {
+				return false, n.name + ": " + err.Error()
 			}
 		}
 		return true, ""
