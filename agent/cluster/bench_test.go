@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -506,7 +507,7 @@ func BenchmarkRegionThroughput(b *testing.B) {
 		cases = append(cases, tc{3, rate, 5, false, false}, tc{3, rate, 5, true, false})
 	}
 	cases = append(cases, tc{3, 200, 10, false, true}, tc{3, 1000, 5, false, true})
-	for _, rate := range []int{1000, 2000, 4000} {
+	for _, rate := range []int{250, 500, 1000, 2000, 4000} {
 		cases = append(cases, tc{16, rate, 5, true, false})
 	}
 	cases = append(cases, tc{16, 1000, 5, true, true})
@@ -517,6 +518,8 @@ func BenchmarkRegionThroughput(b *testing.B) {
 		}
 		if c.gossip {
 			name += "/path=gossip"
+		} else {
+			name += "/path=push"
 		}
 		b.Run(name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
@@ -538,6 +541,23 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 		}
 		return out
 	})
+	// A region is measured once its nodes have caught up (each finished
+	// its first anti-entropy exchange, as a node does before it reports
+	// ready), not while the joins' exchanges still run.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var waiting []string
+		for _, t := range nodes {
+			if t.Ready() != nil {
+				waiting = append(waiting, t.cfg.Node)
+			}
+		}
+		if len(waiting) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("nodes not ready a minute after the region formed: %v", waiting)
+		}
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	// Every node's feed is watched: a write's commit time is when it shows
@@ -557,12 +577,17 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 	for _, r := range receivers {
 		before = append(before, arrivals(nodes[r]))
 	}
+	var overlay0 []map[string]float64
+	for _, t := range nodes {
+		overlay0 = append(overlay0, overlayCounts(t))
+	}
 	var s0 int64
 	for _, t := range nodes {
 		s, _ := t.m.WireBytes()
 		s0 += s
 	}
 
+	cpu0 := processCPU()
 	// Writes are paced by a 1 ms ticker; each is its own Apply call (its
 	// own acknowledged write), issued concurrently so the store groups
 	// them as it groups clients' writes.
@@ -614,6 +639,13 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 			}
 		}
 	}
+	// A receiver's feed holds this run's keys only, its own writes
+	// included (all acknowledged by now): counting is cheap, so the wait
+	// costs the nodes under test little CPU.
+	own := map[int]int{}
+	for _, w := range writer {
+		own[w]++
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	got := 0
 	for {
@@ -621,11 +653,7 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 		for _, r := range receivers {
 			w := watches[r]
 			w.mu.Lock()
-			for k := range w.seen {
-				if writer[k] != r {
-					got++
-				}
-			}
+			got += len(w.seen) - own[r]
 			w.mu.Unlock()
 		}
 		if got >= want || time.Now().After(deadline) {
@@ -633,6 +661,7 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	cpu := processCPU() - cpu0
 	var s1 int64
 	for _, t := range nodes {
 		s, _ := t.m.WireBytes()
@@ -673,6 +702,22 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 			by[path] += v - before[i][path]
 		}
 	}
+	ov := map[string]float64{}
+	for i, t := range nodes {
+		for k, v := range overlayCounts(t) {
+			ov[k] += v - overlay0[i][k]
+		}
+	}
+	// Per change per receiving node: pushed copies already seen, and
+	// batches received; grafts in all.
+	b.ReportMetric(ov["dups"]/float64(total*(n-1)), "dups/change/node")
+	b.ReportMetric(ov["batches"]/float64(total*(n-1)), "batches/change/node")
+	b.ReportMetric(ov["grafts"], "grafts")
+	eager := 0.0
+	for _, t := range nodes {
+		eager += testutil.ToFloat64(t.m.bcast.peers.WithLabelValues(t.cfg.Tier, "eager"))
+	}
+	b.ReportMetric(eager/float64(n), "eager/node") // as last reconciled (each second)
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")
@@ -690,6 +735,31 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 	perChange := float64(s1-s0) / float64(total*(n-1))
 	b.ReportMetric(perChange, "wire_B/change/node")
 	b.ReportMetric(perChange/float64(floor), "x_floor")
+	// CPU time of the whole process (every node, the writers and the
+	// watches) per write, from the first write until every receiver had
+	// every write: unlike the latencies it hardly depends on how much of
+	// a shared machine the benchmark got.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu_us/write")
+}
+
+// overlayCounts reads a node's push overlay counters: duplicates,
+// batches received, grafts.
+func overlayCounts(t *Tier) map[string]float64 {
+	b := t.m.bcast
+	return map[string]float64{
+		"dups":    testutil.ToFloat64(b.dups.WithLabelValues(t.cfg.Tier)),
+		"batches": testutil.ToFloat64(b.batches.WithLabelValues(t.cfg.Tier, "received")),
+		"grafts":  testutil.ToFloat64(b.repairs.WithLabelValues(t.cfg.Tier, "graft")),
+	}
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sampleRow is machineRow as a store row, for sizing.

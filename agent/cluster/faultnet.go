@@ -129,5 +129,29 @@ func (t *FaultTransport) DialAddressTimeout(addr memberlist.Address, timeout tim
 			return nil, errPartitioned
 		}
 	}
-	return t.NetTransport.DialAddressTimeout(addr, timeout)
+	conn, err := t.NetTransport.DialAddressTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &faultConn{Conn: conn, t: t, to: addr.Addr}, nil
+}
+
+// faultConn is a dialled stream that a partition cuts: once its link is
+// blocked, a write fails and closes it, as a long-lived connection across
+// a real partition ends in a write timeout.
+type faultConn struct {
+	net.Conn
+	t  *FaultTransport
+	to string
+}
+
+func (c *faultConn) Write(b []byte) (int, error) {
+	c.t.faults.mu.RLock()
+	cut := c.t.faults.blocked[[2]string{c.t.addr, c.to}]
+	c.t.faults.mu.RUnlock()
+	if cut {
+		c.Conn.Close()
+		return 0, errPartitioned
+	}
+	return c.Conn.Write(b)
 }

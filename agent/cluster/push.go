@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -80,6 +81,10 @@ type pusher struct {
 	events []pushEvent
 
 	inbox chan *plumBundle
+
+	// router serves inbound push streams and dials outbound ones; set by
+	// routeStreams when the tier builds its transport.
+	router *streamRouter
 
 	sendersMu sync.Mutex
 	senders   map[string]*peerSender
@@ -255,6 +260,12 @@ func (p *pusher) step(m *plumBundle) {
 		if msg.Kind == plumtree.Push {
 			kept := msg.Items[:0]
 			for _, it := range msg.Items {
+				if p.node.Seen(it.ID) {
+					// A duplicate: the core counts it (and prunes the
+					// link); its payload is not needed.
+					kept = append(kept, it)
+					continue
+				}
 				c, err := decodePayload(it.Payload)
 				if err != nil {
 					t.reject(m.Sender, "malformed", err)
@@ -272,7 +283,7 @@ func (p *pusher) step(m *plumBundle) {
 	}
 }
 
-// carryOut applies deliveries, then queues sends, then starts anti-entropy.
+// carryOut queues sends, then applies deliveries, then starts anti-entropy.
 func (p *pusher) carryOut() {
 	t := p.t
 	for p.node.HasReady() {
@@ -289,11 +300,16 @@ func (p *pusher) carryOut() {
 				pushed = append(pushed, c)
 			}
 		}
-		p.apply(pushed, pathPush)
-		p.apply(repaired, pathRepair)
+		// Forwards go before the merge: a hop costs the next node the
+		// time to read and check a batch, not a commit as well. Nothing
+		// acknowledged depends on it (the writer acknowledged its own
+		// commit), and a node that dies before its merge is repaired like
+		// any node that missed a change.
 		for _, s := range rd.Sends {
 			p.sender(s.To).enqueue(s.Msg)
 		}
+		p.apply(pushed, pathPush)
+		p.apply(repaired, pathRepair)
 		for _, peer := range rd.AntiEntropy {
 			// The anti-entropy loop runs it: one exchange at a time, joined
 			// on close; a burst beyond its queue waits for the periodic ones.
@@ -397,9 +413,10 @@ func (p *pusher) sender(name string) *peerSender {
 	return s
 }
 
-// peerSender batches the messages for one peer and sends them, one
-// stream (memberlist SendReliable: labelled, encrypted) per batch, in
-// order. Its queue is bounded by PushConfig.PeerBound.
+// peerSender batches the messages for one peer and sends them in order,
+// one frame per batch on a long-lived push stream (push_stream.go), or
+// one memberlist stream (SendReliable) per batch to a peer that refuses
+// push streams. Its queue is bounded by PushConfig.PeerBound.
 type peerSender struct {
 	p    *pusher
 	peer string
@@ -410,6 +427,9 @@ type peerSender struct {
 	mu     sync.Mutex
 	queue  []plumtree.Message
 	queued int
+
+	stream      *pushStream // the open push stream, or nil (run only)
+	legacyUntil time.Time   // the peer refused a push stream: SendReliable until then (run only)
 }
 
 func msgSize(m plumtree.Message) int {
@@ -444,15 +464,21 @@ func (s *peerSender) close() { s.once.Do(func() { close(s.stop) }) }
 // run sends the queue in batches. A batch goes at once when the link has
 // been idle for BatchDelay (an isolated change waits for nothing), and
 // otherwise BatchDelay after the previous one, or as soon as BatchBytes
-// are queued: a busy link carries at most one stream per BatchDelay.
+// are queued: a busy link carries at most one batch per BatchDelay.
 func (s *peerSender) run() {
 	t := s.p.t
 	defer t.done.Done()
+	defer s.dropStream()
 	var last time.Time
+	idle := time.NewTimer(pushStreamIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
+		case <-idle.C:
+			s.dropStream()
+			continue
 		case <-s.wake:
 		}
 		s.mu.Lock()
@@ -483,45 +509,102 @@ func (s *peerSender) run() {
 			if len(batch) == 0 {
 				break
 			}
-			n := t.node(s.peer)
-			if n == nil {
-				s.p.event(s.peer, evFailed)
-				continue
-			}
-			// Announcements and prunes go in a packet when they fit: a lost
-			// one costs the next announcement or a duplicate, while a
-			// stream per message costs a TCP connection. Changes, grafts,
-			// gone and hellos go over a stream.
-			var stream, packet []plumtree.Message
-			for _, m := range batch {
-				if (m.Kind == plumtree.IHave || m.Kind == plumtree.Prune) && !m.Hello {
-					packet = append(packet, m)
-				} else {
-					stream = append(stream, m)
-				}
-			}
-			if len(packet) > 0 {
-				if b := encodePlum(t.cfg.Node, packet); len(b) <= maxAnnouncePacket {
-					if err := t.ml.SendBestEffort(n, b); err == nil {
-						t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
-					}
-				} else {
-					stream = append(stream, packet...)
-				}
-			}
-			if len(stream) == 0 {
-				continue
-			}
-			b := encodePlum(t.cfg.Node, stream)
-			if err := t.ml.SendReliable(n, b); err != nil {
-				t.log.Debug("push failed", "peer", s.peer, "err", err)
-				s.p.event(s.peer, evFailed)
-				continue
-			}
-			t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "sent").Inc()
-			t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
-			s.p.event(s.peer, evSent)
+			idle.Reset(pushStreamIdle)
+			s.send(batch)
 		}
+	}
+}
+
+// send sends one batch. On an open push stream everything goes in one
+// frame. Otherwise announcements and prunes go in a packet when they fit
+// (a lost one costs the next announcement or a duplicate, and a lazy peer
+// needs no stream for them), and changes, grafts, gone and hellos over a
+// push stream, dialled if need be.
+func (s *peerSender) send(batch []plumtree.Message) {
+	t := s.p.t
+	n := t.node(s.peer)
+	if n == nil {
+		s.p.event(s.peer, evFailed)
+		return
+	}
+	if s.stream != nil && !s.stream.alive() {
+		s.dropStream()
+	}
+	if time.Now().Before(s.legacyUntil) {
+		// A peer of an older build knows prunes for the whole link only.
+		for i := range batch {
+			if batch[i].Kind == plumtree.Prune {
+				batch[i].Heads = nil
+			}
+		}
+	}
+	stream := batch
+	if s.stream == nil {
+		var packet []plumtree.Message
+		stream = nil
+		for _, m := range batch {
+			if (m.Kind == plumtree.IHave || m.Kind == plumtree.Prune) && !m.Hello {
+				packet = append(packet, m)
+			} else {
+				stream = append(stream, m)
+			}
+		}
+		if len(packet) > 0 {
+			if b := encodePlum(t.cfg.Node, packet); len(b) <= maxAnnouncePacket {
+				if err := t.ml.SendBestEffort(n, b); err == nil {
+					t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
+				}
+			} else {
+				stream = append(stream, packet...)
+			}
+		}
+	}
+	if len(stream) == 0 {
+		return
+	}
+	b := encodePlum(t.cfg.Node, stream)
+	if err := s.write(n, b); err != nil {
+		t.log.Debug("push failed", "peer", s.peer, "err", err)
+		s.p.event(s.peer, evFailed)
+		return
+	}
+	t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "sent").Inc()
+	t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "sent").Add(float64(len(b)))
+	s.p.event(s.peer, evSent)
+}
+
+// write sends an encoded bundle on the peer's push stream, dialling one
+// when none is open, or by SendReliable to a peer that refused one.
+func (s *peerSender) write(n *memberlist.Node, b []byte) error {
+	t := s.p.t
+	r := s.p.router
+	if r == nil || time.Now().Before(s.legacyUntil) {
+		return t.ml.SendReliable(n, b)
+	}
+	if s.stream == nil {
+		st, err := r.dialStream(n)
+		if errors.Is(err, errStreamRefused) {
+			t.log.Debug("push stream refused; sending by memberlist streams", "peer", s.peer, "err", err)
+			s.legacyUntil = time.Now().Add(pushLegacyRetry)
+			return t.ml.SendReliable(n, b)
+		}
+		if err != nil {
+			return err
+		}
+		s.stream = st
+	}
+	if err := s.stream.write(r.seal, b); err != nil {
+		s.dropStream()
+		return err
+	}
+	return nil
+}
+
+// dropStream closes the peer's push stream, if open.
+func (s *peerSender) dropStream() {
+	if s.stream != nil {
+		s.stream.close()
+		s.stream = nil
 	}
 }
 

@@ -23,6 +23,7 @@ func samplePlum() []plumtree.Message {
 		{Kind: plumtree.Graft, Ranges: []plumtree.Range{{Origin: "n1", Epoch: 5, From: 1, To: 2}}},
 		{Kind: plumtree.Gone, Ranges: []plumtree.Range{{Origin: "n1", Epoch: 5, From: 3, To: 9}}},
 		{Kind: plumtree.Prune},
+		{Kind: plumtree.Prune, Heads: []plumtree.Head{{Origin: "n1"}, {Origin: "n2"}}},
 	}
 }
 

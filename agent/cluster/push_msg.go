@@ -16,12 +16,19 @@ import (
 //	push:  flags (1: repair) | runs | runs × (origin | epoch | first seq | n | n × payload)
 //	ihave: flags (1: hello) | heads × (origin | epoch | seq)
 //	graft, gone: ranges × (origin | epoch | from | to)
-//	prune: nothing
+//	prune: nothing (the link, for every origin)
+//	prune for (kind 6): origins × origin (the link, for these origins)
 //
 // Items of a push are grouped in runs of consecutive sequence numbers of
 // one origin, so a batch names each origin once. A payload is one change:
 // table | key | encoded row.
 const msgPlum msgType = 64
+
+// wirePruneFor is the kind byte of a prune that names origins
+// (plumtree.Prune with Heads). A node of a build before per-origin trees
+// does not know it; it is sent only prunes that name none
+// (peerSender.send).
+const wirePruneFor = 6
 
 // Bounds on decoded push messages, beside those of message.go.
 const (
@@ -42,6 +49,14 @@ func encodePlum(sender string, msgs []plumtree.Message) []byte {
 	e.header(header{Type: msgPlum, Sender: sender})
 	e.uvarint(uint64(len(msgs)))
 	for _, m := range msgs {
+		if m.Kind == plumtree.Prune && len(m.Heads) > 0 {
+			e.b = append(e.b, wirePruneFor)
+			e.uvarint(uint64(len(m.Heads)))
+			for _, h := range m.Heads {
+				e.str(h.Origin)
+			}
+			continue
+		}
 		e.b = append(e.b, byte(m.Kind))
 		switch m.Kind {
 		case plumtree.Push:
@@ -146,6 +161,15 @@ func decodePlum(b []byte) (*plumBundle, error) {
 				m.Ranges = append(m.Ranges, rg)
 			}
 		case plumtree.Prune:
+		case wirePruneFor:
+			m.Kind = plumtree.Prune
+			origins := d.count(maxPlumRuns, 1, "origins")
+			if d.err == nil && origins == 0 {
+				d.fail("prune naming no origins")
+			}
+			for o := 0; o < origins && d.err == nil; o++ {
+				m.Heads = append(m.Heads, plumtree.Head{Origin: d.str(maxNameLen, "origin")})
+			}
 		default:
 			d.fail("unknown push message kind %d", kind[0])
 		}

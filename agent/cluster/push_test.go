@@ -24,6 +24,9 @@ func TestPushDeliversWithoutAntiEntropyOrGossip(t *testing.T) {
 		nodes = append(nodes, c.add(fmt.Sprintf("n%d", i), noAntiEntropy))
 	}
 	waitFor(t, 10*time.Second, membersSee(5, nodes...))
+	// Until a node's push loop has taken in the membership, it gossips its
+	// writes as well (it cannot tell yet that every peer pushes).
+	waitFor(t, 10*time.Second, pushPeersSee(4, nodes...))
 	for i := 0; i < 300; i++ {
 		nodes[i%5].put(t, fmt.Sprintf("k%03d", i), "v")
 	}
@@ -65,6 +68,10 @@ func TestPartitionedNodeCatchesUpByRepair(t *testing.T) {
 	}
 	a, b, x := c.add("a", slowFD), c.add("b", slowFD), c.add("x", slowFD)
 	waitFor(t, 10*time.Second, membersSee(3, a, b, x))
+	// The joins' catch-up exchanges could bring the first row to x before
+	// the push path does.
+	waitFor(t, 10*time.Second, allReady(a, b, x))
+	waitFor(t, 10*time.Second, pushPeersSee(2, a, b, x))
 	a.put(t, "before", "v")
 	waitFor(t, 5*time.Second, func() (bool, string) { return converged(a, b, x) })
 	c.faults.Partition([]string{x.ft.Addr()}, []string{a.ft.Addr(), b.ft.Addr()})
@@ -106,7 +113,12 @@ func TestOldProtocolPeerGetsGossip(t *testing.T) {
 			t.Errorf("a sees member %s with protocol %q build %q, want %s and a build", m.Name, m.Protocol, m.Build, want)
 		}
 	}
-	a.put(t, "from-new", "v")
+	// The exchanges that joins start could bring a row written now before
+	// gossip does: wait for the catch-up, and write a few.
+	waitFor(t, 10*time.Second, allReady(a, b, old))
+	for i := 0; i < 5; i++ {
+		a.put(t, fmt.Sprintf("from-new-%d", i), "v")
+	}
 	old.put(t, "from-old", "v")
 	waitFor(t, 10*time.Second, func() (bool, string) { return converged(a, b, old) })
 	if n := testutil.ToFloat64(old.tier.m.bcast.batches.WithLabelValues(Regional, "received")); n != 0 {
@@ -159,3 +171,29 @@ func (s *syncBuffer) String() string {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// pushPeersSee waits until every node's push loop counts n peers.
+func pushPeersSee(n int, nodes ...*testNode) func() (bool, string) {
+	return func() (bool, string) {
+		for _, nd := range nodes {
+			b := nd.tier.m.bcast.peers
+			got := testutil.ToFloat64(b.WithLabelValues(Regional, "eager")) + testutil.ToFloat64(b.WithLabelValues(Regional, "lazy"))
+			if int(got) != n || nd.tier.plum.gossipNeeded.Load() {
+				return false, fmt.Sprintf("%s's push loop knows %v peers, want %d", nd.name, got, n)
+			}
+		}
+		return true, ""
+	}
+}
+
+// allReady waits until every node has caught up with its tier.
+func allReady(nodes ...*testNode) func() (bool, string) {
+	return func() (bool, string) {
+		for _, n := range nodes {
+			if err := n.tier.Ready(); err != nil {
+				return false, n.name + ": " + err.Error()
+			}
+		}
+		return true, ""
+	}
+}

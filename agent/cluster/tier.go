@@ -220,6 +220,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	t.meta.Store(&meta)
 	t.inbox.limit = cfg.InboxBytes
 
+	t.plum = newPusher(t) // before the transport: it serves push streams
 	mc, err := t.memberlistConfig()
 	if err != nil {
 		return nil, err
@@ -234,7 +235,6 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	t.track(local, memberlist.StateAlive)
-	t.plum = newPusher(t)
 	st.SetOnCommit(t.onCommit)
 	t.done.Add(4)
 	go t.plum.loop()
@@ -310,6 +310,7 @@ func (t *Tier) memberlistConfig() (*memberlist.Config, error) {
 			mc.BindPort = nt.GetAutoBindPort()
 		}
 	}
+	mc.Transport = t.plum.routeStreams(mc.Transport.(memberlist.NodeAwareTransport), mc.Label, t.keyring)
 	return mc, nil
 }
 

@@ -47,7 +47,9 @@ const (
 	IHave
 	// Graft asks for ranges and makes the link eager.
 	Graft
-	// Prune makes the link lazy: the receiver stops pushing to the sender.
+	// Prune makes the link lazy for the origins it names (in Heads, by
+	// Origin only), or for all when it names none: the receiver stops
+	// pushing their messages to the sender.
 	Prune
 	// Gone says the sender no longer holds these ranges.
 	Gone
@@ -75,7 +77,7 @@ type Message struct {
 	Repair bool    // Push: an answer to a Graft
 	Hello  bool    // IHave: the sender has just met this node; answer with all heads
 	Items  []Item  // Push
-	Heads  []Head  // IHave
+	Heads  []Head  // IHave; Prune: the origins pruned (Origin only; none: all)
 	Ranges []Range // Graft, Gone
 }
 
@@ -115,6 +117,10 @@ func (m Message) String() string {
 		fmt.Fprintf(&b, " %s=%s", it.ID, it.Payload)
 	}
 	for _, h := range m.Heads {
+		if m.Kind == Prune {
+			fmt.Fprintf(&b, " %s", h.Origin)
+			continue
+		}
 		fmt.Fprintf(&b, " %s/%d/%d", h.Origin, h.Epoch, h.Seq)
 	}
 	for _, r := range m.Ranges {

@@ -167,7 +167,22 @@ func (w *net) run(t *testing.T, cmd string, args []string) string {
 					heads = append(heads, fmt.Sprintf("%s:%d", o, h.Seq))
 				}
 			}
-			fmt.Fprintf(&out, "%s: eager=%v lazy=%v heads=%v applied=%d %+v\n", name, e, l, heads, len(w.applied[name]), n.Stats())
+			// Per-origin modes that differ from the link's: peer(origin:mode).
+			var per []string
+			for _, pn := range sortedKeys(n.peers) {
+				for _, o := range sortedKeys(n.peers[pn].origins) {
+					m := "eager"
+					if n.peers[pn].origins[o] == lazy {
+						m = "lazy"
+					}
+					per = append(per, fmt.Sprintf("%s(%s:%s)", pn, o, m))
+				}
+			}
+			perStr := ""
+			if len(per) > 0 {
+				perStr = fmt.Sprintf(" for=%v", per)
+			}
+			fmt.Fprintf(&out, "%s: eager=%v lazy=%v%s heads=%v applied=%d %+v\n", name, e, l, perStr, heads, len(w.applied[name]), n.Stats())
 		}
 	default:
 		t.Fatalf("unknown command %q", cmd)
