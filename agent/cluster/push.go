@@ -340,16 +340,27 @@ func (p *pusher) apply(cs []store.Change, path string) {
 		return
 	}
 	t := p.t
-	applied, rejected, err := t.store.Repair(context.Background(), cs)
-	if err != nil {
-		t.log.Error("merging pushed changes", "err", err)
-		return
-	}
-	t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
-	for _, r := range rejected {
-		t.reject("?", rejectReason(r.Err), r.Err)
+	for len(cs) > 0 {
+		// One bounded transaction at a time: a burst of pushes (a peer
+		// that took a few large batches) must not become one commit that
+		// holds the commit loop for minutes while writes wait.
+		chunk := cs[:min(len(cs), maxApplyChanges)]
+		cs = cs[len(chunk):]
+		applied, rejected, err := t.store.Repair(context.Background(), chunk)
+		if err != nil {
+			t.log.Error("merging pushed changes", "err", err)
+			return
+		}
+		t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
+		for _, r := range rejected {
+			t.reject("?", rejectReason(r.Err), r.Err)
+		}
 	}
 }
+
+// maxApplyChanges bounds the changes the push path merges in one store
+// transaction.
+const maxApplyChanges = 4096
 
 // reconcile tells the core which alive members speak the push protocol.
 func (p *pusher) reconcile() {
