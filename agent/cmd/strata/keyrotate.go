@@ -86,7 +86,7 @@ func rotateKey(ctx context.Context, out io.Writer, f *clientFlags, tier string, 
 	}
 	fp := cluster.Fingerprint(key)
 	kc := client.KeyChange{Key: base64.StdEncoding.EncodeToString(key)}
-	memberClient := func(m client.Member) *client.Client { return client.New(m.API, f.token) }
+	memberClient := func(m client.Member) *client.Client { return client.New(m.API, f.apiToken()) }
 
 	fmt.Fprintf(out, "rotating the %s tier to key %s on %d alive members\n", tier, fp, len(alive))
 	for _, m := range alive {
