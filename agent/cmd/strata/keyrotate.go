@@ -57,7 +57,7 @@ changed: add the new key to their keyring file before they restart.`,
 			return rotateKey(ctx, cmd.OutOrStdout(), f, args[0], key)
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key-file", "", "read the new key from this file (its first line that is not blank or a # comment)")
+	cmd.Flags().StringVar(&keyFile, "key-file", "", "read the new key from this file (its first line that is not blank or a # comment); - reads standard input")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long (members must learn of each other's new key in between steps)")
 	return cmd
 }
