@@ -123,7 +123,8 @@ the golden file), 1 otherwise.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&t.contractDir, "contract", ".", "contract import root")
+	f.StringVar(&t.contractDir, "contract", ".", "contract import root (also --contracts)")
+	flagSpelling(cmd, "contracts", "contract")
 	f.StringVar(&t.name, "name", "", "reducer name in messages (default: the module file's name)")
 	f.StringVar(&t.cache, "cache", defaultCache(), "directory of the compilation cache (empty: none)")
 	f.StringSliceVar(&t.files, "files", nil, "contract files to compile, relative to --contract (default: every .proto under it)")
@@ -403,7 +404,8 @@ With --lang rust it writes the Rust types for the crate strata-reducer
 			return protogen.WriteFiles(out, pg)
 		},
 	}
-	cmd.Flags().StringVar(&contractDir, "contract", ".", "contract import root")
+	cmd.Flags().StringVar(&contractDir, "contract", ".", "contract import root (also --contracts)")
+	flagSpelling(cmd, "contracts", "contract")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "output package directory (Go), or module file (Rust)")
 	cmd.Flags().StringVar(&lang, "lang", "go", "language of the types: go or rust")
 	cmd.Flags().StringVar(&pkg, "package", "", "Go package name (default: the output directory's name)")
