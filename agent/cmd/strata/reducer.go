@@ -181,7 +181,7 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 		}
 	}
 
-	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: t.cache, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: t.cache, Logger: slog.New(dropErrors{slog.NewTextHandler(stderr, nil)})})
 	if err != nil {
 		return err
 	}
@@ -412,3 +412,27 @@ With --lang rust it writes the Rust types for the crate strata-reducer
 	cmd.Flags().BoolVar(&protocGenGo, "protoc-gen-go", false, "generate protoc-gen-go's types instead")
 	return cmd
 }
+
+// dropErrors passes on the reducer host's logs except those carrying an
+// error ("reducer run failed"): the run's error is what reducer test
+// returns, and it is printed once, as the command's error. The guest's own
+// logs, and the host's other warnings, are kept.
+type dropErrors struct{ slog.Handler }
+
+func (d dropErrors) Handle(ctx context.Context, r slog.Record) error {
+	carriesErr := false
+	r.Attrs(func(a slog.Attr) bool {
+		_, carriesErr = a.Value.Any().(error)
+		return !carriesErr
+	})
+	if carriesErr {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d dropErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropErrors{d.Handler.WithAttrs(as)}
+}
+
+func (d dropErrors) WithGroup(name string) slog.Handler { return dropErrors{d.Handler.WithGroup(name)} }
