@@ -33,7 +33,8 @@ or one step at a time, on every node, in memberlist's order:
 
 A key is base64 (16, 24 or 32 bytes: AES-128/192/256; e.g. head -c 32
 /dev/urandom | base64 > new.key), read from --key-file FILE, from standard
-input with "-", or from the argument (visible to other users in ps: avoid).
+input ("-" in place of the key, or --key-file -), or from the argument
+(visible to other users in ps: avoid).
 Each step also rewrites the tier's keyring file, so a restart keeps it.
 
 Keys are never shown, only their fingerprints: the first 8 bytes of the
