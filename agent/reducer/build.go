@@ -107,6 +107,9 @@ func Build(ctx context.Context, dir, out string, opts BuildOptions) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if opts.Progress != nil {
+			return fmt.Errorf("go build in %s failed: %w (its output is above)", dir, err) // shown as it came: not twice
+		}
 		return fmt.Errorf("go build in %s failed: %w\n%s", dir, err, msg)
 	}
 	if opts.Progress != nil {

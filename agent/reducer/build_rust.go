@@ -191,7 +191,19 @@ func buildRust(ctx context.Context, dir, out string, opts BuildOptions) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("cargo build in %s failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
+		out := strings.TrimSpace(stderr.String())
+		msg := fmt.Sprintf("cargo build in %s failed: %v", dir, err)
+		if opts.Progress != nil {
+			msg += " (cargo's output is above)" // shown as it came: not twice
+		} else {
+			msg += "\n" + out
+		}
+		if strings.Contains(out, "lock file version") {
+			msg += fmt.Sprintf("\n  fix: %s was written by a newer cargo than the one building it (%s): "+
+				"remove it and run `cargo test` with that cargo (%s test), or build with a newer cargo and a rustc that has a WASI target (--cargo, --rustc)",
+				filepath.Join(dir, "Cargo.lock"), tc.Cargo, tc.Cargo)
+		}
+		return errors.New(msg)
 	}
 	wasm, err := cargoArtifact(&stdout, dir)
 	if err != nil {

@@ -120,10 +120,29 @@ func (zeroReader) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// maxOutputBytes is how much of a failed guest's stdout and stderr its
+// error keeps, at the start and again at the end; maxTraceBytes bounds the
+// runtime's wasm stack trace. A failure is one log line and one status
+// message: a full goroutine dump does not belong in either.
+const (
+	maxOutputBytes = 1024
+	maxTraceBytes  = 2048
+)
+
+// clip shortens s to about max bytes, keeping its start and end, with a
+// note of how much was cut.
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	head, last := s[:max*3/4], s[len(s)-max/4:]
+	return fmt.Sprintf("%s\n… (%d bytes cut) …\n%s", strings.ToValidUTF8(head, ""), len(s)-len(head)-len(last), strings.ToValidUTF8(last, ""))
+}
+
 // instantiate starts a new instance; ctx bounds its initialization.
 func (r *Reducer) instantiate(ctx context.Context) (*instance, error) {
 	ctx = context.WithValue(ctx, callKey{}, &callState{r: r}) // _initialize's logs are bounded too
-	out := newTail(ctx, 2048)
+	out := newTail(ctx, maxOutputBytes)
 	mod, err := r.rt.InstantiateModule(ctx, r.compiled, moduleConfig(out))
 	if err != nil {
 		return nil, r.callError(ctx, "start instance", err, out)
@@ -382,7 +401,7 @@ func (r *Reducer) callError(ctx context.Context, what string, err error, out *ta
 	}
 	text := out.String()
 	kind := KindTrap
-	msg := fmt.Sprintf("%s: %v", what, err)
+	msg := what + ": " + clip(err.Error(), maxTraceBytes)
 	if isOOM(text) {
 		kind = KindMemory
 		msg += fmt.Sprintf(" (out of memory: memory_limit is %d MiB)", r.cfg.MemoryLimit>>20)

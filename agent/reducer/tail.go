@@ -19,7 +19,7 @@ type tail struct {
 	max        int // of head and of last, each
 	ctx        context.Context
 	head, last []byte
-	dropped    bool
+	dropped    int // bytes between head and last that were not kept
 }
 
 func newTail(ctx context.Context, max int) *tail { return &tail{ctx: ctx, max: max} }
@@ -38,12 +38,12 @@ func (t *tail) Write(p []byte) (int, error) {
 		p = p[k:]
 	}
 	if len(p) >= t.max {
-		t.dropped = t.dropped || len(t.last) > 0 || len(p) > t.max
+		t.dropped += len(t.last) + len(p) - t.max
 		p = p[len(p)-t.max:]
 		t.last = t.last[:0]
 	}
 	if over := len(t.last) + len(p) - t.max; over > 0 {
-		t.dropped = true
+		t.dropped += over
 		t.last = append(t.last[:0], t.last[over:]...)
 	}
 	t.last = append(t.last, p...)
@@ -54,17 +54,18 @@ func (t *tail) Write(p []byte) (int, error) {
 func (t *tail) reset(ctx context.Context) {
 	t.mu.Lock()
 	t.ctx = ctx
-	t.head, t.last, t.dropped = t.head[:0], t.last[:0], false
+	t.head, t.last, t.dropped = t.head[:0], t.last[:0], 0
 	t.mu.Unlock()
 }
 
-// String returns the bytes kept, with "…" where some were dropped.
+// String returns the bytes kept, with a note of how many were cut where
+// some were dropped.
 func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := string(t.head)
-	if t.dropped {
-		s += "\n…\n"
+	if t.dropped > 0 {
+		s += fmt.Sprintf("\n… (%d bytes of output cut) …\n", t.dropped)
 	}
 	return s + string(t.last)
 }

@@ -21,7 +21,17 @@ type clientFlags struct {
 	token string
 }
 
-func (f *clientFlags) client() *client.Client { return client.New(f.addr, f.token) }
+func (f *clientFlags) client() *client.Client { return client.New(f.addr, f.apiToken()) }
+
+// apiToken is --token, or else STRATA_TOKEN. The variable is read here,
+// after the flags are parsed, never as the flag's default: a default is
+// printed by --help, and the token must not be.
+func (f *clientFlags) apiToken() string {
+	if f.token != "" {
+		return f.token
+	}
+	return os.Getenv("STRATA_TOKEN")
+}
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -33,7 +43,7 @@ func envOr(name, def string) string {
 func addClientCommands(root *cobra.Command) {
 	f := &clientFlags{}
 	root.PersistentFlags().StringVar(&f.addr, "addr", envOr("STRATA_ADDR", "127.0.0.1:7070"), "agent API address (env STRATA_ADDR)")
-	root.PersistentFlags().StringVar(&f.token, "token", os.Getenv("STRATA_TOKEN"), "API bearer token (env STRATA_TOKEN)")
+	root.PersistentFlags().StringVar(&f.token, "token", "", "API bearer token (default: env STRATA_TOKEN)")
 	root.AddCommand(putCmd(f), getCmd(f), delCmd(f), lsCmd(f), watchCmd(f), statusCmd(f), membersCmd(f), keysCmd(f),
 		backupCmd(f), restoreCmd())
 }

@@ -46,7 +46,8 @@ type contractSource struct {
 }
 
 func (s *contractSource) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&s.dir, "contracts", "contracts", "contract import root: every .proto file under it is compiled")
+	cmd.Flags().StringVar(&s.dir, "contracts", "contracts", "contract import root: every .proto file under it is compiled (also --contract)")
+	flagSpelling(cmd, "contract", "contracts")
 	cmd.Flags().StringVarP(&s.configPath, "config", "c", "", "agent.toml: take the contract files (and, for check, the reducers) from it")
 }
 
@@ -62,7 +63,7 @@ func (s *contractSource) load(cmd *cobra.Command) (dir string, files []string, c
 	if err != nil {
 		return "", nil, nil, usageError{err}
 	}
-	if cmd.Flags().Changed("contracts") {
+	if cmd.Flags().Changed("contracts") || cmd.Flags().Changed("contract") {
 		return dir, nil, cfg, nil
 	}
 	return cfg.Contracts.Dir, cfg.Contracts.Files, cfg, nil
@@ -340,4 +341,13 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// flagSpelling adds alias to cmd as a hidden second spelling of the string
+// flag name (same variable): the reducer commands take --contract and the
+// contract commands --contracts, and either spelling works on both.
+func flagSpelling(cmd *cobra.Command, alias, name string) {
+	f := cmd.Flags().Lookup(name)
+	cmd.Flags().Var(f.Value, alias, "same as --"+name)
+	cmd.Flags().MarkHidden(alias)
 }

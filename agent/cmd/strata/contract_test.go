@@ -364,3 +364,30 @@ func TestContractCheckConfigMissing(t *testing.T) {
 		t.Errorf("broken config: error = %v, want a usage error", err)
 	}
 }
+
+// --contract and --contracts are two spellings of one flag on both the
+// contract and the reducer commands: either gives the same result.
+func TestContractFlagSpellings(t *testing.T) {
+	dir := "../../../contracts"
+	var first string
+	for _, spelling := range []string{"--contracts", "--contract"} {
+		out, err := runStrata(t, "contract", "check", spelling, dir)
+		if err != nil {
+			t.Fatalf("contract check %s: %v\n%s", spelling, err, out)
+		}
+		if first == "" {
+			first = out
+		} else if out != first {
+			t.Errorf("contract check %s: %q, --contracts gave %q", spelling, out, first)
+		}
+	}
+	for _, spelling := range []string{"--contract", "--contracts"} {
+		gen := filepath.Join(t.TempDir(), "fleetv1")
+		if out, err := runStrata(t, "reducer", "gen", spelling, dir, "-o", gen); err != nil {
+			t.Fatalf("reducer gen %s: %v\n%s", spelling, err, out)
+		}
+		if entries, _ := os.ReadDir(gen); len(entries) == 0 {
+			t.Errorf("reducer gen %s %s wrote nothing", spelling, dir)
+		}
+	}
+}

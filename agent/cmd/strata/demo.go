@@ -51,15 +51,10 @@ builds plugins/app-regions and testdata/reducers/leakid with the Go toolchain).`
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			if duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, duration)
-				defer cancel()
-			}
-			return runDemo(ctx, cmd.OutOrStdout(), machines, rate)
+			return runDemo(ctx, cmd.OutOrStdout(), machines, rate, duration)
 		},
 	}
-	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	cmd.Flags().DurationVar(&duration, "duration", 0, "stop after this long, counted from when the agents are up (default: until Ctrl-C)")
 	cmd.Flags().IntVar(&machines, "machines", 60, "machines per region")
 	cmd.Flags().IntVar(&rate, "rate", 40, "machine updates per second per region")
 	return cmd
@@ -75,7 +70,10 @@ type demoRegion struct {
 	mu      sync.Mutex
 }
 
-func runDemo(ctx context.Context, out io.Writer, machines, rate int) error {
+// runDemo runs the demo until ctx ends or, when duration > 0, for
+// duration from the moment the 9 agents are up (building the reducers and
+// starting the agents take a while, and do not count).
+func runDemo(ctx context.Context, out io.Writer, machines, rate int, duration time.Duration) error {
 	for _, dir := range []string{"plugins/app-regions", "testdata/reducers/leakid"} {
 		if _, err := os.Stat(dir); err != nil {
 			return fmt.Errorf("strata demo builds its reducers from %s: run it from the root of a strata checkout", dir)
@@ -138,6 +136,12 @@ func runDemo(ctx context.Context, out io.Writer, machines, rate int) error {
 				firstRegional = a.Tier().Addr()
 			}
 		}
+	}
+
+	if duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, duration)
+		defer cancel()
 	}
 
 	// The simulated fleet: machines of a few apps, churning.

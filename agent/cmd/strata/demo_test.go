@@ -20,7 +20,7 @@ func TestDemoRuns(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, &syncWriter{w: &out}, 12, 20) }()
+	go func() { done <- runDemo(ctx, &syncWriter{w: &out}, 12, 20, 0) }()
 	deadline := time.Now().Add(25 * time.Second)
 	for {
 		text := (&syncWriter{w: &out}).String()
@@ -36,5 +36,23 @@ func TestDemoRuns(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDemoRunsForDuration: `strata demo --duration` counts from when the
+// demo is up, not from the start of the command: a duration shorter than
+// building the reducers and starting 9 agents still runs the demo, shows
+// it, and ends with exit status 0.
+func TestDemoRunsForDuration(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("starts 9 agents and compiles reducers: too slow under -short or -race (.ci/run runs it without -race)")
+	}
+	t.Chdir("../../..")
+	out, err := runStrata(t, "demo", "--duration", "1500ms", "--machines", "6", "--rate", "5")
+	if err != nil {
+		t.Fatalf("strata demo --duration 1500ms: %v\n%s", err, out[max(0, len(out)-2000):])
+	}
+	if !strings.Contains(out, "strata demo:") || !strings.Contains(out, "stopping") {
+		t.Errorf("strata demo --duration 1500ms showed no frame, or did not stop:\n%s", out[max(0, len(out)-2000):])
 	}
 }

@@ -57,7 +57,7 @@ changed: add the new key to their keyring file before they restart.`,
 			return rotateKey(ctx, cmd.OutOrStdout(), f, args[0], key)
 		},
 	}
-	cmd.Flags().StringVar(&keyFile, "key-file", "", "read the new key from this file (its first line that is not blank or a # comment)")
+	cmd.Flags().StringVar(&keyFile, "key-file", "", "read the new key from this file (its first line that is not blank or a # comment); - reads standard input")
 	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long (members must learn of each other's new key in between steps)")
 	return cmd
 }
@@ -86,7 +86,7 @@ func rotateKey(ctx context.Context, out io.Writer, f *clientFlags, tier string, 
 	}
 	fp := cluster.Fingerprint(key)
 	kc := client.KeyChange{Key: base64.StdEncoding.EncodeToString(key)}
-	memberClient := func(m client.Member) *client.Client { return client.New(m.API, f.token) }
+	memberClient := func(m client.Member) *client.Client { return client.New(m.API, f.apiToken()) }
 
 	fmt.Fprintf(out, "rotating the %s tier to key %s on %d alive members\n", tier, fp, len(alive))
 	for _, m := range alive {

@@ -33,7 +33,8 @@ or one step at a time, on every node, in memberlist's order:
 
 A key is base64 (16, 24 or 32 bytes: AES-128/192/256; e.g. head -c 32
 /dev/urandom | base64 > new.key), read from --key-file FILE, from standard
-input with "-", or from the argument (visible to other users in ps: avoid).
+input ("-" in place of the key, or --key-file -), or from the argument
+(visible to other users in ps: avoid).
 Each step also rewrites the tier's keyring file, so a restart keeps it.
 
 Keys are never shown, only their fingerprints: the first 8 bytes of the
@@ -89,7 +90,7 @@ them), so "use" refuses while an alive member does not hold the key
 				return printJSON(cmd.OutOrStdout(), res)
 			},
 		}
-		c.Flags().StringVar(&keyFile, "key-file", "", "read the key from this file (its first line that is not blank or a # comment)")
+		c.Flags().StringVar(&keyFile, "key-file", "", "read the key from this file (its first line that is not blank or a # comment); - reads standard input")
 		switch op {
 		case "use":
 			c.Flags().BoolVar(&force, "force", false, "use the key even while alive members of the tier do not hold it (they stop hearing this node)")
@@ -165,8 +166,8 @@ This command runs locally; it does not talk to an agent.`,
 	return cmd
 }
 
-// readKey reads a base64 key from file (when set), from in (arg "-") or
-// from the argument. In a file or on standard input, blank lines and lines
+// readKey reads a base64 key from file (when set), from in (arg "-", or
+// --key-file -) or from the argument. In a file or on standard input, blank lines and lines
 // starting with # are skipped, as in a keyring file, and the first other
 // line is the key.
 func readKey(in io.Reader, args []string, file string) ([]byte, error) {
@@ -174,18 +175,18 @@ func readKey(in io.Reader, args []string, file string) ([]byte, error) {
 	switch {
 	case file != "" && len(args) > 0:
 		return nil, usageError{fmt.Errorf("give the key by --key-file or as an argument, not both")}
+	case file == "-" || (file == "" && len(args) == 1 && args[0] == "-"):
+		b, err := io.ReadAll(io.LimitReader(in, 1<<16))
+		if err != nil {
+			return nil, fmt.Errorf("reading the key from standard input: %w", err)
+		}
+		text, where = firstKeyLine(string(b)), "standard input"
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("--key-file: %w", err)
 		}
 		text, where = firstKeyLine(string(b)), file
-	case len(args) == 1 && args[0] == "-":
-		b, err := io.ReadAll(io.LimitReader(in, 1<<16))
-		if err != nil {
-			return nil, fmt.Errorf("reading the key from standard input: %w", err)
-		}
-		text, where = firstKeyLine(string(b)), "standard input"
 	case len(args) == 1:
 		text, where = args[0], "KEY"
 	default:

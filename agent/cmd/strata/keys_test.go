@@ -212,3 +212,26 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "")
 }
+
+// `--key-file -` reads the key from standard input, as README.md says:
+// `keys add` over a real agent adds the key piped in.
+func TestKeyFileDashReadsStdin(t *testing.T) {
+	oldKey, newK := newKey(t), newKey(t)
+	as := startKeyedRegion(t, 1, oldKey)
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetIn(strings.NewReader("# piped\n" + base64.StdEncoding.EncodeToString(newK) + "\n"))
+	root.SetArgs([]string{"--addr", as[0].a.Addr(), "keys", "add", "regional", "--key-file", "-"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("keys add --key-file -: %v\n%s", err, out.String())
+	}
+	info, err := as[0].a.Tier().Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(info.Keys, cluster.Fingerprint(newK)) {
+		t.Errorf("after keys add --key-file -, the tier holds %v, not the piped key %s", info.Keys, cluster.Fingerprint(newK))
+	}
+}

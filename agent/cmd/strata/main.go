@@ -107,7 +107,35 @@ across regions. This one binary runs the agent and talks to it.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newAgentCmd(), newBenchCmd(), newReducerCmd(), newContractCmd(), newDemoCmd())
 	addClientCommands(root)
+	strictGroups(root)
 	return root
+}
+
+// strictGroups makes every command group (a command with subcommands and
+// nothing to run itself, such as "strata reducer") refuse an argument that
+// names none of its subcommands, with exit status 2 as for the root
+// (docs/CLI.md): cobra would print the group's help and exit 0, so a typo
+// in a script ("strata reducer biuld") would pass. A group given no
+// argument prints its help.
+func strictGroups(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictGroups(sub)
+	}
+	if c == c.Root() || !c.HasSubCommands() || c.Run != nil || c.RunE != nil {
+		return // the root already refuses unknown commands
+	}
+	c.SuggestionsMinimumDistance = 2
+	c.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+		}
+		return usageError{fmt.Errorf("%s; run '%s --help' for its commands", msg, cmd.CommandPath())}
+	}
+	c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 }
 
 // errorText is the line main prints for a failed command: "strata: "

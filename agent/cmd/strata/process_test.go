@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -128,6 +129,34 @@ func TestProcessesReplicateOverLoopback(t *testing.T) {
 		}
 		return nil
 	})
+	// One version string: what --version prints is what /v1/status
+	// reports and what every member advertises (strata members' BUILD).
+	verOut, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver := strings.TrimSpace(strings.TrimPrefix(string(verOut), "strata version "))
+	raw, err := procs[0].client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Version string }
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Version != ver {
+		t.Errorf("/v1/status version %q, --version %q", st.Version, ver)
+	}
+	members, err := procs[0].client.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members.Tiers["regional"] {
+		if m.Build != ver {
+			t.Errorf("member %s advertises build %q, --version says %q", m.Name, m.Build, ver)
+		}
+	}
+
 	row := `{"id":"m-1","app":"web","state":"MACHINE_STATE_STARTED","healthy":true}`
 	if _, err := procs[0].client.Put(ctx, "machines", "m-1", []byte(row)); err != nil {
 		t.Fatal(err)

@@ -123,7 +123,8 @@ the golden file), 1 otherwise.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&t.contractDir, "contract", ".", "contract import root")
+	f.StringVar(&t.contractDir, "contract", ".", "contract import root (also --contracts)")
+	flagSpelling(cmd, "contracts", "contract")
 	f.StringVar(&t.name, "name", "", "reducer name in messages (default: the module file's name)")
 	f.StringVar(&t.cache, "cache", defaultCache(), "directory of the compilation cache (empty: none)")
 	f.StringSliceVar(&t.files, "files", nil, "contract files to compile, relative to --contract (default: every .proto under it)")
@@ -180,7 +181,7 @@ func (t *reducerTest) run(ctx context.Context, wasm string, stdout, stderr io.Wr
 		}
 	}
 
-	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: t.cache, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: t.cache, Logger: slog.New(dropErrors{slog.NewTextHandler(stderr, nil)})})
 	if err != nil {
 		return err
 	}
@@ -403,10 +404,35 @@ With --lang rust it writes the Rust types for the crate strata-reducer
 			return protogen.WriteFiles(out, pg)
 		},
 	}
-	cmd.Flags().StringVar(&contractDir, "contract", ".", "contract import root")
+	cmd.Flags().StringVar(&contractDir, "contract", ".", "contract import root (also --contracts)")
+	flagSpelling(cmd, "contracts", "contract")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "output package directory (Go), or module file (Rust)")
 	cmd.Flags().StringVar(&lang, "lang", "go", "language of the types: go or rust")
 	cmd.Flags().StringVar(&pkg, "package", "", "Go package name (default: the output directory's name)")
 	cmd.Flags().BoolVar(&protocGenGo, "protoc-gen-go", false, "generate protoc-gen-go's types instead")
 	return cmd
 }
+
+// dropErrors passes on the reducer host's logs except those carrying an
+// error ("reducer run failed"): the run's error is what reducer test
+// returns, and it is printed once, as the command's error. The guest's own
+// logs, and the host's other warnings, are kept.
+type dropErrors struct{ slog.Handler }
+
+func (d dropErrors) Handle(ctx context.Context, r slog.Record) error {
+	carriesErr := false
+	r.Attrs(func(a slog.Attr) bool {
+		_, carriesErr = a.Value.Any().(error)
+		return !carriesErr
+	})
+	if carriesErr {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d dropErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropErrors{d.Handler.WithAttrs(as)}
+}
+
+func (d dropErrors) WithGroup(name string) slog.Handler { return dropErrors{d.Handler.WithGroup(name)} }

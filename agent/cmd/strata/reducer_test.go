@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -143,5 +144,33 @@ func TestPutEmptyInput(t *testing.T) {
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "standard input is empty") {
 		t.Fatalf("err = %v, want a usage error saying standard input is empty", err)
+	}
+}
+
+// TestReducerTestFailureOnce: a failed run is printed once (as the
+// command's error, not again as a log line), and a module that runs out of
+// memory yields a bounded message, its goroutine dump cut with a note of
+// how much was cut.
+func TestReducerTestFailureOnce(t *testing.T) {
+	mods := reducertest.Modules(t, "panic", "membomb")
+	out, err := runStrata(t, "reducer", "test", mods["panic"], "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows)
+	if err == nil {
+		t.Fatal("reducer test of a panicking module passed")
+	}
+	const cause = "reducer fixture panics on purpose"
+	if n := strings.Count(out+errorText(err), cause); n != 1 {
+		t.Errorf("the failure is printed %d times, want once; output:\n%s\nerror: %v", n, out, err)
+	}
+
+	out, err = runStrata(t, "reducer", "test", mods["membomb"], "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows)
+	if err == nil {
+		t.Fatal("reducer test of a module that runs out of memory passed")
+	}
+	msg := errorText(err)
+	if !strings.Contains(msg, "out of memory: memory_limit is") || !regexp.MustCompile(`… \(\d+ bytes of output cut\) …`).MatchString(msg) {
+		t.Errorf("out-of-memory error lacks its cause or the note of what was cut:\n%s", msg)
+	}
+	if len(msg) > 3500 || len(out) > 0 {
+		t.Errorf("out-of-memory: a %d-byte error (want at most 3500) and %d bytes of other output (want none):\n%s", len(msg), len(out), out)
 	}
 }
