@@ -47,10 +47,15 @@ const (
 	convDrift    = time.Minute // max_clock_drift of every node
 	convNodes    = 4
 	convConverge = 90 * time.Second // after healing, to converge
+	// convTTL is every node's tombstone_ttl. The tier measures a node's
+	// absence on the wall clock (time.Since its last exchange), so an
+	// away phase really lasts this long; the tombstones' age is measured
+	// on the nodes' skewable clocks, which the checker moves ahead.
+	convTTL = 2 * time.Second
 )
 
 // fault kinds, one per phase of the run.
-var faultKinds = []string{"none", "halves", "isolate", "asymmetric", "loss", "delay", "crash", "skew-within", "skew-beyond"}
+var faultKinds = []string{"none", "halves", "isolate", "asymmetric", "loss", "delay", "crash", "skew-within", "skew-beyond", "away-stopped", "away-partitioned"}
 
 func envInt(t *testing.T, name string, def int64) int64 {
 	t.Helper()
@@ -82,8 +87,8 @@ func TestConvergence(t *testing.T) {
 			for k, n := range w.faultCount {
 				total[k] += n
 			}
-			t.Logf("seed %d: %d operations (%d acknowledged, %d with an outcome the model cannot pin and leaves out), faults %v, converged in %v, %d keys checked on %d nodes",
-				s, ops, w.acked, w.unpinned, w.faultCount, w.convergedIn.Round(time.Millisecond), len(w.model), len(w.nodes))
+			t.Logf("seed %d: %d operations (%d acknowledged, %d with an outcome the model cannot pin and leaves out), faults %v, %d tombstones reaped, %d state transfers by nodes back from away, converged in %v, %d keys checked on %d nodes",
+				s, ops, w.acked, w.unpinned, w.faultCount, w.reapedRows, w.transfers, w.convergedIn.Round(time.Millisecond), len(w.model), len(w.nodes))
 		})
 	}
 	t.Logf("%d seeds from %d, %d operations each; phases by fault kind: %v", seeds, first, ops, total)
@@ -101,8 +106,22 @@ type world struct {
 	// advance moves every node's clock: healing skew moves it past
 	// every skewed stamp, as time passing would.
 	advance atomic.Int64
+	// awayNode is the node an away phase took away.
+	awayNode *convNode
 
-	model       map[string][]delta
+	model map[string][]delta
+	// reaped marks keys whose tombstone the checker reaped: a row every
+	// node must lack (or hold deleted) unless a later write brought it
+	// back. A put on a node that lacks the row starts its history anew.
+	reaped map[string]bool
+	// rejoining is the node back from an away phase: it takes no
+	// client writes until it has taken its state transfer (as clients
+	// asking /v1/health?ready=1 would not send it any), since the model
+	// cannot pin the outcome of a write racing its store's replacement.
+	rejoining   *convNode
+	rejoinFrom  int64 // its Transfers() when it came back
+	transfers   int64 // state transfers taken by rejoining nodes
+	reapedRows  int   // tombstones reaped
 	acked       int
 	unpinned    int
 	faultCount  map[string]int
@@ -123,15 +142,17 @@ type convNode struct {
 	name string
 	dir  string
 	skew atomic.Int64 // ns added to this node's clock
-	st   *store.Store
-	tier *cluster.Tier
-	addr string // of the transport: for partitions
+	// lastSynced is the store's LastSynced when the node was stopped.
+	lastSynced time.Time
+	st         *store.Store
+	tier       *cluster.Tier
+	addr       string // of the transport: for partitions
 }
 
 func newWorld(t *testing.T, seed int64, ops int) *world {
 	w := &world{t: t, seed: seed, ops: ops, rng: rand.New(rand.NewPCG(uint64(seed), 0x5747)),
 		faults: cluster.NewFaults(), cuts: &oneWayCuts{blocked: map[[2]string]bool{}},
-		model: map[string][]delta{}, faultCount: map[string]int{}}
+		model: map[string][]delta{}, reaped: map[string]bool{}, faultCount: map[string]int{}}
 	for i := range convNodes {
 		n := &convNode{w: w, name: fmt.Sprintf("n%d", i), dir: t.TempDir()}
 		w.nodes = append(w.nodes, n)
@@ -179,9 +200,9 @@ func (n *convNode) start() {
 		Bind: ft.Addr(), Transport: tr, PeersFile: filepath.Join(n.dir, "peers.json"),
 		GossipInterval: 50 * time.Millisecond, GossipNodes: 3,
 		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
-		SyncInterval: 300 * time.Millisecond,
-		Meta:         cluster.Meta{Region: "r1"},
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SyncInterval: 300 * time.Millisecond, TombstoneTTL: convTTL,
+		Meta:   cluster.Meta{Region: "r1"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, o := range w.nodes {
 		if o != n && o.tier != nil {
@@ -205,6 +226,7 @@ func (n *convNode) stop() {
 		n.tier = nil
 	}
 	if n.st != nil {
+		n.lastSynced = n.st.LastSynced()
 		n.st.Close()
 		n.st = nil
 	}
@@ -232,10 +254,20 @@ func (w *world) run() {
 	phaseLeft := 0
 	var (
 		crashed *convNode
+		away    *convNode // of an away phase
 		gap     time.Duration
 	)
 	for i := 0; i < w.ops; i++ {
 		if phaseLeft == 0 {
+			if away != nil {
+				w.reapWhileAway(away)
+				w.rejoining = away
+				w.rejoinFrom = 0
+				if away.tier != nil {
+					w.rejoinFrom = away.tier.Transfers()
+				}
+				away = nil
+			}
 			if crashed != nil {
 				crashed.start()
 				w.note("restart %s", crashed.name)
@@ -245,6 +277,9 @@ func (w *world) run() {
 			kind := faultKinds[w.rng.IntN(len(faultKinds))]
 			w.faultCount[kind]++
 			crashed = w.inject(kind)
+			if strings.HasPrefix(kind, "away-") {
+				away = w.awayNode
+			}
 			phaseLeft = 50 + w.rng.IntN(150)
 			// A phase lasts 0.3 to 2.5 s, long enough for failure
 			// detection (probes every 200 ms) to declare nodes dead.
@@ -255,6 +290,10 @@ func (w *world) run() {
 		// The workload's pace, not a synchronisation: operations are
 		// spread over the phase.
 		time.Sleep(gap)
+	}
+	if away != nil {
+		w.reapWhileAway(away)
+		w.rejoining = nil
 	}
 	if crashed != nil {
 		crashed.start()
@@ -303,6 +342,91 @@ func (w *world) inject(kind string) (crashed *convNode) {
 		d := convDrift + time.Duration(w.rng.Int64N(int64(2*convDrift)))
 		nodes[0].skew.Store(int64(d))
 		w.note("skew %s by +%v (beyond drift)", nodes[0].name, d)
+	case "away-stopped":
+		// Away longer than tombstone_ttl, stopped: it comes back by a
+		// restart, its last exchange older than the TTL.
+		w.awayNode = nodes[0]
+		nodes[0].stop()
+		w.note("stop %s for longer than tombstone_ttl", nodes[0].name)
+		return nodes[0]
+	case "away-partitioned":
+		// Away longer than tombstone_ttl, running: cut off, it keeps
+		// taking writes; it comes back when the partition heals.
+		w.awayNode = nodes[0]
+		w.faults.Partition(w.addrs(nodes[:1]), w.addrs(nodes[1:]))
+		w.note("isolate %s for longer than tombstone_ttl", nodes[0].name)
+	}
+	return nil
+}
+
+// reapWhileAway ends an away phase: it waits until x's last exchange is
+// older than the TTL (on the wall clock, as the tier measures it) and
+// the others have converged, moves every clock a TTL ahead (the time the
+// tombstones age by) and reaps, on every node but x, the tombstones
+// older than the TTL, as the agent's reaper does: every delete made so
+// far, x's own excepted. The rows x still holds alive but its peers
+// deleted are now forgotten by the peers: when x is back, only a state
+// transfer keeps them from coming back.
+func (w *world) reapWhileAway(x *convNode) {
+	w.t.Helper()
+	waitfor.Until(w.t, convTTL+30*time.Second, fmt.Sprintf("seed %d: %s away longer than tombstone_ttl %v", w.seed, x.name, convTTL), func() error {
+		last := x.lastSynced
+		if x.st != nil {
+			last = x.st.LastSynced()
+		}
+		if away := time.Since(last); away <= convTTL+50*time.Millisecond {
+			return fmt.Errorf("last exchange %v ago", away.Round(time.Millisecond))
+		}
+		return nil
+	})
+	var others []*convNode
+	for _, n := range w.nodes {
+		if n != x && n.st != nil {
+			others = append(others, n)
+		}
+	}
+	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %v converge while %s is away", w.seed, names(others), x.name), func() error {
+		return sameRoots(others)
+	})
+	w.advance.Add(int64(convTTL))
+	for _, n := range others {
+		horizon := hlc.New(n.now().Add(-convTTL).UnixMilli(), 0)
+		reaped, err := n.st.Reap(context.Background(), horizon)
+		if err != nil {
+			w.fail("%s: reaping: %v", n.name, err)
+		}
+		if n == others[0] {
+			w.reapedRows += reaped
+		}
+	}
+	if err := sameRoots(others); err != nil {
+		w.fail("reaping the same tombstones left different replicas: %v", err)
+	}
+	var gone []string
+	for key, ds := range w.model {
+		if cl, _ := expected(ds); cl%2 == 1 {
+			continue // x's re-insert, or a row alive everywhere
+		}
+		if _, err := others[0].st.GetAny(convTable, key); errors.Is(err, store.ErrNotFound) {
+			w.reaped[key] = true
+			gone = append(gone, key)
+		}
+	}
+	slices.Sort(gone)
+	w.note("clocks moved %v ahead; tombstones reaped on %v: %v", convTTL, names(others), gone)
+}
+
+// sameRoots reports whether the nodes hold the same digest.
+func sameRoots(nodes []*convNode) error {
+	var roots []string
+	same := true
+	for _, n := range nodes {
+		st := n.st.Stats()
+		roots = append(roots, fmt.Sprintf("%s:%x rows=%d", n.name, st.Root[:6], st.Rows[convTable]))
+		same = same && st.Root == nodes[0].st.Stats().Root
+	}
+	if !same {
+		return errors.New(strings.Join(roots, "; "))
 	}
 	return nil
 }
@@ -332,6 +456,15 @@ func names(nodes []*convNode) []string {
 // did in the model.
 func (w *world) operate() {
 	up := w.up()
+	if x := w.rejoining; x != nil {
+		if x.tier != nil && x.tier.Transfers() > w.rejoinFrom {
+			w.transfers++
+			w.note("%s took its state transfer", x.name)
+			w.rejoining = nil
+		} else if i := slices.Index(up, x); i >= 0 {
+			up = slices.Delete(up, i, i+1)
+		}
+	}
 	n := up[w.rng.IntN(len(up))]
 	key := fmt.Sprintf("k%02d", w.rng.IntN(convKeys))
 	m := store.Mutation{Table: convTable, Key: key}
@@ -387,6 +520,12 @@ func (w *world) operate() {
 			}
 		}
 		d.cl = after.CL
+	}
+	if w.reaped[key] && before.CL == 0 {
+		// A row written anew after its tombstone was reaped: its history
+		// starts again at causal length 1.
+		delete(w.reaped, key)
+		delete(w.model, key)
 	}
 	if !pinned {
 		w.unpinned++
@@ -478,6 +617,16 @@ func (w *world) diff() string {
 		cl, fields := expected(w.model[key])
 		for _, n := range w.nodes {
 			row, err := n.st.GetAny(convTable, key)
+			if w.reaped[key] && cl%2 == 0 {
+				// Reaped: no node may hold it alive (a tombstone kept by
+				// a node that deleted it while away may come back).
+				if err == nil && row.Alive() {
+					out = append(out, fmt.Sprintf("%s %s: alive at cl %d, its delete (cl %d) reaped: a deleted row resurrected", n.name, key, row.CL, cl))
+				} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+					out = append(out, fmt.Sprintf("%s %s: %v", n.name, key, err))
+				}
+				continue
+			}
 			if err != nil {
 				out = append(out, fmt.Sprintf("%s %s: %v, model has cl %d", n.name, key, err, cl))
 				continue
@@ -492,6 +641,12 @@ func (w *world) diff() string {
 			}
 			for num, d := range fields {
 				g, ok := row.Field(num)
+				if ok && g.Stamp.Compare(d.stamp) > 0 && string(g.Value) == string(d.fields[num]) {
+					// A state transfer stamps afresh an own row its peers
+					// lack; every value is unique to its write, so the
+					// value still names the write that won.
+					continue
+				}
 				if !ok || g.Stamp != d.stamp || string(g.Value) != string(d.fields[num]) {
 					out = append(out, fmt.Sprintf("%s %s field %d: %q at %v, model %q at %v (an acknowledged write lost)", n.name, key, num, g.Value, g.Stamp, d.fields[num], d.stamp))
 				}
