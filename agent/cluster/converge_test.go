@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -305,6 +306,9 @@ func (w *world) run() {
 	start := time.Now()
 	w.waitConverged()
 	w.convergedIn = time.Since(start)
+	if os.Getenv("STRATA_CONVERGE_TRACE") != "" {
+		w.t.Logf("events:\n  %s", strings.Join(w.history, "\n  "))
+	}
 	w.check()
 }
 
@@ -345,18 +349,54 @@ func (w *world) inject(kind string) (crashed *convNode) {
 	case "away-stopped":
 		// Away longer than tombstone_ttl, stopped: it comes back by a
 		// restart, its last exchange older than the TTL.
+		doomed := w.doom(nodes[0], nodes[1:])
 		w.awayNode = nodes[0]
 		nodes[0].stop()
 		w.note("stop %s for longer than tombstone_ttl", nodes[0].name)
+		w.deleteAll(doomed, nodes[1:])
 		return nodes[0]
 	case "away-partitioned":
 		// Away longer than tombstone_ttl, running: cut off, it keeps
 		// taking writes; it comes back when the partition heals.
+		doomed := w.doom(nodes[0], nodes[1:])
 		w.awayNode = nodes[0]
 		w.faults.Partition(w.addrs(nodes[:1]), w.addrs(nodes[1:]))
 		w.note("isolate %s for longer than tombstone_ttl", nodes[0].name)
+		w.deleteAll(doomed, nodes[1:])
 	}
 	return nil
+}
+
+// doom writes a few rows no random operation touches, on the others,
+// and waits until x holds them too: the rows x will hold alive while
+// the others delete them and reap the tombstones. Being never written
+// again, any of them x brings back stays back, and the check sees it.
+func (w *world) doom(x *convNode, others []*convNode) []string {
+	w.t.Helper()
+	var keys []string
+	for i := range 4 {
+		key := fmt.Sprintf("away%03d-%d", w.faultCount["away-stopped"]+w.faultCount["away-partitioned"], i)
+		keys = append(keys, key)
+		n := others[w.rng.IntN(len(others))]
+		w.apply(n, store.Mutation{Op: store.OpPut, Table: convTable, Key: key,
+			Fields: []store.FieldValue{{Num: 1, Value: []byte(fmt.Sprintf("%s/1/%x", n.name, w.rng.Uint32()))}}})
+	}
+	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %s holds the rows it will be away for: %v", w.seed, x.name, keys), func() error {
+		for _, key := range keys {
+			if row, err := x.st.GetAny(convTable, key); err != nil || !row.Alive() {
+				return fmt.Errorf("%s: %v", key, err)
+			}
+		}
+		return nil
+	})
+	return keys
+}
+
+// deleteAll deletes the rows on random nodes of others.
+func (w *world) deleteAll(keys []string, others []*convNode) {
+	for _, key := range keys {
+		w.apply(others[w.rng.IntN(len(others))], store.Mutation{Op: store.OpDelete, Table: convTable, Key: key})
+	}
 }
 
 // reapWhileAway ends an away phase: it waits until x's last exchange is
@@ -388,7 +428,10 @@ func (w *world) reapWhileAway(x *convNode) {
 	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %v converge while %s is away", w.seed, names(others), x.name), func() error {
 		return sameRoots(others)
 	})
-	w.advance.Add(int64(convTTL))
+	// An HLC runs ahead of its wall clock by up to max_clock_drift (it
+	// takes in peers' stamps up to that far ahead), so moving the clocks
+	// by the TTL plus the drift ages every tombstone past the TTL.
+	w.advance.Add(int64(convTTL + convDrift))
 	for _, n := range others {
 		horizon := hlc.New(n.now().Add(-convTTL).UnixMilli(), 0)
 		reaped, err := n.st.Reap(context.Background(), horizon)
@@ -413,7 +456,7 @@ func (w *world) reapWhileAway(x *convNode) {
 		}
 	}
 	slices.Sort(gone)
-	w.note("clocks moved %v ahead; tombstones reaped on %v: %v", convTTL, names(others), gone)
+	w.note("clocks moved %v ahead; tombstones reaped on %v: %v", convTTL+convDrift, names(others), gone)
 }
 
 // sameRoots reports whether the nodes hold the same digest.
@@ -484,6 +527,12 @@ func (w *world) operate() {
 	default:
 		m.Op = store.OpDelete
 	}
+	w.apply(n, m)
+}
+
+// apply makes one write on node n and records what it did in the model.
+func (w *world) apply(n *convNode, m store.Mutation) {
+	key := m.Key
 	before, _ := n.st.GetAny(convTable, key)
 	stamps, err := n.st.Apply(context.Background(), m)
 	var nf *store.NotFoundError
@@ -570,7 +619,7 @@ func (w *world) waitConverged() {
 			return
 		}
 		if time.Now().After(deadline) {
-			w.fail("replicas did not converge %v after healing: %s\n%s", convConverge, strings.Join(roots, "; "), w.diff())
+			w.fail("replicas did not converge %v after healing: %s\n%s\n%s", convConverge, strings.Join(roots, "; "), w.diff(), w.apart())
 		}
 		time.Sleep(waitfor.Interval)
 	}
@@ -656,6 +705,29 @@ func (w *world) diff() string {
 					out = append(out, fmt.Sprintf("%s %s field %d: %q at %v, not in the model", n.name, key, g.Num, g.Value, g.Stamp))
 				}
 			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// apart lists the modelled rows the nodes hold differently.
+func (w *world) apart() string {
+	var out []string
+	keys := slices.Sorted(maps.Keys(w.model))
+	for _, key := range keys {
+		var states []string
+		differ := false
+		for _, n := range w.nodes {
+			row, err := n.st.GetAny(convTable, key)
+			st := fmt.Sprintf("%s: %v", n.name, err)
+			if err == nil {
+				st = fmt.Sprintf("%s: cl %d at %v, %d fields", n.name, row.CL, row.Stamp, len(row.Fields))
+			}
+			differ = differ || len(states) > 0 && strings.SplitN(st, ": ", 2)[1] != strings.SplitN(states[0], ": ", 2)[1]
+			states = append(states, st)
+		}
+		if differ {
+			out = append(out, fmt.Sprintf("%s held apart: %s", key, strings.Join(states, "; ")))
 		}
 	}
 	return strings.Join(out, "\n")
