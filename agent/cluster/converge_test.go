@@ -53,6 +53,12 @@ const (
 	// away phase really lasts this long; the tombstones' age is measured
 	// on the nodes' skewable clocks, which the checker moves ahead.
 	convTTL = 2 * time.Second
+	// convReapAge is the age, on the nodes' clocks, past which the
+	// checker reaps tombstones. Longer than max_clock_drift, as
+	// tombstone_ttl is in any real deployment (24 h against 1 min): a
+	// node's clock set back within the drift must not stamp new writes
+	// behind its peers' horizon.
+	convReapAge = 10 * time.Minute
 )
 
 // fault kinds, one per phase of the run.
@@ -172,6 +178,9 @@ func newWorld(t *testing.T, seed int64, ops int) *world {
 func (w *world) fail(format string, args ...any) {
 	w.t.Helper()
 	hist := w.history[max(0, len(w.history)-40):]
+	if os.Getenv("STRATA_CONVERGE_TRACE") != "" {
+		hist = w.history
+	}
 	w.t.Fatalf("seed %d: %s\nlast events:\n  %s\nreplay: STRATA_CONVERGE_SEED=%d STRATA_CONVERGE_OPS=%d go test -count=1 -run TestConvergence ./agent/cluster\n(the seed fixes the operations and faults; message timing still varies from run to run)",
 		w.seed, fmt.Sprintf(format, args...), strings.Join(hist, "\n  "), w.seed, w.ops)
 }
@@ -401,10 +410,10 @@ func (w *world) deleteAll(keys []string, others []*convNode) {
 
 // reapWhileAway ends an away phase: it waits until x's last exchange is
 // older than the TTL (on the wall clock, as the tier measures it) and
-// the others have converged, moves every clock a TTL ahead (the time the
-// tombstones age by) and reaps, on every node but x, the tombstones
-// older than the TTL, as the agent's reaper does: every delete made so
-// far, x's own excepted. The rows x still holds alive but its peers
+// the others have converged, moves every clock ahead by the reaping age
+// (the time the tombstones age by) and reaps, on every node but x, the
+// tombstones older than that, as the agent's reaper does: every delete
+// made so far, x's own excepted. The rows x still holds alive but its peers
 // deleted are now forgotten by the peers: when x is back, only a state
 // transfer keeps them from coming back.
 func (w *world) reapWhileAway(x *convNode) {
@@ -430,10 +439,10 @@ func (w *world) reapWhileAway(x *convNode) {
 	})
 	// An HLC runs ahead of its wall clock by up to max_clock_drift (it
 	// takes in peers' stamps up to that far ahead), so moving the clocks
-	// by the TTL plus the drift ages every tombstone past the TTL.
-	w.advance.Add(int64(convTTL + convDrift))
+	// by the reaping age plus the drift ages every tombstone past it.
+	w.advance.Add(int64(convReapAge + convDrift))
 	for _, n := range others {
-		horizon := hlc.New(n.now().Add(-convTTL).UnixMilli(), 0)
+		horizon := hlc.New(n.now().Add(-convReapAge).UnixMilli(), 0)
 		reaped, err := n.st.Reap(context.Background(), horizon)
 		if err != nil {
 			w.fail("%s: reaping: %v", n.name, err)
@@ -447,7 +456,7 @@ func (w *world) reapWhileAway(x *convNode) {
 	}
 	var gone []string
 	for key, ds := range w.model {
-		if cl, _ := expected(ds); cl%2 == 1 {
+		if cl, _ := expected(ds); cl%2 == 1 || w.reaped[key] {
 			continue // x's re-insert, or a row alive everywhere
 		}
 		if _, err := others[0].st.GetAny(convTable, key); errors.Is(err, store.ErrNotFound) {
@@ -456,7 +465,7 @@ func (w *world) reapWhileAway(x *convNode) {
 		}
 	}
 	slices.Sort(gone)
-	w.note("clocks moved %v ahead; tombstones reaped on %v: %v", convTTL+convDrift, names(others), gone)
+	w.note("clocks moved %v ahead; tombstones reaped on %v: %v", convReapAge+convDrift, names(others), gone)
 }
 
 // sameRoots reports whether the nodes hold the same digest.
@@ -685,7 +694,7 @@ func (w *world) diff() string {
 				if cl%2 == 0 && row.Alive() {
 					what = " (a deleted row resurrected)"
 				}
-				out = append(out, fmt.Sprintf("%s %s: cl %d, model %d%s", n.name, key, row.CL, cl, what))
+				out = append(out, fmt.Sprintf("%s %s: cl %d (set at %v), model %d%s", n.name, key, row.CL, row.Stamp, cl, what))
 				continue
 			}
 			for num, d := range fields {

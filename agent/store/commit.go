@@ -417,7 +417,12 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 		if err != nil {
 			return err
 		}
-		if cur.CL == 0 && st.reaped != 0 && c.Row.Latest().HLC < st.reaped {
+		// Older than the horizon, a change is stale for a row this store
+		// does not hold (it may be a reaped row coming back), and for a row
+		// whose current life began after the horizon: the change belongs
+		// to an earlier life, whose tombstone was reaped, and the causal
+		// length, counted again from 1 in the new life, cannot order them.
+		if st.reaped != 0 && c.Row.Latest().HLC < st.reaped && (cur.CL == 0 || cur.Stamp.HLC >= st.reaped) {
 			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: %s/%s stamped %s, horizon %s", ErrStale, c.Table, c.Key, c.Row.Latest().HLC, st.reaped)})
 			continue
 		}

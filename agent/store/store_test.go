@@ -508,3 +508,51 @@ func TestListPrefix(t *testing.T) {
 		t.Fatalf("ListPrefix(ord/) = %+v, %v", rows, err)
 	}
 }
+
+// TestReapedLifeCannotEndANewOne: a row is deleted, its tombstone reaped,
+// and the row written anew, so its causal length starts again at 1. The
+// old delete (causal length 2), arriving late from a peer (a gossip
+// retransmission, a cached push), belongs to the reaped life: it must be
+// refused as stale, not end the new life by its higher causal length.
+// Found by the convergence checker (agent/cluster TestConvergence, an
+// away-stopped phase, seed 7).
+func TestReapedLifeCannotEndANewOne(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	clock := hlc.NewClock(func() time.Time { return now }, time.Minute)
+	s := openTest(t, "", Options{Clock: clock})
+	ctx := context.Background()
+	mustApply(t, s, put("k", "1"))
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "k"})
+	oldDelete, err := s.GetAny("machines", "k")
+	if err != nil || oldDelete.CL != 2 {
+		t.Fatalf("tombstone %+v, %v", oldDelete, err)
+	}
+	now = now.Add(time.Hour)
+	if n, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0)); err != nil || n != 1 {
+		t.Fatalf("reaped %d, %v; want 1", n, err)
+	}
+	mustApply(t, s, put("k", "2"))
+	reborn, _ := s.GetAny("machines", "k")
+	if reborn.CL != 1 {
+		t.Fatalf("row written after its tombstone was reaped has causal length %d, want 1", reborn.CL)
+	}
+	_, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: oldDelete}})
+	if err != nil || len(rejected) != 1 || !errors.Is(rejected[0].Err, ErrStale) {
+		t.Fatalf("the reaped life's delete: rejected %v, err %v; want it refused as stale", rejected, err)
+	}
+	if got, _ := s.GetAny("machines", "k"); !got.Equal(reborn) {
+		t.Fatalf("row after the late delete: %+v, want %+v", got, reborn)
+	}
+	// A late change of a row alive since before the horizon still merges:
+	// it may be a write the node has not seen.
+	mustApply(t, s, put("old", "1"))
+	oldPut, _ := s.GetAny("machines", "old")
+	now = now.Add(time.Hour)
+	mustApply(t, s, Mutation{Op: OpPatch, Table: "machines", Key: "old", Fields: []FieldValue{{Num: 2, Value: []byte("x")}}})
+	if _, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "old", Row: oldPut}}); err != nil || len(rejected) != 0 {
+		t.Fatalf("an old change of a row alive before the horizon: rejected %v, err %v", rejected, err)
+	}
+}

@@ -50,7 +50,12 @@ func (s *Store) Horizon() hlc.Timestamp {
 // every row of the snapshot is written as is (not merged with this
 // store's older state). An own row the snapshot lacks is stamped afresh
 // (as a write made now, its causal length kept), so that peers, whose
-// horizon has moved past its old stamps, accept it when it is broadcast. The tombstone horizon does not apply to the
+// horizon has moved past its old stamps, accept it when it is broadcast.
+// A row whose life began before both the peer's horizon and this node's
+// last exchange, and which the snapshot lacks or holds in a life begun
+// after the horizon, was deleted and reaped by the peer: this node's
+// later writes to it lose to that delete, and the snapshot's state is
+// taken. The tombstone horizon does not apply to the
 // snapshot, whose old rows this node may never have seen. Snapshot rows
 // that are malformed or stamped too far in the future are refused, each
 // alone. It returns the refused rows.
@@ -127,8 +132,21 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 		snap, inSnap := snapshot[h.k]
 		delete(snapshot, h.k)
 		own := s.ownAfter(h.row, rep.OwnAfter)
+		// reaped: this row's life began before the peer's horizon and
+		// before this node's last exchange, so the peer had it; the peer
+		// lacks it now, or holds a life begun after the horizon: it was
+		// deleted and its tombstone reaped. This node's later writes to
+		// it were concurrent with that delete, which wins.
+		reaped := h.row.Stamp.HLC < rep.Horizon && (!inSnap && h.row.Stamp.HLC <= rep.OwnAfter || inSnap && snap.Stamp.HLC >= rep.Horizon)
 		var next Row
 		switch {
+		case reaped && inSnap:
+			next = snap
+		case reaped:
+			if err := s.removeRow(tx, st, h.k, h.row, h.enc); err != nil {
+				return err
+			}
+			continue
 		case own && !inSnap:
 			next = s.restamp(h.row)
 			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
