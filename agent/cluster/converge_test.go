@@ -434,13 +434,15 @@ func (w *world) reapWhileAway(x *convNode) {
 			others = append(others, n)
 		}
 	}
+	// An HLC runs ahead of its wall clock by up to max_clock_drift (it
+	// takes in peers' stamps up to that far ahead), so moving the clocks
+	// by the reaping age plus the drift ages every tombstone past it (and
+	// lets the others accept the stamps of a clock skewed beyond the
+	// drift in an earlier phase).
+	w.advance.Add(int64(convReapAge + convDrift))
 	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %v converge while %s is away", w.seed, names(others), x.name), func() error {
 		return sameRoots(others)
 	})
-	// An HLC runs ahead of its wall clock by up to max_clock_drift (it
-	// takes in peers' stamps up to that far ahead), so moving the clocks
-	// by the reaping age plus the drift ages every tombstone past it.
-	w.advance.Add(int64(convReapAge + convDrift))
 	for _, n := range others {
 		horizon := hlc.New(n.now().Add(-convReapAge).UnixMilli(), 0)
 		reaped, err := n.st.Reap(context.Background(), horizon)

@@ -417,16 +417,17 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 		if err != nil {
 			return err
 		}
-		// Older than the horizon, a change is stale for a row this store
-		// does not hold (it may be a reaped row coming back), and for a row
-		// whose current life began after the horizon: the change belongs
-		// to an earlier life, whose tombstone was reaped, and the causal
-		// length, counted again from 1 in the new life, cannot order them.
-		if st.reaped != 0 && c.Row.Latest().HLC < st.reaped && (cur.CL == 0 || cur.Stamp.HLC >= st.reaped) {
+		// A change older than the horizon that is new to this store is
+		// stale: every replica saw it long ago (tombstone_ttl is the
+		// bound), so it belongs to a row whose tombstone this store
+		// reaped: a deleted row coming back, or, for a row written anew
+		// since, whose causal length started again from 1, an old life's
+		// delete that would end the new life.
+		merged := Merge(cur, c.Row)
+		if st.reaped != 0 && c.Row.Latest().HLC < st.reaped && !merged.Equal(cur) {
 			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: %s/%s stamped %s, horizon %s", ErrStale, c.Table, c.Key, c.Row.Latest().HLC, st.reaped)})
 			continue
 		}
-		merged := Merge(cur, c.Row)
 		if merged.Equal(cur) {
 			continue // nothing new
 		}

@@ -543,16 +543,21 @@ func TestReapedLifeCannotEndANewOne(t *testing.T) {
 	if got, _ := s.GetAny("machines", "k"); !got.Equal(reborn) {
 		t.Fatalf("row after the late delete: %+v, want %+v", got, reborn)
 	}
-	// A late change of a row alive since before the horizon still merges:
-	// it may be a write the node has not seen.
-	mustApply(t, s, put("old", "1"))
-	oldPut, _ := s.GetAny("machines", "old")
+	// Later reaps move the horizon past the new life's start: the old
+	// delete is still refused.
 	now = now.Add(time.Hour)
-	mustApply(t, s, Mutation{Op: OpPatch, Table: "machines", Key: "old", Fields: []FieldValue{{Num: 2, Value: []byte("x")}}})
 	if _, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "old", Row: oldPut}}); err != nil || len(rejected) != 0 {
-		t.Fatalf("an old change of a row alive before the horizon: rejected %v, err %v", rejected, err)
+	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: oldDelete}}); err != nil || len(rejected) != 1 {
+		t.Fatalf("the reaped life's delete, after the horizon passed the new life's start: rejected %v, err %v; want it refused", rejected, err)
+	}
+	if got, _ := s.GetAny("machines", "k"); !got.Equal(reborn) {
+		t.Fatalf("row after the late delete: %+v, want %+v", got, reborn)
+	}
+	// A change older than the horizon that the store already holds is
+	// no news, not a refusal.
+	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: reborn}}); err != nil || len(rejected) != 0 {
+		t.Fatalf("a change the store holds, older than the horizon: rejected %v, err %v", rejected, err)
 	}
 }

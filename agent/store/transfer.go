@@ -52,8 +52,8 @@ func (s *Store) Horizon() hlc.Timestamp {
 // (as a write made now, its causal length kept), so that peers, whose
 // horizon has moved past its old stamps, accept it when it is broadcast.
 // A row whose life began before both the peer's horizon and this node's
-// last exchange, and which the snapshot lacks or holds in a life begun
-// after the horizon, was deleted and reaped by the peer: this node's
+// last exchange, and which the snapshot lacks or holds at a lower causal
+// length, was deleted and reaped by the peer: this node's
 // later writes to it lose to that delete, and the snapshot's state is
 // taken. The tombstone horizon does not apply to the
 // snapshot, whose old rows this node may never have seen. Snapshot rows
@@ -134,10 +134,11 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 		own := s.ownAfter(h.row, rep.OwnAfter)
 		// reaped: this row's life began before the peer's horizon and
 		// before this node's last exchange, so the peer had it; the peer
-		// lacks it now, or holds a life begun after the horizon: it was
-		// deleted and its tombstone reaped. This node's later writes to
-		// it were concurrent with that delete, which wins.
-		reaped := h.row.Stamp.HLC < rep.Horizon && (!inSnap && h.row.Stamp.HLC <= rep.OwnAfter || inSnap && snap.Stamp.HLC >= rep.Horizon)
+		// lacks it now, or holds it at a lower causal length (a life
+		// begun anew, counted again from 1): it was deleted and its
+		// tombstone reaped. This node's later writes to it were
+		// concurrent with that delete, which wins.
+		reaped := h.row.Stamp.HLC < rep.Horizon && h.row.Stamp.HLC <= rep.OwnAfter && (!inSnap || snap.CL < h.row.CL)
 		var next Row
 		switch {
 		case reaped && inSnap:
