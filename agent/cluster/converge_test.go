@@ -440,9 +440,17 @@ func (w *world) reapWhileAway(x *convNode) {
 	// lets the others accept the stamps of a clock skewed beyond the
 	// drift in an earlier phase).
 	w.advance.Add(int64(convReapAge + convDrift))
-	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %v converge while %s is away", w.seed, names(others), x.name), func() error {
-		return sameRoots(others)
-	})
+	deadline := time.Now().Add(convConverge)
+	for {
+		err := sameRoots(others)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			w.fail("%v did not converge in %v while %s is away: %v\n%s", names(others), convConverge, x.name, err, w.apart(others))
+		}
+		time.Sleep(waitfor.Interval)
+	}
 	for _, n := range others {
 		horizon := hlc.New(n.now().Add(-convReapAge).UnixMilli(), 0)
 		reaped, err := n.st.Reap(context.Background(), horizon)
@@ -630,7 +638,7 @@ func (w *world) waitConverged() {
 			return
 		}
 		if time.Now().After(deadline) {
-			w.fail("replicas did not converge %v after healing: %s\n%s\n%s", convConverge, strings.Join(roots, "; "), w.diff(), w.apart())
+			w.fail("replicas did not converge %v after healing: %s\n%s\n%s", convConverge, strings.Join(roots, "; "), w.diff(), w.apart(w.nodes))
 		}
 		time.Sleep(waitfor.Interval)
 	}
@@ -721,18 +729,23 @@ func (w *world) diff() string {
 	return strings.Join(out, "\n")
 }
 
-// apart lists the modelled rows the nodes hold differently.
-func (w *world) apart() string {
+// apart lists the modelled rows the nodes hold differently, and each
+// node's state transfer state.
+func (w *world) apart(nodes []*convNode) string {
 	var out []string
+	for _, n := range nodes {
+		out = append(out, fmt.Sprintf("%s: last exchange %v ago, horizon %v, %d state transfers taken, ready: %v",
+			n.name, time.Since(n.st.LastSynced()).Round(time.Millisecond), n.st.Horizon(), n.tier.Transfers(), n.tier.Ready()))
+	}
 	keys := slices.Sorted(maps.Keys(w.model))
 	for _, key := range keys {
 		var states []string
 		differ := false
-		for _, n := range w.nodes {
+		for _, n := range nodes {
 			row, err := n.st.GetAny(convTable, key)
 			st := fmt.Sprintf("%s: %v", n.name, err)
 			if err == nil {
-				st = fmt.Sprintf("%s: cl %d at %v, %d fields", n.name, row.CL, row.Stamp, len(row.Fields))
+				st = fmt.Sprintf("%s: cl %d at %v, %d fields, latest %v", n.name, row.CL, row.Stamp, len(row.Fields), row.Latest())
 			}
 			differ = differ || len(states) > 0 && strings.SplitN(st, ": ", 2)[1] != strings.SplitN(states[0], ": ", 2)[1]
 			states = append(states, st)
