@@ -23,7 +23,9 @@ type Replacement struct {
 	// OwnAfter keeps this node's own writes stamped after it: writes it
 	// acknowledged after its last successful exchange, which no peer has.
 	// Such a row is kept as this node holds it, merged with the peer's,
-	// and reported to OnCommit as new (so it is broadcast again).
+	// and reported to OnCommit as new (so it is broadcast again), this
+	// node's later parts stamped afresh (peers refuse a change older
+	// than their horizon).
 	OwnAfter hlc.Timestamp
 	// ChangedAfter keeps, merged with the peer's, every row this store
 	// changed after this feed position (Seq before the snapshot was
@@ -152,7 +154,7 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 			next = s.restamp(h.row)
 			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
 		case own:
-			next = Merge(snap, h.row)
+			next = s.restampOwn(Merge(snap, h.row), rep.OwnAfter)
 			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
 		case changed[h.k] && inSnap:
 			next = Merge(snap, h.row)
@@ -200,6 +202,25 @@ func (s *Store) restamp(row Row) Row {
 	out := Row{CL: row.CL, Stamp: now, Fields: make([]Field, len(row.Fields))}
 	for i, f := range row.Fields {
 		out.Fields[i] = Field{Num: f.Num, Stamp: now, Value: f.Value}
+	}
+	return out
+}
+
+// restampOwn returns row with a fresh stamp on every part of it (the
+// row's causal length, fields) that this node wrote after t: those
+// writes, made while the node was away, are older than what its peers
+// may still accept (their tombstone horizon), and are passed on as
+// written now, as an own row the snapshot lacks is.
+func (s *Store) restampOwn(row Row, t hlc.Timestamp) Row {
+	now := Stamp{HLC: s.clock.Now(), Node: s.node}
+	out := Row{CL: row.CL, Stamp: row.Stamp, Fields: slices.Clone(row.Fields)}
+	if out.Stamp.Node == s.node && out.Stamp.HLC > t {
+		out.Stamp = now
+	}
+	for i, f := range out.Fields {
+		if f.Stamp.Node == s.node && f.Stamp.HLC > t {
+			out.Fields[i].Stamp = now
+		}
 	}
 	return out
 }

@@ -181,3 +181,56 @@ func TestReplaceDoesNotReviveAReapedLife(t *testing.T) {
 		t.Errorf("reborn after the transfer: %+v, want the peer's new life %+v", got, want)
 	}
 }
+
+// TestReplacePassesOnOwnWritesOlderThanThePeersHorizon: while away, a
+// node deleted and patched rows its peer still holds; by the time it
+// comes back, the peer's tombstone horizon has moved past those writes.
+// The transfer keeps them, and what it passes on must be accepted by the
+// peer, which refuses changes older than its horizon that are new to it:
+// so they go out stamped afresh, and both end with the same rows. Found by
+// the convergence checker (agent/cluster TestConvergence, seed 1000, a
+// node back from away-partitioned held deletes its peers refused).
+func TestReplacePassesOnOwnWritesOlderThanThePeersHorizon(t *testing.T) {
+	ctx := context.Background()
+	peer := openTest(t, "", Options{Node: "peer"})
+	s := openTest(t, "", Options{Node: "away"})
+	mustApply(t, s, put("deleted-away", "v"), put("patched-away", "v", "w"))
+	for _, key := range []string{"deleted-away", "patched-away"} {
+		row, _ := s.GetAny("machines", key)
+		if _, _, err := peer.Merge(ctx, []Change{{Table: "machines", Key: key, Row: row}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastSync := s.clock.Now()
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "deleted-away"},
+		Mutation{Op: OpPatch, Table: "machines", Key: "patched-away", Fields: []FieldValue{{Num: 2, Value: []byte("patched while away")}}})
+	// The peer reaps (nothing here to reap): its horizon passes the
+	// away node's writes.
+	horizon := peer.clock.Now() + 1
+	if _, err := peer.Reap(ctx, horizon); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := peer.LeafKeys(allLeaves())
+	snapshot, _ := peer.Rows(keys)
+
+	var passedOn []Change
+	s.SetOnCommit(func(local, remote []Change) { passedOn = append(passedOn, remote...) })
+	if rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: s.Seq(), Horizon: horizon}); err != nil || len(rejected) != 0 {
+		t.Fatalf("Replace: %v, rejected %v", err, rejected)
+	}
+	if len(passedOn) != 2 {
+		t.Fatalf("passed on %d changes, want the 2 own writes", len(passedOn))
+	}
+	if _, rejected, err := peer.Merge(ctx, passedOn); err != nil || len(rejected) != 0 {
+		t.Fatalf("the peer refused the away node's own writes: %v, %v", rejected, err)
+	}
+	if s.Stats().Root != peer.Stats().Root {
+		t.Fatal("the away node and its peer hold different rows after the transfer")
+	}
+	if row, _ := peer.GetAny("machines", "deleted-away"); row.Alive() {
+		t.Fatal("the away node's delete did not reach the peer")
+	}
+	if row, _ := peer.Get("machines", "patched-away"); fieldValue(t, row, 2) != "patched while away" || fieldValue(t, row, 1) != "v" {
+		t.Fatalf("patched-away on the peer: %+v", row)
+	}
+}
