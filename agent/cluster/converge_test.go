@@ -390,15 +390,22 @@ func (w *world) doom(x *convNode, others []*convNode) []string {
 		w.apply(n, store.Mutation{Op: store.OpPut, Table: convTable, Key: key,
 			Fields: []store.FieldValue{{Num: 1, Value: []byte(fmt.Sprintf("%s/1/%x", n.name, w.rng.Uint32()))}}})
 	}
-	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %s holds the rows it will be away for: %v", w.seed, x.name, keys), func() error {
+	deadline := time.Now().Add(convConverge)
+	for {
+		var missing []string
 		for _, key := range keys {
 			if row, err := x.st.GetAny(convTable, key); err != nil || !row.Alive() {
-				return fmt.Errorf("%s: %v", key, err)
+				missing = append(missing, fmt.Sprintf("%s (%v)", key, err))
 			}
 		}
-		return nil
-	})
-	return keys
+		if len(missing) == 0 {
+			return keys
+		}
+		if time.Now().After(deadline) {
+			w.fail("%s does not hold the rows it will be away for after %v: %v\n%s", x.name, convConverge, missing, w.apart(w.up()))
+		}
+		time.Sleep(waitfor.Interval)
+	}
 }
 
 // deleteAll deletes the rows on random nodes of others.
@@ -734,8 +741,8 @@ func (w *world) diff() string {
 func (w *world) apart(nodes []*convNode) string {
 	var out []string
 	for _, n := range nodes {
-		out = append(out, fmt.Sprintf("%s: last exchange %v ago, horizon %v, %d state transfers taken, ready: %v",
-			n.name, time.Since(n.st.LastSynced()).Round(time.Millisecond), n.st.Horizon(), n.tier.Transfers(), n.tier.Ready()))
+		out = append(out, fmt.Sprintf("%s: last exchange %v ago, horizon %v, %d state transfers taken, %d members alive, ready: %v",
+			n.name, time.Since(n.st.LastSynced()).Round(time.Millisecond), n.st.Horizon(), n.tier.Transfers(), n.tier.NumAlive(), n.tier.Ready()))
 	}
 	keys := slices.Sorted(maps.Keys(w.model))
 	for _, key := range keys {
