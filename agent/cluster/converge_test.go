@@ -52,7 +52,12 @@ const (
 	// absence on the wall clock (time.Since its last exchange), so an
 	// away phase really lasts this long; the tombstones' age is measured
 	// on the nodes' skewable clocks, which the checker moves ahead.
-	convTTL = 2 * time.Second
+	// 5 s is 16 sync intervals: the nodes that stay must never look
+	// away themselves, even on a loaded machine (a node asked for a
+	// snapshot by one that is away answers that it has none worth
+	// taking when it looks away too, and when all do, the one back from
+	// away falls back to anti-entropy, as a whole tier away must).
+	convTTL = 5 * time.Second
 	// convReapAge is the age, on the nodes' clocks, past which the
 	// checker reaps tombstones. Longer than max_clock_drift, as
 	// tombstone_ttl is in any real deployment (24 h against 1 min): a
@@ -458,6 +463,16 @@ func (w *world) reapWhileAway(x *convNode) {
 		}
 		time.Sleep(waitfor.Interval)
 	}
+	// The others have exchanged within the TTL (they would answer x's
+	// request for a snapshot that they have none worth taking otherwise).
+	waitfor.Until(w.t, convConverge, fmt.Sprintf("seed %d: %v have exchanged within half the TTL", w.seed, names(others)), func() error {
+		for _, n := range others {
+			if ago := time.Since(n.st.LastSynced()); ago > convTTL/2 {
+				return fmt.Errorf("%s last exchanged %v ago", n.name, ago.Round(time.Millisecond))
+			}
+		}
+		return nil
+	})
 	for _, n := range others {
 		horizon := hlc.New(n.now().Add(-convReapAge).UnixMilli(), 0)
 		reaped, err := n.st.Reap(context.Background(), horizon)
