@@ -99,7 +99,7 @@ func TestConvergence(t *testing.T) {
 			for k, n := range w.faultCount {
 				total[k] += n
 			}
-			t.Logf("seed %d: %d operations (%d acknowledged, %d with an outcome the model cannot pin and leaves out), faults %v, %d tombstones reaped, %d state transfers by nodes back from away, %d keys left out of the model (written while away, reaped by the others), converged in %v, %d keys checked on %d nodes",
+			t.Logf("seed %d: %d operations (%d acknowledged, %d with an outcome the model cannot pin and leaves out), faults %v, %d tombstones reaped, %d state transfers by nodes back from away, %d keys left out of the model (written anew while away, reaped by the others), converged in %v, %d keys checked on %d nodes",
 				s, ops, w.acked, w.unpinned, w.faultCount, w.reapedRows, w.transfers, w.looseKeys, w.convergedIn.Round(time.Millisecond), len(w.model), len(w.nodes))
 		})
 	}
@@ -126,7 +126,8 @@ type world struct {
 	// node must lack (or hold deleted) unless a later write brought it
 	// back. A put on a node that lacks the row starts its history anew.
 	reaped map[string]bool
-	// awayWrites are the keys the node away wrote while away; loose the
+	// awayWrites are the keys whose row the node away wrote anew (a put
+	// on a row it did not hold alive) while away; loose the
 	// keys whose outcome the model cannot pin since (see reapWhileAway):
 	// the check requires only that replicas agree on them.
 	awayWrites map[string]bool
@@ -509,7 +510,7 @@ func (w *world) reapWhileAway(x *convNode) {
 			continue
 		}
 		if w.awayWrites[key] {
-			// x wrote the row while away and the others deleted it and
+			// x wrote the row anew while away and the others deleted it and
 			// reaped the tombstone: x's state transfer keeps a write that
 			// began a new life of the row (an own later write, which the
 			// design keeps), while causal lengths would let the delete
@@ -527,7 +528,7 @@ func (w *world) reapWhileAway(x *convNode) {
 	slices.Sort(gone)
 	slices.Sort(loose)
 	w.looseKeys += len(loose)
-	w.note("clocks moved %v ahead; tombstones reaped on %v: %v; left out of the model, written by %s while away: %v", convReapAge+convDrift, names(others), gone, x.name, loose)
+	w.note("clocks moved %v ahead; tombstones reaped on %v: %v; left out of the model, written anew by %s while away: %v", convReapAge+convDrift, names(others), gone, x.name, loose)
 }
 
 // sameRoots reports whether the nodes hold the same digest.
@@ -615,8 +616,8 @@ func (w *world) apply(n *convNode, m store.Mutation) {
 		w.fail("%s %s %s: %v", n.name, opName(m.Op), key, err)
 	}
 	w.acked++
-	if n == w.awayNode {
-		w.awayWrites[key] = true
+	if n == w.awayNode && m.Op == store.OpPut && !before.Alive() {
+		w.awayWrites[key] = true // a new life of the row
 	}
 	if w.loose[key] {
 		w.note("%s %s %s: acknowledged (a key the model left out)", n.name, opName(m.Op), key)
