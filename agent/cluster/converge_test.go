@@ -132,12 +132,12 @@ type world struct {
 	// the check requires only that replicas agree on them.
 	awayWrites map[string]bool
 	loose      map[string]bool
-	// rejoining is the node back from an away phase: it takes no
+	// rejoining are the nodes back from an away phase: each takes no
 	// client writes until it has taken its state transfer (as clients
 	// asking /v1/health?ready=1 would not send it any), since the model
 	// cannot pin the outcome of a write racing its store's replacement.
-	rejoining   *convNode
-	rejoinFrom  int64 // its Transfers() when it came back
+	// A node may still be rejoining when the next away phase ends.
+	rejoining   map[*convNode]rejoin
 	transfers   int64 // state transfers taken by rejoining nodes
 	reapedRows  int   // tombstones reaped
 	looseKeys   int   // keys left out of the model (see loose)
@@ -171,7 +171,7 @@ type convNode struct {
 func newWorld(t *testing.T, seed int64, ops int) *world {
 	w := &world{t: t, seed: seed, ops: ops, rng: rand.New(rand.NewPCG(uint64(seed), 0x5747)),
 		faults: cluster.NewFaults(), cuts: &oneWayCuts{blocked: map[[2]string]bool{}},
-		model: map[string][]delta{}, reaped: map[string]bool{}, awayWrites: map[string]bool{}, loose: map[string]bool{}, faultCount: map[string]int{}}
+		model: map[string][]delta{}, reaped: map[string]bool{}, rejoining: map[*convNode]rejoin{}, awayWrites: map[string]bool{}, loose: map[string]bool{}, faultCount: map[string]int{}}
 	for i := range convNodes {
 		n := &convNode{w: w, name: fmt.Sprintf("n%d", i), dir: t.TempDir()}
 		w.nodes = append(w.nodes, n)
@@ -184,6 +184,13 @@ func newWorld(t *testing.T, seed int64, ops int) *world {
 	})
 	w.waitMembers()
 	return w
+}
+
+// rejoin is a node's tier, and its state transfers, when it came back
+// from away.
+type rejoin struct {
+	tier *cluster.Tier
+	from int64
 }
 
 // fail reports a failure with the seed and how to replay it.
@@ -283,11 +290,11 @@ func (w *world) run() {
 		if phaseLeft == 0 {
 			if away != nil {
 				w.reapWhileAway(away)
-				w.rejoining = away
-				w.rejoinFrom = 0
+				rj := rejoin{tier: away.tier}
 				if away.tier != nil {
-					w.rejoinFrom = away.tier.Transfers()
+					rj.from = away.tier.Transfers()
 				}
+				w.rejoining[away] = rj
 				away = nil
 			}
 			if crashed != nil {
@@ -315,7 +322,7 @@ func (w *world) run() {
 	}
 	if away != nil {
 		w.reapWhileAway(away)
-		w.rejoining = nil
+		clear(w.rejoining)
 	}
 	if crashed != nil {
 		crashed.start()
@@ -571,14 +578,18 @@ func names(nodes []*convNode) []string {
 // did in the model.
 func (w *world) operate() {
 	up := w.up()
-	if x := w.rejoining; x != nil {
-		if x.tier != nil && x.tier.Transfers() > w.rejoinFrom {
+	for x, rj := range w.rejoining {
+		// A node restarted since counts its transfers from 0.
+		if x.tier != nil && (x.tier != rj.tier && x.tier.Transfers() > 0 || x.tier.Transfers() > rj.from) {
 			w.transfers++
 			w.note("%s took its state transfer", x.name)
-			w.rejoining = nil
+			delete(w.rejoining, x)
 		} else if i := slices.Index(up, x); i >= 0 {
 			up = slices.Delete(up, i, i+1)
 		}
+	}
+	if len(up) == 0 {
+		up = w.up() // every running node rejoining: write anyway
 	}
 	n := up[w.rng.IntN(len(up))]
 	key := fmt.Sprintf("k%02d", w.rng.IntN(convKeys))
