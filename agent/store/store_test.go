@@ -561,3 +561,25 @@ func TestReapedLifeCannotEndANewOne(t *testing.T) {
 		t.Fatalf("a change the store holds, older than the horizon: rejected %v, err %v", rejected, err)
 	}
 }
+
+// TestSyncedAtIsOnTheStampsClock: a store whose clock runs ahead of the
+// wall clock (its peers' clocks are ahead, within max_clock_drift) writes,
+// then completes an exchange. The write was there at the exchange: its
+// stamp must be before SyncedAt. LastSynced, on the wall clock, cannot
+// say so, and a state transfer that used it took the write for one made
+// after the exchange (and kept a row its peers had deleted and reaped;
+// the convergence checker, seed 2000, whose clocks run minutes ahead).
+func TestSyncedAtIsOnTheStampsClock(t *testing.T) {
+	ahead := func() time.Time { return time.Now().Add(30 * time.Second) }
+	s := openTest(t, "", Options{Clock: hlc.NewClock(ahead, time.Minute)})
+	stamps := mustApply(t, s, put("k", "v"))
+	if err := s.MarkSynced(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if at := s.SyncedAt(); at <= stamps[0].HLC {
+		t.Fatalf("SyncedAt %v is not after the write %v made before the exchange", at, stamps[0].HLC)
+	}
+	if wall := hlc.New(s.LastSynced().UnixMilli(), 1<<16-1); wall > stamps[0].HLC {
+		t.Fatalf("the wall clock bound %v is after the write %v: the test no longer shows the difference", wall, stamps[0].HLC)
+	}
+}
