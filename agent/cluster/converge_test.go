@@ -398,7 +398,7 @@ func (w *world) inject(kind string) (crashed *convNode) {
 }
 
 // doom writes a few rows no random operation touches, on the others,
-// and waits until x holds them too: the rows x will hold alive while
+// and waits until every node, x too, holds them: the rows x will hold alive while
 // the others delete them and reap the tombstones. Being never written
 // again, any of them x brings back stays back, and the check sees it.
 func (w *world) doom(x *convNode, others []*convNode) []string {
@@ -419,17 +419,21 @@ func (w *world) doom(x *convNode, others []*convNode) []string {
 	}
 	deadline := time.Now().Add(convConverge)
 	for {
+		// Every node, not x only: a delete on a node the put has not
+		// reached yet would be refused, or, reached in between, not pinned.
 		var missing []string
-		for _, key := range keys {
-			if row, err := x.st.GetAny(convTable, key); err != nil || !row.Alive() {
-				missing = append(missing, fmt.Sprintf("%s (%v)", key, err))
+		for _, n := range w.up() {
+			for _, key := range keys {
+				if row, err := n.st.GetAny(convTable, key); err != nil || !row.Alive() {
+					missing = append(missing, fmt.Sprintf("%s on %s (%v)", key, n.name, err))
+				}
 			}
 		}
 		if len(missing) == 0 {
 			return keys
 		}
 		if time.Now().After(deadline) {
-			w.fail("%s does not hold the rows it will be away for after %v: %v\n%s", x.name, convConverge, missing, w.apart(w.up()))
+			w.fail("the rows %s will be away for are not on every node after %v: %v\n%s", x.name, convConverge, missing, w.apart(w.up()))
 		}
 		time.Sleep(waitfor.Interval)
 	}
