@@ -132,7 +132,12 @@ func (t *Tier) requestTransfer(peer string) {
 	x.session = rand.Uint64() | 1
 	x.peer = peer
 	x.since = t.store.Seq()
-	x.ownAfter = hlc.New(t.store.LastSynced().UnixMilli(), 1<<16-1)
+	// Own writes after the last exchange, on the clock that stamps them
+	// (it runs ahead of the wall clock when peers' clocks do).
+	x.ownAfter = t.store.SyncedAt()
+	if x.ownAfter == 0 {
+		x.ownAfter = hlc.New(t.store.LastSynced().UnixMilli(), 1<<16-1)
+	}
 	x.batches, x.gotLast = map[uint64][]store.Change{}, false
 	x.lastMsg = time.Now()
 	msg := &transferRequestMsg{header: t.hdr(msgTransferRequest), Session: x.session}

@@ -419,11 +419,17 @@ func (s *Store) applyRemote(tx *bolt.Tx, st *txState, r *request) error {
 		if err != nil {
 			return err
 		}
-		if cur.CL == 0 && st.reaped != 0 && c.Row.Latest().HLC < st.reaped {
+		// A change older than the horizon that is new to this store is
+		// stale: every replica saw it long ago (tombstone_ttl is the
+		// bound), so it belongs to a row whose tombstone this store
+		// reaped: a deleted row coming back, or, for a row written anew
+		// since, whose causal length started again from 1, an old life's
+		// delete that would end the new life.
+		merged := Merge(cur, c.Row)
+		if st.reaped != 0 && c.Row.Latest().HLC < st.reaped && !merged.Equal(cur) {
 			r.rejected = append(r.rejected, Rejected{c, fmt.Errorf("%w: %s/%s stamped %s, horizon %s", ErrStale, c.Table, c.Key, c.Row.Latest().HLC, st.reaped)})
 			continue
 		}
-		merged := Merge(cur, c.Row)
 		if merged.Equal(cur) {
 			continue // nothing new
 		}

@@ -60,12 +60,13 @@ var (
 	bucketFeed    = []byte("feed")   // seq (uint64 BE) → encoded Event
 	bucketDigest  = []byte("digest") // leaf (uint16 BE) → Hash
 	bucketMeta    = []byte("meta")
-	metaFormat    = []byte("format")    // storeFormat as uvarint
-	metaSeq       = []byte("seq")       // last committed feed seq, uint64 BE
-	metaCount     = []byte("count\x00") // + table: alive rows, uint64 BE
-	metaReaped    = []byte("reaped")    // tombstones stamped before this HLC are gone, uint64 BE
-	metaSynced    = []byte("synced")    // unix ms of the last completed anti-entropy exchange
-	metaDigestSeq = []byte("digestseq") // the feed seq the persisted digest reflects
+	metaFormat    = []byte("format")     // storeFormat as uvarint
+	metaSeq       = []byte("seq")        // last committed feed seq, uint64 BE
+	metaCount     = []byte("count\x00")  // + table: alive rows, uint64 BE
+	metaReaped    = []byte("reaped")     // tombstones stamped before this HLC are gone, uint64 BE
+	metaSynced    = []byte("synced")     // unix ms of the last completed anti-entropy exchange
+	metaSyncedHLC = []byte("synced_hlc") // the store's clock then, uint64 BE
+	metaDigestSeq = []byte("digestseq")  // the feed seq the persisted digest reflects
 )
 
 // Defaults for Options.
@@ -465,13 +466,33 @@ func (s *Store) SetOnCommit(fn func(local, remote []Change)) {
 // whose last exchange is older than the tombstone TTL must not rejoin with
 // its old rows (see LastSynced).
 func (s *Store) MarkSynced(t time.Time) error {
+	now := s.clock.Now()
 	err := s.update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketMeta).Put(metaSyncedHLC, binary.BigEndian.AppendUint64(nil, uint64(now))); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketMeta).Put(metaSynced, binary.BigEndian.AppendUint64(nil, uint64(t.UnixMilli())))
 	})
 	if err == nil {
 		s.synced.Store(t.UnixMilli())
 	}
 	return err
+}
+
+// SyncedAt is the store's clock when the last exchange completed (zero if
+// never, or if a build that did not keep it recorded the exchange). Stamps
+// are on this clock, which runs ahead of the wall clock by as much as the
+// peers' clocks do (up to max_clock_drift): it, not LastSynced, tells the
+// writes made after the exchange from those before.
+func (s *Store) SyncedAt() hlc.Timestamp {
+	var t hlc.Timestamp
+	s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(metaSyncedHLC); len(v) == 8 {
+			t = hlc.Timestamp(binary.BigEndian.Uint64(v))
+		}
+		return nil
+	})
+	return t
 }
 
 // LastSynced is when an anti-entropy exchange last completed (zero if

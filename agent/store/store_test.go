@@ -579,3 +579,78 @@ func TestCommitStallCountsFromTheLastCommit(t *testing.T) {
 		t.Fatalf("stall %s: a write has waited an hour with no commit since", d)
 	}
 }
+
+// TestReapedLifeCannotEndANewOne: a row is deleted, its tombstone reaped,
+// and the row written anew, so its causal length starts again at 1. The
+// old delete (causal length 2), arriving late from a peer (a gossip
+// retransmission, a cached push), belongs to the reaped life: it must be
+// refused as stale, not end the new life by its higher causal length.
+// Found by the convergence checker (agent/cluster TestConvergence, an
+// away-stopped phase, seed 7).
+func TestReapedLifeCannotEndANewOne(t *testing.T) {
+	now := time.UnixMilli(10_000_000)
+	clock := hlc.NewClock(func() time.Time { return now }, time.Minute)
+	s := openTest(t, "", Options{Clock: clock})
+	ctx := context.Background()
+	mustApply(t, s, put("k", "1"))
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "k"})
+	oldDelete, err := s.GetAny("machines", "k")
+	if err != nil || oldDelete.CL != 2 {
+		t.Fatalf("tombstone %+v, %v", oldDelete, err)
+	}
+	now = now.Add(time.Hour)
+	if n, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0)); err != nil || n != 1 {
+		t.Fatalf("reaped %d, %v; want 1", n, err)
+	}
+	mustApply(t, s, put("k", "2"))
+	reborn, _ := s.GetAny("machines", "k")
+	if reborn.CL != 1 {
+		t.Fatalf("row written after its tombstone was reaped has causal length %d, want 1", reborn.CL)
+	}
+	_, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: oldDelete}})
+	if err != nil || len(rejected) != 1 || !errors.Is(rejected[0].Err, ErrStale) {
+		t.Fatalf("the reaped life's delete: rejected %v, err %v; want it refused as stale", rejected, err)
+	}
+	if got, _ := s.GetAny("machines", "k"); !got.Equal(reborn) {
+		t.Fatalf("row after the late delete: %+v, want %+v", got, reborn)
+	}
+	// Later reaps move the horizon past the new life's start: the old
+	// delete is still refused.
+	now = now.Add(time.Hour)
+	if _, err := s.Reap(ctx, hlc.New(now.Add(-time.Minute).UnixMilli(), 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: oldDelete}}); err != nil || len(rejected) != 1 {
+		t.Fatalf("the reaped life's delete, after the horizon passed the new life's start: rejected %v, err %v; want it refused", rejected, err)
+	}
+	if got, _ := s.GetAny("machines", "k"); !got.Equal(reborn) {
+		t.Fatalf("row after the late delete: %+v, want %+v", got, reborn)
+	}
+	// A change older than the horizon that the store already holds is
+	// no news, not a refusal.
+	if _, rejected, err := s.Merge(ctx, []Change{{Table: "machines", Key: "k", Row: reborn}}); err != nil || len(rejected) != 0 {
+		t.Fatalf("a change the store holds, older than the horizon: rejected %v, err %v", rejected, err)
+	}
+}
+
+// TestSyncedAtIsOnTheStampsClock: a store whose clock runs ahead of the
+// wall clock (its peers' clocks are ahead, within max_clock_drift) writes,
+// then completes an exchange. The write was there at the exchange: its
+// stamp must be before SyncedAt. LastSynced, on the wall clock, cannot
+// say so, and a state transfer that used it took the write for one made
+// after the exchange (and kept a row its peers had deleted and reaped;
+// the convergence checker, seed 2000, whose clocks run minutes ahead).
+func TestSyncedAtIsOnTheStampsClock(t *testing.T) {
+	ahead := func() time.Time { return time.Now().Add(30 * time.Second) }
+	s := openTest(t, "", Options{Clock: hlc.NewClock(ahead, time.Minute)})
+	stamps := mustApply(t, s, put("k", "v"))
+	if err := s.MarkSynced(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if at := s.SyncedAt(); at <= stamps[0].HLC {
+		t.Fatalf("SyncedAt %v is not after the write %v made before the exchange", at, stamps[0].HLC)
+	}
+	if wall := hlc.New(s.LastSynced().UnixMilli(), 1<<16-1); wall > stamps[0].HLC {
+		t.Fatalf("the wall clock bound %v is after the write %v: the test no longer shows the difference", wall, stamps[0].HLC)
+	}
+}

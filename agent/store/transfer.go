@@ -23,7 +23,9 @@ type Replacement struct {
 	// OwnAfter keeps this node's own writes stamped after it: writes it
 	// acknowledged after its last successful exchange, which no peer has.
 	// Such a row is kept as this node holds it, merged with the peer's,
-	// and reported to OnCommit as new (so it is broadcast again).
+	// and reported to OnCommit as new (so it is broadcast again), this
+	// node's later parts stamped afresh (peers refuse a change older
+	// than their horizon).
 	OwnAfter hlc.Timestamp
 	// ChangedAfter keeps, merged with the peer's, every row this store
 	// changed after this feed position (Seq before the snapshot was
@@ -50,7 +52,12 @@ func (s *Store) Horizon() hlc.Timestamp {
 // every row of the snapshot is written as is (not merged with this
 // store's older state). An own row the snapshot lacks is stamped afresh
 // (as a write made now, its causal length kept), so that peers, whose
-// horizon has moved past its old stamps, accept it when it is broadcast. The tombstone horizon does not apply to the
+// horizon has moved past its old stamps, accept it when it is broadcast.
+// A row whose life began before both the peer's horizon and this node's
+// last exchange, and which the snapshot lacks or holds at a lower causal
+// length, was deleted and reaped by the peer: this node's
+// later writes to it lose to that delete, and the snapshot's state is
+// taken. The tombstone horizon does not apply to the
 // snapshot, whose old rows this node may never have seen. Snapshot rows
 // that are malformed or stamped too far in the future are refused, each
 // alone. It returns the refused rows.
@@ -127,13 +134,27 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 		snap, inSnap := snapshot[h.k]
 		delete(snapshot, h.k)
 		own := s.ownAfter(h.row, rep.OwnAfter)
+		// reaped: this row's life began before the peer's horizon and
+		// before this node's last exchange, so the peer had it; the peer
+		// lacks it now, or holds it at a lower causal length (a life
+		// begun anew, counted again from 1): it was deleted and its
+		// tombstone reaped. This node's later writes to it were
+		// concurrent with that delete, which wins.
+		reaped := h.row.Stamp.HLC < rep.Horizon && h.row.Stamp.HLC <= rep.OwnAfter && (!inSnap || snap.CL < h.row.CL)
 		var next Row
 		switch {
+		case reaped && inSnap:
+			next = snap
+		case reaped:
+			if err := s.removeRow(tx, st, h.k, h.row, h.enc); err != nil {
+				return err
+			}
+			continue
 		case own && !inSnap:
 			next = s.restamp(h.row)
 			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
 		case own:
-			next = Merge(snap, h.row)
+			next = s.restampOwn(Merge(snap, h.row), rep.OwnAfter)
 			r.applied = append(r.applied, Change{Table: h.k.table, Key: h.k.key, Row: next})
 		case changed[h.k] && inSnap:
 			next = Merge(snap, h.row)
@@ -181,6 +202,25 @@ func (s *Store) restamp(row Row) Row {
 	out := Row{CL: row.CL, Stamp: now, Fields: make([]Field, len(row.Fields))}
 	for i, f := range row.Fields {
 		out.Fields[i] = Field{Num: f.Num, Stamp: now, Value: f.Value}
+	}
+	return out
+}
+
+// restampOwn returns row with a fresh stamp on every part of it (the
+// row's causal length, fields) that this node wrote after t: those
+// writes, made while the node was away, are older than what its peers
+// may still accept (their tombstone horizon), and are passed on as
+// written now, as an own row the snapshot lacks is.
+func (s *Store) restampOwn(row Row, t hlc.Timestamp) Row {
+	now := Stamp{HLC: s.clock.Now(), Node: s.node}
+	out := Row{CL: row.CL, Stamp: row.Stamp, Fields: slices.Clone(row.Fields)}
+	if out.Stamp.Node == s.node && out.Stamp.HLC > t {
+		out.Stamp = now
+	}
+	for i, f := range out.Fields {
+		if f.Stamp.Node == s.node && f.Stamp.HLC > t {
+			out.Fields[i].Stamp = now
+		}
 	}
 	return out
 }

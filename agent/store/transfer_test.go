@@ -127,3 +127,110 @@ func allLeaves() []int {
 	}
 	return out
 }
+
+// TestReplaceDoesNotReviveAReapedLife: while a node was away, it patched
+// rows its peers deleted and reaped meanwhile; one of them the peers
+// have written anew since, so its causal length starts again at 1. The
+// patches are this node's own later writes, but they are concurrent with
+// the deletes, which win (the higher causal length): the transfer must
+// neither bring the deleted row back nor let the reaped life override the
+// new one. Found by the convergence checker (agent/cluster
+// TestConvergence, away-partitioned phases).
+func TestReplaceDoesNotReviveAReapedLife(t *testing.T) {
+	ctx := context.Background()
+	peer := openTest(t, "", Options{Node: "peer"})
+	s := openTest(t, "", Options{Node: "away"})
+	// Before the node left, both held the rows, in a later life (cl 3).
+	for _, st := range []*Store{s, peer} {
+		mustApply(t, st, put("gone", "v"), put("reborn", "v"))
+	}
+	for _, key := range []string{"gone", "reborn"} {
+		row, _ := s.GetAny("machines", key)
+		for _, st := range []*Store{s, peer} {
+			if _, _, err := st.Merge(ctx, []Change{{Table: "machines", Key: key, Row: Row{CL: 3, Stamp: row.Stamp, Fields: row.Fields}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lastSync := s.clock.Now()
+	// Away: this node patches both rows ...
+	for _, key := range []string{"gone", "reborn"} {
+		mustApply(t, s, Mutation{Op: OpPatch, Table: "machines", Key: key, Fields: []FieldValue{{Num: 2, Value: []byte("patched while away")}}})
+	}
+	// ... while the peer deletes them, reaps the tombstones, and writes
+	// "reborn" anew.
+	for _, key := range []string{"gone", "reborn"} {
+		mustApply(t, peer, Mutation{Op: OpDelete, Table: "machines", Key: key})
+	}
+	horizon := peer.clock.Now() + 1
+	if n, err := peer.Reap(ctx, horizon); err != nil || n != 2 {
+		t.Fatalf("peer reaped %d, %v", n, err)
+	}
+	mustApply(t, peer, put("reborn", "new life"))
+	want, _ := peer.GetAny("machines", "reborn")
+	keys, _ := peer.LeafKeys(allLeaves())
+	snapshot, _ := peer.Rows(keys)
+
+	if rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: s.Seq(), Horizon: horizon}); err != nil || len(rejected) != 0 {
+		t.Fatalf("Replace: %v, rejected %v", err, rejected)
+	}
+	if row, err := s.GetAny("machines", "gone"); err == nil && row.Alive() {
+		t.Errorf("gone, deleted and reaped by the peer, is alive again after the transfer: %+v", row)
+	}
+	if got, _ := s.GetAny("machines", "reborn"); !got.Equal(want) {
+		t.Errorf("reborn after the transfer: %+v, want the peer's new life %+v", got, want)
+	}
+}
+
+// TestReplacePassesOnOwnWritesOlderThanThePeersHorizon: while away, a
+// node deleted and patched rows its peer still holds; by the time it
+// comes back, the peer's tombstone horizon has moved past those writes.
+// The transfer keeps them, and what it passes on must be accepted by the
+// peer, which refuses changes older than its horizon that are new to it:
+// so they go out stamped afresh, and both end with the same rows. Found by
+// the convergence checker (agent/cluster TestConvergence, seed 1000, a
+// node back from away-partitioned held deletes its peers refused).
+func TestReplacePassesOnOwnWritesOlderThanThePeersHorizon(t *testing.T) {
+	ctx := context.Background()
+	peer := openTest(t, "", Options{Node: "peer"})
+	s := openTest(t, "", Options{Node: "away"})
+	mustApply(t, s, put("deleted-away", "v"), put("patched-away", "v", "w"))
+	for _, key := range []string{"deleted-away", "patched-away"} {
+		row, _ := s.GetAny("machines", key)
+		if _, _, err := peer.Merge(ctx, []Change{{Table: "machines", Key: key, Row: row}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastSync := s.clock.Now()
+	mustApply(t, s, Mutation{Op: OpDelete, Table: "machines", Key: "deleted-away"},
+		Mutation{Op: OpPatch, Table: "machines", Key: "patched-away", Fields: []FieldValue{{Num: 2, Value: []byte("patched while away")}}})
+	// The peer reaps (nothing here to reap): its horizon passes the
+	// away node's writes.
+	horizon := peer.clock.Now() + 1
+	if _, err := peer.Reap(ctx, horizon); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := peer.LeafKeys(allLeaves())
+	snapshot, _ := peer.Rows(keys)
+
+	var passedOn []Change
+	s.SetOnCommit(func(local, remote []Change) { passedOn = append(passedOn, remote...) })
+	if rejected, err := s.Replace(ctx, Replacement{Rows: snapshot, OwnAfter: lastSync, ChangedAfter: s.Seq(), Horizon: horizon}); err != nil || len(rejected) != 0 {
+		t.Fatalf("Replace: %v, rejected %v", err, rejected)
+	}
+	if len(passedOn) != 2 {
+		t.Fatalf("passed on %d changes, want the 2 own writes", len(passedOn))
+	}
+	if _, rejected, err := peer.Merge(ctx, passedOn); err != nil || len(rejected) != 0 {
+		t.Fatalf("the peer refused the away node's own writes: %v, %v", rejected, err)
+	}
+	if s.Stats().Root != peer.Stats().Root {
+		t.Fatal("the away node and its peer hold different rows after the transfer")
+	}
+	if row, _ := peer.GetAny("machines", "deleted-away"); row.Alive() {
+		t.Fatal("the away node's delete did not reach the peer")
+	}
+	if row, _ := peer.Get("machines", "patched-away"); fieldValue(t, row, 2) != "patched while away" || fieldValue(t, row, 1) != "v" {
+		t.Fatalf("patched-away on the peer: %+v", row)
+	}
+}
