@@ -90,6 +90,15 @@ func (s *Store) applyReplace(tx *bolt.Tx, st *txState, r *request) error {
 		}
 		changed[rowKey{ev.Table, ev.Key}] = true
 	}
+	// Own writes passed on below are stamped afresh, and must be after
+	// the peer's horizon for it to take them: the horizon was read on
+	// the peer's clock, which may be ahead of this one (a peer refuses a
+	// change older than its horizon that is new to it). A horizon beyond
+	// the allowed drift is not followed; those writes are refused as any
+	// change from such a peer would be.
+	if s.clock.Check(rep.Horizon) == nil {
+		s.clock.Update(rep.Horizon)
+	}
 
 	snapshot := make(map[rowKey]Row, len(rep.Rows))
 	for _, ch := range rep.Rows {
