@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -650,29 +651,47 @@ func progress(cfg Config, format string, args ...any) {
 
 // converge waits until every running node holds the rows it should: its
 // region's (two-tier) or every region's (single), and in two-tier until
-// every gateway holds every region's placements. Every few seconds it asks
-// each node still lagging to run an anti-entropy exchange with its
-// region's first node (which took the load): a joining node catches up
-// with a random peer, which may be another newcomer holding nothing yet.
+// every gateway holds every region's placements. A node that stops
+// catching up is asked to run an anti-entropy exchange with a node that
+// holds everything: a joining node catches up with a random peer, which
+// may be another newcomer holding nothing yet, and then waits for the
+// periodic exchange.
 func (f *fleet) converge(ctx context.Context, w *workload) error {
 	want := int64(f.cfg.Machines)
 	if f.topo == Single {
 		want *= int64(f.cfg.Regions)
 	}
 	deadline := time.Now().Add(2*time.Minute + time.Duration(f.cfg.Regions*f.cfg.Nodes*f.cfg.Machines)*50*time.Microsecond)
-	t0, nudged, said := time.Now(), time.Now(), time.Now()
+	t0, said := time.Now(), time.Now()
 	var inFlight once
 	defer inFlight.wait()
+	// A lagging node whose rows have not grown for stalled is asked to
+	// start an exchange with a random node of its region that holds them
+	// all (the first node, at least), so that complete nodes become
+	// sources too and no source gets every request.
+	const stalled = 2 * time.Second
+	rows, moved := map[string]int64{}, map[string]time.Time{}
 	for {
 		var lagging []string
-		nudge := time.Since(nudged) >= time.Second
-		for _, nodes := range f.regions {
+		complete := make([][]string, len(f.regions))
+		for ri, nodes := range f.regions {
+			for _, n := range nodes {
+				if n.a.Store().Stats().Rows["machines"] >= want {
+					complete[ri] = append(complete[ri], n.name)
+				}
+			}
+		}
+		for ri, nodes := range f.regions {
 			seed := nodes[0].name
 			for _, n := range nodes {
 				if got := n.a.Store().Stats().Rows["machines"]; got < want {
 					lagging = append(lagging, fmt.Sprintf("%s holds %d of %d machine rows", n.name, got, want))
-					if nudge && n.name != seed {
-						inFlight.do(n.name, func() { n.a.Tier().SyncWith(seed) })
+					if got != rows[n.name] || moved[n.name].IsZero() {
+						rows[n.name], moved[n.name] = got, time.Now()
+					} else if time.Since(moved[n.name]) >= stalled && len(complete[ri]) > 0 {
+						moved[n.name] = time.Now()
+						src := complete[ri][rand.N(len(complete[ri]))]
+						inFlight.do(n.name, func() { n.a.Tier().SyncWith(src) })
 					}
 					continue
 				}
@@ -686,8 +705,12 @@ func (f *fleet) converge(ctx context.Context, w *workload) error {
 					}
 					if len(recs) < len(w.apps) && !f.silent(rj) {
 						lagging = append(lagging, fmt.Sprintf("%s holds %d of %s's %d placements", n.name, len(recs), regionName(rj), len(w.apps)))
-						if nudge && n.name != seed {
-							inFlight.do(n.name+"/global", func() { n.a.GlobalTier().SyncWith(seed) })
+						key := n.name + "/global"
+						if moved[key].IsZero() {
+							moved[key] = time.Now()
+						} else if time.Since(moved[key]) >= stalled && n.name != seed {
+							moved[key] = time.Now()
+							inFlight.do(key, func() { n.a.GlobalTier().SyncWith(seed) })
 						}
 						break
 					}
@@ -697,9 +720,6 @@ func (f *fleet) converge(ctx context.Context, w *workload) error {
 		if len(lagging) == 0 {
 			progress(f.cfg, "%s: %d agents converged in %.1fs", f.topo, len(f.all()), time.Since(t0).Seconds())
 			return nil
-		}
-		if nudge {
-			nudged = time.Now()
 		}
 		if time.Since(said) >= 5*time.Second {
 			said = time.Now()
