@@ -134,11 +134,17 @@ type Result struct {
 	// Not in the JSON report: the samples, their counts and misses, for
 	// the table and the charts (package tierchart).
 	RegionalMs, PlacementMs []float64 `json:"-"`
-	RegionalSamples         int       `json:"-"`
-	PlacementSamples        int       `json:"-"`
-	PlacementMissed         int       `json:"-"`
-	Writes                  int       `json:"-"`
-	ChurnSkipped            int       `json:"-"`
+	// OthersP50Ms and OthersP99Ms are the placement percentiles of the
+	// regions other than the first (where --fault injects its fault), from
+	// OthersSamples samples: with a fault they equal PlacementP50Ms and
+	// PlacementP99Ms; without, they are what to compare a fault run with.
+	OthersP50Ms, OthersP99Ms *float64 `json:"-"`
+	OthersSamples            int      `json:"-"`
+	RegionalSamples          int      `json:"-"`
+	PlacementSamples         int      `json:"-"`
+	PlacementMissed          int      `json:"-"`
+	Writes                   int      `json:"-"`
+	ChurnSkipped             int      `json:"-"`
 	// InvalidSent and InvalidAcked count FaultWrites' invalid writes and
 	// those the API acknowledged (must be 0).
 	InvalidSent, InvalidAcked int `json:"-"`
@@ -159,6 +165,10 @@ type Report struct {
 
 // regionNames are the first regions' names; beyond them, r9, r10, …
 var regionNames = []string{"ord", "ams", "syd", "iad", "fra", "sin", "gru", "nrt"}
+
+// RegionName is the name of region i (from 0) of a run; a fault is in
+// RegionName(0).
+func RegionName(i int) string { return regionName(i) }
 
 func regionName(i int) string {
 	if i < len(regionNames) {
@@ -565,7 +575,7 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	defer cancel()
 	var peak peakHeap
 	var wg sync.WaitGroup
-	var regional, placement samples
+	var regional, placement, others samples
 	var inv invalidWrites
 	if cfg.Fault == FaultWrites {
 		wg.Add(1)
@@ -592,7 +602,7 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 		}
 	}()
 	wg.Add(1)
-	go func() { defer wg.Done(); f.placements(winCtx, w, &placement) }()
+	go func() { defer wg.Done(); f.placements(winCtx, w, &placement, &others) }()
 	<-winCtx.Done()
 	// The window's figures stop here; placement probes still in flight
 	// finish below (within visibleWithin) and only add latency samples.
@@ -617,6 +627,8 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	res.PlacementP50Ms, res.PlacementP99Ms = placement.percentiles()
 	res.RegionalSamples, res.PlacementSamples, res.PlacementMissed = regional.n(), placement.n(), placement.missed
 	res.RegionalMs, res.PlacementMs = regional.values(), placement.values()
+	res.OthersP50Ms, res.OthersP99Ms = others.percentiles()
+	res.OthersSamples = others.n()
 	res.Writes, res.ChurnSkipped = int(writes), int(skipped)
 	res.InvalidSent, res.InvalidAcked = int(inv.sent.Load()), int(inv.acked.Load())
 	if topo == TwoTier && cfg.Fault == FaultReducer {

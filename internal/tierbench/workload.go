@@ -164,8 +164,10 @@ func (w *workload) churn(ctx context.Context, f *fleet) {
 // placements starts and stops apps in every region, Placements times a
 // minute per region: each event writes (or deletes) the one machine of an
 // app that runs nowhere else, and times until every other region sees the
-// change. It returns when the window ends and its probes are done.
-func (f *fleet) placements(ctx context.Context, w *workload, s *samples) {
+// change; others gets the samples of the regions but the first, which a
+// fault run compares. It returns when the window ends and its probes are
+// done.
+func (f *fleet) placements(ctx context.Context, w *workload, s, others *samples) {
 	if w.cfg.Placements == 0 {
 		<-ctx.Done()
 		return
@@ -218,7 +220,11 @@ func (f *fleet) placements(ctx context.Context, w *workload, s *samples) {
 				go func() {
 					defer probes.Done()
 					if f.waitPlacement(region, m.id, m.app, start) {
-						s.add(time.Since(t0))
+						d := time.Since(t0)
+						s.add(d)
+						if ri != faultRegion {
+							others.add(d)
+						}
 					} else {
 						s.miss()
 					}

@@ -134,6 +134,8 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	row("bytes/s per node (all)", kb(t.BytesPerNodePerS), kb(s.BytesPerNodePerS))
 	row("regional p50 / p99", ms2(t.RegionalP50Ms, t.RegionalP99Ms), ms2(s.RegionalP50Ms, s.RegionalP99Ms))
 	row("placement p50 / p99", ms2(t.PlacementP50Ms, t.PlacementP99Ms), ms2(s.PlacementP50Ms, s.PlacementP99Ms))
+	row(fmt.Sprintf("placement p50 / p99, regions but %s (n)", tierbench.RegionName(0)),
+		ms2(t.OthersP50Ms, t.OthersP99Ms)+fmt.Sprintf(" (%d)", t.OthersSamples), ms2(s.OthersP50Ms, s.OthersP99Ms)+fmt.Sprintf(" (%d)", s.OthersSamples))
 	row("regional / placement samples", fmt.Sprintf("%d / %d", t.RegionalSamples, t.PlacementSamples),
 		fmt.Sprintf("%d / %d", s.RegionalSamples, s.PlacementSamples))
 	row("placements never seen (30 s)", fmt.Sprint(t.PlacementMissed), fmt.Sprint(s.PlacementMissed))
