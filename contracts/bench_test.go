@@ -108,7 +108,7 @@ func BenchmarkCheckWrite(b *testing.B) {
 	}
 	values := make([][]byte, 64)
 	for i := range values {
-		values[i] = encode(b, apps, fmt.Sprintf(`{"app": "app-%d", "serving": true, "healthyMachines": %d}`, i, i))
+		values[i] = encode(b, apps, fmt.Sprintf(`{"app": "app-%d", "serving": true, "capacity": %d}`, i, 1+i%4))
 	}
 	budget := NewBudget(1e12, 1<<30)
 	now := time.Unix(1e9, 0)

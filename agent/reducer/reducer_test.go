@@ -120,8 +120,8 @@ func TestAppRegions(t *testing.T) {
 	}
 	got := placements(t, res)
 	want := map[string]*fleetv1.AppPlacement{
-		"api": {App: "api"},
-		"web": {App: "web", Serving: true, HealthyMachines: 2},
+		"api": {App: "api", Capacity: fleetv1.CapacityBand_CAPACITY_BAND_NONE},
+		"web": {App: "web", Serving: true, Capacity: fleetv1.CapacityBand_CAPACITY_BAND_LOW},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d records, want %d: %v", len(got), len(want), got)

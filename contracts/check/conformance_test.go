@@ -63,7 +63,11 @@ func appRegions(leak string) func(h *fakeHost, in Input) ([]Output, error) {
 			f := apps.Desc.Fields()
 			rec.Set(f.ByName("app"), protoreflect.ValueOfString(app))
 			rec.Set(f.ByName("serving"), protoreflect.ValueOfBool(true))
-			rec.Set(f.ByName("healthy_machines"), protoreflect.ValueOfUint32(count[app]))
+			band := protoreflect.EnumNumber(2) // CAPACITY_BAND_LOW: 1 to 3
+			if count[app] > 3 {
+				band = 3 // CAPACITY_BAND_NORMAL and above: not in these fixtures
+			}
+			rec.Set(f.ByName("capacity"), protoreflect.ValueOfEnum(band))
 			b, err := proto.Marshal(rec)
 			if err != nil {
 				return nil, err
@@ -82,8 +86,8 @@ const machineRows = `# two apps; one machine of api is stopped
 {"id": "m-4", "app": "api", "state": "MACHINE_STATE_STOPPED", "healthy": false, "host": "h3"}
 `
 
-const wantRecords = `{"record": "app_placements", "key": "api", "value": {"app": "api", "serving": true, "healthyMachines": 1}}
-{"record": "app_placements", "key": "web", "value": {"app": "web", "serving": true, "healthyMachines": 2}}
+const wantRecords = `{"record": "app_placements", "key": "api", "value": {"app": "api", "serving": true, "capacity": "CAPACITY_BAND_LOW"}}
+{"record": "app_placements", "key": "web", "value": {"app": "web", "serving": true, "capacity": "CAPACITY_BAND_LOW"}}
 `
 
 // writeFixture writes one case of fixtures under dir.
@@ -129,8 +133,8 @@ func TestConformance(t *testing.T) {
 				"fix: the reducer copies regional-only data into a record",
 				"3 errors, 0 warnings",
 			}},
-		{"golden diff", map[string]string{"machines.jsonl": machineRows, "want.jsonl": strings.Replace(wantRecords, `"healthyMachines": 2`, `"healthyMachines": 3`, 1)}, appRegions(""),
-			[]string{`2: error REDUCER_GOLDEN_DIFF: reducer app-regions, case case: record app_placements/web differs: got {"app":"web","serving":true,"healthyMachines":2}`}},
+		{"golden diff", map[string]string{"machines.jsonl": machineRows, "want.jsonl": strings.Replace(wantRecords, `"web", "serving": true, "capacity": "CAPACITY_BAND_LOW"`, `"web", "serving": true, "capacity": "CAPACITY_BAND_HIGH"`, 1)}, appRegions(""),
+			[]string{`2: error REDUCER_GOLDEN_DIFF: reducer app-regions, case case: record app_placements/web differs: got {"app":"web","serving":true,"capacity":"CAPACITY_BAND_LOW"}`}},
 		{"missing and unexpected records", map[string]string{"machines.jsonl": machineRows,
 			"want.jsonl": `{"record": "app_placements", "key": "db", "value": {"app": "db"}}` + "\n"}, appRegions(""),
 			[]string{"error REDUCER_GOLDEN_DIFF: reducer app-regions, case case: unexpected record app_placements/api",
@@ -181,14 +185,14 @@ func TestConformance(t *testing.T) {
 	t.Run("one case, golden.json", func(t *testing.T) {
 		fixtures := t.TempDir()
 		golden := `[
-  {"record": "app_placements", "key": "api", "value": {"app": "api", "serving": true, "healthyMachines": 1}},
-  {"record": "app_placements", "key": "web", "value": {"app": "web", "serving": true, "healthyMachines": 5}}
+  {"record": "app_placements", "key": "api", "value": {"app": "api", "serving": true, "capacity": "CAPACITY_BAND_LOW"}},
+  {"record": "app_placements", "key": "web", "value": {"app": "web", "serving": true, "capacity": "CAPACITY_BAND_HIGH"}}
 ]`
 		writeFixture(t, fixtures, map[string]string{"machines.jsonl": machineRows, "golden.json": golden})
 		got := text(t, Options{Dir: contractDir, Files: contracts.ExampleFiles(),
 			Reducers: []Reducer{reducer(fixtures)}, Host: &fakeHost{c: example, run: appRegions("")}})
 		want := "/golden.json\n  error REDUCER_GOLDEN_DIFF: reducer app-regions, case " + filepath.Base(fixtures) +
-			`: record app_placements/web differs: got {"app":"web","serving":true,"healthyMachines":2}` + "\n    fix: fix the reducer, or update golden.json"
+			`: record app_placements/web differs: got {"app":"web","serving":true,"capacity":"CAPACITY_BAND_LOW"}` + "\n    fix: fix the reducer, or update golden.json"
 		if !strings.Contains(got, want) || !strings.Contains(got, "1 error, 0 warnings") {
 			t.Errorf("report:\n%s\nwant:\n%s", got, want)
 		}

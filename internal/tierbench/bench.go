@@ -13,12 +13,14 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +31,7 @@ import (
 	"github.com/strata-state/strata/agent/api"
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/contracts"
 )
 
@@ -94,7 +97,8 @@ type Config struct {
 	// Progress, when set, receives a progress line every few seconds.
 	Progress io.Writer `json:"-"`
 
-	only string // run this topology only (tests)
+	only      string // run this topology only (tests)
+	seedCache string // see fleet.seedCache
 }
 
 // Result is what one topology measured. Every figure is measured in the
@@ -127,12 +131,20 @@ type Result struct {
 	// global records.
 	InvalidRecords *int `json:"invalid_records,omitempty"`
 
-	// Not in the JSON report: sample counts and misses, for the table.
-	RegionalSamples  int `json:"-"`
-	PlacementSamples int `json:"-"`
-	PlacementMissed  int `json:"-"`
-	Writes           int `json:"-"`
-	ChurnSkipped     int `json:"-"`
+	// Not in the JSON report: the samples, their counts and misses, for
+	// the table and the charts (package tierchart).
+	RegionalMs, PlacementMs []float64 `json:"-"`
+	// OthersP50Ms and OthersP99Ms are the placement percentiles of the
+	// regions other than the first (where --fault injects its fault), from
+	// OthersSamples samples: with a fault they equal PlacementP50Ms and
+	// PlacementP99Ms; without, they are what to compare a fault run with.
+	OthersP50Ms, OthersP99Ms *float64 `json:"-"`
+	OthersSamples            int      `json:"-"`
+	RegionalSamples          int      `json:"-"`
+	PlacementSamples         int      `json:"-"`
+	PlacementMissed          int      `json:"-"`
+	Writes                   int      `json:"-"`
+	ChurnSkipped             int      `json:"-"`
 	// InvalidSent and InvalidAcked count FaultWrites' invalid writes and
 	// those the API acknowledged (must be 0).
 	InvalidSent, InvalidAcked int `json:"-"`
@@ -153,6 +165,10 @@ type Report struct {
 
 // regionNames are the first regions' names; beyond them, r9, r10, …
 var regionNames = []string{"ord", "ams", "syd", "iad", "fra", "sin", "gru", "nrt"}
+
+// RegionName is the name of region i (from 0) of a run; a fault is in
+// RegionName(0).
+func RegionName(i int) string { return regionName(i) }
 
 func regionName(i int) string {
 	if i < len(regionNames) {
@@ -202,6 +218,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer os.RemoveAll(d)
 		cfg.Dir = d
 	}
+	if cfg.only != Single {
+		seed := filepath.Join(cfg.Dir, "wazero-seed")
+		if err := precompile(ctx, seed, cfg.Wasm, cfg.FaultWasm); err != nil {
+			return nil, err
+		}
+		cfg.seedCache = seed
+	}
 	rep := &Report{Config: cfg}
 	for _, topo := range []string{TwoTier, Single} {
 		if cfg.only != "" && topo != cfg.only {
@@ -225,6 +248,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// precompile compiles the reducer modules into a compilation cache at dir,
+// once, instead of once per gateway: on a small machine, compiling a Go
+// reducer for each of the two-tier topology's gateways took most of its
+// start-up.
+func precompile(ctx context.Context, dir string, modules ...string) error {
+	h, err := reducer.NewHost(reducer.HostOptions{CacheDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer h.Close(ctx)
+	for _, m := range modules {
+		if m == "" {
+			continue
+		}
+		bin, err := os.ReadFile(m)
+		if err != nil {
+			return err
+		}
+		if err := h.Precompile(ctx, bin); err != nil {
+			return fmt.Errorf("tierbench: compiling %s: %w", m, err)
+		}
+	}
+	return nil
+}
+
 // node is one agent of the bench.
 type node struct {
 	name    string
@@ -241,7 +289,15 @@ type fleet struct {
 	wire    *wire
 	regions [][]*node // by region index
 	stop    context.CancelFunc
+	runCtx  context.Context // the agents' Run context; stop ends it
 	runs    sync.WaitGroup
+	log     *slog.Logger
+
+	firstRegional, firstGlobal string // tier addresses new agents join
+	// seedCache, when set, is a reducer compilation cache (the reducer
+	// host's data_dir/wazero-cache) copied into every gateway's data
+	// directory before it starts.
+	seedCache string
 }
 
 func (f *fleet) all() []*node {
@@ -252,74 +308,159 @@ func (f *fleet) all() []*node {
 	return out
 }
 
-// start builds and runs the agents of topo.
+// start runs the first agent of every region of topo (a gateway in
+// two-tier); join starts the others.
 func start(ctx context.Context, cfg Config, topo string) (f *fleet, err error) {
 	runCtx, stop := context.WithCancel(context.Background())
-	f = &fleet{cfg: cfg, topo: topo, wire: newWire(), stop: stop}
+	f = &fleet{cfg: cfg, topo: topo, wire: newWire(), stop: stop, runCtx: runCtx,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), regions: make([][]*node, cfg.Regions), seedCache: cfg.seedCache}
 	defer func() {
 		if err != nil {
 			f.close()
 		}
 	}()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var firstRegional, firstGlobal string
-	for ri := 0; ri < cfg.Regions; ri++ {
-		region := regionName(ri)
-		var nodes []*node
-		for i := 1; i <= cfg.Nodes; i++ {
-			n := &node{name: fmt.Sprintf("%s-%d", region, i), region: region, gateway: topo == TwoTier && i <= cfg.Gateways}
-			rt, err := newTransport(f.wire, region)
-			if err != nil {
-				return f, err
-			}
-			var gt *countingTransport
-			if n.gateway {
-				if gt, err = newTransport(f.wire, region); err != nil {
-					rt.Shutdown()
-					return f, err
-				}
-			}
-			var rjoin, gjoin string
-			switch {
-			case topo == Single && firstRegional != "":
-				rjoin = firstRegional
-			case topo == TwoTier && len(nodes) > 0:
-				rjoin = nodes[0].a.Tier().Addr()
-			}
-			if n.gateway && firstGlobal != "" {
-				gjoin = firstGlobal
-			}
-			c, err := nodeConfig(cfg, topo, n, filepath.Join(cfg.Dir, topo, n.name), rt.addr, rjoin, gt, gjoin)
-			if err != nil {
-				return f, err
-			}
-			a, err := agent.New(ctx, c, agent.Options{Logger: log.With("node", n.name), ContractFS: contracts.Example,
-				Transport: func(tier string) (memberlist.NodeAwareTransport, error) {
-					if tier == cluster.Global {
-						if gt == nil {
-							return nil, fmt.Errorf("tierbench: %s is not a gateway", n.name)
-						}
-						return gt, nil
-					}
-					return rt, nil
-				}})
-			if err != nil {
-				return f, fmt.Errorf("%s: %w", n.name, err)
-			}
-			n.a, n.client = a, api.NewClient(a.Addr(), "")
-			f.runs.Add(1)
-			go func() { defer f.runs.Done(); a.Run(runCtx) }()
-			nodes = append(nodes, n)
-			if firstRegional == "" {
-				firstRegional = a.Tier().Addr()
-			}
-			if n.gateway && firstGlobal == "" {
-				firstGlobal = a.GlobalTier().Addr()
-			}
+	for ri := range cfg.Regions {
+		n, err := f.add(ctx, ri, 1)
+		if err != nil {
+			return f, err
 		}
-		f.regions = append(f.regions, nodes)
+		f.regions[ri] = append(f.regions[ri], n)
+		if f.firstRegional == "" {
+			f.firstRegional = n.a.Tier().Addr()
+		}
+		if n.gateway && f.firstGlobal == "" {
+			f.firstGlobal = n.a.GlobalTier().Addr()
+		}
 	}
 	return f, nil
+}
+
+// join starts the agents beyond every region's first, a few at a time,
+// and has each start an anti-entropy exchange with its region's first
+// agent, which holds the rows loaded before (single, see runTopology).
+func (f *fleet) join(ctx context.Context) error {
+	added := make([][]*node, f.cfg.Regions)
+	for ri := range added {
+		added[ri] = make([]*node, f.cfg.Nodes-1)
+	}
+	// The other gateways first, one at a time: a reducer host's start
+	// (the Go module's initialisation) is bounded by the reducer's timeout,
+	// which several starting at once on a small machine can exceed.
+	for ri := range f.cfg.Regions {
+		for i := 2; i <= f.cfg.Nodes && f.topo == TwoTier && i <= f.cfg.Gateways; i++ {
+			n, err := f.add(ctx, ri, i)
+			if err != nil {
+				return err
+			}
+			added[ri][i-2] = n
+		}
+	}
+	errs := make([]error, f.cfg.Regions*f.cfg.Nodes)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for ri := range f.cfg.Regions {
+		for i := 2; i <= f.cfg.Nodes; i++ {
+			if added[ri][i-2] != nil {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				added[ri][i-2], errs[ri*f.cfg.Nodes+i-1] = f.add(ctx, ri, i)
+			}()
+		}
+	}
+	wg.Wait()
+	for ri, ns := range added {
+		for _, n := range ns {
+			if n != nil {
+				f.regions[ri] = append(f.regions[ri], n)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for ri, ns := range added {
+		for _, n := range ns {
+			wg.Add(1)
+			go func() { defer wg.Done(); n.a.Tier().SyncWith(f.regions[ri][0].name) }()
+		}
+	}
+	wg.Wait()
+	// A gateway whose reducer did not load would stand by as publisher
+	// without it: not the topology this claims to measure.
+	for _, n := range f.all() {
+		if n.a.Publisher() == nil {
+			continue
+		}
+		for _, st := range n.a.Publisher().Status() {
+			if st.LastError != nil && st.LastError.Kind == "load" {
+				return fmt.Errorf("tierbench: gateway %s: reducer %s did not load (is the machine too busy?): %s", n.name, st.Name, st.LastError.Message)
+			}
+		}
+	}
+	return nil
+}
+
+// add starts agent i (from 1) of region ri; the region's first agent must
+// be running before any other.
+func (f *fleet) add(ctx context.Context, ri, i int) (*node, error) {
+	cfg, topo := f.cfg, f.topo
+	region := regionName(ri)
+	n := &node{name: fmt.Sprintf("%s-%d", region, i), region: region, gateway: topo == TwoTier && i <= cfg.Gateways}
+	rt, err := newTransport(f.wire, region)
+	if err != nil {
+		return nil, err
+	}
+	var gt *countingTransport
+	if n.gateway {
+		if gt, err = newTransport(f.wire, region); err != nil {
+			rt.Shutdown()
+			return nil, err
+		}
+	}
+	var rjoin, gjoin string
+	switch {
+	case topo == Single && f.firstRegional != "":
+		rjoin = f.firstRegional
+	case topo == TwoTier && len(f.regions[ri]) > 0:
+		rjoin = f.regions[ri][0].a.Tier().Addr()
+	}
+	if n.gateway && f.firstGlobal != "" {
+		gjoin = f.firstGlobal
+	}
+	dir := filepath.Join(cfg.Dir, topo, n.name)
+	if n.gateway && f.seedCache != "" {
+		// The reducer host's compilation cache, compiled once for all
+		// gateways (see seedCache).
+		if err := os.CopyFS(filepath.Join(dir, "data", "wazero-cache"), os.DirFS(f.seedCache)); err != nil {
+			return nil, fmt.Errorf("%s: seeding the compilation cache: %w", n.name, err)
+		}
+	}
+	c, err := nodeConfig(cfg, topo, n, dir, rt.addr, rjoin, gt, gjoin)
+	if err != nil {
+		return nil, err
+	}
+	a, err := agent.New(ctx, c, agent.Options{Logger: f.log.With("node", n.name), ContractFS: contracts.Example,
+		Transport: func(tier string) (memberlist.NodeAwareTransport, error) {
+			if tier == cluster.Global {
+				if gt == nil {
+					return nil, fmt.Errorf("tierbench: %s is not a gateway", n.name)
+				}
+				return gt, nil
+			}
+			return rt, nil
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
+	}
+	n.a, n.client = a, api.NewClient(a.Addr(), "")
+	f.runs.Add(1)
+	go func() { defer f.runs.Done(); a.Run(f.runCtx) }()
+	return n, nil
 }
 
 // silent reports whether region ri publishes nothing by design: its
@@ -381,33 +522,60 @@ outputs = ["app_placements"]
 // runTopology starts topo, loads the fleet, waits for it to converge,
 // drives the workload for the window and measures.
 func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) {
+	// Two-tier starts every agent, then loads: a loaded row reaches its
+	// region's agents by broadcast. Single loads its first agent of each
+	// region, then starts the others, which catch up by anti-entropy: there
+	// every loaded row goes to every agent of every region, and loading
+	// 8,000 rows into 32 agents at once by broadcast took over 3 minutes on
+	// a busy 2-core machine, against 2-4 s into 4 agents.
+	staged := topo == Single
 	progress(cfg, "%s: starting %d regions × %d agents", topo, cfg.Regions, cfg.Nodes)
+	t0 := time.Now()
 	f, err := start(ctx, cfg, topo)
 	if err != nil {
 		return nil, err
 	}
 	defer f.close()
+	if !staged {
+		if err := f.join(ctx); err != nil {
+			return nil, err
+		}
+	}
+	progress(cfg, "%s: %d agents started in %.1fs", topo, len(f.all()), time.Since(t0).Seconds())
 
 	w := newWorkload(cfg)
 	progress(cfg, "%s: loading %d machines per region", topo, cfg.Machines)
+	t0 = time.Now()
 	if err := w.load(ctx, f); err != nil {
 		return nil, err
 	}
+	progress(cfg, "%s: loaded in %.1fs", topo, time.Since(t0).Seconds())
 	if err := f.converge(ctx, w); err != nil {
 		return nil, err
+	}
+	if staged {
+		progress(cfg, "%s: starting the other %d agents of each region", topo, cfg.Nodes-1)
+		t0 = time.Now()
+		if err := f.join(ctx); err != nil {
+			return nil, err
+		}
+		progress(cfg, "%s: started in %.1fs", topo, time.Since(t0).Seconds())
+		if err := f.converge(ctx, w); err != nil {
+			return nil, err
+		}
 	}
 
 	res := &Result{}
 	var usage0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &usage0)
 	total0, cross0 := f.wire.total.Load(), f.wire.cross.Load()
-	t0 := time.Now()
+	t0 = time.Now()
 
 	winCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var peak peakHeap
 	var wg sync.WaitGroup
-	var regional, placement samples
+	var regional, placement, others samples
 	var inv invalidWrites
 	if cfg.Fault == FaultWrites {
 		wg.Add(1)
@@ -434,7 +602,7 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 		}
 	}()
 	wg.Add(1)
-	go func() { defer wg.Done(); f.placements(winCtx, w, &placement) }()
+	go func() { defer wg.Done(); f.placements(winCtx, w, &placement, &others) }()
 	<-winCtx.Done()
 	// The window's figures stop here; placement probes still in flight
 	// finish below (within visibleWithin) and only add latency samples.
@@ -458,6 +626,9 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	res.RegionalP50Ms, res.RegionalP99Ms = regional.percentiles()
 	res.PlacementP50Ms, res.PlacementP99Ms = placement.percentiles()
 	res.RegionalSamples, res.PlacementSamples, res.PlacementMissed = regional.n(), placement.n(), placement.missed
+	res.RegionalMs, res.PlacementMs = regional.values(), placement.values()
+	res.OthersP50Ms, res.OthersP99Ms = others.percentiles()
+	res.OthersSamples = others.n()
 	res.Writes, res.ChurnSkipped = int(writes), int(skipped)
 	res.InvalidSent, res.InvalidAcked = int(inv.sent.Load()), int(inv.acked.Load())
 	if topo == TwoTier && cfg.Fault == FaultReducer {
@@ -490,43 +661,90 @@ func progress(cfg Config, format string, args ...any) {
 	}
 }
 
-// converge waits until every node holds the rows it should: its region's
-// (two-tier) or every region's (single), and in two-tier until every
-// gateway holds every region's placements.
+// converge waits until every running node holds the rows it should: its
+// region's (two-tier) or every region's (single), and in two-tier until
+// every gateway holds every region's placements. A node that stops
+// catching up is asked to run an anti-entropy exchange with a node that
+// holds everything: a joining node catches up with a random peer, which
+// may be another newcomer holding nothing yet, and then waits for the
+// periodic exchange.
 func (f *fleet) converge(ctx context.Context, w *workload) error {
 	want := int64(f.cfg.Machines)
 	if f.topo == Single {
 		want *= int64(f.cfg.Regions)
 	}
-	deadline := time.Now().Add(2*time.Minute + time.Duration(f.cfg.Regions*f.cfg.Nodes*f.cfg.Machines)*50*time.Microsecond)
+	deadline := time.Now().Add(4*time.Minute + time.Duration(f.cfg.Regions*f.cfg.Nodes*f.cfg.Machines)*50*time.Microsecond)
+	t0, said := time.Now(), time.Now()
+	var inFlight once
+	defer inFlight.wait()
+	// A lagging node whose rows have not grown for stalled is asked to
+	// start an exchange with a random node of its tier that holds them all
+	// (its region's first node, at least), so that complete nodes become
+	// sources too and no source gets every request.
+	const stalled = 4 * time.Second
+	rows, moved := map[string]int64{}, map[string]time.Time{}
 	for {
-		lagging := ""
-		for _, n := range f.all() {
-			if got := n.a.Store().Stats().Rows["machines"]; got < want {
-				lagging = fmt.Sprintf("%s holds %d of %d machine rows", n.name, got, want)
-				break
+		var lagging []string
+		complete := make([][]string, len(f.regions))
+		for ri, nodes := range f.regions {
+			for _, n := range nodes {
+				if n.a.Store().Stats().Rows["machines"] >= want {
+					complete[ri] = append(complete[ri], n.name)
+				}
 			}
-			if n.gateway {
-				for ri := range f.regions {
-					recs, err := listPlacements(n, regionName(ri))
+		}
+		if f.topo == Single { // one tier: any complete node is a source
+			all := slices.Concat(complete...)
+			for ri := range complete {
+				complete[ri] = all
+			}
+		}
+		for ri, nodes := range f.regions {
+			seed := nodes[0].name
+			for _, n := range nodes {
+				if got := n.a.Store().Stats().Rows["machines"]; got < want {
+					lagging = append(lagging, fmt.Sprintf("%s holds %d of %d machine rows", n.name, got, want))
+					if got != rows[n.name] || moved[n.name].IsZero() {
+						rows[n.name], moved[n.name] = got, time.Now()
+					} else if time.Since(moved[n.name]) >= stalled && len(complete[ri]) > 0 {
+						moved[n.name] = time.Now()
+						src := complete[ri][rand.N(len(complete[ri]))]
+						inFlight.do(n.name, func() { n.a.Tier().SyncWith(src) })
+					}
+					continue
+				}
+				if !n.gateway {
+					continue
+				}
+				for rj := range f.regions {
+					recs, err := listPlacements(n, regionName(rj))
 					if err != nil {
 						return err
 					}
-					if len(recs) < len(w.apps) && !f.silent(ri) {
-						lagging = fmt.Sprintf("%s holds %d of %s's %d placements", n.name, len(recs), regionName(ri), len(w.apps))
+					if len(recs) < len(w.apps) && !f.silent(rj) {
+						lagging = append(lagging, fmt.Sprintf("%s holds %d of %s's %d placements", n.name, len(recs), regionName(rj), len(w.apps)))
+						key := n.name + "/global"
+						if moved[key].IsZero() {
+							moved[key] = time.Now()
+						} else if time.Since(moved[key]) >= stalled && n.name != seed {
+							moved[key] = time.Now()
+							inFlight.do(key, func() { n.a.GlobalTier().SyncWith(seed) })
+						}
 						break
 					}
 				}
 			}
-			if lagging != "" {
-				break
-			}
 		}
-		if lagging == "" {
+		if len(lagging) == 0 {
+			progress(f.cfg, "%s: %d agents converged in %.1fs", f.topo, len(f.all()), time.Since(t0).Seconds())
 			return nil
 		}
+		if time.Since(said) >= 5*time.Second {
+			said = time.Now()
+			progress(f.cfg, "%s: converging (%.0fs): %d agents lagging, e.g. %s", f.topo, time.Since(t0).Seconds(), len(lagging), lagging[0])
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("tierbench: the fleet did not converge after loading: %s", lagging)
+			return fmt.Errorf("tierbench: the fleet did not converge after loading: %s", strings.Join(lagging, "; "))
 		}
 		select {
 		case <-ctx.Done():
@@ -535,6 +753,36 @@ func (f *fleet) converge(ctx context.Context, w *workload) error {
 		}
 	}
 }
+
+// once runs a function in the background unless one of the same name is
+// still running.
+type once struct {
+	mu      sync.Mutex
+	running map[string]bool
+	wg      sync.WaitGroup
+}
+
+func (o *once) do(name string, fn func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running[name] {
+		return
+	}
+	if o.running == nil {
+		o.running = map[string]bool{}
+	}
+	o.running[name] = true
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		fn()
+		o.mu.Lock()
+		delete(o.running, name)
+		o.mu.Unlock()
+	}()
+}
+
+func (o *once) wait() { o.wg.Wait() }
 
 // samples are latencies in milliseconds.
 type samples struct {
@@ -559,6 +807,13 @@ func (s *samples) n() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.ms)
+}
+
+// values returns a copy of the samples.
+func (s *samples) values() []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.ms)
 }
 
 // percentiles returns the 50th and 99th percentiles (nearest rank), or

@@ -42,6 +42,13 @@ func TestSmoke(t *testing.T) {
 		if r.PlacementSamples == 0 || r.PlacementP50Ms == nil || *r.PlacementP99Ms < *r.PlacementP50Ms {
 			t.Errorf("%s: %d placement samples, p50 %v p99 %v", name, r.PlacementSamples, r.PlacementP50Ms, r.PlacementP99Ms)
 		}
+		if len(r.RegionalMs) != r.RegionalSamples || len(r.PlacementMs) != r.PlacementSamples {
+			t.Errorf("%s: %d and %d latencies kept for the charts, want the %d regional and %d placement samples",
+				name, len(r.RegionalMs), len(r.PlacementMs), r.RegionalSamples, r.PlacementSamples)
+		}
+		if r.OthersSamples == 0 || r.OthersSamples > r.PlacementSamples {
+			t.Errorf("%s: %d placement samples of the regions but the first, of %d", name, r.OthersSamples, r.PlacementSamples)
+		}
 		if r.PlacementMissed != 0 {
 			t.Errorf("%s: %d placement changes never reached every other region", name, r.PlacementMissed)
 		}

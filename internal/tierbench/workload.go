@@ -78,26 +78,34 @@ func newWorkload(cfg Config) *workload {
 }
 
 // load writes every region's machines in batches through the API of the
-// region's nodes in turn.
+// region's running nodes in turn, the regions at once.
 func (w *workload) load(ctx context.Context, f *fleet) error {
 	const batch = 200
+	errs := make([]error, len(w.regions))
+	var wg sync.WaitGroup
 	for ri, rl := range w.regions {
-		nodes := f.regions[ri]
-		for i := 0; i < len(rl.machines); i += batch {
-			rows := []byte{'['}
-			for j := i; j < min(i+batch, len(rl.machines)); j++ {
-				if j > i {
-					rows = append(rows, ',')
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes := f.regions[ri]
+			for i := 0; i < len(rl.machines); i += batch {
+				rows := []byte{'['}
+				for j := i; j < min(i+batch, len(rl.machines)); j++ {
+					if j > i {
+						rows = append(rows, ',')
+					}
+					rows = append(rows, rl.machines[j].json(j)...)
 				}
-				rows = append(rows, rl.machines[j].json(j)...)
+				rows = append(rows, ']')
+				if _, err := nodes[(i/batch)%len(nodes)].client.Batch(ctx, "machines", rows); err != nil {
+					errs[ri] = fmt.Errorf("loading %s's machines: %w", regionName(ri), err)
+					return
+				}
 			}
-			rows = append(rows, ']')
-			if _, err := nodes[(i/batch)%len(nodes)].client.Batch(ctx, "machines", rows); err != nil {
-				return fmt.Errorf("loading %s's machines: %w", regionName(ri), err)
-			}
-		}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // churn flips machines' health (4 in 5) or state (1 in 5), Churn times a
@@ -156,8 +164,10 @@ func (w *workload) churn(ctx context.Context, f *fleet) {
 // placements starts and stops apps in every region, Placements times a
 // minute per region: each event writes (or deletes) the one machine of an
 // app that runs nowhere else, and times until every other region sees the
-// change. It returns when the window ends and its probes are done.
-func (f *fleet) placements(ctx context.Context, w *workload, s *samples) {
+// change; others gets the samples of the regions but the first, which a
+// fault run compares. It returns when the window ends and its probes are
+// done.
+func (f *fleet) placements(ctx context.Context, w *workload, s, others *samples) {
 	if w.cfg.Placements == 0 {
 		<-ctx.Done()
 		return
@@ -210,7 +220,11 @@ func (f *fleet) placements(ctx context.Context, w *workload, s *samples) {
 				go func() {
 					defer probes.Done()
 					if f.waitPlacement(region, m.id, m.app, start) {
-						s.add(time.Since(t0))
+						d := time.Since(t0)
+						s.add(d)
+						if ri != faultRegion {
+							others.add(d)
+						}
 					} else {
 						s.miss()
 					}

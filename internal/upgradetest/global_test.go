@@ -62,7 +62,7 @@ func signing(t *testing.T, dir, key string, trusted ...string) string {
 // putPlacement publishes app's placement from a's region.
 func putPlacement(t *testing.T, a *agent, app string) {
 	t.Helper()
-	body := fmt.Sprintf(`{"app":%q,"serving":true,"healthy_machines":1}`, app)
+	body := fmt.Sprintf(`{"app":%q,"serving":true}`, app)
 	if err := a.c.PutJSON(context.Background(), "/v1/global/app_placements/"+app, []byte(body), nil); err != nil {
 		t.Fatalf("publish %s on %s (%s): %v\n%s", app, a.name, a.bin, err, a.log())
 	}

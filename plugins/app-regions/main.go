@@ -1,7 +1,9 @@
 // Command app-regions is strata's example reducer. From the region's
 // machines it publishes one app_placements record per app that has at least
 // one started machine in the region: serving is true when at least one of
-// those machines is healthy, and healthy_machines counts them.
+// those machines is healthy, and capacity says roughly how many are, in the
+// contract's fixed bands (fleet.v1.CapacityBand), so that a health flip
+// changes the record only when it crosses a band.
 //
 // Build it with
 //
@@ -21,6 +23,7 @@ func init() { sdk.Register(Reduce) }
 // (fleet.v1.AppPlacement).
 func Reduce(in *sdk.Input, out *sdk.Output) error {
 	apps := map[string]*fleetv1.AppPlacement{}
+	healthy := map[string]int{}
 	err := sdk.Each(in, "machines", func(m *fleetv1.Machine) error {
 		if m.State != fleetv1.MachineState_MACHINE_STATE_STARTED {
 			return nil
@@ -33,17 +36,33 @@ func Reduce(in *sdk.Input, out *sdk.Output) error {
 		}
 		if m.Healthy {
 			p.Serving = true
-			p.HealthyMachines++
+			healthy[m.App]++
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, p := range apps {
+	for app, p := range apps {
+		p.Capacity = band(healthy[app])
 		out.Add(p)
 	}
 	return nil
+}
+
+// band is the capacity band of n started, healthy machines, with the
+// bounds fleet.v1.CapacityBand documents.
+func band(n int) fleetv1.CapacityBand {
+	switch {
+	case n == 0:
+		return fleetv1.CapacityBand_CAPACITY_BAND_NONE
+	case n <= 3:
+		return fleetv1.CapacityBand_CAPACITY_BAND_LOW
+	case n <= 19:
+		return fleetv1.CapacityBand_CAPACITY_BAND_NORMAL
+	default:
+		return fleetv1.CapacityBand_CAPACITY_BAND_HIGH
+	}
 }
 
 // main is not called: the module is a reactor, and the host calls Reduce

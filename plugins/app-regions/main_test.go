@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/strata-state/strata/plugins/fleetv1"
@@ -34,14 +36,14 @@ func TestReduce(t *testing.T) {
 				{Id: "m2", App: "web", State: started, Healthy: false},
 				{Id: "m3", App: "web", State: started, Healthy: true},
 			},
-			want: map[string]fleetv1.AppPlacement{"web": {App: "web", Serving: true, HealthyMachines: 2}},
+			want: map[string]fleetv1.AppPlacement{"web": {App: "web", Serving: true, Capacity: fleetv1.CapacityBand_CAPACITY_BAND_LOW}},
 		},
 		{
 			name: "started but none healthy",
 			machines: []*fleetv1.Machine{
 				{Id: "m1", App: "api", State: started},
 			},
-			want: map[string]fleetv1.AppPlacement{"api": {App: "api"}},
+			want: map[string]fleetv1.AppPlacement{"api": {App: "api", Capacity: fleetv1.CapacityBand_CAPACITY_BAND_NONE}},
 		},
 		{
 			name: "only stopped machines publish nothing",
@@ -65,5 +67,62 @@ func TestReduce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCapacityBands checks the band of each count at and around the bounds
+// that fleet.v1.CapacityBand documents, through Reduce.
+func TestCapacityBands(t *testing.T) {
+	c := sdktest.Contract(t, "../../contracts")
+	for _, tc := range []struct {
+		healthy int
+		want    fleetv1.CapacityBand
+	}{
+		{0, fleetv1.CapacityBand_CAPACITY_BAND_NONE},
+		{1, fleetv1.CapacityBand_CAPACITY_BAND_LOW},
+		{3, fleetv1.CapacityBand_CAPACITY_BAND_LOW},
+		{4, fleetv1.CapacityBand_CAPACITY_BAND_NORMAL},
+		{19, fleetv1.CapacityBand_CAPACITY_BAND_NORMAL},
+		{20, fleetv1.CapacityBand_CAPACITY_BAND_HIGH},
+		{500, fleetv1.CapacityBand_CAPACITY_BAND_HIGH},
+	} {
+		// One unhealthy started machine besides, so that 0 healthy still
+		// publishes a record.
+		ms := []*fleetv1.Machine{{Id: "sick", App: "web", State: fleetv1.MachineState_MACHINE_STATE_STARTED}}
+		for i := range tc.healthy {
+			ms = append(ms, &fleetv1.Machine{Id: fmt.Sprintf("m%d", i), App: "web", State: fleetv1.MachineState_MACHINE_STATE_STARTED, Healthy: true})
+		}
+		recs := sdktest.Run(t, c, Reduce, "ord", map[string][][]byte{"machines": sdktest.Encode(ms...)})
+		if len(recs) != 1 {
+			t.Fatalf("%d healthy: %d records, want 1", tc.healthy, len(recs))
+		}
+		got := sdktest.Decode[fleetv1.AppPlacement](t, recs[0])
+		if got.Capacity != tc.want || got.Serving != (tc.healthy > 0) {
+			t.Errorf("%d healthy: capacity %v serving %v, want %v and %v", tc.healthy, got.Capacity, got.Serving, tc.want, tc.healthy > 0)
+		}
+	}
+}
+
+// TestHealthFlipInsideBand: a health flip that stays inside a band leaves
+// the record byte for byte the same, so the publisher writes nothing
+// global for it; one that crosses a bound changes it.
+func TestHealthFlipInsideBand(t *testing.T) {
+	c := sdktest.Contract(t, "../../contracts")
+	fleet := func(healthy int) []byte {
+		var ms []*fleetv1.Machine
+		for i := range 30 {
+			ms = append(ms, &fleetv1.Machine{Id: fmt.Sprintf("m%d", i), App: "web", State: fleetv1.MachineState_MACHINE_STATE_STARTED, Healthy: i < healthy})
+		}
+		recs := sdktest.Run(t, c, Reduce, "ord", map[string][][]byte{"machines": sdktest.Encode(ms...)})
+		if len(recs) != 1 {
+			t.Fatalf("%d healthy: %d records, want 1", healthy, len(recs))
+		}
+		return recs[0].Value
+	}
+	if a, b := fleet(25), fleet(24); !bytes.Equal(a, b) {
+		t.Errorf("25 → 24 healthy changed the record: %x → %x", a, b)
+	}
+	if a, b := fleet(20), fleet(19); bytes.Equal(a, b) {
+		t.Errorf("20 → 19 healthy (HIGH → NORMAL) left the record as it was: %x", a)
 	}
 }

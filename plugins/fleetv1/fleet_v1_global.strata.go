@@ -5,7 +5,44 @@ package fleetv1
 
 import (
 	wire "github.com/strata-state/strata/sdk/wire"
+	strconv "strconv"
 )
+
+// CapacityBand is an app's started, healthy machines in a region, coarsely.
+// The bounds grow by about ×5, so a count drifting by a few machines
+// crosses a bound only near it, and the record stays put in between.
+type CapacityBand int32
+
+const (
+	// CAPACITY_BAND_UNSPECIFIED: the writer did not say.
+	CapacityBand_CAPACITY_BAND_UNSPECIFIED CapacityBand = 0
+	// CAPACITY_BAND_NONE: no started, healthy machine; serving is false.
+	CapacityBand_CAPACITY_BAND_NONE CapacityBand = 1
+	// CAPACITY_BAND_LOW: 1 to 3; losing a host may take the app out of the
+	// region.
+	CapacityBand_CAPACITY_BAND_LOW CapacityBand = 2
+	// CAPACITY_BAND_NORMAL: 4 to 19.
+	CapacityBand_CAPACITY_BAND_NORMAL CapacityBand = 3
+	// CAPACITY_BAND_HIGH: 20 or more.
+	CapacityBand_CAPACITY_BAND_HIGH CapacityBand = 4
+)
+
+// String returns the name of the value, or its number when it has none.
+func (x CapacityBand) String() string {
+	switch x {
+	case 0:
+		return "CAPACITY_BAND_UNSPECIFIED"
+	case 1:
+		return "CAPACITY_BAND_NONE"
+	case 2:
+		return "CAPACITY_BAND_LOW"
+	case 3:
+		return "CAPACITY_BAND_NORMAL"
+	case 4:
+		return "CAPACITY_BAND_HIGH"
+	}
+	return strconv.Itoa(int(x))
+}
 
 // AppPlacement says that an app runs in the writing region. Each region
 // publishes one per app it runs; the owning region is part of the record key.
@@ -15,8 +52,13 @@ type AppPlacement struct {
 	// serving is true when at least one machine of the app is started and
 	// healthy in the region.
 	Serving bool
-	// healthy_machines counts the app's started, healthy machines in the region.
-	HealthyMachines uint32
+	// capacity is how many of the app's machines are started and healthy in
+	// the region, in coarse bands, so that the record changes only when a
+	// band is crossed, not on every health flip. The bands are fixed (see
+	// CapacityBand): a reducer is a pure function of the region's rows, so
+	// it cannot remember a previous band to apply hysteresis.
+	// CAPACITY_BAND_UNSPECIFIED is a writer that did not say.
+	Capacity CapacityBand
 }
 
 // StrataRecord returns "app_placements", the contract's record of AppPlacement messages.
@@ -69,13 +111,13 @@ func (m *AppPlacement) strataSlow(b []byte) error {
 			}
 			b = b[n:]
 			m.Serving = v != 0
-		case num == 3 && typ == wire.VarintType:
+		case num == 4 && typ == wire.VarintType:
 			v, n, err := wire.ConsumeVarint(b)
 			if err != nil {
-				return &wire.FieldError{Message: "fleet.v1.AppPlacement", Field: 3, Err: err}
+				return &wire.FieldError{Message: "fleet.v1.AppPlacement", Field: 4, Err: err}
 			}
 			b = b[n:]
-			m.HealthyMachines = uint32(v)
+			m.Capacity = CapacityBand(int32(v))
 		default:
 			n, err := wire.Skip(b, typ)
 			if err != nil {
@@ -111,15 +153,15 @@ func (m *AppPlacement) strataFast(b []byte) []byte {
 			i += 1 + n
 		}
 	}
-	// healthy_machines
-	if i+1 < len(b) && b[i] == 0x18 && b[i+1] < 0x80 {
+	// capacity
+	if i+1 < len(b) && b[i] == 0x20 && b[i+1] < 0x80 {
 		v := uint64(b[i+1])
-		m.HealthyMachines = uint32(v)
+		m.Capacity = CapacityBand(int32(v))
 		i += 2
 	}
-	if i+1 < len(b) && b[i] == 0x18 {
+	if i+1 < len(b) && b[i] == 0x20 {
 		if v, n := wire.Varint(b[i+1:]); n > 0 {
-			m.HealthyMachines = uint32(v)
+			m.Capacity = CapacityBand(int32(v))
 			i += 1 + n
 		}
 	}
@@ -138,8 +180,8 @@ func (m *AppPlacement) StrataSize() int {
 	if m.Serving {
 		n += 1 + 1
 	}
-	if m.HealthyMachines != 0 {
-		n += 1 + wire.SizeVarint(uint64(m.HealthyMachines))
+	if m.Capacity != 0 {
+		n += 1 + wire.SizeVarint(uint64(m.Capacity))
 	}
 	return n
 }
@@ -159,9 +201,9 @@ func (m *AppPlacement) StrataAppend(b []byte) []byte {
 		b = append(b, 0x10)
 		b = wire.AppendVarint(b, wire.EncodeBool(m.Serving))
 	}
-	if m.HealthyMachines != 0 {
-		b = append(b, 0x18)
-		b = wire.AppendVarint(b, uint64(m.HealthyMachines))
+	if m.Capacity != 0 {
+		b = append(b, 0x20)
+		b = wire.AppendVarint(b, uint64(m.Capacity))
 	}
 	return b
 }

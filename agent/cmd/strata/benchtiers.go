@@ -15,11 +15,12 @@ import (
 
 	"github.com/strata-state/strata/agent/reducer"
 	"github.com/strata-state/strata/internal/tierbench"
+	"github.com/strata-state/strata/internal/tierbench/tierchart"
 )
 
 func newBenchTiersCmd() *cobra.Command {
 	cfg := tierbench.Config{}
-	var jsonFile string
+	var jsonFile, svgDir string
 	cmd := &cobra.Command{
 		Use:   "tiers",
 		Short: "Measure two tiers against one cluster spanning every region, with the same agent and workload",
@@ -44,6 +45,9 @@ this one process), and invalid global records held by any gateway.
 which copies machine ids (regional_only) into its records; --fault writes
 sends the first region 100 invalid writes a second through its API. With a
 fault, placement propagation is measured on the other regions' placements.
+
+--svg DIR draws cross-region-bytes.svg, propagation-regional.svg and
+propagation-placement.svg there.
 
 Run it from a strata checkout: it builds plugins/app-regions (and for
 --fault reducer, testdata/reducers/leakid).`,
@@ -88,6 +92,15 @@ Run it from a strata checkout: it builds plugins/app-regions (and for
 					return fmt.Errorf("--json: %w", err)
 				}
 			}
+			if svgDir != "" {
+				paths, err := tierchart.Write(svgDir, rep)
+				if err != nil {
+					return fmt.Errorf("--svg: %w", err)
+				}
+				for _, p := range paths {
+					fmt.Fprintln(cmd.ErrOrStderr(), "wrote", p)
+				}
+			}
 			return nil
 		},
 	}
@@ -102,6 +115,7 @@ Run it from a strata checkout: it builds plugins/app-regions (and for
 	f.Uint64Var(&cfg.Seed, "seed", 1, "workload seed")
 	f.StringVar(&cfg.Fault, "fault", tierbench.FaultNone, "fault in the first region: none, reducer (a reducer that leaks regional_only ids; two-tier only) or writes (a burst of invalid writes through its API)")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
+	f.StringVar(&svgDir, "svg", "", "also draw charts as SVG files into this directory: cross-region bytes per topology, and propagation CDFs (regional, placement)")
 	return cmd
 }
 
@@ -120,6 +134,8 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	row("bytes/s per node (all)", kb(t.BytesPerNodePerS), kb(s.BytesPerNodePerS))
 	row("regional p50 / p99", ms2(t.RegionalP50Ms, t.RegionalP99Ms), ms2(s.RegionalP50Ms, s.RegionalP99Ms))
 	row("placement p50 / p99", ms2(t.PlacementP50Ms, t.PlacementP99Ms), ms2(s.PlacementP50Ms, s.PlacementP99Ms))
+	row(fmt.Sprintf("placement p50 / p99, regions but %s (n)", tierbench.RegionName(0)),
+		ms2(t.OthersP50Ms, t.OthersP99Ms)+fmt.Sprintf(" (%d)", t.OthersSamples), ms2(s.OthersP50Ms, s.OthersP99Ms)+fmt.Sprintf(" (%d)", s.OthersSamples))
 	row("regional / placement samples", fmt.Sprintf("%d / %d", t.RegionalSamples, t.PlacementSamples),
 		fmt.Sprintf("%d / %d", s.RegionalSamples, s.PlacementSamples))
 	row("placements never seen (30 s)", fmt.Sprint(t.PlacementMissed), fmt.Sprint(s.PlacementMissed))

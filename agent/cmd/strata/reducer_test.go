@@ -55,7 +55,9 @@ func TestReducerTestGoldenUpdate(t *testing.T) {
 		t.Errorf("--update wrote\n%s\nwant\n%s", got, want)
 	}
 	// A golden file that disagrees fails, naming the record.
-	os.WriteFile(golden, []byte(strings.Replace(string(want), `"healthyMachines": 2`, `"healthyMachines": 3`, 1)), 0o644)
+	os.WriteFile(golden, []byte(strings.Replace(string(want), `"app": "web",
+      "capacity": "CAPACITY_BAND_LOW"`, `"app": "web",
+      "capacity": "CAPACITY_BAND_HIGH"`, 1)), 0o644)
 	out, err := runStrata(t, "reducer", "test", wasm, "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows, "--golden", golden)
 	if err == nil || !strings.Contains(out, "golden: record app_placements/web:") {
 		t.Errorf("err = %v, output:\n%s", err, out)

@@ -25,6 +25,70 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CapacityBand is an app's started, healthy machines in a region, coarsely.
+// The bounds grow by about ×5, so a count drifting by a few machines
+// crosses a bound only near it, and the record stays put in between.
+type CapacityBand int32
+
+const (
+	// CAPACITY_BAND_UNSPECIFIED: the writer did not say.
+	CapacityBand_CAPACITY_BAND_UNSPECIFIED CapacityBand = 0
+	// CAPACITY_BAND_NONE: no started, healthy machine; serving is false.
+	CapacityBand_CAPACITY_BAND_NONE CapacityBand = 1
+	// CAPACITY_BAND_LOW: 1 to 3; losing a host may take the app out of the
+	// region.
+	CapacityBand_CAPACITY_BAND_LOW CapacityBand = 2
+	// CAPACITY_BAND_NORMAL: 4 to 19.
+	CapacityBand_CAPACITY_BAND_NORMAL CapacityBand = 3
+	// CAPACITY_BAND_HIGH: 20 or more.
+	CapacityBand_CAPACITY_BAND_HIGH CapacityBand = 4
+)
+
+// Enum value maps for CapacityBand.
+var (
+	CapacityBand_name = map[int32]string{
+		0: "CAPACITY_BAND_UNSPECIFIED",
+		1: "CAPACITY_BAND_NONE",
+		2: "CAPACITY_BAND_LOW",
+		3: "CAPACITY_BAND_NORMAL",
+		4: "CAPACITY_BAND_HIGH",
+	}
+	CapacityBand_value = map[string]int32{
+		"CAPACITY_BAND_UNSPECIFIED": 0,
+		"CAPACITY_BAND_NONE":        1,
+		"CAPACITY_BAND_LOW":         2,
+		"CAPACITY_BAND_NORMAL":      3,
+		"CAPACITY_BAND_HIGH":        4,
+	}
+)
+
+func (x CapacityBand) Enum() *CapacityBand {
+	p := new(CapacityBand)
+	*p = x
+	return p
+}
+
+func (x CapacityBand) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CapacityBand) Descriptor() protoreflect.EnumDescriptor {
+	return file_fleet_v1_global_proto_enumTypes[0].Descriptor()
+}
+
+func (CapacityBand) Type() protoreflect.EnumType {
+	return &file_fleet_v1_global_proto_enumTypes[0]
+}
+
+func (x CapacityBand) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CapacityBand.Descriptor instead.
+func (CapacityBand) EnumDescriptor() ([]byte, []int) {
+	return file_fleet_v1_global_proto_rawDescGZIP(), []int{0}
+}
+
 // AppPlacement says that an app runs in the writing region. Each region
 // publishes one per app it runs; the owning region is part of the record key.
 type AppPlacement struct {
@@ -34,10 +98,15 @@ type AppPlacement struct {
 	// serving is true when at least one machine of the app is started and
 	// healthy in the region.
 	Serving bool `protobuf:"varint,2,opt,name=serving,proto3" json:"serving,omitempty"`
-	// healthy_machines counts the app's started, healthy machines in the region.
-	HealthyMachines uint32 `protobuf:"varint,3,opt,name=healthy_machines,json=healthyMachines,proto3" json:"healthy_machines,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// capacity is how many of the app's machines are started and healthy in
+	// the region, in coarse bands, so that the record changes only when a
+	// band is crossed, not on every health flip. The bands are fixed (see
+	// CapacityBand): a reducer is a pure function of the region's rows, so
+	// it cannot remember a previous band to apply hysteresis.
+	// CAPACITY_BAND_UNSPECIFIED is a writer that did not say.
+	Capacity      CapacityBand `protobuf:"varint,4,opt,name=capacity,proto3,enum=fleet.v1.CapacityBand" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppPlacement) Reset() {
@@ -84,23 +153,29 @@ func (x *AppPlacement) GetServing() bool {
 	return false
 }
 
-func (x *AppPlacement) GetHealthyMachines() uint32 {
+func (x *AppPlacement) GetCapacity() CapacityBand {
 	if x != nil {
-		return x.HealthyMachines
+		return x.Capacity
 	}
-	return 0
+	return CapacityBand_CAPACITY_BAND_UNSPECIFIED
 }
 
 var File_fleet_v1_global_proto protoreflect.FileDescriptor
 
 const file_fleet_v1_global_proto_rawDesc = "" +
 	"\n" +
-	"\x15fleet/v1/global.proto\x12\bfleet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17strata/v1/options.proto\"\xa4\x01\n" +
+	"\x15fleet/v1/global.proto\x12\bfleet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17strata/v1/options.proto\"\xcf\x01\n" +
 	"\fAppPlacement\x12.\n" +
 	"\x03app\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18?2\x11^[a-z][a-z0-9-]*$R\x03app\x12\x18\n" +
-	"\aserving\x18\x02 \x01(\bR\aserving\x12)\n" +
-	"\x10healthy_machines\x18\x03 \x01(\rR\x0fhealthyMachines:\x1f\xca\xf3\x18\x1b\n" +
-	"\x0eapp_placements\x12\x03app\x18\x90N \x80\bB;Z9github.com/strata-state/strata/contracts/fleet/v1;fleetv1b\x06proto3"
+	"\aserving\x18\x02 \x01(\bR\aserving\x12<\n" +
+	"\bcapacity\x18\x04 \x01(\x0e2\x16.fleet.v1.CapacityBandB\b\xbaH\x05\x82\x01\x02\x10\x01R\bcapacity:\x1f\xca\xf3\x18\x1b\n" +
+	"\x0eapp_placements\x12\x03app\x18\x90N \x80\bJ\x04\b\x03\x10\x04R\x10healthy_machines*\x8e\x01\n" +
+	"\fCapacityBand\x12\x1d\n" +
+	"\x19CAPACITY_BAND_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CAPACITY_BAND_NONE\x10\x01\x12\x15\n" +
+	"\x11CAPACITY_BAND_LOW\x10\x02\x12\x18\n" +
+	"\x14CAPACITY_BAND_NORMAL\x10\x03\x12\x16\n" +
+	"\x12CAPACITY_BAND_HIGH\x10\x04B;Z9github.com/strata-state/strata/contracts/fleet/v1;fleetv1b\x06proto3"
 
 var (
 	file_fleet_v1_global_proto_rawDescOnce sync.Once
@@ -114,16 +189,19 @@ func file_fleet_v1_global_proto_rawDescGZIP() []byte {
 	return file_fleet_v1_global_proto_rawDescData
 }
 
+var file_fleet_v1_global_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_fleet_v1_global_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_fleet_v1_global_proto_goTypes = []any{
-	(*AppPlacement)(nil), // 0: fleet.v1.AppPlacement
+	(CapacityBand)(0),    // 0: fleet.v1.CapacityBand
+	(*AppPlacement)(nil), // 1: fleet.v1.AppPlacement
 }
 var file_fleet_v1_global_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: fleet.v1.AppPlacement.capacity:type_name -> fleet.v1.CapacityBand
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_fleet_v1_global_proto_init() }
@@ -136,13 +214,14 @@ func file_fleet_v1_global_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleet_v1_global_proto_rawDesc), len(file_fleet_v1_global_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_fleet_v1_global_proto_goTypes,
 		DependencyIndexes: file_fleet_v1_global_proto_depIdxs,
+		EnumInfos:         file_fleet_v1_global_proto_enumTypes,
 		MessageInfos:      file_fleet_v1_global_proto_msgTypes,
 	}.Build()
 	File_fleet_v1_global_proto = out.File

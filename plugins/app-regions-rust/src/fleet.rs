@@ -180,6 +180,60 @@ impl strata_reducer::Table for Machine {
     }
 }
 
+/// CapacityBand is an app's started, healthy machines in a region, coarsely.
+/// The bounds grow by about ×5, so a count drifting by a few machines
+/// crosses a bound only near it, and the record stays put in between.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CapacityBand(pub i32);
+
+impl CapacityBand {
+    /// CAPACITY_BAND_UNSPECIFIED: the writer did not say.
+    pub const CAPACITY_BAND_UNSPECIFIED: CapacityBand = CapacityBand(0);
+    /// CAPACITY_BAND_NONE: no started, healthy machine; serving is false.
+    pub const CAPACITY_BAND_NONE: CapacityBand = CapacityBand(1);
+    /// CAPACITY_BAND_LOW: 1 to 3; losing a host may take the app out of the
+    /// region.
+    pub const CAPACITY_BAND_LOW: CapacityBand = CapacityBand(2);
+    /// CAPACITY_BAND_NORMAL: 4 to 19.
+    pub const CAPACITY_BAND_NORMAL: CapacityBand = CapacityBand(3);
+    /// CAPACITY_BAND_HIGH: 20 or more.
+    pub const CAPACITY_BAND_HIGH: CapacityBand = CapacityBand(4);
+
+    /// Returns the name of the value, or None when the contract has none for it.
+    pub fn name(self) -> Option<&'static str> {
+        match self.0 {
+            0 => Some("CAPACITY_BAND_UNSPECIFIED"),
+            1 => Some("CAPACITY_BAND_NONE"),
+            2 => Some("CAPACITY_BAND_LOW"),
+            3 => Some("CAPACITY_BAND_NORMAL"),
+            4 => Some("CAPACITY_BAND_HIGH"),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CapacityBand {
+    /// Writes the value's name, or its number when it has none (as keys do).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// Enum values are encoded as int32 varints.
+impl wire::Scalar for CapacityBand {
+    type T = CapacityBand;
+    const WIRE: wire::WireType = wire::WireType::Varint;
+    fn from_bits(bits: u64) -> Self {
+        CapacityBand(bits as i32)
+    }
+    fn to_bits(v: Self) -> u64 {
+        v.0 as i64 as u64
+    }
+}
+
 /// AppPlacement says that an app runs in the writing region. Each region
 /// publishes one per app it runs; the owning region is part of the record key.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -189,8 +243,13 @@ pub struct AppPlacement {
     /// serving is true when at least one machine of the app is started and
     /// healthy in the region.
     pub serving: bool,
-    /// healthy_machines counts the app's started, healthy machines in the region.
-    pub healthy_machines: u32,
+    /// capacity is how many of the app's machines are started and healthy in
+    /// the region, in coarse bands, so that the record changes only when a
+    /// band is crossed, not on every health flip. The bands are fixed (see
+    /// CapacityBand): a reducer is a pure function of the region's rows, so
+    /// it cannot remember a previous band to apply hysteresis.
+    /// CAPACITY_BAND_UNSPECIFIED is a writer that did not say.
+    pub capacity: CapacityBand,
 }
 
 impl Message for AppPlacement {
@@ -208,9 +267,9 @@ impl Message for AppPlacement {
                         self.serving = x;
                     }
                 }
-                3 => {
-                    if let Some(x) = wire::get::<wire::UInt32>(v) {
-                        self.healthy_machines = x;
+                4 => {
+                    if let Some(x) = wire::get::<CapacityBand>(v) {
+                        self.capacity = x;
                     }
                 }
                 _ => {}
@@ -222,7 +281,7 @@ impl Message for AppPlacement {
     fn clear(&mut self) {
         self.app.clear();
         self.serving = Default::default();
-        self.healthy_machines = Default::default();
+        self.capacity = Default::default();
     }
 
     fn encode(&self, buf: &mut Vec<u8>) {
@@ -230,7 +289,7 @@ impl Message for AppPlacement {
             wire::put_bytes(buf, 1, self.app.as_ref());
         }
         wire::put_implicit::<wire::Bool>(buf, 2, self.serving);
-        wire::put_implicit::<wire::UInt32>(buf, 3, self.healthy_machines);
+        wire::put_implicit::<CapacityBand>(buf, 4, self.capacity);
     }
 
     fn encoded_len(&self) -> usize {
@@ -239,7 +298,7 @@ impl Message for AppPlacement {
             n += wire::bytes_len(1, self.app.len());
         }
         n += wire::len_implicit::<wire::Bool>(2, self.serving);
-        n += wire::len_implicit::<wire::UInt32>(3, self.healthy_machines);
+        n += wire::len_implicit::<CapacityBand>(4, self.capacity);
         n
     }
 }

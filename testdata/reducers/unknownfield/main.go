@@ -24,7 +24,7 @@ func (p *placement) StrataSize() int { return len(p.StrataAppend(nil)) }
 
 func init() {
 	sdk.Register(func(in *sdk.Input, out *sdk.Output) error {
-		p := &placement{AppPlacement: fleetv1.AppPlacement{App: "web", Serving: true, HealthyMachines: 1}, secret: "extra"}
+		p := &placement{AppPlacement: fleetv1.AppPlacement{App: "web", Serving: true, Capacity: fleetv1.CapacityBand_CAPACITY_BAND_LOW}, secret: "extra"}
 		out.AddAs("app_placements", "web", p)
 		return nil
 	})
