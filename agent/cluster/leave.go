@@ -41,6 +41,7 @@ func (t *Tier) announceLeave() {
 // node that memberlist reports gone "left" rather than "dead", and
 // memberlist refutes any claim that this node is gone itself.
 func (t *Tier) noteLeaving(b []byte) {
+	t.m.received.WithLabelValues(t.cfg.Tier, "leaving").Inc()
 	name := string(b[1:])
 	if name == t.cfg.Node {
 		return

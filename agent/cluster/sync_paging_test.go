@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/strata-state/strata/agent/hlc"
+	"github.com/strata-state/strata/agent/store"
+)
+
+// lowerMessageLimit sets messageLimit for one test, so that a divergence
+// of thousands of rows exceeds it as one of millions exceeds the real one.
+func lowerMessageLimit(t *testing.T, limit int) {
+	old := messageLimit
+	messageLimit = limit
+	t.Cleanup(func() { messageLimit = old })
+}
+
+// repairRows merges count rows machines/<prefix><i> into a node's store
+// as anti-entropy would: neither pushed nor gossiped to its peers, so
+// that only an anti-entropy exchange can carry them (the rows of a node's
+// peers it missed while away).
+func repairRows(t *testing.T, dst *store.Store, prefix string, count int) {
+	t.Helper()
+	src, err := store.Open(filepath.Join(t.TempDir(), "src.db"), store.Options{Node: "src", Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for i := 0; i < count; i++ {
+		m := store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("%s%06d", prefix, i),
+			Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}}
+		if _, err := src.Apply(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, _, err := src.List("machines", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make([]store.Change, 0, len(rows))
+	for _, r := range rows {
+		changes = append(changes, store.Change{Table: "machines", Key: r.Key, Row: r.Row})
+	}
+	if _, _, err := dst.Repair(context.Background(), changes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncKeysBytes is the size of the sync-keys message that would list
+// every row of a store in one message, as the exchange did before paging.
+func syncKeysBytes(t *testing.T, n *testNode) int {
+	t.Helper()
+	leaves := make([]int, store.Leaves)
+	for i := range leaves {
+		leaves[i] = i
+	}
+	keys, err := n.store.LeafKeys(leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(encodeMessage(keysMsg(header{Type: msgSyncKeys, Sender: n.name}, 1, leaves, keys)))
+}
+
+// A node that comes back having missed thousands of random writes differs
+// from its peer in nearly every leaf: the keys of those leaves exceed the
+// message limit, and must travel in pages for the exchange to complete.
+// Here each node holds thousands of rows the other lacks, that neither
+// push nor gossip will carry (they were not written there).
+func TestSyncPagesKeysOfLargeDivergence(t *testing.T) {
+	// 256 KiB: above the largest leaves message (4,096 hashes, 128 KiB),
+	// below the keys of the rows merged here.
+	lowerMessageLimit(t, 256<<10)
+	const rows = 8000
+	c := newCluster(t)
+	a := c.add("a", nil)
+	repairRows(t, a.store, "a-", rows)
+	// b's keys (and a's) take more than the limit in one message: the
+	// test exercises paging whichever node starts an exchange.
+	if size := syncKeysBytes(t, a); size <= messageLimit {
+		t.Fatalf("a's keys take %d bytes in one message, not over the limit of %d: the test proves nothing", size, messageLimit)
+	}
+	// b starts with rows a lacks, as a node back from an absence.
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "regional.db"), store.Options{Node: "b", Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repairRows(t, st, "b-", rows)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := c.start("b", dir, nil)
+	waitFor(t, 60*time.Second, func() (bool, string) {
+		ok, why := converged(a, b)
+		return ok && b.tier.Ready() == nil, fmt.Sprintf("%s; b ready: %v", why, b.tier.Ready())
+	})
+	if got := b.store.Stats().Rows["machines"]; got != 2*rows {
+		t.Fatalf("b holds %d rows, want %d", got, 2*rows)
+	}
+	for _, n := range []*testNode{a, b} {
+		if tl := testutil.ToFloat64(n.tier.m.syncs.WithLabelValues(Regional, "too_large")); tl != 0 {
+			t.Errorf("%s: %v messages too large to send", n.name, tl)
+		}
+		if mal := testutil.ToFloat64(n.tier.m.rejected.WithLabelValues(Regional, reasonMalformed)); mal != 0 {
+			t.Errorf("%s: %v messages rejected as malformed", n.name, mal)
+		}
+	}
+}
+
+// lockedBuffer is a log sink safe for the tier's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), s)
+}
+
+// A message over the limit is not sent: the sender counts it and logs it
+// once, however often the exchange is retried. Here a node joins a peer
+// whose rows are in every branch: the responder's leaves message (every
+// leaf of every branch) exceeds a limit lowered below it, and the
+// joining node retries its catch-up exchange every second.
+func TestSyncMessageTooLargeIsCountedAndLoggedOnce(t *testing.T) {
+	lowerMessageLimit(t, 16<<10)
+	var logs lockedBuffer
+	c := newCluster(t)
+	a := c.add("a", func(cfg *Config) { cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	repairRows(t, a.store, "k", 2000)
+	b := c.add("b", nil)
+	tooLarge := func() float64 { return testutil.ToFloat64(a.tier.m.syncs.WithLabelValues(Regional, "too_large")) }
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		return tooLarge() >= 3, fmt.Sprintf("a counted %v messages too large to send, want at least 3", tooLarge())
+	})
+	if n := logs.count("message too large to send"); n != 1 {
+		t.Fatalf("a logged the oversized message %d times, want once:\n%s", n, logs.b.String())
+	}
+	if mal := testutil.ToFloat64(b.tier.m.rejected.WithLabelValues(Regional, reasonMalformed)); mal != 0 {
+		t.Fatalf("b rejected %v malformed messages: an oversized one was sent", mal)
+	}
+}
