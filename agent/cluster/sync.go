@@ -166,16 +166,26 @@ func (s *syncState) firstError(kind string, now time.Time) bool {
 	return true
 }
 
+// errorKind names the kind of a store error, for logging repeats once:
+// the store's sentinels, else the system error, else "other".
+func errorKind(err error) string {
+	for _, k := range []error{store.ErrUnwritable, store.ErrReadOnly, store.ErrCorrupt} {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return "other"
+}
+
 // syncError logs a store error of the sync path: at ERROR the first time
 // in syncErrorEvery for its step and kind (a full disk fails every
 // exchange alike), at DEBUG otherwise.
 func (t *Tier) syncError(step string, err error) {
-	kind := "other"
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		kind = errno.Error()
-	}
-	if t.sync.firstError(step+"/"+kind, time.Now()) {
+	if t.sync.firstError(step+"/"+errorKind(err), time.Now()) {
 		t.log.Error("sync: "+step+" (repeats of this kind are logged at debug for "+syncErrorEvery.String()+")", "err", err)
 		return
 	}

@@ -3,8 +3,10 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -156,5 +158,44 @@ func TestSyncMessageTooLargeIsCountedAndLoggedOnce(t *testing.T) {
 	}
 	if mal := testutil.ToFloat64(b.tier.m.rejected.WithLabelValues(Regional, reasonMalformed)); mal != 0 {
 		t.Fatalf("b rejected %v malformed messages: an oversized one was sent", mal)
+	}
+}
+
+// A store that refuses every write (a full disk, here a data file the
+// file system refuses to open for writing) fails the merge of every
+// exchange alike: that is logged at ERROR once, the repeats at DEBUG.
+func TestSyncMergeErrorLoggedOncePerKind(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "regional.db")
+	st, err := store.Open(path, store.Options{Node: "b", Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repairRows(t, st, "b-", 1)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// chattr +i: even root cannot open the file for writing.
+	if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
+		t.Skipf("cannot make the data file immutable (chattr +i: %v: %s)", err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", path).Run() })
+
+	c := newCluster(t)
+	a := c.add("a", nil)
+	repairRows(t, a.store, "a-", 50)
+	var logs lockedBuffer
+	b := c.start("b", dir, func(cfg *Config) {
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	if err := b.store.Unwritable(); !errors.Is(err, store.ErrReadOnly) {
+		t.Fatalf("b's store takes writes (%v): the test proves nothing", err)
+	}
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		n := logs.count(`msg="sync: merging rows`)
+		return n >= 5, fmt.Sprintf("b failed to merge rows %d times, want at least 5", n)
+	})
+	if n := logs.count(`level=ERROR msg="sync: merging rows`); n != 1 {
+		t.Fatalf("b logged %d failed merges at ERROR, want 1:\n%s", n, logs.b.String())
 	}
 }
