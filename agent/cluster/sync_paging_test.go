@@ -199,3 +199,57 @@ func TestSyncMergeErrorLoggedOncePerKind(t *testing.T) {
 		t.Fatalf("b logged %d failed merges at ERROR, want 1:\n%s", n, logs.b.String())
 	}
 }
+
+// pageLeaves puts every differing leaf in exactly one page, in order,
+// empty leaves included, and keeps each page's keys within the limit
+// unless one leaf alone exceeds it.
+func TestPageLeaves(t *testing.T) {
+	var keys []store.KeyHash
+	for i := 0; i < 3000; i++ {
+		keys = append(keys, store.KeyHash{Table: "machines", Key: fmt.Sprintf("k%05d", i)})
+	}
+	big := keys[0] // one leaf made far larger than the limit
+	for i := 0; i < 200; i++ {
+		k := ""
+		for j := 0; k == "" || store.LeafOf("machines", k) != store.LeafOf(big.Table, big.Key); j++ {
+			k = fmt.Sprintf("big%06d-%d", i, j)
+		}
+		keys = append(keys, store.KeyHash{Table: "machines", Key: k})
+	}
+	bytes := map[int]int{}
+	for _, k := range keys {
+		bytes[store.LeafOf(k.Table, k.Key)] += keySize(k)
+	}
+	leaves := make([]int, store.Leaves)
+	for i := range leaves {
+		leaves[i] = i
+	}
+	const limit = 4 << 10
+	if bytes[store.LeafOf(big.Table, big.Key)] <= limit {
+		t.Fatal("the big leaf fits the limit: the test proves nothing")
+	}
+	pages := pageLeaves(leaves, keys, limit)
+	if len(pages) < 2 {
+		t.Fatalf("%d pages for %d keys over a %d-byte limit", len(pages), len(keys), limit)
+	}
+	next := 0
+	for i, p := range pages {
+		size := 0
+		for _, l := range p {
+			if l != next {
+				t.Fatalf("page %d has leaf %d, want %d", i, l, next)
+			}
+			next++
+			size += bytes[l]
+		}
+		if size > limit && len(p) > 1 {
+			t.Fatalf("page %d holds %d leaves, %d bytes of keys, over the limit of %d", i, len(p), size, limit)
+		}
+	}
+	if next != store.Leaves {
+		t.Fatalf("pages cover %d leaves, want %d", next, store.Leaves)
+	}
+	if one := pageLeaves([]int{3, 9}, nil, limit); len(one) != 1 || len(one[0]) != 2 {
+		t.Fatalf("no keys: pages %v, want one page of both leaves", one)
+	}
+}
