@@ -108,9 +108,10 @@ func (s *syncState) start(session uint64, ex *pagedExchange) {
 	}
 	for len(s.exchanges) >= maxExchanges {
 		var oldest uint64
+		var at time.Time
 		for id, e := range s.exchanges {
-			if o := s.exchanges[oldest]; o == nil || e.last.Before(o.last) {
-				oldest = id
+			if at.IsZero() || e.last.Before(at) {
+				oldest, at = id, e.last
 			}
 		}
 		delete(s.exchanges, oldest)
