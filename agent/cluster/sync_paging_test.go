@@ -295,3 +295,36 @@ func TestSyncPagesKeysAtRealLimit(t *testing.T) {
 		}
 	}
 }
+
+// A paged exchange holds off new exchanges while its responder answers,
+// and no longer once it has stalled; at most maxExchanges are remembered.
+func TestPagedExchangeStallAndBound(t *testing.T) {
+	var s syncState
+	t0 := time.Unix(1000, 0)
+	s.start(1, &pagedExchange{peer: "b", last: t0})
+	if !s.busy(t0.Add(exchangeStall - time.Millisecond)) {
+		t.Fatal("not busy while the exchange is under way")
+	}
+	if s.progress(1, "c", t0.Add(time.Second)) != nil {
+		t.Fatal("another peer moved the exchange on")
+	}
+	if s.progress(1, "b", t0.Add(5*time.Second)) == nil || !s.busy(t0.Add(5*time.Second+exchangeStall-time.Millisecond)) {
+		t.Fatal("an answer did not keep the exchange under way")
+	}
+	if s.busy(t0.Add(5*time.Second + exchangeStall)) {
+		t.Fatal("busy after the exchange stalled")
+	}
+	for i := uint64(2); i < 2+2*maxExchanges; i++ {
+		s.start(i, &pagedExchange{peer: "b", last: t0.Add(6 * time.Second).Add(time.Duration(i) * time.Millisecond)})
+	}
+	if n := len(s.exchanges); n != maxExchanges {
+		t.Fatalf("%d exchanges remembered, want %d", n, maxExchanges)
+	}
+	if s.exchanges[2] != nil || s.exchanges[1+2*maxExchanges] == nil {
+		t.Fatal("the bound evicted other than the oldest")
+	}
+	s.end(1 + 2*maxExchanges)
+	if s.exchanges[1+2*maxExchanges] != nil {
+		t.Fatal("end kept the exchange")
+	}
+}
