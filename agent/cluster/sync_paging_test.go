@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -253,46 +251,6 @@ func TestPageLeaves(t *testing.T) {
 	}
 	if one := pageLeaves([]int{3, 9}, nil, limit); len(one) != 1 || len(one[0]) != 2 {
 		t.Fatalf("no keys: pages %v, want one page of both leaves", one)
-	}
-}
-
-// TestSyncPagesKeysAtRealLimit is TestSyncPagesKeysOfLargeDivergence at
-// the real message limit: each node holds STRATA_LARGE_SYNC rows (450,000
-// take 17 MB of keys, over the 16 MiB limit) the other lacks. Minutes of
-// CPU, so run only on demand:
-//
-//	STRATA_LARGE_SYNC=450000 go test -run TestSyncPagesKeysAtRealLimit -v -timeout 30m ./agent/cluster
-func TestSyncPagesKeysAtRealLimit(t *testing.T) {
-	rows, _ := strconv.Atoi(os.Getenv("STRATA_LARGE_SYNC"))
-	if rows <= 0 {
-		t.Skip("set STRATA_LARGE_SYNC to a row count to run")
-	}
-	c := newCluster(t)
-	a := c.add("a", nil)
-	repairRows(t, a.store, "a-", rows)
-	size := syncKeysBytes(t, a)
-	t.Logf("a's keys in one message: %d bytes (limit %d)", size, messageLimit)
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "regional.db"), store.Options{Node: "b", Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	repairRows(t, st, "b-", rows)
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	b := c.start("b", dir, nil)
-	waitFor(t, 20*time.Minute, func() (bool, string) {
-		ok, why := converged(a, b)
-		return ok && b.tier.Ready() == nil, fmt.Sprintf("%s; b ready: %v", why, b.tier.Ready())
-	})
-	t.Logf("converged and ready in %s; a: %v, b: %v exchanges repaired", time.Since(start).Round(time.Second),
-		testutil.ToFloat64(a.tier.m.syncs.WithLabelValues(Regional, "repaired")), testutil.ToFloat64(b.tier.m.syncs.WithLabelValues(Regional, "repaired")))
-	for _, n := range []*testNode{a, b} {
-		if tl := testutil.ToFloat64(n.tier.m.syncs.WithLabelValues(Regional, "too_large")); tl != 0 {
-			t.Errorf("%s: %v messages too large to send", n.name, tl)
-		}
 	}
 }
 
