@@ -105,3 +105,33 @@ func batchRows(rows []store.Change, limit int) [][]store.Change {
 		}
 	}
 }
+
+// keySize is the encoded size of one key of a sync-keys message, with its
+// row hash (two length prefixes of at most two bytes each: tables and keys
+// are bounded by the store).
+func keySize(k store.KeyHash) int { return len(k.Table) + len(k.Key) + 4 + len(k.Hash) }
+
+// pageLeaves cuts the differing leaves of an exchange into pages, each
+// listing whole leaves whose keys take at most limit bytes in all; a leaf
+// whose keys alone exceed limit is a page of its own. keys are this node's
+// keys in leaves (any order); leaves are ascending, and every leaf is in
+// one page, including those where this node holds nothing (the peer must
+// learn that too). One page when everything fits.
+func pageLeaves(leaves []int, keys []store.KeyHash, limit int) [][]int {
+	bytes := make(map[int]int, len(leaves))
+	for _, k := range keys {
+		bytes[store.LeafOf(k.Table, k.Key)] += keySize(k)
+	}
+	var pages [][]int
+	var page []int
+	size := 0
+	for _, l := range leaves {
+		if len(page) > 0 && size+bytes[l] > limit {
+			pages = append(pages, page)
+			page, size = nil, 0
+		}
+		page = append(page, l)
+		size += bytes[l]
+	}
+	return append(pages, page)
+}

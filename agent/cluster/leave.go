@@ -32,9 +32,21 @@ func (t *Tier) announceLeave() {
 // dead is marked left at once (the announcement came late); otherwise it
 // is marked left when memberlist reports it gone. The first receipt is
 // relayed once.
+//
+// This node's own announcement comes back when it restarts within a
+// minute of stopping: peers still hold their relays of it in their
+// broadcast queues. It is ignored without a word. It carries no
+// incarnation, so a running node cannot tell it from its last one's, and
+// there is nothing to refute: peers use an announcement only to call a
+// node that memberlist reports gone "left" rather than "dead", and
+// memberlist refutes any claim that this node is gone itself.
 func (t *Tier) noteLeaving(b []byte) {
+	t.m.received.WithLabelValues(t.cfg.Tier, "leaving").Inc()
 	name := string(b[1:])
-	if name == "" || len(name) > maxNameLen || name == t.cfg.Node {
+	if name == t.cfg.Node {
+		return
+	}
+	if name == "" || len(name) > maxNameLen {
 		t.reject("?", "malformed", errMalformed)
 		return
 	}

@@ -69,6 +69,11 @@ const (
 	maxCausalLength = 1 << 48
 )
 
+// messageLimit is the largest sync message a node decodes, and so the
+// largest it sends (memberlist's own limit on a stream message is 20 MiB).
+// A variable only so that tests can lower it and page a small store.
+var messageLimit = maxMessageSize
+
 // errMalformed is wrapped by every decoding error.
 var errMalformed = errors.New("cluster: malformed message")
 
@@ -533,8 +538,8 @@ func encodeMessage(m any) []byte {
 
 // decodeMessage decodes any strata message. It never panics on bad input.
 func decodeMessage(b []byte) (any, error) {
-	if len(b) > maxMessageSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", errMalformed, len(b), maxMessageSize)
+	if len(b) > messageLimit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", errMalformed, len(b), messageLimit)
 	}
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", errMalformed)

@@ -57,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_wire_sent_bytes_total",
 			Help: "Bytes sent by the tier's transport (packets and streams)."}, []string{"tier", "kind"}),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_exchanges_total",
-			Help: "Anti-entropy exchanges started by this node, by result (in_sync, repaired, failed)."}, []string{"tier", "result"}),
+			Help: "Anti-entropy exchanges started by this node, by result (in_sync, repaired, failed, too_large: a message over the limit a peer decodes, not sent)."}, []string{"tier", "result"}),
 		synced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_rows_total",
 			Help: "Rows shipped by anti-entropy, by direction (sent, received)."}, []string{"tier", "direction"}),
 		decryptFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_decrypt_failed_total",

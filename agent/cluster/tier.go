@@ -166,6 +166,7 @@ type Tier struct {
 	readyOnce sync.Once                 // closes ready
 	startedAt atomic.Pointer[time.Time] // set when Start has joined
 	xfer      transferState             // full state transfer (statetransfer.go)
+	sync      syncState                 // exchanges of several pages, sync error logs (sync.go)
 	plum      *pusher                   // the push path (push.go)
 }
 
