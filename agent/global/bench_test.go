@@ -155,7 +155,7 @@ func BenchmarkWriterWrite(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				r := recs[i%held]
-				r.Value = append(placement(r.Key), 0x18, byte(1+i%100))
+				r.Value = append(placement(r.Key), 0x20, byte(1+i%3))
 				res, err := w.Write(ctx, []Record{r}, nil)
 				if err != nil || res[0].Err != nil {
 					b.Fatal(err, res[0].Err)

@@ -304,7 +304,7 @@ func TestAcceptEnforcesSignaturesAndBudgets(t *testing.T) {
 	// An update of a record ams holds, accepted twice before the store
 	// merges it, takes no slot (ord's own writer, holding 4 now, would
 	// refuse it: build it as the record was).
-	upd := stampedUpdate(t, ord, "a", append(placement("a"), 0x18, 2))
+	upd := stampedUpdate(t, ord, "a", append(placement("a"), 0x20, 2))
 	now = now.Add(time.Second) // a token for the update
 	for range 2 {
 		if err := ams.Accept(upd, "x"); err != nil {
@@ -646,7 +646,7 @@ func TestWriterCountFollowsTheStore(t *testing.T) {
 		// Updates take no slot; and more commits than a short feed keeps
 		// come between two writes.
 		for i := range 3 {
-			if err := write(a, "a", append(placement("a"), 0x18, byte(i))); err != nil {
+			if err := write(a, "a", append(placement("a"), 0x20, byte(1+i))); err != nil {
 				t.Fatalf("retention %d: update: %v", retention, err)
 			}
 		}
