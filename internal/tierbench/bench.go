@@ -152,6 +152,11 @@ type Result struct {
 	// to publish in their last run (reducer.Status.Rejected; FaultReducer,
 	// two-tier): above 0 shows the fault was injected and caught.
 	FaultyRejected int `json:"-"`
+	// RegionalArrivals and GlobalArrivals are the changes the nodes (the
+	// gateways, for the global tier) applied in the window and after it
+	// while the last placements were waited for, by the path they arrived
+	// on: push, repair (asked for after an announcement) or anti_entropy.
+	RegionalArrivals, GlobalArrivals arrivals `json:"-"`
 }
 
 // Report is the JSON document of `strata bench tiers --json`.
@@ -566,6 +571,14 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 	}
 
 	res := &Result{}
+	regional0, err := f.arrivals(ctx, "regional")
+	if err != nil {
+		return nil, err
+	}
+	global0, err := f.arrivals(ctx, "global")
+	if err != nil {
+		return nil, err
+	}
 	var usage0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &usage0)
 	total0, cross0 := f.wire.total.Load(), f.wire.cross.Load()
@@ -640,6 +653,15 @@ func runTopology(ctx context.Context, cfg Config, topo string) (*Result, error) 
 			}
 		}
 	}
+	regional1, err := f.arrivals(ctx, "regional")
+	if err != nil {
+		return nil, err
+	}
+	global1, err := f.arrivals(ctx, "global")
+	if err != nil {
+		return nil, err
+	}
+	res.RegionalArrivals, res.GlobalArrivals = regional1.since(regional0), global1.since(global0)
 	if topo == TwoTier {
 		n, err := f.invalidRecords()
 		if err != nil {

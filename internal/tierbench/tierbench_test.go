@@ -56,6 +56,11 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: writes %d, cpu/node %.3f s, peak heap %d: want all > 0", name, r.Writes, r.CPUSecondsPerNode, r.PeakHeapBytes)
 		}
 	}
+	for topo, r := range map[string]*Result{TwoTier: rep.TwoTier, Single: rep.Single} {
+		if r.RegionalArrivals["push"] == 0 {
+			t.Errorf("%s: no regional change applied by push in the window: %v", topo, r.RegionalArrivals)
+		}
+	}
 	if rep.TwoTier.InvalidRecords == nil || *rep.TwoTier.InvalidRecords != 0 {
 		t.Errorf("two-tier invalid records = %v, want 0", rep.TwoTier.InvalidRecords)
 	}

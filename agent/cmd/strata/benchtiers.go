@@ -145,6 +145,8 @@ func printTiers(out io.Writer, rep *tierbench.Report) {
 	row("CPU s per node (process/nodes)", fmt.Sprintf("%.2f", t.CPUSecondsPerNode), fmt.Sprintf("%.2f", s.CPUSecondsPerNode))
 	row("peak heap (process)", mib(t.PeakHeapBytes), mib(s.PeakHeapBytes))
 	row("invalid global records", count(t.InvalidRecords), count(s.InvalidRecords))
+	row("regional changes applied, by path", t.RegionalArrivals.String(), s.RegionalArrivals.String())
+	row("global changes applied on gateways, by path", t.GlobalArrivals.String(), "n/a (no global tier)")
 	if c.Fault == tierbench.FaultWrites {
 		row("invalid writes sent / acknowledged", fmt.Sprintf("%d / %d", t.InvalidSent, t.InvalidAcked),
 			fmt.Sprintf("%d / %d", s.InvalidSent, s.InvalidAcked))
