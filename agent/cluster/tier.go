@@ -495,15 +495,29 @@ func (t *Tier) Close() error {
 	return err
 }
 
-// onCommit hands local writes to the push path, and queues for gossip
-// local writes when some peer does not push, and remote changes seen here
-// first (they came by gossip: pushed changes are merged quietly).
+// onCommit hands this node's own writes to the push path, and queues for
+// gossip its own writes when some peer does not push, and remote changes
+// seen here first (they came by gossip: pushed changes are merged
+// quietly). Own writes are the local ones and the merged ones stamped by
+// this node: the global tier's writer signs its records and merges them,
+// so the store reports them as a peer's.
 func (t *Tier) onCommit(local, remote []store.Change) {
-	t.plum.offer(local)
-	if !t.plum.gossipNeeded.Load() {
-		local = nil
+	own, seen := local, remote
+	if me := t.store.Node(); slices.ContainsFunc(remote, func(c store.Change) bool { return c.Row.Stamp.Node == me }) {
+		own, seen = slices.Clone(local), nil
+		for _, c := range remote {
+			if c.Row.Stamp.Node == me {
+				own = append(own, c)
+			} else {
+				seen = append(seen, c)
+			}
+		}
 	}
-	for _, set := range [][]store.Change{local, remote} {
+	t.plum.offer(own)
+	if !t.plum.gossipNeeded.Load() {
+		own = nil
+	}
+	for _, set := range [][]store.Change{own, seen} {
 		for _, c := range set {
 			t.broadcast(c)
 		}

@@ -56,6 +56,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: writes %d, cpu/node %.3f s, peak heap %d: want all > 0", name, r.Writes, r.CPUSecondsPerNode, r.PeakHeapBytes)
 		}
 	}
+	if rep.TwoTier.GlobalArrivals["push"] == 0 {
+		t.Errorf("two-tier: no global change applied by push on the gateways in the window: %v", rep.TwoTier.GlobalArrivals)
+	}
 	for topo, r := range map[string]*Result{TwoTier: rep.TwoTier, Single: rep.Single} {
 		if r.RegionalArrivals["push"] == 0 {
 			t.Errorf("%s: no regional change applied by push in the window: %v", topo, r.RegionalArrivals)
