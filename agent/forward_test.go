@@ -69,21 +69,7 @@ func (f *fakeGateway) seen() []http.Header {
 // it) is refused with a 502 that says why.
 func TestForwardedReadsKeepTheTokenAndVerifyTheAnswer(t *testing.T) {
 	ctx := context.Background()
-	fsys := trustContract(t)
-	k := newTrustKeys(t, "ord", "ams")
-	regionalKey := make([]byte, 32)
-	rand.Read(regionalKey)
-	regionalKeyring := filepath.Join(t.TempDir(), "regional.key")
-	must(t, os.WriteFile(regionalKeyring, []byte(base64.StdEncoding.EncodeToString(regionalKey)+"\n"), 0o600))
-
-	gwCfg := trustGateway(t, "ord-1", "ord", k, nil, nil)
-	gwCfg.Regional.Keyring = regionalKeyring
-	gw := startWith(t, gwCfg, fsys)
-	plainCfg := trustGateway(t, "ord-9", "ord", k, []string{gw.a.Tier().Addr()}, nil)
-	plainCfg.Global, plainCfg.Reducers = nil, nil
-	plainCfg.Regional.Keyring = regionalKeyring
-	plainCfg.API.TrustedRegions = k.trusted
-	plain := startWith(t, plainCfg, fsys)
+	k, regionalKey, gw, plain := forwardingRegion(t)
 
 	must(t, gw.client.PutJSON(ctx, "/v1/global/app_placements/web", []byte(`{"app":"web","serving":true}`), nil))
 	waitfor.Until(t, 15*time.Second, "a global read through the non-gateway", func() error {
@@ -117,20 +103,8 @@ func TestForwardedReadsKeepTheTokenAndVerifyTheAnswer(t *testing.T) {
 	srv := &http.Server{Handler: fake}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
+	joinFakeGateway(t, "ord-0", plain.a.Tier().Addr(), ln.Addr().String(), regionalKey)
 	clock := hlc.NewClock(nil, time.Minute)
-	fst, err := store.Open(filepath.Join(t.TempDir(), "regional.db"), store.Options{Node: "ord-0", Clock: clock, NoSync: true})
-	must(t, err)
-	tier, err := cluster.New(cluster.Config{
-		Node: "ord-0", Tier: cluster.Regional, Cluster: "test", Region: "ord",
-		Bind: "127.0.0.1:0", Join: []string{plain.a.Tier().Addr()}, Keys: [][]byte{regionalKey},
-		GossipInterval: 50 * time.Millisecond, ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
-		Meta:   cluster.Meta{Region: "ord", Roles: []string{"gateway"}, API: ln.Addr().String()},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}, fst)
-	must(t, err)
-	tier.Start()
-	t.Cleanup(func() { tier.Close(); fst.Close() })
-
 	stamp := store.Stamp{HLC: clock.Now(), Node: store.NodeIDOf("ord-0")}
 	signed := func(region, key string, value []byte, s *global.Signer) store.Change {
 		rec := global.Stored{Record: global.Record{Name: "app_placements", Region: s.Region, Key: key, Value: value}, CL: 1, Stamp: stamp}
@@ -214,21 +188,7 @@ func joinFakeGateway(t *testing.T, node, join, addr string, key []byte) {
 // 30 s by default), although ord-9 has no [global] section of its own.
 func TestForwardedReadsPassOverDeadAndLyingGateways(t *testing.T) {
 	ctx := context.Background()
-	fsys := trustContract(t)
-	k := newTrustKeys(t, "ord", "ams")
-	regionalKey := make([]byte, 32)
-	rand.Read(regionalKey)
-	regionalKeyring := filepath.Join(t.TempDir(), "regional.key")
-	must(t, os.WriteFile(regionalKeyring, []byte(base64.StdEncoding.EncodeToString(regionalKey)+"\n"), 0o600))
-
-	gwCfg := trustGateway(t, "ord-1", "ord", k, nil, nil)
-	gwCfg.Regional.Keyring = regionalKeyring
-	gw := startWith(t, gwCfg, fsys)
-	plainCfg := trustGateway(t, "ord-9", "ord", k, []string{gw.a.Tier().Addr()}, nil)
-	plainCfg.Global, plainCfg.Reducers = nil, nil
-	plainCfg.Regional.Keyring = regionalKeyring
-	plainCfg.API.TrustedRegions = k.trusted
-	plain := startWith(t, plainCfg, fsys)
+	k, regionalKey, gw, plain := forwardingRegion(t)
 	must(t, gw.client.PutJSON(ctx, "/v1/global/app_placements/web", []byte(`{"app":"web","serving":true}`), nil))
 
 	// ord-0a: nothing listens at its API address.
@@ -285,4 +245,27 @@ func TestForwardedReadsPassOverDeadAndLyingGateways(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// forwardingRegion starts region ord, with a regional keyring: a gateway
+// ord-1 and ord-9, a node that is not one and holds the regions' public
+// keys. It returns the keys, the regional gossip key, and the two agents.
+func forwardingRegion(t *testing.T) (k *trustKeys, regionalKey []byte, gw, plain *runningAgent) {
+	t.Helper()
+	fsys := trustContract(t)
+	k = newTrustKeys(t, "ord", "ams")
+	regionalKey = make([]byte, 32)
+	rand.Read(regionalKey)
+	regionalKeyring := filepath.Join(t.TempDir(), "regional.key")
+	must(t, os.WriteFile(regionalKeyring, []byte(base64.StdEncoding.EncodeToString(regionalKey)+"\n"), 0o600))
+
+	gwCfg := trustGateway(t, "ord-1", "ord", k, nil, nil)
+	gwCfg.Regional.Keyring = regionalKeyring
+	gw = startWith(t, gwCfg, fsys)
+	plainCfg := trustGateway(t, "ord-9", "ord", k, []string{gw.a.Tier().Addr()}, nil)
+	plainCfg.Global, plainCfg.Reducers = nil, nil
+	plainCfg.Regional.Keyring = regionalKeyring
+	plainCfg.API.TrustedRegions = k.trusted
+	plain = startWith(t, plainCfg, fsys)
+	return k, regionalKey, gw, plain
 }

@@ -3,9 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,19 +15,9 @@ import (
 // /metrics prints them) on a's API, 0 when absent.
 func metric(t *testing.T, a *runningAgent, series string) float64 {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+a.a.Addr()+"/metrics", nil)
+	text, err := metricsOf(context.Background(), a)
 	must(t, err)
-	if f := a.a.Config().API.TokenFile; f != "" {
-		tok, err := os.ReadFile(f)
-		must(t, err)
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	must(t, err)
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(text, "\n") {
 		if v, ok := strings.CutPrefix(l, series+" "); ok {
 			x, err := strconv.ParseFloat(v, 64)
 			must(t, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,8 +35,16 @@ func statusOf(ctx context.Context, a *runningAgent) (nodeStatus, error) {
 	return st, err
 }
 
+// metricsOf reads a's /metrics, with its API token when it has one.
 func metricsOf(ctx context.Context, a *runningAgent) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.a.Addr()+"/metrics", nil)
+	if f := a.a.Config().API.TokenFile; f != "" {
+		tok, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", err
