@@ -28,7 +28,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +41,7 @@ import (
 	"github.com/strata-state/strata/agent/store"
 	"github.com/strata-state/strata/contracts"
 	"github.com/strata-state/strata/internal/reducertest"
+	"github.com/strata-state/strata/internal/testenv"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
@@ -59,28 +59,15 @@ var (
 	gcFaults = []string{"none", "regions-apart", "isolate", "loss", "delay", "crash"}
 )
 
-func gcEnvInt(t *testing.T, name string, def int64) int64 {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: not a number", name, v)
-	}
-	return n
-}
-
 // TestGlobalConvergence runs the global tier's checker:
 // STRATA_CONVERGE_SEEDS runs of STRATA_CONVERGE_OPS regional writes.
 func TestGlobalConvergence(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("runs four gateways with reducers for tens of seconds; .ci/run runs it without -race")
 	}
-	first := gcEnvInt(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
-	seeds := gcEnvInt(t, "STRATA_CONVERGE_SEEDS", 1)
-	ops := int(gcEnvInt(t, "STRATA_CONVERGE_OPS", 300))
+	first := testenv.Int(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
+	seeds := testenv.Int(t, "STRATA_CONVERGE_SEEDS", 1)
+	ops := int(testenv.Int(t, "STRATA_CONVERGE_OPS", 300))
 	wasm := reducertest.Module(t, "app-regions")
 	total := map[string]int{}
 	for s := first; s < first+seeds; s++ {

@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +37,7 @@ import (
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/internal/testenv"
 	"github.com/strata-state/strata/internal/waitfor"
 )
 
@@ -69,28 +69,15 @@ const (
 // fault kinds, one per phase of the run.
 var faultKinds = []string{"none", "halves", "isolate", "asymmetric", "loss", "delay", "crash", "skew-within", "skew-beyond", "away-stopped", "away-partitioned"}
 
-func envInt(t *testing.T, name string, def int64) int64 {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: not a number", name, v)
-	}
-	return n
-}
-
 // TestConvergence runs the checker: STRATA_CONVERGE_SEEDS runs of
 // STRATA_CONVERGE_OPS operations each.
 func TestConvergence(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("runs a cluster for tens of seconds; .ci/run runs it without -race")
 	}
-	first := envInt(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
-	seeds := envInt(t, "STRATA_CONVERGE_SEEDS", 1)
-	ops := int(envInt(t, "STRATA_CONVERGE_OPS", 1000))
+	first := testenv.Int(t, "STRATA_CONVERGE_SEED", int64(rand.Uint32()))
+	seeds := testenv.Int(t, "STRATA_CONVERGE_SEEDS", 1)
+	ops := int(testenv.Int(t, "STRATA_CONVERGE_OPS", 1000))
 	total := map[string]int{}
 	for s := first; s < first+seeds; s++ {
 		t.Run(fmt.Sprintf("seed=%d", s), func(t *testing.T) {

@@ -28,21 +28,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/strata-state/strata/internal/testbin"
+	"github.com/strata-state/strata/internal/testenv"
 	"github.com/strata-state/strata/internal/waitfor"
 )
-
-func envInt(t *testing.T, name string, def int64) int64 {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		t.Fatalf("%s=%q: not a number", name, v)
-	}
-	return n
-}
 
 // TestMain removes the binary the tests built.
 func TestMain(m *testing.M) { os.Exit(testbin.Run(m)) }
@@ -395,8 +383,8 @@ func TestCrashRounds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the agent")
 	}
-	seed := envInt(t, "STRATA_CRASH_SEED", int64(rand.Uint32()))
-	rounds := int(envInt(t, "STRATA_CRASH_ROUNDS", 3))
+	seed := testenv.Int(t, "STRATA_CRASH_SEED", int64(rand.Uint32()))
+	rounds := int(testenv.Int(t, "STRATA_CRASH_ROUNDS", 3))
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xc4a5))
 	replay := fmt.Sprintf("replay: STRATA_CRASH_SEED=%d STRATA_CRASH_ROUNDS=%d go test -count=1 -run TestCrashRounds ./internal/crashtest (kill times vary with timing)", seed, rounds)
 	a := newAgent(t, testbin.Strata(t), "solo", nil)
@@ -466,8 +454,8 @@ func TestCrashRoundsRegion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the agent")
 	}
-	seed := envInt(t, "STRATA_CRASH_SEED", int64(rand.Uint32()))
-	rounds := int(envInt(t, "STRATA_CRASH_REGION_ROUNDS", 2))
+	seed := testenv.Int(t, "STRATA_CRASH_SEED", int64(rand.Uint32()))
+	rounds := int(testenv.Int(t, "STRATA_CRASH_REGION_ROUNDS", 2))
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x3e61))
 	replay := fmt.Sprintf("replay: STRATA_CRASH_SEED=%d STRATA_CRASH_REGION_ROUNDS=%d go test -count=1 -run TestCrashRoundsRegion ./internal/crashtest (kill times vary with timing)", seed, rounds)
 	bin := testbin.Strata(t)
