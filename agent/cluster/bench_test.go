@@ -22,30 +22,10 @@ import (
 )
 
 // benchNode is a node with the default regional settings (as agent.toml
-// defaults: gossip every 100ms to 4 nodes, probe 1s/500ms).
+// defaults: gossip every 100ms to 4 nodes, probe 1s/500ms), its store not
+// fsyncing.
 func benchNode(b *testing.B, name string, join string) *Tier {
-	b.Helper()
-	st, err := store.Open(filepath.Join(b.TempDir(), "r.db"), store.Options{Node: name, Clock: hlc.NewClock(nil, time.Minute), NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ft, err := NewFaultTransport(NewFaults())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := Config{Node: name, Tier: Regional, Cluster: "bench", Region: "r1", Bind: ft.Addr(), Transport: ft,
-		GossipInterval: 100 * time.Millisecond, GossipNodes: 4, ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
-		SyncInterval: 10 * time.Second, Meta: Meta{Region: "r1"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if join != "" {
-		cfg.Join = []string{join}
-	}
-	t, err := New(cfg, st)
-	if err != nil {
-		b.Fatal(err)
-	}
-	t.Start()
-	b.Cleanup(func() { t.Close(); st.Close() })
-	return t
+	return throughputNode(b, name, join, true, false)
 }
 
 func percentile(d []time.Duration, p float64) time.Duration {
