@@ -645,9 +645,12 @@ func (t *Tier) logRejection(peer, reason string, err error) {
 // refuseItems counts the items of a message refused on decoding, and logs
 // the first of each reason once; the rest of the message was applied.
 func (t *Tier) refuseItems(peer string, r refusals) {
-	for reason, n := range map[string]int{reasonTooLong: r.TooLong, reasonInvalidRow: r.Invalid, reasonMalformed: r.Malforms} {
-		if n > 0 {
-			t.m.rejected.WithLabelValues(t.cfg.Tier, reason).Add(float64(n))
+	for _, c := range [...]struct {
+		reason string
+		n      int
+	}{{reasonTooLong, r.TooLong}, {reasonInvalidRow, r.Invalid}, {reasonMalformed, r.Malforms}} {
+		if c.n > 0 {
+			t.m.rejected.WithLabelValues(t.cfg.Tier, c.reason).Add(float64(c.n))
 		}
 	}
 	for _, it := range r.Items {

@@ -17,12 +17,13 @@
 // use the same layout in HeartbeatTable, under key R, with the publishing
 // node's name as the value.
 //
-// Record is the one Go type of this layout; FromRow and Record.Row convert.
+// Record is the one Go type of this layout; FromRow and Stored.Change
+// convert between a stored record and its row.
 //
 // # One write path
 //
-// Every global write, from a reducer's run, from the API or received from
-// a peer, passes Batch.Check: leak values (collected from the reducer's
+// Every global write but a region heartbeat, from a reducer's run, from
+// the API or received from a peer, passes Batch.Check: leak values (collected from the reducer's
 // input rows) → ownership (the writer's region owns the record) → count
 // budget (max_per_region) → rate budget (per region and record type) →
 // contracts.CheckWrite. Batch is pure: it reads its holdings through the
