@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -186,6 +187,15 @@ func restoreInto(r io.Reader, dir string) ([]string, error) {
 	dir = filepath.Clean(dir)
 	entries, err := os.ReadDir(dir)
 	existed := err == nil
+	// What an interrupted restore left (killed before its deferred
+	// removal ran) is not data: removed, so that a retry just works.
+	entries = slices.DeleteFunc(entries, func(e os.DirEntry) bool {
+		if strings.HasPrefix(e.Name(), ".restoring-") && e.IsDir() {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+			return true
+		}
+		return false
+	})
 	switch {
 	case existed && len(entries) > 0:
 		return nil, fmt.Errorf("restore into %s: the directory is not empty (restore into a new data_dir, with the agent stopped)", dir)

@@ -232,3 +232,27 @@ func TestRestoreTruncatedLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A restore killed before it cleaned up leaves its temporary directory
+// inside an existing empty DIR; the next restore removes it and succeeds.
+func TestRestoreAfterAKilledRestore(t *testing.T) {
+	url := backupAgent(t)
+	whole := filepath.Join(t.TempDir(), "whole.tar")
+	if out, err := runStrata(t, "--addr", url, "backup", whole); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	target := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(filepath.Join(target, ".restoring-12345"), 0o700)
+	os.WriteFile(filepath.Join(target, ".restoring-12345", "regional.db"), []byte("half"), 0o600)
+	if out, err := runStrata(t, "restore", whole, "--data-dir", target); err != nil {
+		t.Fatalf("restore after a killed one: %v\n%s", err, out)
+	}
+	entries, _ := os.ReadDir(target)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if got := strings.Join(names, " "); got != "global.db regional.db" {
+		t.Errorf("restored %s holds %q", target, got)
+	}
+}
