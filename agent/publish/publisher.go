@@ -198,6 +198,7 @@ func (p *Publisher) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	pos := p.opts.Regional.Seq()
+	checkRole := true // at start, then on each heartbeat tick: it asks both tiers' membership
 	for {
 		changed := p.opts.Regional.Changed()
 		now := p.opts.Now()
@@ -208,11 +209,14 @@ func (p *Publisher) Run(ctx context.Context) {
 			// feed; becoming the publisher marks every job due anyway.
 			pos = p.opts.Regional.Seq()
 		}
-		wasActive := sched.Active()
-		sched.SetActive(p.opts.Role.Publishing(), now)
-		if sched.Active() && !wasActive {
-			p.log.Info("this node is now the region's publisher")
-			p.beat(ctx)
+		if checkRole {
+			checkRole = false
+			wasActive := sched.Active()
+			sched.SetActive(p.opts.Role.Publishing(), now)
+			if sched.Active() && !wasActive {
+				p.log.Info("this node is now the region's publisher")
+				p.beat(ctx)
+			}
 		}
 		for _, name := range sched.Due(now) {
 			clean := p.Publish(ctx, jobs[name])
@@ -227,6 +231,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-heartbeat.C:
+			checkRole = true
 			if sched.Active() {
 				p.beat(ctx)
 			}
