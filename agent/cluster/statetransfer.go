@@ -63,6 +63,10 @@ type transferState struct {
 	// state to take).
 	unavailable map[string]bool
 	fallback    bool
+	// replacing: a whole snapshot arrived and is being committed; no new
+	// one is asked for meanwhile (the node still looks away until the
+	// commit and its sync mark are done).
+	replacing bool
 
 	serving atomic.Bool // this node streams a snapshot to a peer
 	done    atomic.Int64
@@ -121,6 +125,10 @@ func (t *Tier) requestTransfer(peer string) {
 	}
 	x := &t.xfer
 	x.mu.Lock()
+	if x.replacing {
+		x.mu.Unlock()
+		return
+	}
 	// One snapshot at a time: while batches flow, until they stop for
 	// transferIdle; before the first, for catchUpRetry (the peer may not
 	// know this node yet, and then ignores the request).
@@ -252,8 +260,13 @@ func (t *Tier) onTransferRows(m *transferRowsMsg) {
 		rows = append(rows, x.batches[i]...)
 	}
 	rep := store.Replacement{Rows: rows, OwnAfter: x.ownAfter, ChangedAfter: x.since, Horizon: m.Horizon}
-	x.session, x.batches = 0, nil
+	x.session, x.batches, x.replacing = 0, nil, true
 	x.mu.Unlock()
+	defer func() {
+		x.mu.Lock()
+		x.replacing = false
+		x.mu.Unlock()
+	}()
 
 	rejected, err := t.store.Replace(context.Background(), rep)
 	if err != nil {
