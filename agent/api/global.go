@@ -182,10 +182,7 @@ func (s *Server) globalGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := GlobalEntry{Key: key, Regions: map[string]RegionRecord{}}
-	for _, rec := range v.records {
-		if rec.Key != key {
-			continue
-		}
+	for _, rec := range v.records { // the view holds key's records only
 		rr, err := s.regionRecord(sch, rec, v.beats)
 		if err != nil {
 			s.internal(w, r, err)

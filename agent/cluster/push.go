@@ -156,21 +156,24 @@ func (p *pusher) event(peer string, kind int) {
 // receive takes a msgPlum from NotifyMsg; it must not block.
 func (p *pusher) receive(b []byte) {
 	t := p.t
+	// The tier's inbox bounds the bytes of every received message waiting
+	// to be handled, pushed bundles included (the channel bounds only
+	// their number); a bundle it has no room for is not decoded.
+	if !t.inbox.admit(len(b)) {
+		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
+		if sender := senderOf(b); sender != "?" {
+			p.event(sender, evResync)
+		}
+		return
+	}
 	m, err := decodePlum(b)
 	if err != nil {
+		t.inbox.release(len(b))
 		t.reject(senderOf(b), "malformed", err)
 		return
 	}
 	t.m.bcast.batches.WithLabelValues(t.cfg.Tier, "received").Inc()
 	t.m.bcast.bytes.WithLabelValues(t.cfg.Tier, "received").Add(float64(len(b)))
-	// The tier's inbox bounds the bytes of every received message waiting
-	// to be handled, pushed bundles included (the channel bounds only
-	// their number).
-	if !t.inbox.admit(len(b)) {
-		t.m.dropped.WithLabelValues(t.cfg.Tier).Inc()
-		p.event(m.Sender, evResync)
-		return
-	}
 	m.size = len(b)
 	select {
 	case p.inbox <- m:

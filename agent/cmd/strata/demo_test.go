@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-state/strata/internal/waitfor"
 )
 
 // TestDemoRuns runs strata demo briefly from the repository root and checks
@@ -21,18 +24,19 @@ func TestDemoRuns(t *testing.T) {
 	var out bytes.Buffer
 	done := make(chan error, 1)
 	go func() { done <- runDemo(ctx, &syncWriter{w: &out}, 12, 20, 0) }()
-	deadline := time.Now().Add(25 * time.Second)
-	for {
+	waitfor.Until(t, 25*time.Second, "the demo to show ord and ams publishing and syd's leaks rejected", func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("the demo ended early: %v", err)
+		default:
+		}
 		text := (&syncWriter{w: &out}).String()
 		frame := text[strings.LastIndex(text, "strata demo:")+1:]
 		if strings.Contains(frame, "web      ams, ord") && strings.Contains(frame, "[leak") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the demo did not show ord and ams publishing and syd's leaks rejected; last output:\n%s", text[max(0, len(text)-3000):])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("last output:\n%s", text[max(0, len(text)-3000):])
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
