@@ -113,7 +113,7 @@ func TestBuildRust(t *testing.T) {
 		t.Helper()
 		s, err := reducer.SourceHash(crate, "")
 		if errors.Is(err, reducer.ErrNoRust) {
-			t.Skip(err)
+			reducertest.SkipNoRust(t, err)
 		}
 		if err != nil {
 			t.Fatal(err)

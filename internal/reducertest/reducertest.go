@@ -10,6 +10,7 @@ package reducertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -87,7 +88,8 @@ func lock(key string) func() {
 
 // Module returns the path of the built module of the reducer called name
 // (see Dir), building it if its source changed. It skips the test when the
-// Go toolchain (or for RustExample, a Rust toolchain) is missing.
+// Go toolchain (or for RustExample, a Rust toolchain: see SkipNoRust) is
+// missing.
 func Module(t testing.TB, name string) string {
 	t.Helper()
 	paths := Modules(t, name)
@@ -132,6 +134,10 @@ func Modules(t testing.TB, names ...string) map[string]string {
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
+			if errors.Is(err, reducer.ErrNoRust) {
+				SkipNoRust(t, err)
+				return nil
+			}
 			if isNoGo(err) {
 				t.Skip(err)
 			}
@@ -205,9 +211,26 @@ func precompile(mods map[string]string, mode string) error {
 	return nil
 }
 
+// RequireRustEnv names the environment variable that .ci/run sets: with
+// it set, a test that needs a Rust toolchain fails when there is none,
+// where it is otherwise skipped, so that CI cannot pass with the Rust
+// reducer SDK's tests skipped.
+const RequireRustEnv = "STRATA_TEST_REQUIRE_RUST"
+
+// SkipNoRust skips t, which needs a Rust toolchain that is missing (why
+// says what is missing), or fails it when RequireRustEnv is set.
+func SkipNoRust(t testing.TB, why error) {
+	t.Helper()
+	if os.Getenv(RequireRustEnv) != "" {
+		t.Fatalf("%v (%s is set, as .ci/run sets it: the Rust toolchain is required, not optional)", why, RequireRustEnv)
+		return
+	}
+	t.Skip(why)
+}
+
 func isNoGo(err error) bool {
 	for e := err; e != nil; {
-		if e == reducer.ErrNoGo || e == reducer.ErrNoRust {
+		if e == reducer.ErrNoGo {
 			return true
 		}
 		u, ok := e.(interface{ Unwrap() error })

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 
 	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/internal/reducertest"
 	"github.com/strata-state/strata/internal/rustgen"
 )
 
@@ -133,7 +134,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	rustc, err := exec.LookPath("rustc")
 	if err != nil {
-		t.Skip("no rustc")
+		reducertest.SkipNoRust(t, err)
 	}
 	files := []string{"kinds/v1/kinds.proto"}
 	src, err := rustgen.Generate(context.Background(), os.DirFS("testdata"), files)

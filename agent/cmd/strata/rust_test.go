@@ -24,7 +24,7 @@ func TestRustSDKReadme(t *testing.T) {
 	}
 	tc, err := reducer.FindRust("", "")
 	if errors.Is(err, reducer.ErrNoRust) {
-		t.Skip(err)
+		reducertest.SkipNoRust(t, err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestReducerTestRustExample(t *testing.T) {
 // error is shown as it comes, not repeated in the error) and says what to do.
 func TestReducerBuildNewerCargoLock(t *testing.T) {
 	if _, err := reducer.FindRust("", ""); err != nil {
-		t.Skipf("no Rust toolchain with a WASI target: %v", err)
+		reducertest.SkipNoRust(t, err)
 	}
 	dir := t.TempDir()
 	for name, text := range map[string]string{
