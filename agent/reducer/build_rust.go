@@ -151,7 +151,7 @@ func findRust(cargo, rustc string) (RustToolchain, error) {
 		}
 		tried = append(tried, fmt.Sprintf("%s (sysroot %s) has no standard library for %s", r, sysroot, strings.Join(wasiTargets, " or ")))
 	}
-	return RustToolchain{}, fmt.Errorf("%w: %s; install one (rustup target add wasm32-wasip1, or Debian's apt-get install cargo rustc libstd-rust-dev-wasm32) or name it with --cargo and --rustc", ErrNoRust, strings.Join(tried, "; "))
+	return RustToolchain{}, fmt.Errorf("%w: %s; install one (rustup target add wasm32-wasip1, or Debian's apt-get install cargo rustc libstd-rust-dev-wasm32 lld-14) or name it with --cargo and --rustc", ErrNoRust, strings.Join(tried, "; "))
 }
 
 func isExecutable(path string) bool {
