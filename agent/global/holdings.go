@@ -1,7 +1,9 @@
 package global
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -141,11 +143,15 @@ func live(row store.Row) bool {
 	return len(f.Value) > 0
 }
 
-// receivedHoldings are a receiver's holdings: the store's, plus the new
-// records accepted but not yet merged (the tier checks a whole message,
-// then merges it). pending entries are dropped once the store holds them,
-// or after pendingTTL (a change accepted, then refused by the store).
-type receivedHoldings struct {
+// pendingHoldings are holdings that run ahead of the store: the store's,
+// plus new records accepted but not yet merged. A receiver keeps one for
+// the changes peers send (the tier checks a whole message, then merges
+// it); a writer keeps one for its own writes between their check and
+// their commit, so that writes checked meanwhile count them against
+// max_per_region. pending entries are dropped once the store holds them,
+// when their writer drops them, or after pendingTTL (a change accepted,
+// then refused by the store, or a write whose commit was not confirmed).
+type pendingHoldings struct {
 	index   *liveIndex
 	now     func() time.Time
 	mu      sync.Mutex
@@ -155,27 +161,35 @@ type receivedHoldings struct {
 
 const pendingTTL = time.Minute
 
-func newReceivedHoldings(x *liveIndex, now func() time.Time) *receivedHoldings {
-	return &receivedHoldings{index: x, now: now, pending: map[[2]string]map[string]time.Time{}, pruned: map[[2]string]uint64{}}
+func newPendingHoldings(x *liveIndex, now func() time.Time) *pendingHoldings {
+	return &pendingHoldings{index: x, now: now, pending: map[[2]string]map[string]time.Time{}, pruned: map[[2]string]uint64{}}
 }
 
 // add records an accepted change to a record the store does not hold yet.
-// h.mu is held.
-func (h *receivedHoldings) add(name, region, key string, at time.Time) error {
+// It reports whether the record was not pending before. h.mu is held.
+func (h *pendingHoldings) add(name, region, key string, at time.Time) (added bool, err error) {
 	nr := [2]string{name, region}
-	return h.index.view(name, region, func(keys map[string]bool, _ uint64) {
+	err = h.index.view(name, region, func(keys map[string]bool, _ uint64) {
 		if keys[key] {
 			return
 		}
 		if h.pending[nr] == nil {
 			h.pending[nr] = map[string]time.Time{}
 		}
+		_, was := h.pending[nr][key]
 		h.pending[nr][key] = at
+		added = !was
 	})
+	return added, err
+}
+
+// drop forgets a pending record. h.mu is held.
+func (h *pendingHoldings) drop(name, region, key string) {
+	delete(h.pending[[2]string{name, region}], key)
 }
 
 // Holds is the store's holdings plus the pending records. h.mu is held.
-func (h *receivedHoldings) Holds(name, region, key string) (exists bool, n int, err error) {
+func (h *pendingHoldings) Holds(name, region, key string) (exists bool, n int, err error) {
 	nr := [2]string{name, region}
 	err = h.index.view(name, region, func(keys map[string]bool, seq uint64) {
 		pending := h.pending[nr]
@@ -193,4 +207,57 @@ func (h *receivedHoldings) Holds(name, region, key string) (exists bool, n int, 
 		exists, n = keys[key] || isPending, len(keys)+len(pending)
 	})
 	return exists, n, err
+}
+
+// keyClaims are the records this node's writes are writing. A write
+// claims all its records at once before it checks them, and keeps them
+// until the store has answered its commit: writes of one record are
+// checked and committed one after the other (each reads the causal length
+// the one before left), while writes of other records are checked and
+// committed alongside, in the store's group commits. Claiming all at once
+// or none keeps two batches from each holding a record the other waits
+// for. It is safe for concurrent use.
+type keyClaims struct {
+	mu   sync.Mutex
+	held map[[3]string]chan struct{} // (name, region, key) → closed on release
+}
+
+// claim waits until none of ids is claimed, then claims them all. It
+// gives up when ctx ends, claiming nothing. The caller calls release
+// once its write is done.
+func (c *keyClaims) claim(ctx context.Context, ids [][3]string) (release func(), err error) {
+	for {
+		c.mu.Lock()
+		var busy chan struct{}
+		for _, id := range ids {
+			if ch, ok := c.held[id]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			if c.held == nil {
+				c.held = map[[3]string]chan struct{}{}
+			}
+			done := make(chan struct{})
+			for _, id := range ids {
+				c.held[id] = done
+			}
+			c.mu.Unlock()
+			return func() {
+				c.mu.Lock()
+				for _, id := range ids {
+					delete(c.held, id)
+				}
+				c.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("global: waiting for an earlier write of the same record: %w", ctx.Err())
+		}
+	}
 }
