@@ -212,7 +212,7 @@ func New(opts Options) *Server {
 	if opts.Global != nil {
 		stores["global"] = opts.Global
 	}
-	s.metrics = newMetrics(opts.Registry, stores, opts.Publisher)
+	s.metrics = newMetrics(opts.Registry, stores, s.liveRows, opts.Publisher)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/regional/{table}", s.regionalTable)
@@ -312,7 +312,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(),
 		Tiers: map[string]tierStatus{"regional": {
 			Writes: writesStatus(s.opts.Regional),
-			Rows:   st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
+			Rows:   s.liveRows("regional", st), Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
 		}},
 		Contract: contractStatus{Tables: []string{}, Records: []string{}},
 	}
@@ -324,7 +324,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.Global != nil {
 		gs := s.opts.Global.Stats()
-		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: gs.Rows, Seq: gs.Seq,
+		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: s.liveRows("global", gs), Seq: gs.Seq,
 			Digest: hex.EncodeToString(gs.Root[:]), FileBytes: gs.FileBytes, Commits: gs.Commits}
 	}
 	for _, rec := range s.opts.Contract.Records() {
@@ -343,6 +343,38 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		body.Problems = append(body.Problems, s.opts.Problems()...)
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// liveRows is the live rows by table of tier's store, whose statistics
+// are st: the store's count of rows that are not tombstones, except for
+// the global tier's record types, whose deletes are live rows with an
+// empty value (see global.DeletedRow): those count their live records
+// only, as the regional counts leave tombstones out.
+func (s *Server) liveRows(tier string, st store.Stats) map[string]int64 {
+	if tier != "global" || s.opts.Global == nil {
+		return st.Rows
+	}
+	rows := make(map[string]int64, len(st.Rows))
+	for table, n := range st.Rows {
+		rows[table] = n
+	}
+	for _, rec := range s.opts.Contract.Records() {
+		var n int
+		var err error
+		if s.opts.Writer != nil {
+			n, err = s.opts.Writer.Live(rec.Name) // follows the store's feed
+		} else {
+			var recs []global.Stored
+			recs, err = global.List(s.opts.Global, rec.Name, "")
+			n = len(recs)
+		}
+		if err != nil {
+			s.opts.Logger.Warn("count the global tier's live records", "record", rec.Name, "err", err)
+			continue // the store's count, deletes included
+		}
+		rows[rec.Name] = int64(n)
+	}
+	return rows
 }
 
 // publisherProblems says what is wrong with the region's publishing.

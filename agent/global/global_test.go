@@ -870,3 +870,53 @@ func TestWritesOfOtherRecordsGoOnDuringACommit(t *testing.T) {
 		t.Fatalf("a third record once both committed: %v %v, want refused [budget]", res, err)
 	}
 }
+
+// TestLiveCountsEveryRegionsLiveRecords: Writer.Live counts the live
+// records of every region, regions first seen after the first count
+// included, and not the signed deletes the store keeps.
+func TestLiveCountsEveryRegionsLiveRecords(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord", "ams")
+	now := time.Unix(1_000_000, 0)
+	ord := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{})
+	ams := gatewayNode(t, c, "ams-1", "ams", keys["ams"], trust, &now, store.Options{})
+	write := func(w *Writer, key string, value []byte) {
+		t.Helper()
+		if res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil); err != nil || res[0].Err != nil {
+			t.Fatalf("write %s: %v %v", key, res, err)
+		}
+	}
+	deliver := func() {
+		t.Helper()
+		for _, ch := range changes(t, ams, "app_placements") {
+			if err := ord.Accept(ch, "ams-1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, rej, err := ord.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+				t.Fatal(err, rej)
+			}
+		}
+	}
+	live := func(want int, when string) {
+		t.Helper()
+		if n, err := ord.Live("app_placements"); err != nil || n != want {
+			t.Fatalf("%s: %d live records (%v), want %d", when, n, err, want)
+		}
+	}
+	write(ord, "a", placement("a"))
+	write(ord, "b", placement("b"))
+	write(ord, "b", nil)
+	live(1, "ord's a, b deleted")
+	write(ams, "c", placement("c"))
+	write(ams, "d", placement("d"))
+	deliver()
+	live(3, "ams first seen after the first count")
+	write(ams, "c", nil)
+	deliver()
+	write(ord, "b", placement("b"))
+	live(3, "ams's c deleted, ord's b written again")
+	if rows := ord.opts.Store.Stats().Rows["app_placements"]; rows != 4 {
+		t.Fatalf("the store holds %d rows, want 4 (a, b, and ams's c, d: c's delete is a live row)", rows)
+	}
+}

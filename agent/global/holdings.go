@@ -27,6 +27,7 @@ type liveIndex struct {
 type tableIndex struct {
 	seq     uint64
 	regions map[string]map[string]bool // region → record keys
+	all     bool                       // every region is indexed, those that appear later too
 }
 
 func newLiveIndex(st *store.Store) *liveIndex {
@@ -57,6 +58,61 @@ func (x *liveIndex) Holds(name, region, key string) (exists bool, n int, err err
 		exists, n = keys[key], len(keys)
 	})
 	return exists, n, err
+}
+
+// count returns how many live records of type name the store holds, of
+// every region. The first call lists the type's records; later ones
+// follow the feed, as Holds does.
+func (x *liveIndex) count(name string) (int, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ti := x.m[name]
+	if ti != nil {
+		err := x.follow(ti, name, x.st.Seq())
+		if errors.Is(err, store.ErrFeedTrimmed) {
+			ti = nil
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	if ti == nil {
+		ti = &tableIndex{seq: x.st.Seq(), regions: map[string]map[string]bool{}}
+		x.m[name] = ti
+	}
+	if !ti.all {
+		// As in caughtUp: list the regions not indexed yet, then replay
+		// the feed from before the listing.
+		rows, _, err := x.st.List(name, "", 0)
+		if err != nil {
+			return 0, err
+		}
+		fresh := map[string]map[string]bool{}
+		for _, kr := range rows {
+			region, k, ok := SplitStoreKey(kr.Key)
+			if !ok || ti.regions[region] != nil {
+				continue
+			}
+			if fresh[region] == nil {
+				fresh[region] = map[string]bool{}
+			}
+			if live(kr.Row) {
+				fresh[region][k] = true
+			}
+		}
+		for region, keys := range fresh {
+			ti.regions[region] = keys
+		}
+		ti.all = true
+		if err := x.follow(ti, name, x.st.Seq()); err != nil {
+			delete(x.m, name)
+			return 0, err
+		}
+	}
+	n := 0
+	for _, keys := range ti.regions {
+		n += len(keys)
+	}
+	return n, nil
 }
 
 // caughtUp returns the index of type name brought up to the store's last
@@ -111,6 +167,10 @@ func (x *liveIndex) follow(ti *tableIndex, name string, head uint64) error {
 		for _, ev := range evs {
 			region, k, ok := SplitStoreKey(ev.Key)
 			keys := ti.regions[region]
+			if ok && keys == nil && ti.all {
+				keys = map[string]bool{}
+				ti.regions[region] = keys
+			}
 			switch {
 			case !ok || keys == nil:
 			case live(ev.Row):

@@ -93,6 +93,12 @@ func NewWriter(opts Options) *Writer {
 // Enforced reports whether this node checks region identity.
 func (w *Writer) Enforced() bool { return w.verifier != nil }
 
+// Live returns how many live records of type name the global store
+// holds, of every region: the store's row count without the signed
+// deletes it keeps until tombstone_ttl. It reads the store's change feed
+// since the last call, not every record.
+func (w *Writer) Live(name string) (int, error) { return w.index.count(name) }
+
 // Region is the region this node writes for.
 func (w *Writer) Region() string { return w.opts.Region }
 
