@@ -97,7 +97,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			guarded.ServeHTTP(w, r)
 			return
 		}
-		if !s.open(r.URL.Path) && subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
+		if !s.open(r.URL.Path) && !s.hasToken(r) && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
@@ -105,6 +105,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hasToken reports whether r carries the bearer token, or no token is
+// configured (then every caller may see what the API serves).
+func (s *Server) hasToken(r *http.Request) bool {
+	want := s.auth.token.token()
+	return want == nil || subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) == 1
 }
 
 // sameOrigin guards an API without a token against browsers: a request

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -475,7 +476,9 @@ type healthBody struct {
 
 // health answers 200 while the agent is alive and its stores commit, 503
 // with the reasons otherwise. With ?ready=1 it also answers 503 until
-// Options.Ready reports the node ready.
+// Options.Ready reports the node ready. It is served without the token;
+// a caller without it learns what is wrong but not where: a store's
+// problem names its file (under data_dir) for callers with the token only.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	var problems []string
 	if r.URL.Query().Get("ready") != "" && s.opts.Ready != nil {
@@ -483,9 +486,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "not ready: "+err.Error())
 		}
 	}
+	full := s.hasToken(r)
 	for _, t := range s.stores() {
 		if err := t.store.Unwritable(); err != nil {
-			problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+			if full {
+				problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+			} else {
+				problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %s (send the token for the file and what to do)", t.name, unwritableCause(err)))
+			}
 		}
 		if d := t.store.CommitStall(); d > s.opts.CommitStall {
 			problems = append(problems, fmt.Sprintf("%s store: a write has waited %s for the commit loop (limit %s): the store is stuck",
@@ -497,6 +505,20 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+// unwritableCause is why a store takes no writes (Store.Unwritable's
+// error), without the file it names.
+func unwritableCause(err error) string {
+	switch {
+	case errors.Is(err, store.ErrCorrupt):
+		return "its data file is damaged"
+	case errors.Is(err, store.ErrReadOnly):
+		return "its data file was opened read-only"
+	case errors.Is(err, store.ErrUnwritable):
+		return "its disk refuses writes (full, over quota or read-only)"
+	}
+	return "the store refuses writes"
 }
 
 // namedStore is one tier's store.
