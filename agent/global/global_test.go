@@ -920,3 +920,63 @@ func TestLiveCountsEveryRegionsLiveRecords(t *testing.T) {
 		t.Fatalf("the store holds %d rows, want 4 (a, b, and ams's c, d: c's delete is a live row)", rows)
 	}
 }
+
+// TestConcurrentWritesKeepTheCountBudget: writers of new records racing
+// each other (batches and single records, some of the same keys) never
+// together exceed max_per_region: exactly that many are accepted, and the
+// store holds them.
+func TestConcurrentWritesKeepTheCountBudget(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	w := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{})
+	accepted := make(chan string, 64)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var recs []Record
+			for i := range 1 + g%3 {
+				k := fmt.Sprintf("k-%d", (g*3+i)%10) // k-2, k-3, k-6, k-7, k-8 by two writers
+				recs = append(recs, Record{Name: "app_placements", Key: k, Value: placement(k)})
+			}
+			for range 2 {
+				res, err := w.Write(ctx, recs, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, r := range res {
+					if r.Err == nil {
+						accepted <- recs[i].Key
+					} else if Reason(r.Err) != "budget" {
+						errs <- r.Err
+						return
+					}
+				}
+				for i := range recs {
+					recs[i].Key += "-again"
+					recs[i].Value = placement(recs[i].Key)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(accepted)
+	distinct := map[string]bool{}
+	for k := range accepted {
+		distinct[k] = true
+	}
+	got, err := List(w.opts.Store, "app_placements", "ord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(distinct) != 10 || len(got) != 10 {
+		t.Fatalf("%d distinct records accepted, %d stored; want 10 and 10 (max_per_region)", len(distinct), len(got))
+	}
+}
