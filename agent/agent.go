@@ -233,7 +233,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Agent, err e
 		MaxConnections:    cfg.API.MaxConnections,
 	}
 	a.server = api.NewHTTPServer(srv.Handler(), limits)
-	a.listener = api.LimitListener(a.listener, limits)
+	a.listener = api.LimitListener(a.listener, a.server, limits)
 	warnOpen(a.log, cfg, token)
 	a.reloadState = reloadState{token: token, level: opts.Level}
 	a.api = srv

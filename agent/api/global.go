@@ -31,10 +31,14 @@ type GlobalEntry struct {
 	Regions map[string]RegionRecord `json:"regions"`
 }
 
-// GlobalList answers GET /v1/global/{record}: every key, by region.
+// GlobalList answers GET /v1/global/{record}: the keys in key order, each
+// with its record in every region that publishes it; paged as the
+// regional list is (limit, after, next).
 type GlobalList struct {
 	Record  string        `json:"record"`
 	Entries []GlobalEntry `json:"entries"`
+	// Next, when set, is the `after` value for the next page.
+	Next string `json:"next,omitempty"`
 }
 
 // globalView is what a global read renders: records of one type (in store
@@ -131,38 +135,55 @@ func (s *Server) regionRecord(sch *contracts.Schema, rec global.Stored, beats ma
 	return RegionRecord{Record: js, PublishedAt: rec.Stamp.HLC.Time(), Stale: stale}, nil
 }
 
+// globalList answers GET /v1/global/{record}: every key after the `after`
+// parameter, in key order, at most `limit` of them (all without it: the
+// global tier is small), with `next` set when more follow.
 func (s *Server) globalList(w http.ResponseWriter, r *http.Request) {
 	sch, ok := s.globalRecord(w, r)
 	if !ok {
 		return
 	}
+	q := r.URL.Query()
+	signed := q.Get("format") == "signed"
+	limit := 0
+	if !signed {
+		if limit, ok = listLimit(w, q.Get("limit"), 0); !ok {
+			return
+		}
+	}
 	v, ok := s.view(w, r, sch, "", true)
 	if !ok {
 		return
 	}
-	if r.URL.Query().Get("format") == "signed" {
+	if signed {
 		s.writeSigned(w, v)
 		return
 	}
-	byKey := map[string]*GlobalEntry{}
-	res := GlobalList{Record: sch.Name, Entries: []GlobalEntry{}}
-	var order []string
+	// The view is in store key order (region, then key): group by key.
+	byKey := map[string][]global.Stored{}
+	after := q.Get("after")
 	for _, rec := range v.records {
-		rr, err := s.regionRecord(sch, rec, v.beats)
-		if err != nil {
-			s.internal(w, r, err)
-			return
+		if after == "" || rec.Key > after {
+			byKey[rec.Key] = append(byKey[rec.Key], rec)
 		}
-		e := byKey[rec.Key]
-		if e == nil {
-			e = &GlobalEntry{Key: rec.Key, Regions: map[string]RegionRecord{}}
-			byKey[rec.Key] = e
-			order = append(order, rec.Key)
-		}
-		e.Regions[rec.Region] = rr
 	}
-	for _, k := range order {
-		res.Entries = append(res.Entries, *byKey[k])
+	keys := slices.Sorted(maps.Keys(byKey))
+	res := GlobalList{Record: sch.Name, Entries: make([]GlobalEntry, 0, len(keys))}
+	if limit > 0 && len(keys) > limit {
+		keys = keys[:limit]
+		res.Next = keys[limit-1]
+	}
+	for _, k := range keys {
+		e := GlobalEntry{Key: k, Regions: map[string]RegionRecord{}}
+		for _, rec := range byKey[k] {
+			rr, err := s.regionRecord(sch, rec, v.beats)
+			if err != nil {
+				s.internal(w, r, err)
+				return
+			}
+			e.Regions[rec.Region] = rr
+		}
+		res.Entries = append(res.Entries, e)
 	}
 	writeJSON(w, http.StatusOK, res)
 }

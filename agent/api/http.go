@@ -6,9 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // Limits bound what one client can hold of the API server: time to send a
@@ -30,7 +29,8 @@ type Limits struct {
 	// MaxHeaderBytes bounds the request line and headers. Default 64 KiB.
 	MaxHeaderBytes int
 	// MaxConnections bounds the open connections; more clients wait in the
-	// listen backlog. Default 512.
+	// listen backlog. At the bound, the kept-alive connection idle longest
+	// is closed to make room (see LimitListener). Default 512.
 	MaxConnections int
 }
 
@@ -65,11 +65,121 @@ func NewHTTPServer(handler http.Handler, lim Limits) *http.Server {
 	}
 }
 
-// LimitListener caps the connections accepted from l at the limit's
-// MaxConnections: Accept waits while that many are open.
-func LimitListener(l net.Listener, lim Limits) net.Listener {
+// LimitListener caps the connections hs accepts from l at the limit's
+// MaxConnections: Accept waits while that many are open. It sets
+// hs.ConnState (calling the one set before) to see which connections are
+// kept alive between requests: while the cap is reached, the one idle
+// longest is closed to make room, so that a new client (a health check)
+// waits for the next idle connection rather than for an idle timeout.
+// Connections in a request, or that have not sent their first one
+// (bounded by ReadHeaderTimeout), are not closed.
+func LimitListener(l net.Listener, hs *http.Server, lim Limits) net.Listener {
 	lim.setDefaults()
-	return netutil.LimitListener(l, lim.MaxConnections)
+	cl := &connLimiter{Listener: l, slots: make(chan struct{}, lim.MaxConnections),
+		idle: map[net.Conn]time.Time{}, idleNow: make(chan struct{}, 1), done: make(chan struct{})}
+	prev := hs.ConnState
+	hs.ConnState = func(c net.Conn, st http.ConnState) {
+		cl.track(c, st)
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	return cl
+}
+
+// connLimiter is LimitListener's listener.
+type connLimiter struct {
+	net.Listener
+	slots   chan struct{} // one per open connection
+	mu      sync.Mutex
+	idle    map[net.Conn]time.Time // kept-alive connections between requests, since when
+	idleNow chan struct{}          // a connection turned idle
+	done    chan struct{}          // closed by Close
+	once    sync.Once
+}
+
+// Accept waits for room, making it if needed, then accepts a connection.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	if err := l.acquire(); err != nil {
+		return nil, err
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, l: l}, nil
+}
+
+// acquire takes a slot; at the cap, it closes the idlest connection, or
+// waits for a connection to close or turn idle.
+func (l *connLimiter) acquire() error {
+	for {
+		select {
+		case l.slots <- struct{}{}:
+			return nil
+		default:
+		}
+		l.closeIdlest()
+		select {
+		case l.slots <- struct{}{}:
+			return nil
+		case <-l.idleNow:
+		case <-l.done:
+			return net.ErrClosed
+		}
+	}
+}
+
+// closeIdlest closes the connection idle longest, if any.
+func (l *connLimiter) closeIdlest() {
+	l.mu.Lock()
+	var oldest net.Conn
+	var since time.Time
+	for c, t := range l.idle {
+		if oldest == nil || t.Before(since) {
+			oldest, since = c, t
+		}
+	}
+	delete(l.idle, oldest)
+	l.mu.Unlock()
+	if oldest != nil {
+		oldest.Close()
+	}
+}
+
+// track follows a connection's state (http.Server.ConnState).
+func (l *connLimiter) track(c net.Conn, st http.ConnState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == http.StateIdle {
+		l.idle[c] = time.Now()
+		select {
+		case l.idleNow <- struct{}{}:
+		default:
+		}
+		return
+	}
+	delete(l.idle, c)
+}
+
+// Close closes the listener; an Accept waiting for room returns.
+func (l *connLimiter) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// limitedConn gives its slot back when it closes.
+type limitedConn struct {
+	net.Conn
+	l    *connLimiter
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { <-c.l.slots })
+	return err
 }
 
 // refuse answers a request that will not be served, without reading its
@@ -97,7 +207,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			guarded.ServeHTTP(w, r)
 			return
 		}
-		if !s.open(r.URL.Path) && subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) != 1 && !s.nodeAuthorized(r) {
+		if !s.open(r.URL.Path) && !s.hasToken(r) && !s.nodeAuthorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="strata"`)
 			refuse(w, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
 				Message: "missing or wrong bearer token (send Authorization: Bearer <token>, the content of api.token_file)"})
@@ -105,6 +215,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// hasToken reports whether r carries the bearer token, or no token is
+// configured (then every caller may see what the API serves).
+func (s *Server) hasToken(r *http.Request) bool {
+	want := s.auth.token.token()
+	return want == nil || subtle.ConstantTimeCompare(bearer(r.Header.Get("Authorization")), want) == 1
 }
 
 // sameOrigin guards an API without a token against browsers: a request

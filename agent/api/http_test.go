@@ -59,7 +59,7 @@ func TestServerLimits(t *testing.T) {
 	}
 	lim := Limits{ReadTimeout: 300 * time.Millisecond, MaxConnections: 2}
 	hs := NewHTTPServer(a.srv.Handler(), lim)
-	go hs.Serve(LimitListener(l, lim))
+	go hs.Serve(LimitListener(l, hs, lim))
 	t.Cleanup(func() { hs.Close() })
 	addr := l.Addr().String()
 
@@ -86,6 +86,53 @@ func TestServerLimits(t *testing.T) {
 		t.Fatalf("served no client after a connection closed: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestIdleConnectionsMakeRoomAtTheCap: with the connection cap taken by
+// kept-alive connections between requests, a health check is served at
+// once (the idlest connection is closed to make room) rather than after
+// their idle timeout; the clients whose connection was closed are served
+// on a new one.
+func TestIdleConnectionsMakeRoomAtTheCap(t *testing.T) {
+	a := newTestAgent(t, Options{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := Limits{MaxConnections: 3} // IdleTimeout: the default 2m
+	hs := NewHTTPServer(a.srv.Handler(), lim)
+	go hs.Serve(LimitListener(l, hs, lim))
+	t.Cleanup(func() { hs.Close() })
+	url := "http://" + l.Addr().String() + "/v1/health"
+
+	// Each client keeps its own connection alive after its request.
+	var clients []*http.Client
+	get := func(c *http.Client, what string) {
+		t.Helper()
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", what, resp.StatusCode)
+		}
+	}
+	for i := range 3 {
+		c := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+		t.Cleanup(c.CloseIdleConnections)
+		clients = append(clients, c)
+		get(c, fmt.Sprintf("client %d", i))
+	}
+	// The cap is taken by idle connections: a new client is served
+	// within its timeout, far below the idle timeout.
+	health := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	t.Cleanup(health.CloseIdleConnections)
+	get(health, "a health check with the cap taken by 3 idle connections")
+	for i, c := range clients {
+		get(c, fmt.Sprintf("client %d again", i))
+	}
 }
 
 // Without a token, a cross-origin request (a web page) and a request for a

@@ -18,7 +18,7 @@ type metrics struct {
 	rejected *prometheus.CounterVec
 }
 
-func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store, publisher func() PublisherStatus) *metrics {
+func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store, rows func(tier string, st store.Stats) map[string]int64, publisher func() PublisherStatus) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_api_requests_total",
@@ -34,7 +34,7 @@ func newMetrics(reg *prometheus.Registry, stores map[string]*store.Store, publis
 			Help: "Rows refused by the API before reaching the store, by table and reason.",
 		}, []string{"table", "reason"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.rejected, storeCollector{stores})
+	reg.MustRegister(m.requests, m.duration, m.rejected, storeCollector{stores, rows})
 	if publisher != nil {
 		reg.MustRegister(publisherCollector{publisher})
 	}
@@ -80,7 +80,10 @@ func (r *statusRecorder) Flush() {
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // storeCollector exports store statistics at scrape time.
-type storeCollector struct{ stores map[string]*store.Store }
+type storeCollector struct {
+	stores map[string]*store.Store
+	rows   func(tier string, st store.Stats) map[string]int64 // live rows by table (Server.liveRows)
+}
 
 var (
 	descRows = prometheus.NewDesc("strata_store_rows", "Live rows by tier and table.",
@@ -106,7 +109,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
 	for tier, s := range c.stores {
 		st := s.Stats()
-		for table, n := range st.Rows {
+		for table, n := range c.rows(tier, st) {
 			ch <- prometheus.MustNewConstMetric(descRows, prometheus.GaugeValue, float64(n), tier, table)
 		}
 		ch <- prometheus.MustNewConstMetric(descSeq, prometheus.GaugeValue, float64(st.Seq), tier)

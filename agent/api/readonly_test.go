@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -17,7 +18,9 @@ import (
 
 // A store whose file cannot be written (a read-only disk) still serves
 // reads through the API; writes answer 503 naming the file, and
-// /v1/health and /v1/status say writes are unavailable.
+// /v1/health and /v1/status say writes are unavailable. /v1/health,
+// served without the token, names the file to callers with the token
+// only.
 func TestReadOnlyStoreServesReadsAndReportsWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "regional.db")
 	clock := hlc.NewClock(nil, time.Minute)
@@ -47,20 +50,32 @@ func TestReadOnlyStoreServesReadsAndReportsWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(New(Options{Contract: c, Regional: st, Node: "t1"}).Handler())
+	hs := httptest.NewServer(New(Options{Contract: c, Regional: st, Node: "t1", Token: "s3cret"}).Handler())
 	defer hs.Close()
 	a := &testAgent{t: t, url: hs.URL, store: st}
+	token := []string{"Authorization", "Bearer s3cret"}
 
-	if code, body := a.call("GET", "/v1/regional/machines/m-1", ""); code != 200 {
+	if code, body := a.call("GET", "/v1/regional/machines/m-1", "", token...); code != 200 {
 		t.Errorf("read: %d %s", code, body)
 	}
-	if code, body := a.call("PUT", "/v1/regional/machines/m-2", strings.ReplaceAll(m1, "m-1", "m-2")); code != 503 || !strings.Contains(body, path) {
+	if code, body := a.call("PUT", "/v1/regional/machines/m-2", strings.ReplaceAll(m1, "m-1", "m-2"), token...); code != 503 || !strings.Contains(body, path) {
 		t.Errorf("write: %d %s, want 503 naming the file", code, body)
 	}
-	if code, body := a.call("GET", "/v1/health", ""); code != 503 || !strings.Contains(body, "writes unavailable") {
-		t.Errorf("health: %d %s", code, body)
+	if code, body := a.call("GET", "/v1/health", "", token...); code != 503 || !strings.Contains(body, "writes unavailable") || !strings.Contains(body, path) {
+		t.Errorf("health with the token: %d %s, want 503 naming the file", code, body)
 	}
-	status := decode[statusBody](t, func() string { _, b := a.call("GET", "/v1/status", ""); return b }())
+	code, body := a.call("GET", "/v1/health", "")
+	if code != 503 || !strings.Contains(body, "writes unavailable") || !strings.Contains(body, "read-only") {
+		t.Errorf("health without the token: %d %s, want 503 saying the store is read-only", code, body)
+	}
+	if strings.Contains(body, filepath.Dir(path)) || strings.Contains(body, "regional.db") {
+		t.Errorf("health without the token names the data directory or file: %s", body)
+	}
+	var h healthBody
+	if err := json.Unmarshal([]byte(body), &h); err != nil || h.Status != "unhealthy" || len(h.Problems) != 1 {
+		t.Errorf("health without the token: %s, want the same shape (%v)", body, err)
+	}
+	status := decode[statusBody](t, func() string { _, b := a.call("GET", "/v1/status", "", token...); return b }())
 	if w := status.Tiers["regional"].Writes; !strings.Contains(w, "read-only") {
 		t.Errorf("status writes: %q", w)
 	}

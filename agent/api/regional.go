@@ -17,7 +17,8 @@ import (
 	"github.com/strata-state/strata/contracts"
 )
 
-// List paging bounds for GET /v1/regional/{table}.
+// List paging bounds for GET /v1/regional/{table} and GET
+// /v1/global/{record}.
 const (
 	defaultListLimit = 100
 	maxListLimit     = 10_000
@@ -145,15 +146,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, sch *contracts.Sche
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, sch *contracts.Schema) {
 	q := r.URL.Query()
-	limit := defaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
-				Message: fmt.Sprintf("limit=%q: want an integer from 1 to %d", v, maxListLimit)})
-			return
-		}
-		limit = n
+	limit, ok := listLimit(w, q.Get("limit"), defaultListLimit)
+	if !ok {
+		return
 	}
 	rows, _, err := s.opts.Regional.List(sch.Name, q.Get("after"), limit+1)
 	if err != nil {
@@ -177,6 +172,21 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, sch *contracts.Sch
 		res.Rows = append(res.Rows, body)
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// listLimit is a list's limit parameter v, or def when v is empty; it
+// answers a bad one itself.
+func listLimit(w http.ResponseWriter, v string, def int) (int, bool) {
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxListLimit {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+			Message: fmt.Sprintf("limit=%q: want an integer from 1 to %d", v, maxListLimit)})
+		return 0, false
+	}
+	return n, true
 }
 
 // readBody reads a request body within the size limit.

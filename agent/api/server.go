@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -212,7 +213,7 @@ func New(opts Options) *Server {
 	if opts.Global != nil {
 		stores["global"] = opts.Global
 	}
-	s.metrics = newMetrics(opts.Registry, stores, opts.Publisher)
+	s.metrics = newMetrics(opts.Registry, stores, s.liveRows, opts.Publisher)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/regional/{table}", s.regionalTable)
@@ -312,7 +313,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(),
 		Tiers: map[string]tierStatus{"regional": {
 			Writes: writesStatus(s.opts.Regional),
-			Rows:   st.Rows, Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
+			Rows:   s.liveRows("regional", st), Seq: st.Seq, Digest: hex.EncodeToString(st.Root[:]), FileBytes: st.FileBytes, Commits: st.Commits,
 		}},
 		Contract: contractStatus{Tables: []string{}, Records: []string{}},
 	}
@@ -324,7 +325,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.opts.Global != nil {
 		gs := s.opts.Global.Stats()
-		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: gs.Rows, Seq: gs.Seq,
+		body.Tiers["global"] = tierStatus{Writes: writesStatus(s.opts.Global), Rows: s.liveRows("global", gs), Seq: gs.Seq,
 			Digest: hex.EncodeToString(gs.Root[:]), FileBytes: gs.FileBytes, Commits: gs.Commits}
 	}
 	for _, rec := range s.opts.Contract.Records() {
@@ -343,6 +344,38 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		body.Problems = append(body.Problems, s.opts.Problems()...)
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// liveRows is the live rows by table of tier's store, whose statistics
+// are st: the store's count of rows that are not tombstones, except for
+// the global tier's record types, whose deletes are live rows with an
+// empty value (see global.DeletedRow): those count their live records
+// only, as the regional counts leave tombstones out.
+func (s *Server) liveRows(tier string, st store.Stats) map[string]int64 {
+	if tier != "global" || s.opts.Global == nil {
+		return st.Rows
+	}
+	rows := make(map[string]int64, len(st.Rows))
+	for table, n := range st.Rows {
+		rows[table] = n
+	}
+	for _, rec := range s.opts.Contract.Records() {
+		var n int
+		var err error
+		if s.opts.Writer != nil {
+			n, err = s.opts.Writer.Live(rec.Name) // follows the store's feed
+		} else {
+			var recs []global.Stored
+			recs, err = global.List(s.opts.Global, rec.Name, "")
+			n = len(recs)
+		}
+		if err != nil {
+			s.opts.Logger.Warn("count the global tier's live records", "record", rec.Name, "err", err)
+			continue // the store's count, deletes included
+		}
+		rows[rec.Name] = int64(n)
+	}
+	return rows
 }
 
 // publisherProblems says what is wrong with the region's publishing.
@@ -443,7 +476,9 @@ type healthBody struct {
 
 // health answers 200 while the agent is alive and its stores commit, 503
 // with the reasons otherwise. With ?ready=1 it also answers 503 until
-// Options.Ready reports the node ready.
+// Options.Ready reports the node ready. It is served without the token;
+// a caller without it learns what is wrong but not where: a store's
+// problem names its file (under data_dir) for callers with the token only.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	var problems []string
 	if r.URL.Query().Get("ready") != "" && s.opts.Ready != nil {
@@ -451,9 +486,14 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 			problems = append(problems, "not ready: "+err.Error())
 		}
 	}
+	full := s.hasToken(r)
 	for _, t := range s.stores() {
 		if err := t.store.Unwritable(); err != nil {
-			problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+			if full {
+				problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %v", t.name, err))
+			} else {
+				problems = append(problems, fmt.Sprintf("%s store: writes unavailable: %s (send the token for the file and what to do)", t.name, unwritableCause(err)))
+			}
 		}
 		if d := t.store.CommitStall(); d > s.opts.CommitStall {
 			problems = append(problems, fmt.Sprintf("%s store: a write has waited %s for the commit loop (limit %s): the store is stuck",
@@ -465,6 +505,20 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, healthBody{Status: "ok"})
+}
+
+// unwritableCause is why a store takes no writes (Store.Unwritable's
+// error), without the file it names.
+func unwritableCause(err error) string {
+	switch {
+	case errors.Is(err, store.ErrCorrupt):
+		return "its data file is damaged"
+	case errors.Is(err, store.ErrReadOnly):
+		return "its data file was opened read-only"
+	case errors.Is(err, store.ErrUnwritable):
+		return "its disk refuses writes (full, over quota or read-only)"
+	}
+	return "the store refuses writes"
 }
 
 // namedStore is one tier's store.

@@ -73,3 +73,47 @@ func TestStatusShowsGlobalTierAndPublisher(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusCountsLiveGlobalRecords: /v1/status and strata_store_rows
+// count a global record type's live records, as they count live regional
+// rows: a deleted record (kept as a signed delete until tombstone_ttl) is
+// not counted, on a gateway's write path and without one.
+func TestStatusCountsLiveGlobalRecords(t *testing.T) {
+	a, w := gatewayAgent(t, Options{})
+	for _, app := range []string{"web", "db", "cache"} {
+		putPlacement(t, a, app)
+	}
+	if code, body := a.call("DELETE", "/v1/global/app_placements/db", ""); code != 200 {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	if code, body := a.call("PUT", "/v1/regional/machines/m-1", m1); code != 200 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	if code, body := a.call("DELETE", "/v1/regional/machines/m-1", ""); code != 200 {
+		t.Fatalf("DELETE: %d %s", code, body)
+	}
+	readOnly := newTestAgent(t, Options{Contract: a.srv.opts.Contract, Global: a.srv.opts.Global})
+	for name, agent := range map[string]*testAgent{"gateway": a, "no write path": readOnly} {
+		_, body := agent.call("GET", "/v1/status", "")
+		st := decode[statusBody](t, body)
+		if got := st.Tiers["global"].Rows["app_placements"]; got != 2 {
+			t.Errorf("%s: status counts %d app_placements, want 2 (web, cache; db deleted): %s", name, got, body)
+		}
+		if got := st.Tiers["regional"].Rows["machines"]; agent == a && got != 0 {
+			t.Errorf("%s: status counts %d machines, want 0 (m-1 deleted)", name, got)
+		}
+		_, body = agent.call("GET", "/metrics", "")
+		if want := `strata_store_rows{table="app_placements",tier="global"} 2`; !strings.Contains(body, want) {
+			t.Errorf("%s: metrics lack %s", name, want)
+		}
+	}
+	// The count follows later writes.
+	putPlacement(t, a, "db")
+	if n, err := w.Live("app_placements"); err != nil || n != 3 {
+		t.Errorf("after db is written again: %d live (%v), want 3", n, err)
+	}
+	_, body := a.call("GET", "/v1/status", "")
+	if got := decode[statusBody](t, body).Tiers["global"].Rows["app_placements"]; got != 3 {
+		t.Errorf("status counts %d app_placements after db is written again, want 3", got)
+	}
+}

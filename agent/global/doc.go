@@ -32,7 +32,10 @@
 // every change a peer sends, after verifying its proof, before the store
 // merges it. Its holdings come from an index of each region's live
 // records, listed once and then kept up to date from the store's change
-// feed, so a write reads only its own record's row.
+// feed, so a write reads only its own record's row. Local writes of one
+// record run one after the other; writes of other records are checked and
+// committed alongside, each counting the records the others in flight add
+// (Writer.Write).
 //
 // # Region identity
 //

@@ -769,3 +769,214 @@ func TestVerifierConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestWritesOfOtherRecordsGoOnDuringACommit: while one write is inside
+// the store's commit (held there by the store's OnCommit hook), writes of
+// other records are checked and answered, and the region's count budget
+// still holds across them: of two new records written meanwhile with one
+// slot left, one is refused at once (counting the record being committed
+// and the other one checked before it). A write of the record being
+// committed waits for that commit and gives up when its context ends,
+// leaving nothing written.
+func TestWritesOfOtherRecordsGoOnDuringACommit(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 2)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once bool
+	w := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{OnCommit: func(_, remote []store.Change) {
+		for _, ch := range remote {
+			if ch.Key == "ord/a" && !once { // the commit loop's goroutine only
+				once = true
+				close(entered)
+				<-release
+			}
+		}
+	}})
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	type outcome struct {
+		key string
+		res []Result
+		err error
+	}
+	write := func(ctx context.Context, key string, value []byte, out chan<- outcome) {
+		res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil)
+		out <- outcome{key, res, err}
+	}
+	within := func(ch <-chan outcome, what string) outcome {
+		t.Helper()
+		select {
+		case o := <-ch:
+			return o
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer within 10s while a write of another record was being committed", what)
+			return outcome{}
+		}
+	}
+
+	aDone := make(chan outcome, 1)
+	go write(ctx, "a", placement("a"), aDone)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write of a never reached the store's commit")
+	}
+
+	// Two new records with one slot left: one is refused at once, the
+	// other waits for the store, behind a.
+	others := make(chan outcome, 2)
+	go write(ctx, "b", placement("b"), others)
+	go write(ctx, "c", placement("c"), others)
+	refused := within(others, "a write of b or c")
+	if refused.err != nil || Reason(refused.res[0].Err) != "budget" {
+		t.Fatalf("first answer, for %s: %v %v; want refused [budget] (a and the other are counted)", refused.key, refused.res, refused.err)
+	}
+
+	// A write of a itself waits for a's commit, and gives up with its
+	// context.
+	cctx, cancel := context.WithCancel(ctx)
+	same := make(chan outcome, 1)
+	go write(cctx, "a", placement("a2"), same)
+	cancel()
+	if o := within(same, "a canceled write of a"); !errors.Is(o.err, context.Canceled) || errors.Is(o.err, store.ErrUnconfirmed) {
+		t.Fatalf("canceled write of a while a was being committed: %v %v; want canceled before reaching the store", o.res, o.err)
+	}
+
+	close(release)
+	released = true
+	for _, o := range []outcome{within(aDone, "the write of a"), within(others, "the accepted one of b and c")} {
+		if o.err != nil || o.res[0].Err != nil {
+			t.Fatalf("write of %s: %v %v", o.key, o.res, o.err)
+		}
+	}
+	got, err := List(w.opts.Store, "app_placements", "ord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("region holds %d records, want 2 (max_per_region)", len(got))
+	}
+	if a, err := Get(w.opts.Store, "app_placements", "ord", "a"); err != nil || !bytes.Equal(a.Value, placement("a")) {
+		t.Fatalf("a is %x %v, want the first write's value (the canceled one wrote nothing)", a.Value, err)
+	}
+	res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: "d", Value: placement("d")}}, nil)
+	if err != nil || Reason(res[0].Err) != "budget" {
+		t.Fatalf("a third record once both committed: %v %v, want refused [budget]", res, err)
+	}
+}
+
+// TestLiveCountsEveryRegionsLiveRecords: Writer.Live counts the live
+// records of every region, regions first seen after the first count
+// included, and not the signed deletes the store keeps.
+func TestLiveCountsEveryRegionsLiveRecords(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord", "ams")
+	now := time.Unix(1_000_000, 0)
+	ord := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{})
+	ams := gatewayNode(t, c, "ams-1", "ams", keys["ams"], trust, &now, store.Options{})
+	write := func(w *Writer, key string, value []byte) {
+		t.Helper()
+		if res, err := w.Write(ctx, []Record{{Name: "app_placements", Key: key, Value: value}}, nil); err != nil || res[0].Err != nil {
+			t.Fatalf("write %s: %v %v", key, res, err)
+		}
+	}
+	deliver := func() {
+		t.Helper()
+		for _, ch := range changes(t, ams, "app_placements") {
+			if err := ord.Accept(ch, "ams-1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, rej, err := ord.opts.Store.Merge(ctx, []store.Change{ch}); err != nil || len(rej) > 0 {
+				t.Fatal(err, rej)
+			}
+		}
+	}
+	live := func(want int, when string) {
+		t.Helper()
+		if n, err := ord.Live("app_placements"); err != nil || n != want {
+			t.Fatalf("%s: %d live records (%v), want %d", when, n, err, want)
+		}
+	}
+	write(ord, "a", placement("a"))
+	write(ord, "b", placement("b"))
+	write(ord, "b", nil)
+	live(1, "ord's a, b deleted")
+	write(ams, "c", placement("c"))
+	write(ams, "d", placement("d"))
+	deliver()
+	live(3, "ams first seen after the first count")
+	write(ams, "c", nil)
+	deliver()
+	write(ord, "b", placement("b"))
+	live(3, "ams's c deleted, ord's b written again")
+	if rows := ord.opts.Store.Stats().Rows["app_placements"]; rows != 4 {
+		t.Fatalf("the store holds %d rows, want 4 (a, b, and ams's c, d: c's delete is a live row)", rows)
+	}
+}
+
+// TestConcurrentWritesKeepTheCountBudget: writers of new records racing
+// each other (batches and single records, some of the same keys) never
+// together exceed max_per_region: exactly that many are accepted, and the
+// store holds them.
+func TestConcurrentWritesKeepTheCountBudget(t *testing.T) {
+	ctx := context.Background()
+	c := contract(t, 10)
+	keys, trust := signers(t, "ord")
+	now := time.Unix(1_000_000, 0)
+	w := gatewayNode(t, c, "ord-1", "ord", keys["ord"], trust, &now, store.Options{})
+	accepted := make(chan string, 64)
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var recs []Record
+			for i := range 1 + g%3 {
+				k := fmt.Sprintf("k-%d", (g*3+i)%10) // k-2, k-3, k-6, k-7, k-8 by two writers
+				recs = append(recs, Record{Name: "app_placements", Key: k, Value: placement(k)})
+			}
+			for range 2 {
+				res, err := w.Write(ctx, recs, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, r := range res {
+					if r.Err == nil {
+						accepted <- recs[i].Key
+					} else if Reason(r.Err) != "budget" {
+						errs <- r.Err
+						return
+					}
+				}
+				for i := range recs {
+					recs[i].Key += "-again"
+					recs[i].Value = placement(recs[i].Key)
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(accepted)
+	distinct := map[string]bool{}
+	for k := range accepted {
+		distinct[k] = true
+	}
+	got, err := List(w.opts.Store, "app_placements", "ord")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(distinct) != 10 || len(got) != 10 {
+		t.Fatalf("%d distinct records accepted, %d stored; want 10 and 10 (max_per_region)", len(distinct), len(got))
+	}
+}

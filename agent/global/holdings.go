@@ -1,7 +1,9 @@
 package global
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -25,6 +27,7 @@ type liveIndex struct {
 type tableIndex struct {
 	seq     uint64
 	regions map[string]map[string]bool // region → record keys
+	all     bool                       // every region is indexed, those that appear later too
 }
 
 func newLiveIndex(st *store.Store) *liveIndex {
@@ -55,6 +58,61 @@ func (x *liveIndex) Holds(name, region, key string) (exists bool, n int, err err
 		exists, n = keys[key], len(keys)
 	})
 	return exists, n, err
+}
+
+// count returns how many live records of type name the store holds, of
+// every region. The first call lists the type's records; later ones
+// follow the feed, as Holds does.
+func (x *liveIndex) count(name string) (int, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ti := x.m[name]
+	if ti != nil {
+		err := x.follow(ti, name, x.st.Seq())
+		if errors.Is(err, store.ErrFeedTrimmed) {
+			ti = nil
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	if ti == nil {
+		ti = &tableIndex{seq: x.st.Seq(), regions: map[string]map[string]bool{}}
+		x.m[name] = ti
+	}
+	if !ti.all {
+		// As in caughtUp: list the regions not indexed yet, then replay
+		// the feed from before the listing.
+		rows, _, err := x.st.List(name, "", 0)
+		if err != nil {
+			return 0, err
+		}
+		fresh := map[string]map[string]bool{}
+		for _, kr := range rows {
+			region, k, ok := SplitStoreKey(kr.Key)
+			if !ok || ti.regions[region] != nil {
+				continue
+			}
+			if fresh[region] == nil {
+				fresh[region] = map[string]bool{}
+			}
+			if live(kr.Row) {
+				fresh[region][k] = true
+			}
+		}
+		for region, keys := range fresh {
+			ti.regions[region] = keys
+		}
+		ti.all = true
+		if err := x.follow(ti, name, x.st.Seq()); err != nil {
+			delete(x.m, name)
+			return 0, err
+		}
+	}
+	n := 0
+	for _, keys := range ti.regions {
+		n += len(keys)
+	}
+	return n, nil
 }
 
 // caughtUp returns the index of type name brought up to the store's last
@@ -109,6 +167,10 @@ func (x *liveIndex) follow(ti *tableIndex, name string, head uint64) error {
 		for _, ev := range evs {
 			region, k, ok := SplitStoreKey(ev.Key)
 			keys := ti.regions[region]
+			if ok && keys == nil && ti.all {
+				keys = map[string]bool{}
+				ti.regions[region] = keys
+			}
 			switch {
 			case !ok || keys == nil:
 			case live(ev.Row):
@@ -141,11 +203,15 @@ func live(row store.Row) bool {
 	return len(f.Value) > 0
 }
 
-// receivedHoldings are a receiver's holdings: the store's, plus the new
-// records accepted but not yet merged (the tier checks a whole message,
-// then merges it). pending entries are dropped once the store holds them,
-// or after pendingTTL (a change accepted, then refused by the store).
-type receivedHoldings struct {
+// pendingHoldings are holdings that run ahead of the store: the store's,
+// plus new records accepted but not yet merged. A receiver keeps one for
+// the changes peers send (the tier checks a whole message, then merges
+// it); a writer keeps one for its own writes between their check and
+// their commit, so that writes checked meanwhile count them against
+// max_per_region. pending entries are dropped once the store holds them,
+// when their writer drops them, or after pendingTTL (a change accepted,
+// then refused by the store, or a write whose commit was not confirmed).
+type pendingHoldings struct {
 	index   *liveIndex
 	now     func() time.Time
 	mu      sync.Mutex
@@ -155,27 +221,35 @@ type receivedHoldings struct {
 
 const pendingTTL = time.Minute
 
-func newReceivedHoldings(x *liveIndex, now func() time.Time) *receivedHoldings {
-	return &receivedHoldings{index: x, now: now, pending: map[[2]string]map[string]time.Time{}, pruned: map[[2]string]uint64{}}
+func newPendingHoldings(x *liveIndex, now func() time.Time) *pendingHoldings {
+	return &pendingHoldings{index: x, now: now, pending: map[[2]string]map[string]time.Time{}, pruned: map[[2]string]uint64{}}
 }
 
 // add records an accepted change to a record the store does not hold yet.
-// h.mu is held.
-func (h *receivedHoldings) add(name, region, key string, at time.Time) error {
+// It reports whether the record was not pending before. h.mu is held.
+func (h *pendingHoldings) add(name, region, key string, at time.Time) (added bool, err error) {
 	nr := [2]string{name, region}
-	return h.index.view(name, region, func(keys map[string]bool, _ uint64) {
+	err = h.index.view(name, region, func(keys map[string]bool, _ uint64) {
 		if keys[key] {
 			return
 		}
 		if h.pending[nr] == nil {
 			h.pending[nr] = map[string]time.Time{}
 		}
+		_, was := h.pending[nr][key]
 		h.pending[nr][key] = at
+		added = !was
 	})
+	return added, err
+}
+
+// drop forgets a pending record. h.mu is held.
+func (h *pendingHoldings) drop(name, region, key string) {
+	delete(h.pending[[2]string{name, region}], key)
 }
 
 // Holds is the store's holdings plus the pending records. h.mu is held.
-func (h *receivedHoldings) Holds(name, region, key string) (exists bool, n int, err error) {
+func (h *pendingHoldings) Holds(name, region, key string) (exists bool, n int, err error) {
 	nr := [2]string{name, region}
 	err = h.index.view(name, region, func(keys map[string]bool, seq uint64) {
 		pending := h.pending[nr]
@@ -193,4 +267,57 @@ func (h *receivedHoldings) Holds(name, region, key string) (exists bool, n int, 
 		exists, n = keys[key] || isPending, len(keys)+len(pending)
 	})
 	return exists, n, err
+}
+
+// keyClaims are the records this node's writes are writing. A write
+// claims all its records at once before it checks them, and keeps them
+// until the store has answered its commit: writes of one record are
+// checked and committed one after the other (each reads the causal length
+// the one before left), while writes of other records are checked and
+// committed alongside, in the store's group commits. Claiming all at once
+// or none keeps two batches from each holding a record the other waits
+// for. It is safe for concurrent use.
+type keyClaims struct {
+	mu   sync.Mutex
+	held map[[3]string]chan struct{} // (name, region, key) → closed on release
+}
+
+// claim waits until none of ids is claimed, then claims them all. It
+// gives up when ctx ends, claiming nothing. The caller calls release
+// once its write is done.
+func (c *keyClaims) claim(ctx context.Context, ids [][3]string) (release func(), err error) {
+	for {
+		c.mu.Lock()
+		var busy chan struct{}
+		for _, id := range ids {
+			if ch, ok := c.held[id]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			if c.held == nil {
+				c.held = map[[3]string]chan struct{}{}
+			}
+			done := make(chan struct{})
+			for _, id := range ids {
+				c.held[id] = done
+			}
+			c.mu.Unlock()
+			return func() {
+				c.mu.Lock()
+				for _, id := range ids {
+					delete(c.held, id)
+				}
+				c.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("global: waiting for an earlier write of the same record: %w", ctx.Err())
+		}
+	}
 }

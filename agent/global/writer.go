@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,9 +53,13 @@ type Writer struct {
 	budgets  *Budgets // this node's writes
 	received *Budgets // changes from peers
 	index    *liveIndex
-	held     *receivedHoldings
-
-	mu sync.Mutex // serialises local writes: read causal length, then merge
+	held     *pendingHoldings // changes received, accepted, not yet merged
+	// local is this node's writes between their check and their commit:
+	// its mu is held while a write is checked, so that each write's count
+	// budget sees the records of the writes checked before it, committed
+	// or not. The commit itself runs without it.
+	local  *pendingHoldings
+	claims keyClaims // the records writes are writing, until their commit
 
 	rejected         *prometheus.CounterVec
 	receivedRejected *prometheus.CounterVec
@@ -73,7 +76,7 @@ func NewWriter(opts Options) *Writer {
 	index := newLiveIndex(opts.Store)
 	w := &Writer{opts: opts, node: store.NodeIDOf(opts.Node),
 		budgets: NewBudgets(opts.Rate, opts.Burst), received: NewBudgets(opts.Rate, opts.Burst),
-		index: index, held: newReceivedHoldings(index, opts.Now)}
+		index: index, held: newPendingHoldings(index, opts.Now), local: newPendingHoldings(index, opts.Now)}
 	if opts.Trust != nil {
 		w.verifier = NewVerifier(opts.Trust)
 	}
@@ -89,6 +92,12 @@ func NewWriter(opts Options) *Writer {
 
 // Enforced reports whether this node checks region identity.
 func (w *Writer) Enforced() bool { return w.verifier != nil }
+
+// Live returns how many live records of type name the global store
+// holds, of every region: the store's row count without the signed
+// deletes it keeps until tombstone_ttl. It reads the store's change feed
+// since the last call, not every record.
+func (w *Writer) Live(name string) (int, error) { return w.index.count(name) }
 
 // Region is the region this node writes for.
 func (w *Writer) Region() string { return w.opts.Region }
@@ -106,23 +115,61 @@ type Result struct {
 // Write checks writes of this node's region through the pipeline (see
 // Batch.Check), signs those accepted and applies them in one transaction.
 // It returns the outcome of each write, and the error of applying (then
-// nothing was written).
+// nothing was written, or, with store.ErrUnconfirmed, the outcome is not
+// known).
+//
+// Writes of the same record run one after the other: a write first waits
+// until no other write holds any of its records (giving up when ctx
+// ends), so that its check and the causal length it reads are not raced.
+// Writes of other records are checked meanwhile and commit alongside it;
+// they count the records it adds against max_per_region from its check
+// on, so concurrent writes never exceed the budget together.
 //
 // It reads each record's row once, for the causal length of its write;
 // the count budget comes from an index of the region's live records kept
 // up to date from the store's change feed, not from a scan per write.
 func (w *Writer) Write(ctx context.Context, recs []Record, leaks *contracts.LeakSet) ([]Result, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	ids := make([][3]string, len(recs))
+	for i, r := range recs {
+		ids[i] = [3]string{r.Name, w.opts.Region, r.Key}
+	}
+	release, err := w.claims.claim(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	res, accepted, added, err := w.check(recs, leaks)
+	if err != nil {
+		return nil, err
+	}
+	err = w.applyNew(ctx, res, accepted)
+	// A write whose outcome is unknown keeps its place in the count until
+	// the store holds it or pendingTTL passes.
+	if !errors.Is(err, store.ErrUnconfirmed) && len(added) > 0 {
+		w.local.mu.Lock()
+		for _, r := range added {
+			w.local.drop(r.Name, r.Region, r.Key)
+		}
+		w.local.mu.Unlock()
+	}
+	return res, err
+}
+
+// check runs recs through the pipeline, against the store's holdings and
+// the writes checked before and not yet committed, and adds the new
+// records it accepts to those. It returns each write's outcome so far,
+// the accepted records, and those it added.
+func (w *Writer) check(recs []Record, leaks *contracts.LeakSet) (res []Result, accepted, added []Record, err error) {
+	w.local.mu.Lock()
+	defer w.local.mu.Unlock()
 	now := w.opts.Now()
-	b := &Batch{Contract: w.opts.Contract, Holdings: w.index, Budgets: w.budgets, Leaks: leaks, Now: now}
-	res := make([]Result, len(recs))
-	var accepted []Stored
+	b := &Batch{Contract: w.opts.Contract, Holdings: w.local, Budgets: w.budgets, Leaks: leaks, Now: now}
+	res = make([]Result, len(recs))
 	for i, r := range recs {
 		r.Region = w.opts.Region
 		if r.Deleted() {
 			if exists, _, err := b.Holdings.Holds(r.Name, r.Region, r.Key); err != nil {
-				return nil, err
+				return nil, nil, nil, err
 			} else if live, seen := b.live[[3]string{r.Name, r.Region, r.Key}]; !exists && !(seen && live) {
 				res[i].Err = &store.NotFoundError{Table: r.Name, Key: r.StoreKey()}
 				continue
@@ -138,28 +185,63 @@ func (w *Writer) Write(ctx context.Context, recs []Record, leaks *contracts.Leak
 			w.rejected.WithLabelValues(r.Name, reason).Inc()
 			continue
 		}
-		s, err := w.stamped(r)
+		accepted = append(accepted, r)
+	}
+	// Only now, so that the batch does not count its own records twice
+	// (Batch counts them as it goes).
+	for _, r := range accepted {
+		if r.Deleted() {
+			continue
+		}
+		ok, err := w.local.add(r.Name, r.Region, r.Key, now)
 		if err != nil {
-			return nil, err
+			for _, a := range added {
+				w.local.drop(a.Name, a.Region, a.Key)
+			}
+			return nil, nil, nil, err
+		}
+		if ok {
+			added = append(added, r)
+		}
+	}
+	return res, accepted, added, nil
+}
+
+// applyNew stamps the accepted records, in the order of recs, sets their
+// stamps in res and applies them. The caller holds their claims.
+func (w *Writer) applyNew(ctx context.Context, res []Result, accepted []Record) error {
+	out := make([]Stored, 0, len(accepted))
+	for i := range res {
+		if res[i].Err != nil {
+			continue
+		}
+		s, err := w.stamped(accepted[len(out)])
+		if err != nil {
+			return err
 		}
 		res[i].Stamp = s.Stamp
-		accepted = append(accepted, s)
+		out = append(out, s)
 	}
-	return res, w.apply(ctx, accepted)
+	return w.apply(ctx, out)
 }
 
 // Beat writes this region's heartbeat.
 func (w *Writer) Beat(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	s, err := w.stamped(Record{Name: HeartbeatTable, Region: w.opts.Region, Key: w.opts.Region, Value: []byte(w.opts.Node)})
+	r := Record{Name: HeartbeatTable, Region: w.opts.Region, Key: w.opts.Region, Value: []byte(w.opts.Node)}
+	release, err := w.claims.claim(ctx, [][3]string{{r.Name, r.Region, r.Key}})
+	if err != nil {
+		return err
+	}
+	defer release()
+	s, err := w.stamped(r)
 	if err != nil {
 		return err
 	}
 	return w.apply(ctx, []Stored{s})
 }
 
-// stamped gives r the causal length and stamp of its write. w.mu is held.
+// stamped gives r the causal length and stamp of its write. The caller
+// holds r's claim.
 func (w *Writer) stamped(r Record) (Stored, error) {
 	cur, err := w.opts.Store.GetAny(r.Name, r.StoreKey())
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -173,7 +255,8 @@ func (w *Writer) stamped(r Record) (Stored, error) {
 }
 
 // apply signs and merges recs. The store reports them to the tier like
-// changes from a peer, so they are gossiped. w.mu is held.
+// changes from a peer, so they are gossiped. The caller holds their
+// claims.
 func (w *Writer) apply(ctx context.Context, recs []Stored) error {
 	if len(recs) == 0 {
 		return nil
@@ -268,7 +351,8 @@ func (w *Writer) accept(ch store.Change) error {
 		return err
 	}
 	if !s.Deleted() {
-		return w.held.add(s.Name, s.Region, s.Key, now)
+		_, err := w.held.add(s.Name, s.Region, s.Key, now)
+		return err
 	}
 	return nil
 }
