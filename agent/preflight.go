@@ -6,12 +6,15 @@ import (
 
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/global"
 )
 
 // CheckFiles reads every file the configuration names that New would
-// read at start-up besides the contract — the API token file and the
-// tiers' keyrings — and returns every problem found, not just the first,
-// each naming the key and the file. `strata agent --check` reports them.
+// read at start-up besides the contract — the API token file, the tiers'
+// keyrings, a gateway's region_key and trusted_regions, and
+// api.trusted_regions — and returns every problem found, not just the
+// first, each naming the key and the file. `strata agent --check` reports
+// them.
 func CheckFiles(cfg *config.Config) error {
 	var errs []error
 	if _, err := readToken(cfg.API.TokenFile); err != nil {
@@ -24,6 +27,38 @@ func CheckFiles(cfg *config.Config) error {
 		if _, err := cluster.LoadKeyring(cfg.Global.Keyring); err != nil {
 			errs = append(errs, fmt.Errorf("global.keyring: %w", err))
 		}
+		if err := checkRegionKeys(cfg.Global, cfg.Regional.Region); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.API.TrustedRegions != "" {
+		if _, err := global.LoadTrust(cfg.API.TrustedRegions); err != nil {
+			errs = append(errs, fmt.Errorf("api.trusted_regions: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkRegionKeys reads [global] region_key and trusted_regions as
+// start-up does (loadRegionKeys), but reports a problem in each file, not
+// only in the first: the two files are checked against each other only
+// when both load.
+func checkRegionKeys(g *config.Global, region string) error {
+	if g.RegionKey == "" && g.TrustedRegions == "" {
+		return nil
+	}
+	_, keyErr := global.LoadSigner(g.RegionKey)
+	_, trustErr := global.LoadTrust(g.TrustedRegions)
+	if keyErr == nil && trustErr == nil {
+		_, _, err := loadRegionKeys(g, region)
+		return err
+	}
+	var errs []error
+	if keyErr != nil {
+		errs = append(errs, fmt.Errorf("global.region_key: %w", keyErr))
+	}
+	if trustErr != nil {
+		errs = append(errs, fmt.Errorf("global.trusted_regions: %w", trustErr))
 	}
 	return errors.Join(errs...)
 }
