@@ -7,6 +7,8 @@ import (
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
 	"github.com/strata-state/strata/agent/global"
+	"github.com/strata-state/strata/contracts"
+	"github.com/strata-state/strata/contracts/check"
 )
 
 // CheckFiles reads every file the configuration names that New would
@@ -72,3 +74,15 @@ const reducerNotLoaded = "reducer not loaded: the agent runs on without it by de
 	"what it published before stays as it was; " +
 	"/v1/health still answers ok (it reports liveness), while GET /v1/reducers shows the reducer with its last_error; " +
 	"fix it, check with strata agent --check, and restart"
+
+// reducerConfigError checks a reducer's inputs and outputs against the
+// contract, as `strata agent --check` and `strata contract check --config`
+// do (check.ReducerConfig): nil when every input is a table and every
+// output a record, else each problem with its fix.
+func reducerConfigError(c *contracts.Contract, rc config.Reducer) error {
+	var errs []error
+	for _, f := range check.ReducerConfig(c, []check.Reducer{{Name: rc.Name, Source: rc.Source, Wasm: rc.Wasm, Inputs: rc.Inputs, Outputs: rc.Outputs}}) {
+		errs = append(errs, fmt.Errorf("%s (fix: %s)", f.Message, f.Hint))
+	}
+	return errors.Join(errs...)
+}
