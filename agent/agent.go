@@ -423,11 +423,21 @@ func (a *Agent) startGateway(ctx context.Context, clock *hlc.Clock, reg *prometh
 			owner[out] = rc.Name
 		}
 	}
-	// A reducer that does not load (not Wasm, wrong ABI, a source dir that
-	// does not build) is reported and left out; the others run.
+	// A reducer that does not load (inputs or outputs not in the contract,
+	// not Wasm, wrong ABI, a source dir that does not build) is reported
+	// and left out; the others run.
 	var failed []reducer.Status
 	var jobs []publish.Job
 	for _, rc := range cfg.Reducers {
+		// A typo in inputs or outputs would fail every run: it is
+		// reported as `strata agent --check` reports it, did-you-mean
+		// and fix included, and the reducer is not loaded.
+		if err := reducerConfigError(a.contract, rc); err != nil {
+			a.log.Error(reducerNotLoaded, "reducer", rc.Name, "err", err)
+			failed = append(failed, reducer.Status{Name: rc.Name, Inputs: rc.Inputs, Outputs: rc.Outputs,
+				LastError: &reducer.ErrorStatus{At: time.Now().UTC(), Kind: "config", Message: err.Error()}})
+			continue
+		}
 		r, err := a.host.Load(ctx, reducer.ConfigFrom(rc, ""))
 		if err != nil {
 			a.log.Error(reducerNotLoaded, "reducer", rc.Name, "err", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-state/strata/agent/cluster"
 	"github.com/strata-state/strata/agent/config"
+	"github.com/strata-state/strata/agent/global"
 )
 
 // reloadState is what Reload keeps between reloads.
@@ -30,8 +31,11 @@ type ReloadReport struct {
 	// NeedRestart are the changed settings that take effect only at the
 	// next start.
 	NeedRestart []string
-	// Errors are the reloadable settings that could not be applied; the
-	// previous value stays in effect for each.
+	// Errors are the reloadable settings that could not be applied (the
+	// previous value stays in effect for each), and the changed files
+	// that need a restart but would not load at the next start (a new
+	// keyring path, region_key, trusted_regions): the agent would not
+	// start on them.
 	Errors []error
 }
 
@@ -46,7 +50,9 @@ var reloadable = []string{"log_level", "api.token_file", "api.public_metrics", "
 // the keyring files; a new primary key is used only when every alive
 // member of the tier holds it). Everything else that differs from the
 // running configuration, reducers included, is listed as needing a
-// restart. A setting that fails to apply keeps its previous value. The
+// restart; a changed file among those (a new keyring path, region_key,
+// trusted_regions) is read, and one that would not load is reported as an
+// error. A setting that fails to apply keeps its previous value. The
 // agent logs the report; `strata agent` calls Reload on SIGHUP.
 func (a *Agent) Reload(cfg *config.Config) ReloadReport {
 	a.reloadMu.Lock()
@@ -95,6 +101,9 @@ func (a *Agent) Reload(cfg *config.Config) ReloadReport {
 		}
 		if oldPath != newPath {
 			r.NeedRestart = append(r.NeedRestart, key)
+			if _, err := cluster.LoadKeyring(newPath); err != nil {
+				r.Errors = append(r.Errors, fmt.Errorf("%s (needs a restart, which would fail): %w", key, err))
+			}
 			return
 		}
 		keys, err := cluster.LoadKeyring(newPath)
@@ -113,6 +122,22 @@ func (a *Agent) Reload(cfg *config.Config) ReloadReport {
 	reloadKeys("regional.keyring", running.Regional.Keyring, cfg.Regional.Keyring, a.tier)
 	if running.Global != nil && cfg.Global != nil {
 		reloadKeys("global.keyring", running.Global.Keyring, cfg.Global.Keyring, a.globalTier)
+	} else if running.Global == nil && cfg.Global != nil {
+		if _, err := cluster.LoadKeyring(cfg.Global.Keyring); err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("global.keyring (needs a restart, which would fail): %w", err))
+		}
+	}
+	// Files that need a restart are read now, so that a mistake shows at
+	// the reload rather than as an agent that does not start.
+	if g := cfg.Global; g != nil && (running.Global == nil || g.RegionKey != running.Global.RegionKey || g.TrustedRegions != running.Global.TrustedRegions) {
+		if err := checkRegionKeys(g, cfg.Regional.Region); err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("needs a restart, which would fail: %w", err))
+		}
+	}
+	if p := cfg.API.TrustedRegions; p != "" && p != running.API.TrustedRegions {
+		if _, err := global.LoadTrust(p); err != nil {
+			r.Errors = append(r.Errors, fmt.Errorf("api.trusted_regions (needs a restart, which would fail): %w", err))
+		}
 	}
 	a.running = &next
 	slices.Sort(r.NeedRestart)
@@ -120,7 +145,7 @@ func (a *Agent) Reload(cfg *config.Config) ReloadReport {
 
 	args := []any{"applied", r.Applied, "restart_needed", r.NeedRestart}
 	if err := errors.Join(r.Errors...); err != nil {
-		a.log.Error("configuration reloaded with errors (those settings keep their previous value)", append(args, "err", err)...)
+		a.log.Error("configuration reloaded with errors (a reloadable setting keeps its previous value; a file that needs a restart would stop the next start)", append(args, "err", err)...)
 	} else {
 		a.log.Info("configuration reloaded", args...)
 	}

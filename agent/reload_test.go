@@ -127,4 +127,36 @@ sync_interval = "3s"`, 1)
 	if _, err := api.NewClient(a.Addr(), "").Status(ctx); err == nil {
 		t.Error("a reload without token_file turned authentication off")
 	}
+
+	// A keyring path that changed needs a restart; a new file that would
+	// not load is an error now, not an agent that does not start later.
+	write("next.key", "not base64!\n")
+	moved, err := config.Load(write("agent-moved-key.toml", strings.Replace(conf, `keyring = "regional.key"`, `keyring = "next.key"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = a.Reload(moved)
+	if !slices.Contains(r.NeedRestart, "regional.keyring") {
+		t.Errorf("reload with a new keyring path: %+v, want regional.keyring among what needs a restart", r)
+	}
+	if len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "regional.keyring (needs a restart, which would fail): keyring "+filepath.Join(dir, "next.key")+":1: not base64") {
+		t.Errorf("reload with a new keyring path to a bad file: errors %v, want one naming regional.keyring and the file", r.Errors)
+	}
+	if info, _ := a.Tier().Keys(); info.Primary != cluster.Fingerprint(newKey) || len(info.Keys) != 2 {
+		t.Errorf("a keyring path change changed the keys in effect: %+v", info)
+	}
+	write("next.key", b64(newKey)+"\n")
+	if r := a.Reload(moved); len(r.Errors) != 0 || !slices.Contains(r.NeedRestart, "regional.keyring") {
+		t.Errorf("reload with a new keyring path to a good file: %+v, want no error and regional.keyring needing a restart", r)
+	}
+	// So does a new api.trusted_regions that would not load.
+	write("regions.pub", "ord\n")
+	trusting, err := config.Load(write("agent-trust.toml", strings.Replace(conf, `token_file = "token"`, `token_file = "token"
+trusted_regions = "regions.pub"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Reload(trusting); len(r.Errors) != 1 || !strings.Contains(r.Errors[0].Error(), "api.trusted_regions (needs a restart, which would fail): global: bad key file: "+filepath.Join(dir, "regions.pub")+":1") {
+		t.Errorf("reload with a bad new api.trusted_regions: %+v, want one error naming it", r)
+	}
 }

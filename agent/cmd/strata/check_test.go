@@ -76,3 +76,75 @@ outputs = ["app_placements"]
 		t.Errorf("a failed check printed the configuration:\n%s", out)
 	}
 }
+
+// TestAgentCheckReadsRegionKeys: `strata agent --check` reads a gateway's
+// region_key and trusted_regions files, and api.trusted_regions, as
+// start-up does, and reports a problem in each file in the same run: a
+// missing region key and a trusted_regions line that is not a key, then
+// (both files good) a trusted_regions that does not list the region key.
+func TestAgentCheckReadsRegionKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("regions.pub", "# regions\nord not-a-key\n")
+	write("api-regions.pub", "ord\n")
+	conf := func(trusted string) string {
+		return `node = "n-1"
+data_dir = "data"
+
+[contracts]
+dir = "` + filepath.ToSlash(mustAbs(t, "../../../contracts")) + `"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+
+[regional]
+region = "ord"
+
+[global]
+region_key = "ord.key"
+trusted_regions = "` + trusted + `"
+`
+	}
+	write("gateway.toml", conf("regions.pub"))
+	_, err := runStrata(t, "agent", "--check", "--config", filepath.Join(dir, "gateway.toml"))
+	if err == nil {
+		t.Fatal("agent --check passed a missing region_key and a bad trusted_regions")
+	}
+	for _, want := range []string{
+		"global.region_key: open " + filepath.Join(dir, "ord.key") + ": no such file",
+		"global.trusted_regions: global: bad key file: " + filepath.Join(dir, "regions.pub") + ":2: the key of region ord",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("agent --check error lacks %q:\n%v", want, err)
+		}
+	}
+
+	// Both files load, but trusted_regions lacks the region key's line.
+	if out, err := runStrata(t, "keys", "gen-region", "ord", "-o", filepath.Join(dir, "ord.key")); err != nil {
+		t.Fatalf("keys gen-region: %v\n%s", err, out)
+	}
+	write("other.pub", "# another deployment's key\n")
+	write("gateway.toml", conf("other.pub"))
+	_, err = runStrata(t, "agent", "--check", "--config", filepath.Join(dir, "gateway.toml"))
+	if err == nil || !strings.Contains(err.Error(), "global.trusted_regions: "+filepath.Join(dir, "other.pub")+" does not list the public key of global.region_key") {
+		t.Errorf("agent --check with a trusted_regions that lacks the region key: %v", err)
+	}
+
+	// A node that is not a gateway: api.trusted_regions.
+	write("node.toml", `node = "n-2"
+[contracts]
+dir = "`+filepath.ToSlash(mustAbs(t, "../../../contracts"))+`"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+[regional]
+region = "ord"
+[api]
+trusted_regions = "api-regions.pub"
+`)
+	_, err = runStrata(t, "agent", "--check", "--config", filepath.Join(dir, "node.toml"))
+	if err == nil || !strings.Contains(err.Error(), "api.trusted_regions: global: bad key file: "+filepath.Join(dir, "api-regions.pub")+":1:") {
+		t.Errorf("agent --check with a bad api.trusted_regions: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,8 +40,11 @@ every member. The command reaches each member through the API address the
 member advertises (strata members), with this command's --token: every
 member's API must be reachable from here and accept the token. A member
 whose API listens on loopback on another host cannot be reached: rotate
-refuses before changing anything. Members that are not alive are not
-changed: add the new key to their keyring file before they restart.`,
+refuses before changing anything. Members that are not alive (dead,
+suspect) or that left the tier do not block the rotation and are not
+changed: the command names them, before the first step and at the end,
+and each needs the new key (strata keys add on it, or in its keyring
+file before it starts) to rejoin the tier.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 1 || len(args) > 2 {
 				return usageError{fmt.Errorf("rotate takes TIER and, unless --key-file is given, KEY or - (usage: strata keys %s)", cmd.Use)}
@@ -72,15 +76,7 @@ func rotateKey(ctx context.Context, out io.Writer, f *clientFlags, tier string, 
 	if !ok {
 		return usageError{fmt.Errorf("the agent at %s has no %q tier", f.addr, tier)}
 	}
-	var alive []client.Member
-	var away []string
-	for _, m := range members {
-		if m.State == "alive" {
-			alive = append(alive, m)
-		} else if m.State != "left" {
-			away = append(away, m.Name)
-		}
-	}
+	alive, away, left := splitMembers(members)
 	if err := reachable(alive); err != nil {
 		return err
 	}
@@ -89,6 +85,12 @@ func rotateKey(ctx context.Context, out io.Writer, f *clientFlags, tier string, 
 	memberClient := func(m client.Member) *client.Client { return client.New(m.API, f.apiToken()) }
 
 	fmt.Fprintf(out, "rotating the %s tier to key %s on %d alive members\n", tier, fp, len(alive))
+	if len(away) > 0 {
+		fmt.Fprintf(out, "not alive, not changed: %s: if one is running behind a partition, it cannot rejoin once the old key is removed: run strata keys add on it, or put the new key in its keyring file before it restarts\n", strings.Join(away, ", "))
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(out, "left the tier, not changed: %s: put the new key in its keyring file before it starts again\n", strings.Join(left, ", "))
+	}
 	for _, m := range alive {
 		if _, err := memberClient(m).ChangeKeyWith(ctx, tier, "add", kc); err != nil {
 			return fmt.Errorf("add on %s (%s): %w; nothing encrypts with the new key yet: fix and run rotate again", m.Name, m.API, err)
@@ -120,10 +122,35 @@ func rotateKey(ctx context.Context, out io.Writer, f *clientFlags, tier string, 
 		}
 	}
 	fmt.Fprintf(out, "done: every alive member of the %s tier holds and uses only key %s\n", tier, fp)
-	if len(away) > 0 {
-		fmt.Fprintf(out, "not alive, not changed: %v: put the new key in their keyring file before they restart, or they cannot rejoin\n", away)
+	notChanged := slices.Clone(away)
+	for _, name := range left {
+		notChanged = append(notChanged, name+" (left)")
+	}
+	if len(notChanged) > 0 {
+		fmt.Fprintf(out, "not changed: %s: each needs the new key (strata keys add on it, or its keyring file) to rejoin\n", strings.Join(notChanged, ", "))
 	}
 	return nil
+}
+
+// splitMembers sorts a tier's members for a rotation, as Consul's keyring
+// operations do: the alive members are rotated; members that are not
+// alive (dead: failed or cut off; suspect) do not block the rotation but
+// are named, with their state, before and after it, since one still
+// running behind a partition cannot rejoin without the new key; members
+// that left the tier gracefully do not block it either and are named
+// apart, since they are gone until restarted.
+func splitMembers(members []client.Member) (alive []client.Member, away, left []string) {
+	for _, m := range members {
+		switch m.State {
+		case "alive":
+			alive = append(alive, m)
+		case "left":
+			left = append(left, m.Name)
+		default:
+			away = append(away, m.Name+" ("+m.State+")")
+		}
+	}
+	return alive, away, left
 }
 
 // retryUse makes the key primary on one member, retrying while the member

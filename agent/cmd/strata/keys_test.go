@@ -15,8 +15,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/strata-state/strata/agent"
 	"github.com/strata-state/strata/agent/api"
@@ -32,11 +35,19 @@ import (
 type keyedAgent struct {
 	a    *agent.Agent
 	name string
+	addr string // the regional tier's gossip address
+	stop func() // stops the agent as SIGTERM does (it leaves its tiers)
 }
 
 // startKeyedRegion starts n agents (real memberlist on loopback, real
 // HTTP) sharing the keyring key, joined into one region.
 func startKeyedRegion(t *testing.T, n int, key []byte) []*keyedAgent {
+	return startKeyedRegionOn(t, n, key, nil)
+}
+
+// startKeyedRegionOn is startKeyedRegion with the regional tiers on the
+// faulty network faults (nil: the plain loopback network).
+func startKeyedRegionOn(t *testing.T, n int, key []byte, faults *cluster.Faults) []*keyedAgent {
 	t.Helper()
 	var out []*keyedAgent
 	var join string
@@ -67,17 +78,24 @@ addr = "127.0.0.1:0"
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		a, err := agent.New(ctx, cfg, agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ContractFS: contracts.Example})
+		opts := agent.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), ContractFS: contracts.Example}
+		if faults != nil {
+			opts.Transport = func(tier string) (memberlist.NodeAwareTransport, error) {
+				return cluster.NewFaultTransport(faults)
+			}
+		}
+		a, err := agent.New(ctx, cfg, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- a.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		stop := sync.OnceFunc(func() { cancel(); <-done })
+		t.Cleanup(stop)
 		if i == 0 {
 			join = fmt.Sprintf("%q", a.Tier().Addr())
 		}
-		out = append(out, &keyedAgent{a: a, name: name})
+		out = append(out, &keyedAgent{a: a, name: name, addr: a.Tier().Addr(), stop: stop})
 	}
 	waitfor.Until(t, 15*time.Second, "every agent sees the region's members alive", func() error {
 		for _, k := range out {
@@ -234,4 +252,58 @@ func TestKeyFileDashReadsStdin(t *testing.T) {
 	if !slices.Contains(info.Keys, cluster.Fingerprint(newK)) {
 		t.Errorf("after keys add --key-file -, the tier holds %v, not the piped key %s", info.Keys, cluster.Fingerprint(newK))
 	}
+}
+
+// TestKeysRotateNamesMembersItCannotChange: over four real agents, one
+// stopped (its peers list it as left) and one cut off by a partition
+// (dead to the others, still running), `keys rotate` on the first is not
+// blocked by either: it rotates the two alive members, leaves the others
+// unchanged, and names both, with their state, before its first step and
+// at the end.
+func TestKeysRotateNamesMembersItCannotChange(t *testing.T) {
+	faults := cluster.NewFaults()
+	oldKey, newK := newKey(t), newKey(t)
+	as := startKeyedRegionOn(t, 4, oldKey, faults)
+	as[3].stop()
+	faults.Partition([]string{as[2].addr}, []string{as[0].addr, as[1].addr})
+	waitfor.Until(t, 20*time.Second, "k1 and k2 see k3 dead and k4 left", func() error {
+		for _, k := range as[:2] {
+			if got := fmt.Sprint(memberStates(k.a.Tier().Members())); got != "[k1=alive k2=alive k3=dead k4=left]" {
+				return fmt.Errorf("%s sees %s", k.name, got)
+			}
+		}
+		return nil
+	})
+	keyFile := filepath.Join(t.TempDir(), "new.key")
+	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(newK)+"\n"), 0o600)
+
+	out, err := runStrata(t, "--addr", as[0].a.Addr(), "keys", "rotate", "regional", "--key-file", keyFile, "--timeout", "30s")
+	if err != nil {
+		t.Fatalf("keys rotate with a dead and a left member: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"on 2 alive members\nnot alive, not changed: k3 (dead): ",
+		"\nleft the tier, not changed: k4: ",
+		"\nnot changed: k3 (dead), k4 (left): each needs the new key",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keys rotate output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, k := range as[:2] {
+		if info, _ := k.a.Tier().Keys(); info.Primary != cluster.Fingerprint(newK) || len(info.Keys) != 1 {
+			t.Errorf("%s after rotate: %+v, want only %s", k.name, info, cluster.Fingerprint(newK))
+		}
+	}
+	if info, _ := as[2].a.Tier().Keys(); info.Primary != cluster.Fingerprint(oldKey) || len(info.Keys) != 1 {
+		t.Errorf("rotate changed k3, which the others see dead: %+v", info)
+	}
+}
+
+func memberStates(ms []cluster.Member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name+"="+m.State)
+	}
+	return out
 }

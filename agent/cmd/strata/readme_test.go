@@ -93,3 +93,33 @@ func TestSDKReadme(t *testing.T) {
 		t.Errorf("strata reducer test:\n%s", out)
 	}
 }
+
+// TestDocsGoVersion: the Go version README.md and sdk/README.md ask for
+// is the one go.mod needs (sdk/README.md once said 1.24 while the module
+// needed 1.26).
+func TestDocsGoVersion(t *testing.T) {
+	gomod, err := os.ReadFile("../../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("go.mod has no go directive")
+	}
+	want := "Go " + string(m[1])
+	for _, doc := range []string{"../../../README.md", "../../../sdk/README.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := regexp.MustCompile(`Go 1\.\d+`).FindAllString(string(b), -1)
+		if len(found) == 0 {
+			t.Errorf("%s names no Go version", doc)
+		}
+		for _, v := range found {
+			if v != want {
+				t.Errorf("%s asks for %s, go.mod needs %s", doc, v, want)
+			}
+		}
+	}
+}

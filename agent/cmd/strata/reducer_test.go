@@ -78,8 +78,11 @@ func TestReducerTestRejects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := runStrata(t, "reducer", "test", mods[tc.name], "--cache", reducertest.HostCacheDir(), "--contract", contractsDir, "--rows", appRegionsRows)
-			if err == nil || !strings.Contains(err.Error(), "rejected by the contract") {
-				t.Errorf("err = %v", err)
+			if err == nil || !strings.HasSuffix(err.Error(), ": test failed: 1 record rejected by the contract") {
+				t.Errorf("err = %v, want one record rejected, and no golden file named (none was given)", err)
+			}
+			if !strings.Contains(out, " 6 rows in, 1 record out in ") {
+				t.Errorf("output lacks the counts, in the singular for one:\n%s", out)
 			}
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("output lacks %q:\n%s", tc.want, out)
