@@ -38,7 +38,14 @@ func (t *Tier) savePeersSoon() {
 	}
 	time.AfterFunc(time.Second, func() {
 		t.savePending.Store(false)
-		t.savePeers()
+		// Not after Close (which saves the peers itself): a file written
+		// once the tier is closed would race whoever removes its
+		// directory next (a test's cleanup, an operator).
+		t.closeMu.Lock()
+		defer t.closeMu.Unlock()
+		if !t.closed {
+			t.savePeers()
+		}
 	})
 }
 

@@ -39,6 +39,10 @@ type PushConfig struct {
 	// is dropped and the peer cut from the push set (it catches up through
 	// announcements). Default 8 MiB.
 	PeerBound int
+	// GraftTimeout is how long a change announced by a lazy peer may take
+	// to arrive by push before this node asks for it (see
+	// plumtree.Config). Default 100ms.
+	GraftTimeout time.Duration
 }
 
 func (c *PushConfig) setDefaults() {
@@ -82,6 +86,13 @@ type pusher struct {
 
 	inbox chan *plumBundle
 
+	// Delivered changes waiting for mergeLoop, in delivery order.
+	mergeMu      sync.Mutex
+	mergeRoom    *sync.Cond // signalled when merges shrinks or the loop stops
+	merges       []pendingMerge
+	mergeStopped bool
+	mergeWake    chan struct{} // cap 1
+
 	// router serves inbound push streams and dials outbound ones; set by
 	// routeStreams when the tier builds its transport.
 	router *streamRouter
@@ -121,9 +132,11 @@ func newPusher(t *Tier) *pusher {
 	cfg.setDefaults()
 	p := &pusher{t: t, cfg: cfg,
 		node: plumtree.New(plumtree.Config{Self: t.cfg.Node, Epoch: uint64(time.Now().UnixNano()), Fanout: cfg.Fanout,
-			CacheBytes: 4 * cfg.PeerBound}),
+			CacheBytes: 4 * cfg.PeerBound, GraftTimeout: cfg.GraftTimeout}),
 		wake: make(chan struct{}, 1), inbox: make(chan *plumBundle, 4096),
 		senders: map[string]*peerSender{}, members: map[string]bool{}, decoded: map[plumtree.ID]store.Change{}}
+	p.mergeRoom = sync.NewCond(&p.mergeMu)
+	p.mergeWake = make(chan struct{}, 1)
 	p.gossipNeeded.Store(true) // until the first reconcile
 	return p
 }
@@ -335,31 +348,102 @@ func (p *pusher) carryOut() {
 	p.last = st
 }
 
-// apply merges changes that arrived by push or repair. They are merged
-// quietly (store.Repair): the push path forwards them itself, so the
-// store's commit hook must not gossip them again.
+// apply queues changes that arrived by push or repair for the merge
+// loop. It returns at once unless the queue is full (the store is far
+// behind), and then waits for room: the push loop must not outrun its
+// own merges without bound.
 func (p *pusher) apply(cs []store.Change, path string) {
 	if len(cs) == 0 {
 		return
 	}
+	p.mergeMu.Lock()
+	for len(p.merges) > 0 && len(p.merges)+len(cs) > maxMergeQueue && !p.mergeStopped {
+		p.mergeRoom.Wait()
+	}
+	for _, c := range cs {
+		p.merges = append(p.merges, pendingMerge{c, path})
+	}
+	p.mergeMu.Unlock()
+	select {
+	case p.mergeWake <- struct{}{}:
+	default:
+	}
+}
+
+// pendingMerge is a delivered change waiting for the merge loop, and the
+// path it came by (for the metrics).
+type pendingMerge struct {
+	c    store.Change
+	path string
+}
+
+// mergeLoop merges delivered changes into the store, in delivery order,
+// on a goroutine of its own: the push loop forwards a batch without
+// waiting for the commit of the one before (an fsync, on a real disk),
+// and changes delivered during a commit join the next one. They are
+// merged quietly (store.Repair): the push path forwards them itself, so
+// the store's commit hook must not gossip them again. Changes still
+// queued when the tier stops are not merged; anti-entropy brings them
+// after a restart, as for any node that stopped before a merge.
+func (p *pusher) mergeLoop() {
 	t := p.t
-	for len(cs) > 0 {
-		// One bounded transaction at a time: a burst of pushes (a peer
-		// that took a few large batches) must not become one commit that
-		// holds the commit loop for minutes while writes wait.
-		chunk := cs[:min(len(cs), maxApplyChanges)]
-		cs = cs[len(chunk):]
-		applied, rejected, err := t.store.Repair(context.Background(), chunk)
-		if err != nil {
-			t.log.Error("merging pushed changes", "err", err)
+	defer t.done.Done()
+	defer func() {
+		p.mergeMu.Lock()
+		p.mergeStopped = true
+		p.merges = nil
+		p.mergeMu.Unlock()
+		p.mergeRoom.Broadcast()
+	}()
+	for {
+		select {
+		case <-t.stop:
 			return
+		case <-p.mergeWake:
 		}
-		t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
-		for _, r := range rejected {
-			t.reject("?", rejectReason(r.Err), r.Err)
+		for {
+			// One bounded transaction at a time, of one path: a burst of
+			// pushes (a peer that took a few large batches) must not become
+			// one commit that holds the commit loop for minutes while
+			// writes wait.
+			p.mergeMu.Lock()
+			n := 0
+			var path string
+			chunk := make([]store.Change, 0, min(len(p.merges), maxApplyChanges))
+			for n < len(p.merges) && n < maxApplyChanges && (n == 0 || p.merges[n].path == path) {
+				path = p.merges[n].path
+				chunk = append(chunk, p.merges[n].c)
+				n++
+			}
+			p.merges = p.merges[n:]
+			if len(p.merges) == 0 {
+				p.merges = nil // let the backing array go
+			}
+			p.mergeMu.Unlock()
+			if n == 0 {
+				break
+			}
+			p.mergeRoom.Broadcast()
+			applied, rejected, err := t.store.Repair(context.Background(), chunk)
+			if err != nil {
+				t.log.Error("merging pushed changes", "err", err)
+				continue
+			}
+			t.m.bcast.applied.WithLabelValues(t.cfg.Tier, path).Add(float64(len(applied)))
+			for _, r := range rejected {
+				t.reject("?", rejectReason(r.Err), r.Err)
+			}
+			select {
+			case <-t.stop:
+				return
+			default:
+			}
 		}
 	}
 }
+
+// maxMergeQueue bounds the delivered changes waiting for the merge loop.
+const maxMergeQueue = 4 * maxApplyChanges
 
 // maxApplyChanges bounds the changes the push path merges in one store
 // transaction.

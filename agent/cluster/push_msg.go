@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/strata-state/strata/agent/cluster/plumtree"
@@ -45,7 +46,18 @@ type plumBundle struct {
 
 // encodePlum encodes a bundle of messages from sender.
 func encodePlum(sender string, msgs []plumtree.Message) []byte {
-	e := &encoder{}
+	// Sized once: the payloads, and a generous allowance for ids, heads
+	// and ranges (a batch is encoded on every send, so growing the buffer
+	// by doubling cost more than the encoding itself).
+	size := 16 + len(sender)
+	for _, m := range msgs {
+		size += 8 + 40*(len(m.Heads)+len(m.Ranges))
+		for _, it := range m.Items {
+			size += len(it.Payload) + binary.MaxVarintLen32
+		}
+		size += 24 * len(m.Items) / 4 // runs headers, when items do not run on
+	}
+	e := &encoder{b: make([]byte, 0, size)}
 	e.header(header{Type: msgPlum, Sender: sender})
 	e.uvarint(uint64(len(msgs)))
 	for _, m := range msgs {
@@ -61,26 +73,24 @@ func encodePlum(sender string, msgs []plumtree.Message) []byte {
 		switch m.Kind {
 		case plumtree.Push:
 			e.b = append(e.b, boolByte(m.Repair))
-			var runs [][]plumtree.Item
-			for i, it := range m.Items {
-				if i > 0 {
-					prev := m.Items[i-1].ID
-					if it.ID.Origin == prev.Origin && it.ID.Epoch == prev.Epoch && it.ID.Seq == prev.Seq+1 {
-						runs[len(runs)-1] = append(runs[len(runs)-1], it)
-						continue
-					}
+			// Items that continue their predecessor's sequence (same
+			// origin and epoch, next seq) go as one run: its id once,
+			// then the payloads.
+			e.uvarint(uint64(countRuns(m.Items)))
+			for i := 0; i < len(m.Items); {
+				j := i + 1
+				for j < len(m.Items) && continues(m.Items[j-1].ID, m.Items[j].ID) {
+					j++
 				}
-				runs = append(runs, []plumtree.Item{it})
-			}
-			e.uvarint(uint64(len(runs)))
-			for _, r := range runs {
-				e.str(r[0].ID.Origin)
-				e.uvarint(r[0].ID.Epoch)
-				e.uvarint(r[0].ID.Seq)
-				e.uvarint(uint64(len(r)))
-				for _, it := range r {
+				id := m.Items[i].ID
+				e.str(id.Origin)
+				e.uvarint(id.Epoch)
+				e.uvarint(id.Seq)
+				e.uvarint(uint64(j - i))
+				for _, it := range m.Items[i:j] {
 					e.bytes(it.Payload)
 				}
+				i = j
 			}
 		case plumtree.IHave:
 			e.b = append(e.b, boolByte(m.Hello))
@@ -101,6 +111,22 @@ func encodePlum(sender string, msgs []plumtree.Message) []byte {
 		}
 	}
 	return e.b
+}
+
+// continues reports whether id b follows id a in one run.
+func continues(a, b plumtree.ID) bool {
+	return b.Origin == a.Origin && b.Epoch == a.Epoch && b.Seq == a.Seq+1
+}
+
+// countRuns counts the runs encodePlum writes for items.
+func countRuns(items []plumtree.Item) int {
+	n := 0
+	for i := range items {
+		if i == 0 || !continues(items[i-1].ID, items[i].ID) {
+			n++
+		}
+	}
+	return n
 }
 
 func boolByte(b bool) byte {

@@ -38,6 +38,19 @@ func TestFailingMutationFailsAlone(t *testing.T) {
 	if len(good2.applied) != 1 {
 		t.Errorf("remote change applied %d times in the outcome, want 1", len(good2.applied))
 	}
+	// The failed group's leaf deltas are gone with it: the digest is the
+	// rows' own, after the retries and after one more commit.
+	if _, err := s.Apply(context.Background(), put("m-3", "c")); err != nil {
+		t.Fatal(err)
+	}
+	var d Digest
+	rows, _, _ := s.List("machines", "", 0)
+	for _, kr := range rows {
+		d.Update(LeafOf("machines", kr.Key), Hash{}, RowHash("machines", kr.Key, AppendRow(nil, kr.Row)))
+	}
+	if d.Root() != s.Digest().Root() {
+		t.Error("digest differs from one recomputed from the rows")
+	}
 }
 
 // Keys and table names over the shared limits are refused before they

@@ -135,6 +135,8 @@ type Change struct {
 // concurrent use. Writes go through one commit goroutine; reads use bbolt
 // read transactions and never wait for writes.
 type Store struct {
+	txLeaves *[Leaves]Hash // the leaf deltas of the running transaction (commit loop only)
+
 	db    *bolt.DB
 	path  string
 	node  NodeID

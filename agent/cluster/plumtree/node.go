@@ -220,6 +220,12 @@ func (n *Node) Peers() (eagerPeers, lazyPeers []string) {
 }
 
 func (n *Node) send(to string, m Message) {
+	n.sendItems(to, m, false)
+}
+
+// sendItems queues a send; owned says m.Items is a slice no one else
+// holds, so it need not be copied before coalescing appends to it.
+func (n *Node) sendItems(to string, m Message, owned bool) {
 	// Coalesce with the last send to the same peer when both are pushes of
 	// the same kind, so a burst becomes one message.
 	if k := len(n.ready.Sends); k > 0 {
@@ -229,7 +235,9 @@ func (n *Node) send(to string, m Message) {
 			return
 		}
 	}
-	m.Items = slices.Clone(m.Items) // one slice per send: coalescing appends to it
+	if !owned {
+		m.Items = slices.Clone(m.Items) // one slice per send: coalescing appends to it
+	}
 	n.ready.Sends = append(n.ready.Sends, Send{To: to, Msg: m})
 }
 
@@ -570,14 +578,18 @@ func (n *Node) onPush(from string, p *peer, m Message) {
 			continue
 		}
 		p := n.peers[name]
-		skip := func(it Item) bool { return it.ID.Origin == name || !p.eagerFor(it.ID.Origin) }
-		out := fresh
-		if slices.ContainsFunc(fresh, skip) {
-			out = slices.DeleteFunc(slices.Clone(fresh), skip)
+		var out []Item
+		for _, it := range fresh {
+			if it.ID.Origin != name && p.eagerFor(it.ID.Origin) {
+				if out == nil {
+					out = make([]Item, 0, len(fresh))
+				}
+				out = append(out, it)
+			}
 		}
 		if len(out) > 0 {
 			n.stats.Forwards += uint64(len(out))
-			n.send(name, Message{Kind: Push, Items: out})
+			n.sendItems(name, Message{Kind: Push, Items: out}, true)
 		}
 	}
 }
