@@ -1,11 +1,16 @@
 package upgradetest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -265,6 +270,49 @@ func protocols(t *testing.T, a *agent) map[string]string {
 	return out
 }
 
+// metric is the value of one series of a's /metrics, written as the
+// Prometheus text format writes it (labels in name order); 0 when absent.
+func metric(a *agent, series string) (float64, error) {
+	resp, err := http.Get("http://" + a.api + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, sc.Err()
+}
+
+// membersCLI checks that `strata members` run with bin against a shows
+// each regional member in want with its protocol range.
+func membersCLI(t *testing.T, bin string, a *agent, want map[string]string) {
+	t.Helper()
+	out, err := exec.Command(bin, "--addr", a.api, "members").CombinedOutput()
+	if err != nil {
+		t.Fatalf("strata members on %s: %v\n%s", a.name, err, out)
+	}
+	lines := strings.Split(string(out), "\n")
+	if !strings.Contains(lines[0], "PROTOCOL") || !strings.Contains(lines[0], "BUILD") {
+		t.Errorf("strata members has no PROTOCOL and BUILD columns:\n%s", out)
+	}
+	for name, proto := range want {
+		found := false
+		for _, line := range lines[1:] {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "regional" && f[1] == name {
+				found = slices.Contains(f, proto)
+			}
+		}
+		if !found {
+			t.Errorf("strata members shows no regional %s with protocol %s:\n%s", name, proto, out)
+		}
+	}
+}
+
 // TestMixedRegionThenUpgradeInPlace runs a 3-node region of two agents of
 // PreviousCommit and one of this build. Rows written on old and new nodes
 // reach every node; then each old agent is stopped and this build started
@@ -292,10 +340,33 @@ func TestMixedRegionThenUpgradeInPlace(t *testing.T) {
 		t.Errorf("protocols seen by the new node: %v, want n0 and n2 1-1, n1 1-2", got)
 	}
 
+	// strata members on the new node shows each member's range: the old
+	// builds advertise none, so they are shown as 1-1.
+	membersCLI(t, newBin, a1, map[string]string{"n0": "1-1", "n1": "1-2", "n2": "1-1"})
+
+	// New to old by gossip: the new node pushes to no old node, so its rows
+	// reach them in gossip "changes" messages, which the old build counts.
+	// Nothing else has been written yet, so every such message they have
+	// received is the new node's (the old build does not relay gossip).
 	rows := ackedRows{}
-	for i, a := range agents {
+	for j := 0; j < 5; j++ {
+		rows.put(t, a1, fmt.Sprintf("mixed-1-%d", j), "v1")
+	}
+	waitfor.Until(t, 30*time.Second, "the new node's rows gossiped to both old nodes", func() error {
+		for _, a := range []*agent{a0, a2} {
+			v, err := metric(a, `strata_gossip_received_total{tier="regional",type="changes"}`)
+			if err != nil {
+				return err
+			}
+			if v == 0 {
+				return fmt.Errorf("%s (%s) has received no changes message", a.name, a.bin)
+			}
+		}
+		return nil
+	})
+	for _, i := range []int{0, 2} {
 		for j := 0; j < 5; j++ {
-			rows.put(t, a, fmt.Sprintf("mixed-%d-%d", i, j), "v1")
+			rows.put(t, agents[i], fmt.Sprintf("mixed-%d-%d", i, j), "v1")
 		}
 	}
 	// An update of an old node's row on the new node, and the reverse.
@@ -303,6 +374,12 @@ func TestMixedRegionThenUpgradeInPlace(t *testing.T) {
 	converged(t, "rows written on old and new nodes reach every node", agents, rows)
 	rows.put(t, a0, "mixed-1-0", "v2")
 	converged(t, "an old node's update of a new node's row reaches every node", agents, rows)
+	// Old to new by gossip: some of the old nodes' rows were new state to
+	// the new node when they came by gossip (anti-entropy, every 500ms,
+	// could bring the others first).
+	if v, err := metric(a1, `strata_changes_applied_total{path="gossip",tier="regional"}`); err != nil || v == 0 {
+		t.Errorf("the new node applied %v changes that came by gossip (%v), want the old nodes' rows", v, err)
+	}
 
 	// Upgrade in place, one node at a time, writing on the others meanwhile.
 	for _, a := range []*agent{a0, a2} {
