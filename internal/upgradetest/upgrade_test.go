@@ -38,6 +38,74 @@ func newBinary(t *testing.T) string { return testbin.Strata(t) }
 // the test when the commit is not in the local git history.
 func oldBinary(t *testing.T) string {
 	t.Helper()
+	return oldBuild(t, "strata", func(src, out string) *exec.Cmd {
+		return exec.Command("go", "build", "-o", out, "./agent/cmd/strata")
+	})
+}
+
+// oldPlacementsReducer is a reducer of PreviousCommit's SDK: its example
+// reducer without healthy_machines (field 3, which the contract now
+// reserves), so that the old gateway publishes app_placements records
+// that both builds' contract checks accept.
+const oldPlacementsReducer = `package main
+
+import (
+	"github.com/strata-state/strata/plugins/fleetv1"
+	"github.com/strata-state/strata/sdk"
+)
+
+func init() { sdk.Register(Reduce) }
+
+func Reduce(in *sdk.Input, out *sdk.Output) error {
+	apps := map[string]*fleetv1.AppPlacement{}
+	err := sdk.Each(in, "machines", func(m *fleetv1.Machine) error {
+		if m.State != fleetv1.MachineState_MACHINE_STATE_STARTED {
+			return nil
+		}
+		p := apps[m.App]
+		if p == nil {
+			p = &fleetv1.AppPlacement{App: m.App}
+			apps[m.App] = p
+		}
+		p.Serving = p.Serving || m.Healthy
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range apps {
+		out.Add(p)
+	}
+	return nil
+}
+
+func main() {}
+`
+
+// oldPlacementsWasm returns oldPlacementsReducer built by the old agent
+// (strata reducer build) in a worktree of PreviousCommit, cached beside
+// the old binary.
+func oldPlacementsWasm(t *testing.T) string {
+	t.Helper()
+	bin := oldBinary(t)
+	return oldBuild(t, "placements.wasm", func(src, out string) *exec.Cmd {
+		dir := filepath.Join(src, "plugins", "upgradetest-placements")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(oldPlacementsReducer), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return exec.Command(bin, "reducer", "build", "./plugins/upgradetest-placements", "-o", out)
+	})
+}
+
+// oldBuild returns the file name in PreviousCommit's cache directory,
+// building it first, if absent, with the command build returns for a
+// fresh git worktree of PreviousCommit at src (run in src). It skips the
+// test when the commit is not in the local git history.
+func oldBuild(t *testing.T, name string, build func(src, out string) *exec.Cmd) string {
+	t.Helper()
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
 		t.Skipf("no git checkout here (%v): the mixed-version test needs commit %s in the git history", err, PreviousCommit)
@@ -53,9 +121,9 @@ func oldBinary(t *testing.T) string {
 		cache = t.TempDir()
 	}
 	dir := filepath.Join(cache, "strata", "upgradetest", hash)
-	bin := filepath.Join(dir, "strata")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
+	file := filepath.Join(dir, name)
+	if _, err := os.Stat(file); err == nil {
+		return file
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -69,17 +137,17 @@ func oldBinary(t *testing.T) string {
 			t.Logf("git worktree remove %s: %v\n%s", src, err, out)
 		}
 	}()
-	tmp := bin + fmt.Sprintf(".tmp%d", os.Getpid())
-	build := exec.Command("go", "build", "-o", tmp, "./agent/cmd/strata")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build at %s: %v\n%s", hash, err, out)
+	tmp := file + fmt.Sprintf(".tmp%d", os.Getpid())
+	cmd := build(src, tmp)
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s at %s (%s): %v\n%s", name, hash, cmd, err, out)
 	}
-	// Rename so a concurrent or interrupted run never sees half a binary.
-	if err := os.Rename(tmp, bin); err != nil {
+	// Rename so a concurrent or interrupted run never sees half a file.
+	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	return file
 }
 
 // repoPath is a path in this checkout, from this package's directory.
