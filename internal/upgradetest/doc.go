@@ -5,8 +5,9 @@
 // (same data_dir) keeps every acknowledged row, and a new agent's files can
 // be opened again by the old build (rollback).
 //
-// The old binary is built from a `git worktree` of PreviousCommit and cached
-// under os.UserCacheDir by commit hash, so only the first run pays for the
-// build. Without git history (a source tarball, a shallow clone) the tests
+// The old binary, and a reducer module it builds with the old SDK (the
+// old build publishes global records from reducers only), are built in a
+// `git worktree` of PreviousCommit and cached under os.UserCacheDir by
+// commit hash, so only the first run pays for the builds. Without git history (a source tarball, a shallow clone) the tests
 // skip and say why.
 package upgradetest

@@ -1,17 +1,14 @@
 package upgradetest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,20 +88,7 @@ func placementRegions(a *agent, app string) (map[string]bool, error) {
 // rejected is a's strata_global_received_rejected_total for record and
 // reason (0 when absent).
 func rejected(a *agent, record, reason string) (float64, error) {
-	resp, err := http.Get("http://" + a.api + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	want := fmt.Sprintf(`strata_global_received_rejected_total{reason=%q,record=%q} `, reason, record)
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), want); ok {
-			return strconv.ParseFloat(v, 64)
-		}
-	}
-	return 0, sc.Err()
+	return metric(a, fmt.Sprintf(`strata_global_received_rejected_total{reason=%q,record=%q}`, reason, record))
 }
 
 // TestGlobalTierOldAndNewGateways runs a gateway of PreviousCommit (region
@@ -112,7 +96,8 @@ func rejected(a *agent, record, reason string) (float64, error) {
 //
 // Without region signatures the new gateway's records reach the old one,
 // but not its deletes (an empty value, which the old build validates as a
-// record and refuses).
+// record and refuses), and a record the old gateway's reducer publishes
+// reaches the new one.
 // With them, the old gateway refuses every signed record ("decode": it
 // knows a global row of field 1 only) and the new gateway refuses the old
 // one's unsigned heartbeats ("unsigned"): signed and old gateways do not
@@ -128,6 +113,12 @@ func TestGlobalTierOldAndNewGateways(t *testing.T) {
 	t.Run("unsigned", func(t *testing.T) {
 		o := newAgentIn(t, "o", "r1", nil)
 		og := o.gateway(t, nil)
+		o.extra += fmt.Sprintf(`[[reducers]]
+name = "placements"
+wasm = %q
+inputs = ["machines"]
+outputs = ["app_placements"]
+`, oldPlacementsWasm(t))
 		o.start(t, oldBin)
 		n := newAgentIn(t, "n", "r2", nil)
 		n.gateway(t, []string{og})
@@ -140,6 +131,22 @@ func TestGlobalTierOldAndNewGateways(t *testing.T) {
 			}
 			if !got["r2"] {
 				return fmt.Errorf("old gateway shows web in %v", got)
+			}
+			return nil
+		})
+
+		// The other way: the old build publishes records from reducers
+		// only; its reducer publishes batch's placement once a machine of
+		// batch runs in r1.
+		rows := ackedRows{}
+		rows.put(t, o, "m-batch", "batch")
+		waitfor.Until(t, 30*time.Second, "the old gateway's record on the new gateway", func() error {
+			got, err := placementRegions(n, "batch")
+			if err != nil {
+				return err
+			}
+			if !got["r1"] {
+				return fmt.Errorf("new gateway shows batch in %v", got)
 			}
 			return nil
 		})

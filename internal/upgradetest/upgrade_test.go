@@ -1,11 +1,16 @@
 package upgradetest
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,6 +38,74 @@ func newBinary(t *testing.T) string { return testbin.Strata(t) }
 // the test when the commit is not in the local git history.
 func oldBinary(t *testing.T) string {
 	t.Helper()
+	return oldBuild(t, "strata", func(src, out string) *exec.Cmd {
+		return exec.Command("go", "build", "-o", out, "./agent/cmd/strata")
+	})
+}
+
+// oldPlacementsReducer is a reducer of PreviousCommit's SDK: its example
+// reducer without healthy_machines (field 3, which the contract now
+// reserves), so that the old gateway publishes app_placements records
+// that both builds' contract checks accept.
+const oldPlacementsReducer = `package main
+
+import (
+	"github.com/strata-state/strata/plugins/fleetv1"
+	"github.com/strata-state/strata/sdk"
+)
+
+func init() { sdk.Register(Reduce) }
+
+func Reduce(in *sdk.Input, out *sdk.Output) error {
+	apps := map[string]*fleetv1.AppPlacement{}
+	err := sdk.Each(in, "machines", func(m *fleetv1.Machine) error {
+		if m.State != fleetv1.MachineState_MACHINE_STATE_STARTED {
+			return nil
+		}
+		p := apps[m.App]
+		if p == nil {
+			p = &fleetv1.AppPlacement{App: m.App}
+			apps[m.App] = p
+		}
+		p.Serving = p.Serving || m.Healthy
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range apps {
+		out.Add(p)
+	}
+	return nil
+}
+
+func main() {}
+`
+
+// oldPlacementsWasm returns oldPlacementsReducer built by the old agent
+// (strata reducer build) in a worktree of PreviousCommit, cached beside
+// the old binary.
+func oldPlacementsWasm(t *testing.T) string {
+	t.Helper()
+	bin := oldBinary(t)
+	return oldBuild(t, "placements.wasm", func(src, out string) *exec.Cmd {
+		dir := filepath.Join(src, "plugins", "upgradetest-placements")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(oldPlacementsReducer), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return exec.Command(bin, "reducer", "build", "./plugins/upgradetest-placements", "-o", out)
+	})
+}
+
+// oldBuild returns the file name in PreviousCommit's cache directory,
+// building it first, if absent, with the command build returns for a
+// fresh git worktree of PreviousCommit at src (run in src). It skips the
+// test when the commit is not in the local git history.
+func oldBuild(t *testing.T, name string, build func(src, out string) *exec.Cmd) string {
+	t.Helper()
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
 		t.Skipf("no git checkout here (%v): the mixed-version test needs commit %s in the git history", err, PreviousCommit)
@@ -48,9 +121,9 @@ func oldBinary(t *testing.T) string {
 		cache = t.TempDir()
 	}
 	dir := filepath.Join(cache, "strata", "upgradetest", hash)
-	bin := filepath.Join(dir, "strata")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
+	file := filepath.Join(dir, name)
+	if _, err := os.Stat(file); err == nil {
+		return file
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -64,17 +137,17 @@ func oldBinary(t *testing.T) string {
 			t.Logf("git worktree remove %s: %v\n%s", src, err, out)
 		}
 	}()
-	tmp := bin + fmt.Sprintf(".tmp%d", os.Getpid())
-	build := exec.Command("go", "build", "-o", tmp, "./agent/cmd/strata")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build at %s: %v\n%s", hash, err, out)
+	tmp := file + fmt.Sprintf(".tmp%d", os.Getpid())
+	cmd := build(src, tmp)
+	cmd.Dir = src
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s at %s (%s): %v\n%s", name, hash, cmd, err, out)
 	}
-	// Rename so a concurrent or interrupted run never sees half a binary.
-	if err := os.Rename(tmp, bin); err != nil {
+	// Rename so a concurrent or interrupted run never sees half a file.
+	if err := os.Rename(tmp, file); err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	return file
 }
 
 // repoPath is a path in this checkout, from this package's directory.
@@ -265,6 +338,49 @@ func protocols(t *testing.T, a *agent) map[string]string {
 	return out
 }
 
+// metric is the value of one series of a's /metrics, written as the
+// Prometheus text format writes it (labels in name order); 0 when absent.
+func metric(a *agent, series string) (float64, error) {
+	resp, err := http.Get("http://" + a.api + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, sc.Err()
+}
+
+// membersCLI checks that `strata members` run with bin against a shows
+// each regional member in want with its protocol range.
+func membersCLI(t *testing.T, bin string, a *agent, want map[string]string) {
+	t.Helper()
+	out, err := exec.Command(bin, "--addr", a.api, "members").CombinedOutput()
+	if err != nil {
+		t.Fatalf("strata members on %s: %v\n%s", a.name, err, out)
+	}
+	lines := strings.Split(string(out), "\n")
+	if !strings.Contains(lines[0], "PROTOCOL") || !strings.Contains(lines[0], "BUILD") {
+		t.Errorf("strata members has no PROTOCOL and BUILD columns:\n%s", out)
+	}
+	for name, proto := range want {
+		found := false
+		for _, line := range lines[1:] {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "regional" && f[1] == name {
+				found = slices.Contains(f, proto)
+			}
+		}
+		if !found {
+			t.Errorf("strata members shows no regional %s with protocol %s:\n%s", name, proto, out)
+		}
+	}
+}
+
 // TestMixedRegionThenUpgradeInPlace runs a 3-node region of two agents of
 // PreviousCommit and one of this build. Rows written on old and new nodes
 // reach every node; then each old agent is stopped and this build started
@@ -292,10 +408,33 @@ func TestMixedRegionThenUpgradeInPlace(t *testing.T) {
 		t.Errorf("protocols seen by the new node: %v, want n0 and n2 1-1, n1 1-2", got)
 	}
 
+	// strata members on the new node shows each member's range: the old
+	// builds advertise none, so they are shown as 1-1.
+	membersCLI(t, newBin, a1, map[string]string{"n0": "1-1", "n1": "1-2", "n2": "1-1"})
+
+	// New to old by gossip: the new node pushes to no old node, so its rows
+	// reach them in gossip "changes" messages, which the old build counts.
+	// Nothing else has been written yet, so every such message they have
+	// received is the new node's (the old build does not relay gossip).
 	rows := ackedRows{}
-	for i, a := range agents {
+	for j := 0; j < 5; j++ {
+		rows.put(t, a1, fmt.Sprintf("mixed-1-%d", j), "v1")
+	}
+	waitfor.Until(t, 30*time.Second, "the new node's rows gossiped to both old nodes", func() error {
+		for _, a := range []*agent{a0, a2} {
+			v, err := metric(a, `strata_gossip_received_total{tier="regional",type="changes"}`)
+			if err != nil {
+				return err
+			}
+			if v == 0 {
+				return fmt.Errorf("%s (%s) has received no changes message", a.name, a.bin)
+			}
+		}
+		return nil
+	})
+	for _, i := range []int{0, 2} {
 		for j := 0; j < 5; j++ {
-			rows.put(t, a, fmt.Sprintf("mixed-%d-%d", i, j), "v1")
+			rows.put(t, agents[i], fmt.Sprintf("mixed-%d-%d", i, j), "v1")
 		}
 	}
 	// An update of an old node's row on the new node, and the reverse.
@@ -303,6 +442,12 @@ func TestMixedRegionThenUpgradeInPlace(t *testing.T) {
 	converged(t, "rows written on old and new nodes reach every node", agents, rows)
 	rows.put(t, a0, "mixed-1-0", "v2")
 	converged(t, "an old node's update of a new node's row reaches every node", agents, rows)
+	// Old to new by gossip: some of the old nodes' rows were new state to
+	// the new node when they came by gossip (anti-entropy, every 500ms,
+	// could bring the others first).
+	if v, err := metric(a1, `strata_changes_applied_total{path="gossip",tier="regional"}`); err != nil || v == 0 {
+		t.Errorf("the new node applied %v changes that came by gossip (%v), want the old nodes' rows", v, err)
+	}
 
 	// Upgrade in place, one node at a time, writing on the others meanwhile.
 	for _, a := range []*agent{a0, a2} {
