@@ -25,6 +25,8 @@
 //   - ready.go: catch-up as a node joins, and Ready;
 //   - statetransfer.go: full state transfer for a node away longer than
 //     the tombstone TTL;
+//   - streampush.go: changes too large for gossip, streamed to a few peers
+//     by a fixed set of workers from a bounded queue;
 //   - peers.go: known peers persisted for rejoin after restart;
 //   - keyring.go, keys.go: key files (private, replaced durably) and rotation;
 //   - atomicfile.go: durable file replacement (write, fsync, rename, fsync dir);

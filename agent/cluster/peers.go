@@ -31,22 +31,31 @@ func (t *Tier) joinTargets() []string {
 }
 
 // savePeersSoon saves the peers a moment later, coalescing bursts of
-// membership events.
+// membership events. A save still waiting when the tier closes is
+// dropped (Close saves the peers itself) and Close waits for one under
+// way: no save outlives the tier, to write a stopped node's peers into a
+// data dir that a restarted node or a restore has since taken over.
 func (t *Tier) savePeersSoon() {
 	if t.cfg.PeersFile == "" || !t.savePending.CompareAndSwap(false, true) {
 		return
 	}
-	time.AfterFunc(time.Second, func() {
-		t.savePending.Store(false)
-		// Not after Close (which saves the peers itself): a file written
-		// once the tier is closed would race whoever removes its
-		// directory next (a test's cleanup, an operator).
-		t.closeMu.Lock()
-		defer t.closeMu.Unlock()
-		if !t.closed {
+	t.closeMu.Lock()
+	defer t.closeMu.Unlock()
+	if t.closed {
+		return
+	}
+	t.done.Add(1)
+	go func() {
+		defer t.done.Done()
+		timer := time.NewTimer(time.Second)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			t.savePending.Store(false)
 			t.savePeers()
+		case <-t.stop:
 		}
-	})
+	}()
 }
 
 // savePeers writes the addresses of the other alive members, atomically

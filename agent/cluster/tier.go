@@ -154,6 +154,8 @@ type Tier struct {
 	logged      *logOnce    // "peer/reason": reject logs, once each
 	savePending atomic.Bool // a peers save is scheduled
 
+	streamPushes chan []byte // changes too large for gossip, for the stream push workers
+
 	stop          chan struct{} // closed by Close: loops end
 	transportDone chan struct{} // closed once memberlist is shut down
 	done          sync.WaitGroup
@@ -236,6 +238,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	local := t.ml.LocalNode() // safe here: no peer has been contacted yet
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	t.track(local, memberlist.StateAlive)
+	t.startStreamPush()
 	st.SetOnCommit(t.onCommit)
 	t.done.Add(5)
 	go t.plum.loop()
@@ -526,11 +529,11 @@ func (t *Tier) onCommit(local, remote []store.Change) {
 }
 
 // broadcast sends one change by gossip, or by stream to a few peers when
-// it is too large for a packet.
+// it is too large for a packet (streampush.go).
 func (t *Tier) broadcast(c store.Change) {
 	msg := encodeMessage(&changesMsg{header: header{Type: msgChanges, Sender: t.cfg.Node}, Changes: []store.Change{c}})
 	if len(msg) > maxGossipBytes {
-		go t.push(msg)
+		t.queueStreamPush(msg)
 		return
 	}
 	t.queue.QueueBroadcast(broadcastMsg(msg))
