@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -74,6 +75,25 @@ func diffKeys(mine, theirs []store.KeyHash) (send, want []store.KeyHash) {
 		}
 	}
 	return send, want
+}
+
+// leaveFresh is the step before rows are shipped to a peer that takes
+// pushes: rows whose latest stamp is at or after since are left out, as
+// the push path is still carrying them (an exchange that ran while a
+// change was on its way would otherwise ship it a second time, and
+// deliver it before the push did). A row left out that the peer still
+// lacks at the next exchange is older by then, and goes. It returns the
+// rows to send and how many it left out.
+func leaveFresh(rows []store.Change, since hlc.Timestamp) (send []store.Change, held int) {
+	send = rows[:0:0]
+	for _, r := range rows {
+		if r.Row.Latest().HLC >= since {
+			held++
+			continue
+		}
+		send = append(send, r)
+	}
+	return send, held
 }
 
 // rowSize estimates the encoded size of a change, for batching.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
+	"github.com/strata-state/strata/internal/testenv"
 )
 
 // benchNode is a node with the default regional settings (as agent.toml
@@ -398,6 +399,10 @@ func throughputNode(b *testing.B, name, join string, noSync, gossipOnly bool) *T
 	if gossipOnly {
 		cfg.Meta.Proto = []int{protoGossip, protoGossip} // as nodes before the push path
 	}
+	// Push settings other than the defaults, to compare them in one run.
+	cfg.Push.BatchDelay = time.Duration(testenv.Int(b, "STRATA_BENCH_PUSH_DELAY_US", 0)) * time.Microsecond
+	cfg.Push.Fanout = int(testenv.Int(b, "STRATA_BENCH_PUSH_FANOUT", 0))
+	cfg.Push.GraftTimeout = time.Duration(testenv.Int(b, "STRATA_BENCH_GRAFT_MS", 0)) * time.Millisecond
 	t, err := New(cfg, st)
 	if err != nil {
 		b.Fatal(err)
@@ -567,6 +572,10 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 		s0 += s
 	}
 
+	var commits0 uint64
+	for _, t := range nodes {
+		commits0 += t.store.Stats().Commits
+	}
 	cpu0 := processCPU()
 	// Writes are paced by a 1 ms ticker; each is its own Apply call (its
 	// own acknowledged write), issued concurrently so the store groups
@@ -642,6 +651,11 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	cpu := processCPU() - cpu0
+	var commits uint64
+	for _, t := range nodes {
+		commits += t.store.Stats().Commits
+	}
+	commits -= commits0
 	var s1 int64
 	for _, t := range nodes {
 		s, _ := t.m.WireBytes()
@@ -720,6 +734,9 @@ func regionThroughput(b *testing.B, n, rate, secs int, noSync, gossipOnly bool) 
 	// every write: unlike the latencies it hardly depends on how much of
 	// a shared machine the benchmark got.
 	b.ReportMetric(float64(cpu.Microseconds())/float64(total), "cpu_us/write")
+	// Store transactions on all nodes per write: the writer's own commit
+	// and the receivers' merges (a merge commits many changes at once).
+	b.ReportMetric(float64(commits)/float64(total), "commits/write")
 }
 
 // overlayCounts reads a node's push overlay counters: duplicates,

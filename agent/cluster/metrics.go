@@ -59,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_exchanges_total",
 			Help: "Anti-entropy exchanges started by this node, by result (in_sync, repaired, failed, too_large: a message over the limit a peer decodes, not sent)."}, []string{"tier", "result"}),
 		synced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_sync_rows_total",
-			Help: "Rows shipped by anti-entropy, by direction (sent, received)."}, []string{"tier", "direction"}),
+			Help: "Rows shipped by anti-entropy, by direction (sent, received), and rows an exchange left to the push path as still on their way (left_to_push)."}, []string{"tier", "direction"}),
 		decryptFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_decrypt_failed_total",
 			Help: "Packets and streams no key of this node's keyring could decrypt, by tier and sending member (unknown when not recognised)."}, []string{"tier", "peer"}),
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
+	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
 )
 
@@ -91,6 +92,34 @@ type syncState struct {
 	mu        sync.Mutex
 	exchanges map[uint64]*pagedExchange
 	errLogged map[string]time.Time
+	periodic  map[uint64]time.Time // sessions of the periodic rounds started here, and when
+}
+
+// startPeriodic records that session is a periodic round (not one asked
+// for by a join, a restart or the push path's repair), forgetting rounds
+// older than exchangeStall.
+func (s *syncState) startPeriodic(session uint64, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.periodic == nil {
+		s.periodic = map[uint64]time.Time{}
+	}
+	for id, at := range s.periodic {
+		if now.Sub(at) >= exchangeStall {
+			delete(s.periodic, id)
+		}
+	}
+	if len(s.periodic) < 4*maxExchanges {
+		s.periodic[session] = now
+	}
+}
+
+// isPeriodic reports whether session is a periodic round started here.
+func (s *syncState) isPeriodic(session uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.periodic[session]
+	return ok
 }
 
 // start records a new exchange, forgetting stalled ones and, at the
@@ -215,7 +244,9 @@ func (t *Tier) antiEntropyLoop() {
 			continue
 		case <-time.After(d):
 		}
-		t.SyncOnce()
+		if peers := t.peers(); len(peers) > 0 {
+			t.syncWith(peers[rand.N(len(peers))].Name, true)
+		}
 	}
 }
 
@@ -235,7 +266,12 @@ func (t *Tier) SyncOnce() string {
 // SyncWith starts an exchange with the named peer, or asks it for a full
 // state transfer when this node has been away longer than the tombstone
 // TTL.
-func (t *Tier) SyncWith(peer string) {
+func (t *Tier) SyncWith(peer string) { t.syncWith(peer, false) }
+
+// syncWith starts an exchange with peer. A periodic round (the
+// anti-entropy loop's, not one asked for) leaves to the push path the
+// rows it is still carrying (see freshSince).
+func (t *Tier) syncWith(peer string, periodic bool) {
 	if t.needsTransfer() {
 		t.requestTransfer(peer)
 		return
@@ -251,6 +287,9 @@ func (t *Tier) SyncWith(peer string) {
 	}
 	d := t.store.Digest()
 	msg := &syncDigestMsg{header: t.hdr(msgSyncDigest), Session: rand.Uint64(), Root: d.Root()}
+	if periodic {
+		t.sync.startPeriodic(msg.Session, time.Now())
+	}
 	msg.Branches = make([]store.Hash, store.Branches)
 	for i := range msg.Branches {
 		msg.Branches[i] = d.Branch(i)
@@ -416,15 +455,20 @@ func (t *Tier) onKeys(m *syncKeysMsg) {
 		return
 	}
 	send, want := diffKeys(mine, m.Keys)
-	t.sendRows(n, m.Session, send, want, true)
+	t.sendRows(n, m.Session, send, want, true, false)
 }
 
 // sendRows ships rows in messages of bounded size, reading them from the
 // store a chunk at a time; the last message carries the wanted keys, and
 // is marked Final when final and no keys are wanted. It reports whether
 // every message was sent.
-func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.KeyHash, final bool) bool {
+func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.KeyHash, final, periodic bool) bool {
 	limit := rowsPageBytes()
+	var since hlc.Timestamp
+	if periodic {
+		since = t.freshSince(n)
+	}
+	held := 0
 	var batch []store.Change
 	size := 0
 	flush := func(last bool) bool {
@@ -444,6 +488,11 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 			t.syncError("reading rows", err)
 			return false
 		}
+		if since != 0 {
+			var h int
+			rows, h = leaveFresh(rows, since)
+			held += h
+		}
 		for _, r := range rows {
 			if size >= limit && !flush(false) {
 				return false
@@ -452,15 +501,52 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 			size += rowSize(r)
 		}
 	}
+	if held > 0 {
+		t.m.synced.WithLabelValues(t.cfg.Tier, "left_to_push").Add(float64(held))
+	}
 	return flush(true)
 }
+
+// freshSince is the stamp from which a periodic round with n leaves rows
+// out because the push path is still carrying them: a fifth of the sync
+// interval ago, at most freshHold; 0 (none left out) for a peer that does
+// not take pushes, whose changes come by gossip, which may drop some. An
+// exchange asked for (at a join, after a restart, by the push path's
+// repair) ships every row it finds.
+func (t *Tier) freshSince(n *memberlist.Node) hlc.Timestamp {
+	if !t.speaksPush(n) {
+		return 0
+	}
+	hold := min(t.cfg.SyncInterval/5, freshHold)
+	return hlc.New(time.Now().Add(-hold).UnixMilli(), 0)
+}
+
+// freshHold bounds how long a change is left to the push path before an
+// exchange ships it: past it, a change the push path has not delivered is
+// taken to be lost (the push path's own repair gives up after about 3 s).
+const freshHold = 2 * time.Second
 
 // onRows merges rows from a peer (without re-broadcasting them) and, when
 // the peer wants rows back, sends them. For an exchange initiated here,
 // the responder's last message for a page (wanted keys, or Final) moves
 // the exchange on to the next page, or ends it.
 func (t *Tier) onRows(m *syncRowsMsg) {
-	rows := t.accept(m.Sender, m.Rows)
+	rows := m.Rows
+	if t.sync.isPeriodic(m.Session) {
+		// A periodic round started here: rows the push path is still
+		// carrying are left to it (the responder cannot tell a periodic
+		// round from one asked for, so it ships them).
+		if n := t.node(m.Sender); n != nil {
+			if since := t.freshSince(n); since != 0 {
+				var held int
+				rows, held = leaveFresh(rows, since)
+				if held > 0 {
+					t.m.synced.WithLabelValues(t.cfg.Tier, "left_to_push").Add(float64(held))
+				}
+			}
+		}
+	}
+	rows = t.accept(m.Sender, rows)
 	received := 0
 	if len(rows) > 0 {
 		applied, rejected, err := t.store.Repair(context.Background(), rows)
@@ -484,7 +570,7 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 	}
 	if len(m.Want) > 0 {
 		if n := t.node(m.Sender); n != nil {
-			t.sendRows(n, m.Session, m.Want, nil, true)
+			t.sendRows(n, m.Session, m.Want, nil, true, t.sync.isPeriodic(m.Session))
 		}
 		t.m.syncs.WithLabelValues(t.cfg.Tier, "repaired").Inc()
 		t.finished(syncResult{Peer: m.Sender, Received: len(m.Rows), Sent: len(m.Want)})
@@ -506,7 +592,7 @@ func (t *Tier) pageAnswered(m *syncRowsMsg, ex *pagedExchange) {
 	last := len(ex.pages) == 0
 	switch {
 	case len(m.Want) > 0:
-		if !t.sendRows(n, m.Session, m.Want, nil, last) {
+		if !t.sendRows(n, m.Session, m.Want, nil, last, t.sync.isPeriodic(m.Session)) {
 			t.sync.end(m.Session)
 			return
 		}
