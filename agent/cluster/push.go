@@ -342,7 +342,7 @@ func (p *pusher) carryOut() {
 			// The anti-entropy loop runs it: one exchange at a time, joined
 			// on close; a burst beyond its queue waits for the periodic ones.
 			select {
-			case t.syncNow <- peer:
+			case t.syncNow <- syncAsk{peer: peer, repair: true}:
 			default:
 			}
 		}
