@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_received_total",
 			Help: "Strata messages received from peers, by tier and type."}, []string{"tier", "type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_gossip_dropped_total",
-			Help: "Broadcasts pruned from a full queue and received messages dropped on a full inbox; anti-entropy repairs them."}, []string{"tier"}),
+			Help: "Broadcasts pruned from a full queue, own changes past the push queue bound, and received messages dropped on a full inbox; anti-entropy repairs them."}, []string{"tier"}),
 		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_wire_received_bytes_total",
 			Help: "Bytes received by the tier's transport (packets and streams)."}, []string{"tier", "kind"}),
 		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "strata_wire_sent_bytes_total",

@@ -148,16 +148,28 @@ func (p *pusher) poke() {
 	}
 }
 
-// offer queues local changes for push; it never blocks on the network.
+// offer queues local changes for push; it never blocks (it runs on the
+// store's commit loop). The queue is bounded: past maxLocalQueue changes
+// waiting for the push loop, the rest are not pushed, are counted as
+// dropped, and reach the peers by anti-entropy, as changes the gossip
+// queue drops do.
 func (p *pusher) offer(cs []store.Change) {
 	if len(cs) == 0 {
 		return
 	}
 	p.mu.Lock()
-	p.local = append(p.local, cs...)
+	room := max(0, maxLocalQueue-len(p.local))
+	kept := cs[:min(len(cs), room)]
+	p.local = append(p.local, kept...)
 	p.mu.Unlock()
+	if dropped := len(cs) - len(kept); dropped > 0 {
+		p.t.m.dropped.WithLabelValues(p.t.cfg.Tier).Add(float64(dropped))
+	}
 	p.poke()
 }
+
+// maxLocalQueue bounds the local changes waiting for the push loop.
+const maxLocalQueue = 1 << 16
 
 func (p *pusher) event(peer string, kind int) {
 	p.mu.Lock()
@@ -330,7 +342,7 @@ func (p *pusher) carryOut() {
 			// The anti-entropy loop runs it: one exchange at a time, joined
 			// on close; a burst beyond its queue waits for the periodic ones.
 			select {
-			case t.syncNow <- peer:
+			case t.syncNow <- syncAsk{peer: peer, repair: true}:
 			default:
 			}
 		}

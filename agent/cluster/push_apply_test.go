@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/strata-state/strata/agent/cluster/plumtree"
 	"github.com/strata-state/strata/agent/hlc"
 	"github.com/strata-state/strata/agent/store"
@@ -93,4 +95,28 @@ func TestPushForwardsWithoutWaitingForTheStore(t *testing.T) {
 		_, err := a.store.Get("machines", "pushed-2")
 		return err == nil, fmt.Sprintf("a did not merge the change once its store was let go: %v", err)
 	})
+}
+
+// The local changes waiting for the push loop are bounded: a commit
+// hands over more than the bound allows, the rest are counted as dropped
+// (anti-entropy brings them), and the queue never holds more.
+func TestLocalPushQueueIsBounded(t *testing.T) {
+	c := newCluster(t)
+	n := c.add("a", nil)
+	p := n.tier.plum
+	before := testutil.ToFloat64(n.tier.m.dropped.WithLabelValues(Regional))
+	cs := make([]store.Change, maxLocalQueue+10)
+	for i := range cs {
+		cs[i] = store.Change{Table: "machines", Key: fmt.Sprintf("m-%06d", i)}
+	}
+	p.offer(cs)
+	p.mu.Lock()
+	queued := len(p.local)
+	p.mu.Unlock()
+	if queued > maxLocalQueue {
+		t.Fatalf("%d local changes queued, bound %d", queued, maxLocalQueue)
+	}
+	if got := testutil.ToFloat64(n.tier.m.dropped.WithLabelValues(Regional)) - before; got < 10 {
+		t.Fatalf("%v changes counted as dropped, want at least 10", got)
+	}
 }

@@ -105,7 +105,7 @@ func (t *Tier) syncSoon(name string) {
 		return
 	}
 	select {
-	case t.syncNow <- name:
+	case t.syncNow <- syncAsk{peer: name}:
 	default: // a burst of joins: the periodic exchanges cover the rest
 	}
 }

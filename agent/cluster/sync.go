@@ -92,33 +92,35 @@ type syncState struct {
 	mu        sync.Mutex
 	exchanges map[uint64]*pagedExchange
 	errLogged map[string]time.Time
-	periodic  map[uint64]time.Time // sessions of the periodic rounds started here, and when
+	holding   map[uint64]time.Time // sessions started here that leave fresh rows to the push path, and when
 }
 
-// startPeriodic records that session is a periodic round (not one asked
-// for by a join, a restart or the push path's repair), forgetting rounds
-// older than exchangeStall.
-func (s *syncState) startPeriodic(session uint64, now time.Time) {
+// startHolding records that session, started here, leaves fresh rows to
+// the push path (a periodic round, or one for ranges the push path gave
+// up; not one at a join or a restart), forgetting sessions older than
+// exchangeStall.
+func (s *syncState) startHolding(session uint64, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.periodic == nil {
-		s.periodic = map[uint64]time.Time{}
+	if s.holding == nil {
+		s.holding = map[uint64]time.Time{}
 	}
-	for id, at := range s.periodic {
+	for id, at := range s.holding {
 		if now.Sub(at) >= exchangeStall {
-			delete(s.periodic, id)
+			delete(s.holding, id)
 		}
 	}
-	if len(s.periodic) < 4*maxExchanges {
-		s.periodic[session] = now
+	if len(s.holding) < 4*maxExchanges {
+		s.holding[session] = now
 	}
 }
 
-// isPeriodic reports whether session is a periodic round started here.
-func (s *syncState) isPeriodic(session uint64) bool {
+// holdsFresh reports whether session is one started here that leaves
+// fresh rows to the push path.
+func (s *syncState) holdsFresh(session uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.periodic[session]
+	_, ok := s.holding[session]
 	return ok
 }
 
@@ -222,6 +224,13 @@ func (t *Tier) syncError(step string, err error) {
 	t.log.Debug("sync: "+step, "err", err)
 }
 
+// syncAsk asks the anti-entropy loop for an exchange with peer now:
+// repair when the push path gave ranges up, otherwise a member joined.
+type syncAsk struct {
+	peer   string
+	repair bool
+}
+
 // syncResult reports the end of an exchange initiated here.
 type syncResult struct {
 	Peer     string
@@ -239,8 +248,12 @@ func (t *Tier) antiEntropyLoop() {
 		select {
 		case <-t.stop:
 			return
-		case peer := <-t.syncNow:
-			t.SyncWith(peer)
+		case ask := <-t.syncNow:
+			// An exchange for ranges the push path gave up on (after its
+			// grafts, seconds after the changes were made) leaves fresh
+			// rows to it as a periodic round does: it is after the lost
+			// ones, not the ones still on their way.
+			t.syncWith(ask.peer, ask.repair)
 			continue
 		case <-time.After(d):
 		}
@@ -268,10 +281,10 @@ func (t *Tier) SyncOnce() string {
 // TTL.
 func (t *Tier) SyncWith(peer string) { t.syncWith(peer, false) }
 
-// syncWith starts an exchange with peer. A periodic round (the
-// anti-entropy loop's, not one asked for) leaves to the push path the
-// rows it is still carrying (see freshSince).
-func (t *Tier) syncWith(peer string, periodic bool) {
+// syncWith starts an exchange with peer. With holdFresh (a periodic
+// round, or one for ranges the push path gave up) it leaves to the push
+// path the rows it is still carrying (see freshSince).
+func (t *Tier) syncWith(peer string, holdFresh bool) {
 	if t.needsTransfer() {
 		t.requestTransfer(peer)
 		return
@@ -287,8 +300,8 @@ func (t *Tier) syncWith(peer string, periodic bool) {
 	}
 	d := t.store.Digest()
 	msg := &syncDigestMsg{header: t.hdr(msgSyncDigest), Session: rand.Uint64(), Root: d.Root()}
-	if periodic {
-		t.sync.startPeriodic(msg.Session, time.Now())
+	if holdFresh {
+		t.sync.startHolding(msg.Session, time.Now())
 	}
 	msg.Branches = make([]store.Hash, store.Branches)
 	for i := range msg.Branches {
@@ -462,10 +475,10 @@ func (t *Tier) onKeys(m *syncKeysMsg) {
 // store a chunk at a time; the last message carries the wanted keys, and
 // is marked Final when final and no keys are wanted. It reports whether
 // every message was sent.
-func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.KeyHash, final, periodic bool) bool {
+func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.KeyHash, final, holdFresh bool) bool {
 	limit := rowsPageBytes()
 	var since hlc.Timestamp
-	if periodic {
+	if holdFresh {
 		since = t.freshSince(n)
 	}
 	held := 0
@@ -507,12 +520,12 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 	return flush(true)
 }
 
-// freshSince is the stamp from which a periodic round with n leaves rows
-// out because the push path is still carrying them: a fifth of the sync
-// interval ago, at most freshHold; 0 (none left out) for a peer that does
-// not take pushes, whose changes come by gossip, which may drop some. An
-// exchange asked for (at a join, after a restart, by the push path's
-// repair) ships every row it finds.
+// freshSince is the stamp from which an exchange with n that holds fresh
+// rows (see syncWith) leaves rows out because the push path is still
+// carrying them: a fifth of the sync interval ago, at most freshHold; 0
+// (none left out) for a peer that does not take pushes, whose changes
+// come by gossip, which may drop some. An exchange asked for at a join or
+// a restart ships every row it finds.
 func (t *Tier) freshSince(n *memberlist.Node) hlc.Timestamp {
 	if !t.speaksPush(n) {
 		return 0
@@ -532,10 +545,10 @@ const freshHold = 2 * time.Second
 // the exchange on to the next page, or ends it.
 func (t *Tier) onRows(m *syncRowsMsg) {
 	rows := m.Rows
-	if t.sync.isPeriodic(m.Session) {
-		// A periodic round started here: rows the push path is still
-		// carrying are left to it (the responder cannot tell a periodic
-		// round from one asked for, so it ships them).
+	if t.sync.holdsFresh(m.Session) {
+		// An exchange started here that holds fresh rows: rows the push
+		// path is still carrying are left to it (the responder cannot tell
+		// such an exchange from another, so it ships them).
 		if n := t.node(m.Sender); n != nil {
 			if since := t.freshSince(n); since != 0 {
 				var held int
@@ -570,7 +583,7 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 	}
 	if len(m.Want) > 0 {
 		if n := t.node(m.Sender); n != nil {
-			t.sendRows(n, m.Session, m.Want, nil, true, t.sync.isPeriodic(m.Session))
+			t.sendRows(n, m.Session, m.Want, nil, true, t.sync.holdsFresh(m.Session))
 		}
 		t.m.syncs.WithLabelValues(t.cfg.Tier, "repaired").Inc()
 		t.finished(syncResult{Peer: m.Sender, Received: len(m.Rows), Sent: len(m.Want)})
@@ -592,7 +605,7 @@ func (t *Tier) pageAnswered(m *syncRowsMsg, ex *pagedExchange) {
 	last := len(ex.pages) == 0
 	switch {
 	case len(m.Want) > 0:
-		if !t.sendRows(n, m.Session, m.Want, nil, last, t.sync.isPeriodic(m.Session)) {
+		if !t.sendRows(n, m.Session, m.Want, nil, last, t.sync.holdsFresh(m.Session)) {
 			t.sync.end(m.Session)
 			return
 		}

@@ -163,7 +163,7 @@ type Tier struct {
 	closed        bool
 	syncDone      chan syncResult // completed exchanges, for tests (buffered, lossy)
 
-	syncNow   chan string               // members that joined, to exchange with now
+	syncNow   chan syncAsk              // exchanges to start now: members that joined, ranges the push path gave up
 	ready     chan struct{}             // closed once caught up (see Ready)
 	readyOnce sync.Once                 // closes ready
 	startedAt atomic.Pointer[time.Time] // set when Start has joined
@@ -201,7 +201,7 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 		stop:          make(chan struct{}),
 		transportDone: make(chan struct{}),
 		syncDone:      make(chan syncResult, 64),
-		syncNow:       make(chan string, 16),
+		syncNow:       make(chan syncAsk, 16),
 		ready:         make(chan struct{}),
 		members:       map[string]*memberlist.Node{},
 		regions:       map[store.NodeID]string{},
