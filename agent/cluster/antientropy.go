@@ -77,20 +77,37 @@ func diffKeys(mine, theirs []store.KeyHash) (send, want []store.KeyHash) {
 	return send, want
 }
 
-// leaveFresh is the step before rows are shipped to a peer that takes
-// pushes: rows whose latest stamp is at or after since are left out, as
-// the push path is still carrying them (an exchange that ran while a
+// leaveFresh is the step before rows are shipped to (or merged from) a
+// peer that takes pushes: what was stamped at or after since is left out,
+// as the push path is still carrying it (an exchange that ran while a
 // change was on its way would otherwise ship it a second time, and
-// deliver it before the push did). A row left out that the peer still
-// lacks at the next exchange is older by then, and goes. It returns the
-// rows to send and how many it left out.
+// deliver it before the push did). Fields are left out one by one: a row
+// whose other fields are older goes with those, so a row with one field
+// written over and over still has its older fields repaired. A row whose
+// own stamp (its causal length's) is fresh is left out whole. What is
+// left out and still missing at a later exchange is older by then, and
+// goes. It returns the rows to send and how many rows lost something.
 func leaveFresh(rows []store.Change, since hlc.Timestamp) (send []store.Change, held int) {
 	send = rows[:0:0]
 	for _, r := range rows {
-		if r.Row.Latest().HLC >= since {
-			held++
+		if r.Row.Latest().HLC < since {
+			send = append(send, r)
 			continue
 		}
+		held++
+		if r.Row.Stamp.HLC >= since {
+			continue
+		}
+		var old []store.Field
+		for _, f := range r.Row.Fields {
+			if f.Stamp.HLC < since {
+				old = append(old, f)
+			}
+		}
+		if len(old) == 0 {
+			continue
+		}
+		r.Row.Fields = old
 		send = append(send, r)
 	}
 	return send, held

@@ -530,8 +530,13 @@ func (t *Tier) freshSince(n *memberlist.Node) hlc.Timestamp {
 	if !t.speaksPush(n) {
 		return 0
 	}
+	// In stamp time: the store's clock runs with the fastest clock of the
+	// region (merges carry remote stamps into it), so a node whose clock
+	// is behind still holds rows for the hold, not for the hold plus the
+	// skew.
 	hold := min(t.cfg.SyncInterval/5, freshHold)
-	return hlc.New(time.Now().Add(-hold).UnixMilli(), 0)
+	now := max(time.Now().UnixMilli(), t.store.LastStamp().Millis())
+	return hlc.New(now-hold.Milliseconds(), 0)
 }
 
 // freshHold bounds how long a change is left to the push path before an
