@@ -90,6 +90,7 @@ type pusher struct {
 	mergeMu      sync.Mutex
 	mergeRoom    *sync.Cond // signalled when merges shrinks or the loop stops
 	merges       []pendingMerge
+	mergeBytes   int // rowSize of merges
 	mergeStopped bool
 	mergeWake    chan struct{} // cap 1
 
@@ -368,13 +369,20 @@ func (p *pusher) apply(cs []store.Change, path string) {
 	if len(cs) == 0 {
 		return
 	}
+	// Each change is copied out of the bundle it was decoded from: a
+	// queued change must not keep a whole received bundle in memory.
+	queued := make([]pendingMerge, len(cs))
+	size := 0
+	for i, c := range cs {
+		queued[i] = pendingMerge{detach(c), path, rowSize(c)}
+		size += queued[i].size
+	}
 	p.mergeMu.Lock()
-	for len(p.merges) > 0 && len(p.merges)+len(cs) > maxMergeQueue && !p.mergeStopped {
+	for len(p.merges) > 0 && (len(p.merges)+len(cs) > maxMergeQueue || p.mergeBytes+size > maxMergeBytes) && !p.mergeStopped {
 		p.mergeRoom.Wait()
 	}
-	for _, c := range cs {
-		p.merges = append(p.merges, pendingMerge{c, path})
-	}
+	p.merges = append(p.merges, queued...)
+	p.mergeBytes += size
 	p.mergeMu.Unlock()
 	select {
 	case p.mergeWake <- struct{}{}:
@@ -387,6 +395,26 @@ func (p *pusher) apply(cs []store.Change, path string) {
 type pendingMerge struct {
 	c    store.Change
 	path string
+	size int // rowSize
+}
+
+// detach returns c with its field values copied into one buffer of its
+// own, so that it no longer refers to the message it was decoded from.
+func detach(c store.Change) store.Change {
+	n := 0
+	for _, f := range c.Row.Fields {
+		n += len(f.Value)
+	}
+	buf := make([]byte, 0, n)
+	fields := make([]store.Field, len(c.Row.Fields))
+	for i, f := range c.Row.Fields {
+		start := len(buf)
+		buf = append(buf, f.Value...)
+		f.Value = buf[start:len(buf):len(buf)]
+		fields[i] = f
+	}
+	c.Row.Fields = fields
+	return c
 }
 
 // mergeLoop merges delivered changes into the store, in delivery order,
@@ -403,7 +431,7 @@ func (p *pusher) mergeLoop() {
 	defer func() {
 		p.mergeMu.Lock()
 		p.mergeStopped = true
-		p.merges = nil
+		p.merges, p.mergeBytes = nil, 0
 		p.mergeMu.Unlock()
 		p.mergeRoom.Broadcast()
 	}()
@@ -425,6 +453,7 @@ func (p *pusher) mergeLoop() {
 			for n < len(p.merges) && n < maxApplyChanges && (n == 0 || p.merges[n].path == path) {
 				path = p.merges[n].path
 				chunk = append(chunk, p.merges[n].c)
+				p.mergeBytes -= p.merges[n].size
 				n++
 			}
 			p.merges = p.merges[n:]
@@ -454,8 +483,12 @@ func (p *pusher) mergeLoop() {
 	}
 }
 
-// maxMergeQueue bounds the delivered changes waiting for the merge loop.
-const maxMergeQueue = 4 * maxApplyChanges
+// maxMergeQueue and maxMergeBytes bound the delivered changes waiting
+// for the merge loop, in number and in (estimated) bytes.
+const (
+	maxMergeQueue = 4 * maxApplyChanges
+	maxMergeBytes = 32 << 20
+)
 
 // maxApplyChanges bounds the changes the push path merges in one store
 // transaction.

@@ -120,3 +120,39 @@ func TestLocalPushQueueIsBounded(t *testing.T) {
 		t.Fatalf("%v changes counted as dropped, want at least 10", got)
 	}
 }
+
+// A change queued for the merge loop is copied out of the bundle it was
+// decoded from (a queued change must not keep a received bundle of up to
+// 16 MiB in memory), and the queue counts its bytes.
+func TestQueuedMergesDoNotReferToTheirBundle(t *testing.T) {
+	st := store.Stamp{HLC: hlc.NewClock(nil, 0).Now(), Node: store.NodeIDOf("z")}
+	ch := store.Change{Table: "machines", Key: "k", Row: store.Row{CL: 1, Stamp: st,
+		Fields: []store.Field{{Num: 1, Stamp: st, Value: []byte("one")}, {Num: 2, Stamp: st, Value: []byte("two")}}}}
+	bundle, err := decodePlum(encodePlum("z", []plumtree.Message{{Kind: plumtree.Push,
+		Items: []plumtree.Item{{ID: plumtree.ID{Origin: "z", Epoch: 1, Seq: 1}, Payload: encodePayload(ch)}}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := decodePayload(bundle.Msgs[0].Items[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := detach(decoded)
+	// Overwrite the received bytes, as the next message read into the
+	// same buffer would.
+	payload := bundle.Msgs[0].Items[0].Payload
+	for i := range payload {
+		payload[i] = 'X'
+	}
+	if string(d.Row.Fields[0].Value) != "one" || string(d.Row.Fields[1].Value) != "two" {
+		t.Fatalf("detached values changed with the bundle: %q %q", d.Row.Fields[0].Value, d.Row.Fields[1].Value)
+	}
+	if string(decoded.Row.Fields[0].Value) == "one" {
+		t.Fatal("the decoded change did not refer to its bundle: the test checks nothing")
+	}
+	// Appending to one value must not run into the next.
+	_ = append(d.Row.Fields[0].Value, '!')
+	if string(d.Row.Fields[1].Value) != "two" {
+		t.Fatal("values share capacity")
+	}
+}
