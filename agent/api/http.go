@@ -112,7 +112,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 }
 
 // acquire takes a slot; at the cap, it closes the idlest connection, or
-// waits for a connection to close or turn idle.
+// waits for a connection to close or turn idle (or to have been idle
+// long enough to be closed).
 func (l *connLimiter) acquire() error {
 	for {
 		select {
@@ -120,20 +121,45 @@ func (l *connLimiter) acquire() error {
 			return nil
 		default:
 		}
-		l.closeIdlest()
+		wait := l.closeIdlest(time.Now())
+		var ripe <-chan time.Time
+		var timer *time.Timer
+		if wait > 0 {
+			timer = time.NewTimer(wait)
+			ripe = timer.C
+		}
+		var err error
+		took := false
 		select {
 		case l.slots <- struct{}{}:
-			return nil
+			took = true
 		case <-l.idleNow:
+		case <-ripe:
 		case <-l.done:
-			return net.ErrClosed
+			err = net.ErrClosed
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if took || err != nil {
+			return err
 		}
 	}
 }
 
-// closeIdlest closes the connection idle longest, if any.
-func (l *connLimiter) closeIdlest() {
+// minIdleToClose is how long a kept-alive connection must have been idle
+// before it is closed to make room: a client that just got its answer
+// is likely to send its next request at once, and a request that
+// arrives as its connection is closed fails (Go's client, for one, does
+// not retry a PUT).
+const minIdleToClose = time.Second
+
+// closeIdlest closes the connection idle longest, if it has been idle
+// for minIdleToClose; otherwise it returns how long until it will have
+// been (0: no idle connection).
+func (l *connLimiter) closeIdlest(now time.Time) time.Duration {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	var oldest net.Conn
 	var since time.Time
 	for c, t := range l.idle {
@@ -141,11 +167,18 @@ func (l *connLimiter) closeIdlest() {
 			oldest, since = c, t
 		}
 	}
-	delete(l.idle, oldest)
-	l.mu.Unlock()
-	if oldest != nil {
-		oldest.Close()
+	if oldest == nil {
+		return 0
 	}
+	if wait := minIdleToClose - now.Sub(since); wait > 0 {
+		return wait
+	}
+	delete(l.idle, oldest)
+	// Closed under the lock: the server marks a connection active (track)
+	// once it reads a request on it, and must find it gone rather than
+	// have it closed under a request it took.
+	oldest.Close()
+	return 0
 }
 
 // track follows a connection's state (http.Server.ConnState).
