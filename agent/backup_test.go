@@ -20,6 +20,13 @@ import (
 // regionNode is a regional-only node with quick gossip and anti-entropy.
 func regionNode(t *testing.T, node, dataDir string, join []string) *config.Config {
 	t.Helper()
+	return regionNodeSyncing(t, node, dataDir, join, "300ms")
+}
+
+// regionNodeSyncing is a regional-only node with quick gossip that runs
+// anti-entropy every syncInterval.
+func regionNodeSyncing(tb testing.TB, node, dataDir string, join []string, syncInterval string) *config.Config {
+	tb.Helper()
 	var q []string
 	for _, j := range join {
 		q = append(q, fmt.Sprintf("%q", j))
@@ -36,12 +43,12 @@ join = [%s]
 gossip_interval = "50ms"
 probe_interval = "200ms"
 probe_timeout = "100ms"
-sync_interval = "300ms"
+sync_interval = %q
 [api]
 addr = "127.0.0.1:0"
-`, node, dataDir, strings.Join(q, ", "))), "agent.toml")
+`, node, dataDir, strings.Join(q, ", "), syncInterval)), "agent.toml")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return cfg
 }

@@ -20,30 +20,7 @@ import (
 // restarted node what it missed within a few seconds.
 func slowSyncNode(tb testing.TB, node, dataDir string, join []string) *config.Config {
 	tb.Helper()
-	var q []string
-	for _, j := range join {
-		q = append(q, fmt.Sprintf("%q", j))
-	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(`node = %q
-cluster = "test"
-data_dir = %q
-[contracts]
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-[regional]
-region = "r1"
-bind = "127.0.0.1:0"
-join = [%s]
-gossip_interval = "50ms"
-probe_interval = "200ms"
-probe_timeout = "100ms"
-sync_interval = "10s"
-[api]
-addr = "127.0.0.1:0"
-`, node, dataDir, strings.Join(q, ", "))), "agent.toml")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cfg
+	return regionNodeSyncing(tb, node, dataDir, join, "10s")
 }
 
 // restartAfterMissing runs three agents; one stops while missed rows are
