@@ -252,8 +252,8 @@ func BenchmarkAntiEntropyInSync(b *testing.B) {
 			a := benchNode(b, "a", "")
 			c := benchNode(b, "c", a.Addr())
 			waitMembers(b, 2, func() []int { return []int{a.NumAlive(), c.NumAlive()} })
-			a.store.SetOnCommit(nil)
-			c.store.SetOnCommit(nil)
+			a.commits.Close()
+			c.commits.Close()
 			const batch = 10_000
 			for i := 0; i < rows; i += batch {
 				muts := make([]store.Mutation, 0, batch)

@@ -387,8 +387,8 @@ func TestAntiEntropyRepairsOnlyWhatDiffers(t *testing.T) {
 		muts = append(muts, store.Mutation{Op: store.OpPut, Table: "machines", Key: fmt.Sprintf("m%05d", i), Fields: []store.FieldValue{{Num: 1, Value: []byte("v")}}})
 	}
 	// Load both stores directly, as if long in sync: a's writes are not
-	// gossiped (hook detached), b gets them by Repair (never gossiped).
-	a.store.SetOnCommit(nil)
+	// gossiped (subscription closed), b gets them by Repair (never gossiped).
+	a.tier.commits.Close()
 	if _, err := a.store.Apply(context.Background(), muts...); err != nil {
 		t.Fatal(err)
 	}

@@ -129,6 +129,7 @@ const pushFanout = 3
 // Tier is one node's membership in one tier, replicating one store.
 // Its methods are safe for concurrent use.
 type Tier struct {
+	commits *store.Subscription // the store's commits, for commitLoop
 	cfg     Config
 	store   *store.Store
 	log     *slog.Logger
@@ -239,8 +240,9 @@ func New(cfg Config, st *store.Store) (*Tier, error) {
 	t.addr = net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
 	t.track(local, memberlist.StateAlive)
 	t.startStreamPush()
-	st.SetOnCommit(t.onCommit)
-	t.done.Add(5)
+	t.commits = st.Subscribe(commitBuffer)
+	t.done.Add(6)
+	go t.commitLoop()
 	go t.plum.loop()
 	go t.plum.mergeLoop()
 	go t.gossipLoop()
@@ -486,7 +488,7 @@ func (t *Tier) Close() error {
 	}
 	t.closed = true
 	t.closeMu.Unlock()
-	t.store.SetOnCommit(nil)
+	t.commits.Close()
 	t.savePeers()
 	t.announceLeave()
 	err := t.ml.Leave(time.Second)
@@ -497,6 +499,34 @@ func (t *Tier) Close() error {
 	close(t.transportDone)
 	t.done.Wait()
 	return err
+}
+
+// commitBuffer is how many commits the tier's subscription to its store
+// holds for the commit loop; past it the store drops commits (counted in
+// strata_gossip_dropped_total) and anti-entropy repairs what they held.
+const commitBuffer = 1024
+
+// commitLoop takes the store's commits from the tier's subscription and
+// hands them on (onCommit), off the store's commit loop: the store never
+// waits for the tier.
+func (t *Tier) commitLoop() {
+	defer t.done.Done()
+	var dropped uint64
+	for {
+		select {
+		case <-t.stop:
+			return
+		case c, ok := <-t.commits.C:
+			if !ok {
+				return
+			}
+			if d := t.commits.Dropped(); d > dropped {
+				t.m.dropped.WithLabelValues(t.cfg.Tier).Add(float64(d - dropped))
+				dropped = d
+			}
+			t.onCommit(c.Local, c.Remote)
+		}
+	}
 }
 
 // onCommit hands this node's own writes to the push path, and queues for

@@ -230,8 +230,11 @@ func (s *Store) commit(batch []*request) {
 			r.err = s.commitError(err)
 		}
 	}
-	if fn := s.onCommit.Load(); fn != nil && (len(local) > 0 || len(remote) > 0) {
-		(*fn)(local, remote)
+	if len(local) > 0 || len(remote) > 0 {
+		s.publish(local, remote)
+		if fn := s.onCommit.Load(); fn != nil {
+			(*fn)(local, remote)
+		}
 	}
 	s.lastCommit.Store(time.Now().UnixNano())
 	for _, r := range batch {

@@ -113,7 +113,9 @@ type Options struct {
 	// the changes it made: the deltas of local writes and the remote
 	// changes that were new. It runs on the commit goroutine, so it must
 	// not block and must not call back into the store's write methods.
-	// The changes must not be modified.
+	// The changes must not be modified. A replication layer subscribes
+	// instead (Subscribe), which never holds the commit loop; the hook
+	// is for instrumentation and for tests that hold the loop on purpose.
 	OnCommit func(local, remote []Change)
 	// Deleted, when set, reports whether a live row (odd causal length)
 	// of table stands for a deleted entry: the global tier's deletes are
@@ -166,6 +168,8 @@ type Store struct {
 	checkpointed time.Time
 
 	onCommit atomic.Pointer[func(local, remote []Change)]
+	subsMu   sync.Mutex
+	subs     []*Subscription
 	synced   atomic.Int64 // unix ms of the last completed exchange (0: never); mirrors metaSynced
 	// lastCommit is when the commit loop last completed a commit, in
 	// unix nanoseconds (CommitStall).
