@@ -422,7 +422,8 @@ func detach(c store.Change) store.Change {
 // waiting for the commit of the one before (an fsync, on a real disk),
 // and changes delivered during a commit join the next one. They are
 // merged quietly (store.Repair): the push path forwards them itself, so
-// the store's commit hook must not gossip them again. Changes still
+// the store must not report them to the tier, which would gossip them
+// again. Changes still
 // queued when the tier stops are not merged; anti-entropy brings them
 // after a restart, as for any node that stopped before a merge.
 func (p *pusher) mergeLoop() {
@@ -456,6 +457,7 @@ func (p *pusher) mergeLoop() {
 				p.mergeBytes -= p.merges[n].size
 				n++
 			}
+			clear(p.merges[:n]) // the taken changes are not kept by the array
 			p.merges = p.merges[n:]
 			if len(p.merges) == 0 {
 				p.merges = nil // let the backing array go
