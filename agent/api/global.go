@@ -145,6 +145,13 @@ func (s *Server) globalList(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	signed := q.Get("format") == "signed"
+	if signed && (q.Has("limit") || q.Has("after")) {
+		// The signed form is the whole view, verified as one by the node
+		// that asked for it: a page of it would not verify.
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: CodeBadRequest,
+			Message: "limit and after do not apply to format=signed, which answers every record of the view"})
+		return
+	}
 	limit := 0
 	if !signed {
 		if limit, ok = listLimit(w, q.Get("limit"), 0); !ok {

@@ -105,6 +105,13 @@ func TestGlobalListPages(t *testing.T) {
 	if _, body := a.call("GET", "/v1/global/app_placements?after=app-5", ""); len(decode[globalPage](t, body).Entries) != 1 {
 		t.Errorf("after=app-5: %s, want app-6 only", body)
 	}
+	// The signed form is answered whole; a page of it is refused, not
+	// silently ignored.
+	for _, q := range []string{"limit=3", "after=app-5"} {
+		if code, body := a.call("GET", "/v1/global/app_placements?format=signed&"+q, ""); code != 400 || !strings.Contains(body, "format=signed") {
+			t.Errorf("format=signed&%s: %d %s, want 400 naming format=signed", q, code, body)
+		}
+	}
 	for _, bad := range []string{"0", "x", "10001"} {
 		if code, body := a.call("GET", "/v1/global/app_placements?limit="+bad, ""); code != 400 || !strings.Contains(body, "want an integer from 1 to 10000") {
 			t.Errorf("limit=%s: %d %s, want 400 as on the regional list", bad, code, body)
