@@ -77,38 +77,48 @@ func diffKeys(mine, theirs []store.KeyHash) (send, want []store.KeyHash) {
 	return send, want
 }
 
+// freshWindow is the span of stamps the push path is taken to be still
+// carrying: from a little before this node's wall clock up to it. A stamp
+// ahead of the clock (a node whose clock runs fast) is outside it: how
+// fresh it is cannot be told, and holding it until this clock caught up
+// would hold it for the skew. The zero window holds nothing.
+type freshWindow struct{ from, to hlc.Timestamp }
+
+func (w freshWindow) holds(ts hlc.Timestamp) bool { return w.to != 0 && ts >= w.from && ts <= w.to }
+
 // leaveFresh is the step before rows are shipped to (or merged from) a
-// peer that takes pushes: what was stamped at or after since is left out,
-// as the push path is still carrying it (an exchange that ran while a
-// change was on its way would otherwise ship it a second time, and
-// deliver it before the push did). Fields are left out one by one: a row
-// whose other fields are older goes with those, so a row with one field
-// written over and over still has its older fields repaired. A row whose
-// own stamp (its causal length's) is fresh is left out whole. What is
-// left out and still missing at a later exchange is older by then, and
-// goes. It returns the rows to send and how many rows lost something.
-func leaveFresh(rows []store.Change, since hlc.Timestamp) (send []store.Change, held int) {
+// peer that takes pushes: what was stamped within w is left out, as the
+// push path is still carrying it (an exchange that ran while a change
+// was on its way would otherwise ship it a second time, and deliver it
+// before the push did). Fields are left out one by one: a row whose other
+// fields are older goes with those, so a row with one field written over
+// and over still has its older fields repaired. A row whose own stamp
+// (its causal length's) is in w is left out whole. What is left out and
+// still missing at a later exchange is older by then, and goes. It
+// returns the rows to send and how many rows lost something.
+func leaveFresh(rows []store.Change, w freshWindow) (send []store.Change, held int) {
 	send = rows[:0:0]
 	for _, r := range rows {
-		if r.Row.Latest().HLC < since {
-			send = append(send, r)
+		if r.Row.Stamp.HLC != 0 && w.holds(r.Row.Stamp.HLC) {
+			held++
 			continue
 		}
-		held++
-		if r.Row.Stamp.HLC >= since {
-			continue
-		}
-		var old []store.Field
+		var kept []store.Field
 		for _, f := range r.Row.Fields {
-			if f.Stamp.HLC < since {
-				old = append(old, f)
+			if !w.holds(f.Stamp.HLC) {
+				kept = append(kept, f)
 			}
 		}
-		if len(old) == 0 {
-			continue
+		switch {
+		case len(kept) == len(r.Row.Fields):
+			send = append(send, r)
+		case len(kept) > 0:
+			held++
+			r.Row.Fields = kept
+			send = append(send, r)
+		default:
+			held++
 		}
-		r.Row.Fields = old
-		send = append(send, r)
 	}
 	return send, held
 }

@@ -23,25 +23,30 @@ func TestLeaveFresh(t *testing.T) {
 	}
 	rows := []store.Change{
 		row("old", 100, 100, 150),
-		row("new", 2000, 2000, 2000), // written at since: left out whole
+		row("new", 2000, 2000, 2000), // written at the window's start: left out whole
 		row("just-old", 1999, 1999),
-		row("hot", 100, 100, 5000),  // one field written over and over: the other goes
+		row("hot", 100, 100, 2500),  // one field written over and over: the other goes
 		row("recreated", 3000, 100), // its causal length is fresh: left out whole
-		row("tombstone", 4000),
+		row("tombstone", 2900),
+		row("ahead", 100, 100, 9000), // stamped past the window (a fast clock): goes
 	}
-	send, held := leaveFresh(rows, hlc.New(2000, 0))
+	w := freshWindow{from: hlc.New(2000, 0), to: hlc.New(3000, 1<<16-1)}
+	send, held := leaveFresh(rows, w)
 	var got []string
 	for _, c := range send {
 		got = append(got, fmt.Sprintf("%s:%d", c.Key, len(c.Row.Fields)))
 	}
-	if fmt.Sprint(got) != "[old:2 just-old:1 hot:1]" || held != 4 {
-		t.Fatalf("leaveFresh sent %v and left out %d rows; want [old:2 just-old:1 hot:1] and 4", got, held)
+	if fmt.Sprint(got) != "[old:2 just-old:1 hot:1 ahead:2]" || held != 4 {
+		t.Fatalf("leaveFresh sent %v and left out %d rows; want [old:2 just-old:1 hot:1 ahead:2] and 4", got, held)
 	}
 	if f := send[2].Row.Fields[0]; f.Num != 1 {
 		t.Fatalf("hot row sent field %d, want its older field 1", f.Num)
 	}
 	if len(rows[3].Row.Fields) != 2 {
 		t.Fatal("leaveFresh changed its input's fields")
+	}
+	if send, held := leaveFresh(rows, freshWindow{}); held != 0 || len(send) != len(rows) {
+		t.Fatalf("the zero window left out %d rows", held)
 	}
 }
 
@@ -53,7 +58,7 @@ func TestLeaveFresh(t *testing.T) {
 // 69-709 ms old, on their way by push.)
 func TestPeriodicRoundLeavesFreshRowsToThePushPath(t *testing.T) {
 	c := newCluster(t)
-	slow := func(cfg *Config) { cfg.SyncInterval = 10 * time.Second } // a hold of 2 s
+	slow := func(cfg *Config) { cfg.SyncInterval, cfg.freshHold = time.Hour, 30*time.Second }
 	a := c.add("a", slow)
 	b := c.add("b", slow)
 	waitFor(t, 10*time.Second, membersSee(2, a, b))
@@ -69,16 +74,15 @@ func TestPeriodicRoundLeavesFreshRowsToThePushPath(t *testing.T) {
 			Fields: []store.Field{{Num: 1, Stamp: st, Value: []byte("v")}}}}
 	}
 	old := hlc.New(time.Now().Add(-time.Minute).UnixMilli(), 0)
-	// The fresh rows are stamped 30 s ahead, so that they are still
-	// within the hold however slowly the exchange runs (the hold is in
-	// stamp time: the store's clock follows them).
-	ahead := hlc.New(time.Now().Add(30*time.Second).UnixMilli(), 0)
+	// The fresh rows are stamped now; the hold is 30 s here, so that they
+	// are still within it however slowly the exchange runs. The rows
+	// stamped 25 s ahead come from a clock running fast: how fresh they
+	// are cannot be told, and they are not held (holding them until this
+	// node's clock caught up would hold them for the skew).
+	now := hlc.New(time.Now().UnixMilli(), 0)
+	ahead := hlc.New(time.Now().Add(25*time.Second).UnixMilli(), 0)
 	for n, side := range map[*testNode]string{a: "a", b: "b"} {
-		// A row 25 s ahead of the wall clock but 5 s older than the
-		// newest stamp: a node whose clock is behind the region's must
-		// not take it for fresh (the hold is 2 s of stamp time).
-		skewed := hlc.New(time.Now().Add(25*time.Second).UnixMilli(), 0)
-		if _, _, err := n.store.Repair(context.Background(), []store.Change{row("fresh-"+side, ahead), row("old-"+side, old), row("skewed-"+side, skewed)}); err != nil {
+		if _, _, err := n.store.Repair(context.Background(), []store.Change{row("fresh-"+side, now), row("old-"+side, old), row("skewed-"+side, ahead)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -89,7 +93,7 @@ func TestPeriodicRoundLeavesFreshRowsToThePushPath(t *testing.T) {
 		_, e3 := a.store.Get("machines", "skewed-b")
 		_, e4 := b.store.Get("machines", "skewed-a")
 		return e1 == nil && e2 == nil && e3 == nil && e4 == nil,
-			fmt.Sprintf("older rows not exchanged: a: %v, %v; b: %v, %v", e1, e3, e2, e4)
+			fmt.Sprintf("old and fast-clock rows not exchanged: a: %v, %v; b: %v, %v", e1, e3, e2, e4)
 	})
 	// The old rows crossed in the same messages as the fresh ones would
 	// have.

@@ -283,7 +283,7 @@ func (t *Tier) SyncWith(peer string) { t.syncWith(peer, false) }
 
 // syncWith starts an exchange with peer. With holdFresh (a periodic
 // round, or one for ranges the push path gave up) it leaves to the push
-// path the rows it is still carrying (see freshSince).
+// path the rows it is still carrying (see freshWindow).
 func (t *Tier) syncWith(peer string, holdFresh bool) {
 	if t.needsTransfer() {
 		t.requestTransfer(peer)
@@ -477,9 +477,9 @@ func (t *Tier) onKeys(m *syncKeysMsg) {
 // every message was sent.
 func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.KeyHash, final, holdFresh bool) bool {
 	limit := rowsPageBytes()
-	var since hlc.Timestamp
+	var fresh freshWindow
 	if holdFresh {
-		since = t.freshSince(n)
+		fresh = t.freshWindow(n)
 	}
 	held := 0
 	var batch []store.Change
@@ -501,9 +501,9 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 			t.syncError("reading rows", err)
 			return false
 		}
-		if since != 0 {
+		if fresh != (freshWindow{}) {
 			var h int
-			rows, h = leaveFresh(rows, since)
+			rows, h = leaveFresh(rows, fresh)
 			held += h
 		}
 		for _, r := range rows {
@@ -520,23 +520,22 @@ func (t *Tier) sendRows(n *memberlist.Node, session uint64, keys, want []store.K
 	return flush(true)
 }
 
-// freshSince is the stamp from which an exchange with n that holds fresh
-// rows (see syncWith) leaves rows out because the push path is still
-// carrying them: a fifth of the sync interval ago, at most freshHold; 0
-// (none left out) for a peer that does not take pushes, whose changes
-// come by gossip, which may drop some. An exchange asked for at a join or
-// a restart ships every row it finds.
-func (t *Tier) freshSince(n *memberlist.Node) hlc.Timestamp {
+// freshWindow is what an exchange with n that holds fresh rows (see
+// syncWith) leaves out because the push path is still carrying it: what
+// was stamped in the last fifth of the sync interval (at most freshHold)
+// up to this node's wall clock; nothing for a peer that does not take
+// pushes, whose changes come by gossip, which may drop some. An exchange
+// asked for at a join or a restart ships every row it finds.
+func (t *Tier) freshWindow(n *memberlist.Node) freshWindow {
 	if !t.speaksPush(n) {
-		return 0
+		return freshWindow{}
 	}
-	// In stamp time: the store's clock runs with the fastest clock of the
-	// region (merges carry remote stamps into it), so a node whose clock
-	// is behind still holds rows for the hold, not for the hold plus the
-	// skew.
 	hold := min(t.cfg.SyncInterval/5, freshHold)
-	now := max(time.Now().UnixMilli(), t.store.LastStamp().Millis())
-	return hlc.New(now-hold.Milliseconds(), 0)
+	if t.cfg.freshHold > 0 {
+		hold = t.cfg.freshHold
+	}
+	now := time.Now()
+	return freshWindow{from: hlc.New(now.Add(-hold).UnixMilli(), 0), to: hlc.New(now.UnixMilli(), 1<<16-1)}
 }
 
 // freshHold bounds how long a change is left to the push path before an
@@ -555,9 +554,9 @@ func (t *Tier) onRows(m *syncRowsMsg) {
 		// path is still carrying are left to it (the responder cannot tell
 		// such an exchange from another, so it ships them).
 		if n := t.node(m.Sender); n != nil {
-			if since := t.freshSince(n); since != 0 {
+			if fresh := t.freshWindow(n); fresh != (freshWindow{}) {
 				var held int
-				rows, held = leaveFresh(rows, since)
+				rows, held = leaveFresh(rows, fresh)
 				if held > 0 {
 					t.m.synced.WithLabelValues(t.cfg.Tier, "left_to_push").Add(float64(held))
 				}

@@ -85,6 +85,9 @@ type Config struct {
 	ProbeTimeout   time.Duration
 	// SyncInterval is the period of anti-entropy exchanges. Default 10s.
 	SyncInterval time.Duration
+	// freshHold, in tests, replaces how long a periodic exchange leaves
+	// fresh rows to the push path (see Tier.freshWindow).
+	freshHold time.Duration
 	// QueueLimit bounds the broadcast queue; older broadcasts beyond it
 	// are dropped (anti-entropy repairs what they carried). Default 4096.
 	// A queued broadcast is at most maxGossipBytes (1,100 bytes; larger

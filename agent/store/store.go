@@ -514,11 +514,6 @@ func (s *Store) LastSynced() time.Time {
 // Path is the file the store lives in.
 func (s *Store) Path() string { return s.path }
 
-// LastStamp is the greatest stamp this store's clock has issued or
-// accepted: with the wall clock, where "now" is in stamp time, whatever
-// the skew between the nodes' clocks.
-func (s *Store) LastStamp() hlc.Timestamp { return s.clock.Last() }
-
 // Node is the stamp identity of local writes.
 func (s *Store) Node() NodeID { return s.node }
 
