@@ -33,10 +33,7 @@ func TestAgentCheckReportsEveryProblem(t *testing.T) {
 	conf := `node = "n-1"
 data_dir = "data"
 
-[contracts]
-dir = "` + filepath.ToSlash(mustAbs(t, "../../../contracts")) + `"
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-
+` + exampleContracts(t) + `
 [regional]
 region = "ord"
 keyring = "regional.key"
@@ -96,10 +93,7 @@ func TestAgentCheckReadsRegionKeys(t *testing.T) {
 		return `node = "n-1"
 data_dir = "data"
 
-[contracts]
-dir = "` + filepath.ToSlash(mustAbs(t, "../../../contracts")) + `"
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-
+` + exampleContracts(t) + `
 [regional]
 region = "ord"
 
@@ -135,10 +129,7 @@ trusted_regions = "` + trusted + `"
 
 	// A node that is not a gateway: api.trusted_regions.
 	write("node.toml", `node = "n-2"
-[contracts]
-dir = "`+filepath.ToSlash(mustAbs(t, "../../../contracts"))+`"
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-[regional]
+`+exampleContracts(t)+`[regional]
 region = "ord"
 [api]
 trusted_regions = "api-regions.pub"
@@ -147,4 +138,13 @@ trusted_regions = "api-regions.pub"
 	if err == nil || !strings.Contains(err.Error(), "api.trusted_regions: global: bad key file: "+filepath.Join(dir, "api-regions.pub")+":1:") {
 		t.Errorf("agent --check with a bad api.trusted_regions: %v", err)
 	}
+}
+
+// exampleContracts is the [contracts] section of an agent.toml that loads
+// the repository's example contract.
+func exampleContracts(t *testing.T) string {
+	return `[contracts]
+dir = "` + filepath.ToSlash(mustAbs(t, "../../../contracts")) + `"
+files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
+`
 }

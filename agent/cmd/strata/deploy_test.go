@@ -45,10 +45,7 @@ func TestDeployTokenFileMode(t *testing.T) {
 		cfg := filepath.Join(dir, "agent.toml")
 		conf := `node = "n-1"
 data_dir = "data"
-[contracts]
-dir = "` + filepath.ToSlash(mustAbs(t, "../../../contracts")) + `"
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-[regional]
+` + exampleContracts(t) + `[regional]
 region = "ord"
 [api]
 token_file = "token"

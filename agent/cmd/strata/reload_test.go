@@ -28,10 +28,7 @@ func TestSIGHUPReloadsToken(t *testing.T) {
 	cfgPath := filepath.Join(dir, "agent.toml")
 	os.WriteFile(cfgPath, []byte(`node = "h1"
 data_dir = "data"
-[contracts]
-dir = "`+filepath.ToSlash(mustAbs(t, "../../../contracts"))+`"
-files = ["fleet/v1/regional.proto", "fleet/v1/global.proto"]
-[regional]
+`+exampleContracts(t)+`[regional]
 region = "r1"
 bind = "127.0.0.1:0"
 [api]
