@@ -271,7 +271,9 @@ func (h *pendingHoldings) Holds(name, region, key string) (exists bool, n int, e
 
 // keyClaims are the records this node's writes are writing. A write
 // claims all its records at once before it checks them, and keeps them
-// until the store has answered its commit: writes of one record are
+// until its commit returns (one that returns store.ErrUnconfirmed may
+// still land after; a later write of the record then merges with it as
+// with any concurrent write, by causal length and stamp): writes of one record are
 // checked and committed one after the other (each reads the causal length
 // the one before left), while writes of other records are checked and
 // committed alongside, in the store's group commits. Claiming all at once
